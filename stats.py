@@ -1,0 +1,284 @@
+"""
+Small statistics toolkit for the head analysis.
+
+Heads are labelled "L{layer}.{head}" everywhere. Two signals are compared:
+  - ablation impact: impact[task][head] = increase in task error when that head is zeroed
+  - probe scores:    scores[head] = how strongly a head shows an attention pattern on text
+                     (one dict per primitive: copying, induction, prev_token, ...)
+
+Contents, top to bottom:
+  1. hypergeometric tail
+  2. selecting "top-tier" heads (z-score, ratio to the mean, top-k, critical pairs)
+  3. the joint-coincidence test and its multiplicity-aware permutation version
+  4. generic helpers: Spearman, paired t, bootstrap CI, mean/std
+"""
+import math
+
+import numpy as np
+from scipy import stats as sps
+
+# -----------------------------------------------------------------------------
+# 1. hypergeometric tail
+
+
+def hypergeom_tail(N, K, n, k):
+    """P(X >= k) for X ~ Hypergeometric(population N, K successes, n draws).
+
+    Exact: the numerator and denominator are integers from math.comb, and Python's int / int
+    division rounds the final ratio correctly, so there is no cancellation error in the tail.
+    """
+    if not (0 <= K <= N and 0 <= n <= N):
+        raise ValueError(f"need 0 <= K, n <= N, got N={N} K={K} n={n}")
+    if k <= 0:
+        return 1.0
+    hi = min(K, n)
+    if k > hi:
+        return 0.0
+    num = sum(math.comb(K, i) * math.comb(N - K, n - i) for i in range(k, hi + 1))
+    return num / math.comb(N, n)
+
+
+# -----------------------------------------------------------------------------
+# 2. selecting top-tier heads
+
+
+def zscores(values):
+    """z-scores of `values` within this one list, as a float array.
+
+    Uses the population std (ddof=0): the heads of a slice are the whole population being ranked,
+    not a sample from a larger one, and ddof=0 is what reproduces the published z values
+    (e.g. L27.2 on AR z = 12.5). A constant list has no spread, so all its z-scores are 0.
+    """
+    x = np.asarray(values, dtype=float)
+    sd = x.std(ddof=0)
+    if sd == 0:
+        return np.zeros_like(x)
+    return (x - x.mean()) / sd
+
+
+def top_by_z(impact, z_min):
+    """Heads whose z-score within some task is >= z_min.
+
+    impact: {task: {head: delta}}. Each task is standardised on its own, so a head that stands
+    out on a task with tiny effects (e.g. AR) counts as much as one on a task with large effects.
+    """
+    out = set()
+    for deltas in impact.values():
+        heads = list(deltas)
+        z = zscores([deltas[h] for h in heads])
+        out.update(h for h, zi in zip(heads, z) if zi >= z_min)
+    return out
+
+
+def top_by_ratio(scores, ratio_min, mean=None):
+    """Heads whose score / mean >= ratio_min; mean defaults to the mean score over `scores`.
+
+    This is how probe scores are quoted ("3.7x the slice mean"). Pass `mean` when the slice mean
+    is known but only some heads' scores are (heads.json exports 97 of 192). Assumes scores are
+    positive, with larger meaning more of the pattern.
+    """
+    mean = float(np.mean(list(scores.values()))) if mean is None else float(mean)
+    if mean <= 0:
+        raise ValueError("top_by_ratio needs a positive mean score")
+    return {h for h, s in scores.items() if s / mean >= ratio_min}
+
+
+def top_k(scores, k):
+    """The k heads with the largest scores (ties broken by label so the result is deterministic)."""
+    ranked = sorted(scores, key=lambda h: (-scores[h], h))
+    return set(ranked[:k])
+
+
+def critical_pairs(impact, threshold):
+    """(task, head) pairs whose ablation delta is strictly above `threshold`, in a stable order."""
+    return [(task, h) for task, deltas in impact.items() for h in sorted(deltas) if deltas[h] > threshold]
+
+
+# -----------------------------------------------------------------------------
+# 3. joint coincidence and the permutation test
+
+
+def _common_heads(probe_scores_list, impact):
+    """Heads that have a value in every probe dict and in every task: the population N."""
+    heads = None
+    for d in list(probe_scores_list) + list(impact.values()):
+        heads = set(d) if heads is None else heads & set(d)
+    return sorted(heads or [])
+
+
+def joint_coincidence(probe_scores, impact, probe_rule, ablate_rule):
+    """How many heads are top-tier on both the probe and the ablation signal, and how surprising.
+
+    probe_rule(scores) -> set of heads, e.g. lambda s: top_by_ratio(s, 1.5)
+    ablate_rule(impact) -> set of heads, e.g. lambda imp: top_by_z(imp, 4)
+
+    Each rule sees its whole signal (so ablation z-scores are over every ablated head, as in the
+    paper), then the tally is restricted to the population: heads that have both a probe score
+    and a delta on every task. Heads without a probe value (the 95 unexported ones in heads.json)
+    therefore drop out of N, K, n and k alike. If the two selections are unrelated, the overlap k
+    is hypergeometric with N = population, K = probe-top count, n = ablation-top count, and
+    p = P(X >= k).
+    """
+    heads = set(_common_heads([probe_scores], impact))
+    probe_top = set(probe_rule(probe_scores)) & heads
+    ablate_top = set(ablate_rule(impact)) & heads
+    both = probe_top & ablate_top
+    N, K, n, k = len(heads), len(probe_top), len(ablate_top), len(both)
+    return {"heads": sorted(both), "N": N, "K": K, "n": n, "k": k, "p": hypergeom_tail(N, K, n, k),
+            "probe_top": sorted(probe_top), "ablate_top": sorted(ablate_top)}
+
+
+def permutation_test(probe_primitives, impact, thresholds=(1.0, 1.25, 1.5, 2.0, 2.5, 3.0), z_min=4.0,
+                     n_perm=10000, seed=0, baselines=None):
+    """Multiplicity-aware permutation test for the probe/ablation coincidence.
+
+    probe_primitives: {primitive: {head: score}}; impact: {task: {head: delta}}.
+    thresholds: ratio-to-mean cut-offs for "probe top-tier" (top_by_ratio).
+    z_min: one value or a sequence of values for "ablation top-tier" (top_by_z).
+    baselines: optional {primitive: slice mean} used as the ratio denominator (see top_by_ratio).
+
+    Observed statistic: the smallest hypergeometric P (as in joint_coincidence) over every
+    (primitive, threshold, z_min) combination, i.e. the best-looking result an analyst could
+    report after trying them all.
+
+    Null: the head labels of the ablation signal are shuffled among the population (heads with a
+    score for every primitive and a delta for every task). One permutation is drawn per null
+    sample and applied to every task at once, so each head keeps its whole row of task deltas and
+    the between-task structure (which tasks share heads, how heavy each task's tail is) is kept;
+    only the link between a head's ablation row and its probe scores is broken. The probe side is
+    untouched, so the correlations among primitives are kept too. For each null sample the same
+    search over all combinations is repeated and its best P recorded. Comparing the observed best
+    with the null distribution of bests is what pays for picking the primitive and threshold
+    after looking: the null gets exactly as many tries as the analyst did, so a small P that one
+    of many combinations produces by luck is no longer rare.
+
+    Shortcut (exact, not an approximation): a within-task z-score does not depend on labels, and
+    shuffling rows among population heads leaves each task's set of values unchanged, so the
+    ablation top set of the relabelled data is just the observed top set mapped through the
+    permutation. Each null sample therefore only relabels the observed sets.
+
+    P_perm = (1 + #{null best <= observed best}) / (1 + n_perm): never 0, and a valid p-value for
+    a finite number of permutations.
+    """
+    z_mins = tuple(float(z) for z in z_min) if np.ndim(z_min) else (float(z_min),)
+    baselines = baselines or {}
+    prims = sorted(probe_primitives)
+    heads = _common_heads([probe_primitives[p] for p in prims], impact)
+    N = len(heads)
+    if N == 0:
+        raise ValueError("no head has both a probe score and an ablation delta")
+    index = {h: i for i, h in enumerate(heads)}
+
+    def probe_rule(p, t):
+        return lambda s: top_by_ratio(s, t, mean=baselines.get(p))
+
+    def ablate_rule(z):
+        return lambda imp: top_by_z(imp, z)
+
+    # probe top sets (fixed under the null) as boolean masks over the population
+    probe_masks = {}
+    for p in prims:
+        for t in thresholds:
+            m = np.zeros(N, dtype=bool)
+            m[[index[h] for h in probe_rule(p, t)(probe_primitives[p]) if h in index]] = True
+            probe_masks[(p, t)] = m
+    # ablation top sets (relabelled under the null) as position arrays
+    ablate_idx = {z: np.array(sorted(index[h] for h in ablate_rule(z)(impact) if h in index), dtype=int)
+                  for z in z_mins}
+
+    combos = [(p, t, z) for (p, t) in probe_masks for z in z_mins]
+    # with N, K, n fixed, P depends only on k: tabulate it once for every possible k
+    tables = []
+    for p, t, z in combos:
+        K, n = int(probe_masks[(p, t)].sum()), len(ablate_idx[z])
+        tables.append(np.array([hypergeom_tail(N, K, n, k) for k in range(n + 1)]))
+
+    def best_p(perm):
+        # perm[i] = where head i's ablation row goes; None means the observed labelling
+        best, arg = math.inf, None
+        for c, (p, t, z) in enumerate(combos):
+            idx = ablate_idx[z] if perm is None else perm[ablate_idx[z]]
+            pv = tables[c][int(probe_masks[(p, t)][idx].sum())]
+            if pv < best:
+                best, arg = pv, c
+        return float(best), arg
+
+    obs, arg = best_p(None)
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(n_perm):
+        null, _ = best_p(rng.permutation(N))
+        hits += null <= obs * (1 + 1e-12)  # tolerance so that equal P values count as ties
+    p, t, z = combos[arg]
+    both = sorted(heads[i] for i in ablate_idx[z] if probe_masks[(p, t)][i])
+    return {"observed_p": obs, "primitive": p, "threshold": t, "z_min": z, "heads": both,
+            "N": N, "K": int(probe_masks[(p, t)].sum()), "n": len(ablate_idx[z]), "k": len(both),
+            "n_combos": len(combos), "n_perm": n_perm, "p_perm": (1 + hits) / (1 + n_perm)}
+
+
+# -----------------------------------------------------------------------------
+# 4. generic helpers
+
+
+def _average_ranks(x):
+    """1-based ranks; tied values share the mean of the ranks they occupy."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    # boundaries of runs of equal values in sorted order
+    starts = np.r_[0, np.flatnonzero(np.diff(xs)) + 1]
+    ends = np.r_[starts[1:], len(xs)]
+    ranks = np.empty(len(x))
+    for s, e in zip(starts, ends):
+        ranks[order[s:e]] = 0.5 * (s + 1 + e)  # mean of ranks s+1 .. e
+    return ranks
+
+
+def spearman(x, y):
+    """Spearman rank correlation with average ranks for ties.
+
+    Returns (rho, p): p is two-sided from t = rho * sqrt((n-2) / (1-rho^2)) with n-2 df, the usual
+    large-sample approximation (and what scipy.stats.spearmanr reports by default).
+    """
+    rx, ry = _average_ranks(x), _average_ranks(y)
+    if len(rx) != len(ry) or len(rx) < 3:
+        raise ValueError("spearman needs two sequences of equal length >= 3")
+    rho = float(np.corrcoef(rx, ry)[0, 1])
+    df = len(rx) - 2
+    if abs(rho) >= 1.0:
+        return rho, 0.0
+    t = rho * math.sqrt(df / (1.0 - rho * rho))
+    return rho, float(2 * sps.t.sf(abs(t), df))
+
+
+def paired_t(a, b):
+    """Paired t-test of mean(a - b) = 0. Returns (t, df, two-sided p)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    n = len(d)
+    if n < 2:
+        raise ValueError("paired_t needs at least two pairs")
+    df = n - 1
+    mean, sd = d.mean(), d.std(ddof=1)
+    if sd == 0:  # no spread: undefined if the mean is 0 too, otherwise infinitely significant
+        return (math.nan, df, math.nan) if mean == 0 else (math.copysign(math.inf, mean), df, 0.0)
+    t = mean / (sd / math.sqrt(n))
+    return float(t), df, float(2 * sps.t.sf(abs(t), df))
+
+
+def bootstrap_ci(values, n_boot=10000, alpha=0.05, seed=0):
+    """Percentile bootstrap CI of the mean. Returns (mean, lo, hi)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        raise ValueError("bootstrap_ci needs at least one value")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(x.mean()), float(lo), float(hi)
+
+
+def mean_std(values):
+    """(mean, sample std with ddof=1); the std of a single value is reported as 0."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        raise ValueError("mean_std needs at least one value")
+    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
