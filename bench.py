@@ -1,0 +1,107 @@
+"""
+Speed and memory of the frozen slice, printed as JSON.
+
+    python bench.py                           # embedded Gemma 3 270M, slice 6-11, CPU
+    python bench.py --model google/gemma-4-31B --layers 24-29 --device cuda
+
+Reports: slice forward+backward throughput (tokens/s; the backward pass computes input gradients
+only, since the slice is frozen) and achieved FLOP/s next to a plain matmul peak measured in the
+same run; slice-only load time and peak RSS against loading the full model with transformers.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import torch
+
+import model as M
+
+LOAD = r"""
+import json, sys, time, torch
+sys.path.insert(0, sys.argv[1])
+import model as M
+def kb(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
+ckpt = M.Checkpoint(sys.argv[2])
+M.gemma_classes(ckpt.text_config)
+from transformers import AutoModelForCausalLM
+base = kb("VmRSS:")
+open("/proc/self/clear_refs", "w").write("5")
+t = time.time()
+if sys.argv[3] == "full":
+    net = AutoModelForCausalLM.from_pretrained(ckpt.dir, dtype=torch.float32)
+else:
+    a, b = M.parse_layers(sys.argv[3], ckpt.num_layers)
+    net = M.load_slice(ckpt, a, b)
+# transformers may map the file lazily: touch every weight so both loads are counted as usable
+with torch.no_grad():
+    sum(p.sum().item() for p in net.parameters())
+read = ckpt.bytes_read if sys.argv[3] != "full" else sum(p.numel() * 4 for p in net.parameters())
+print(json.dumps({"load_s": time.time() - t, "peak_rss_mb": (kb("VmHWM:") - base) / 1024, "bytes_loaded": read}))
+"""
+
+
+def timeit(fn, iters, sync):
+    fn()
+    sync()
+    t = time.time()
+    for _ in range(iters):
+        fn()
+    sync()
+    return (time.time() - t) / iters
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=M.DEFAULT_MODEL, help="model id or path (default: embedded gemma3-270m)")
+    p.add_argument("--layers", default="6-11", help="slice, 0-based inclusive (default 6-11)")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per pass (default 16)")
+    p.add_argument("--seq-len", type=int, default=64, help="tokens per sequence (default 64)")
+    p.add_argument("--iters", type=int, default=5, help="timed iterations (default 5)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--skip-load", action="store_true", help="skip the load-time/RSS comparison")
+    args = p.parse_args()
+    device = M.pick_device(args.device)
+    dtype = M.default_dtype(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    n = 2048 if device.type == "cpu" else 8192
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    peak = 2 * n ** 3 / timeit(lambda: a @ b, args.iters, sync)
+
+    body, info = M.build_body(args.model, args.layers, device=device, dtype=dtype, input_scale=1.0)
+    net = M.InterfaceModel(body, info["d_model"], 16, 16).to(device)
+    x = torch.randn(args.batch_size, args.seq_len, 16, device=device)
+
+    def step():
+        net(x).pow(2).mean().backward()
+
+    tokens = args.batch_size * args.seq_len
+    frozen = M.param_counts(net)["frozen_params"]
+    t_step = timeit(step, args.iters, sync)
+    with torch.no_grad():
+        t_fwd = timeit(lambda: net(x), args.iters, sync)
+    # Matmul FLOPs only: 2 per weight per token forward, 2 more backward for the input gradient
+    # (no weight gradients: the slice is frozen). Attention scores are left out (small at these lengths).
+    flops_step = 4 * frozen * tokens
+    result = {"device": str(device), "dtype": str(dtype).replace("torch.", ""), "model": args.model, "slice": info["layers"],
+              "frozen_params": frozen, "batch_size": args.batch_size, "seq_len": args.seq_len, "threads": torch.get_num_threads(),
+              "matmul_peak_tflops": peak / 1e12,
+              "fwd_bwd_tokens_per_s": tokens / t_step, "fwd_bwd_tflops": flops_step / t_step / 1e12,
+              "fwd_bwd_fraction_of_matmul_peak": flops_step / t_step / peak,
+              "fwd_tokens_per_s": tokens / t_fwd}
+    if not args.skip_load:
+        ckpt_dir = str(M.Checkpoint(args.model).dir or args.model)
+        for what in (args.layers, "full"):
+            out = subprocess.run([sys.executable, "-c", LOAD, str(M.REPO), ckpt_dir, what], capture_output=True, text=True)
+            if out.returncode != 0:
+                result[f"load_{'slice' if what != 'full' else 'full'}"] = {"error": out.stderr.strip().splitlines()[-1]}
+                continue
+            result["load_full" if what == "full" else "load_slice"] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    M.run_main(main)

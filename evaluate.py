@@ -1,0 +1,108 @@
+"""
+Re-evaluate a checkpoint, or summarise a folder of runs.
+
+    python evaluate.py --ckpt runs/ar__pretrained-L6-11__0/best.pt --lengths 10,20,30,40,60 --samples 1024
+    python evaluate.py --aggregate results/token_suite          # mean, std, bootstrap 95% CI per condition
+
+The checkpoint holds only the trainable weights and the run config; the frozen substrate is
+rebuilt from the config (same model, slice, init and seed). By default the sequences are drawn
+from a stream (--eval-seed) that training never used for selecting best.pt, so the number is
+free of selection bias.
+"""
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import model as M
+import stats
+from train import bit_errors, build, environment, load_checkpoint, parse_lengths, save_atomic
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", help="checkpoint written by train.py (best.pt or last.pt)")
+    p.add_argument("--lengths", default=None, help="comma-separated lengths (default: the run's --eval-lengths)")
+    p.add_argument("--samples", type=int, default=1024, help="sequences per length (default 1024)")
+    p.add_argument("--eval-seed", type=int, default=None,
+                   help="seed of the evaluation sequences (default: run seed + 2, a stream training never selected on)")
+    p.add_argument("--out", default=None, help="JSON path (default: eval_<ckpt name>.json beside the checkpoint)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--aggregate", metavar="DIR", help="summarise every results.json under DIR instead")
+    p.add_argument("--metric", default="best", choices=("best", "final"),
+                   help="with --aggregate: the best checkpoint's curve or the last evaluation's (default best)")
+    return p
+
+
+def evaluate(ckpt_path, lengths=None, samples=1024, eval_seed=None, device="auto"):
+    state = load_checkpoint(ckpt_path)
+    cfg = state["config"]
+    device = M.pick_device(device)
+    task, net, info = build(cfg, device)
+    try:
+        missing, unexpected = net.load_state_dict(state["model"], strict=False)
+    except RuntimeError as e:  # shape mismatch: weights from another task, model or slice
+        raise M.UserError(f"{ckpt_path} does not fit the model its config describes: {str(e).splitlines()[1].strip()}")
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    if unexpected or trainable & set(missing):
+        raise M.UserError(f"{ckpt_path} does not fit the model its config describes "
+                          f"(missing {sorted(trainable & set(missing))[:3]}, unexpected {unexpected[:3]})")
+    lengths = parse_lengths(lengths or cfg["eval_lengths"], task)
+    seed = cfg["seed"] + 2 if eval_seed is None else eval_seed
+    t0 = time.time()
+    errors = bit_errors(net, task, lengths, samples, seed, device)
+    return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
+            **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": state["step"],
+            "metric": "per_bit_error", "eval_seed": seed, "eval_samples": samples, "errors": errors,
+            "wall_time_s": time.time() - t0}, (task, net, cfg, device)
+
+
+def aggregate(folder, which="best"):
+    """Group results.json files by condition; mean, std and bootstrap 95% CI of each length's error."""
+    groups = defaultdict(list)
+    for f in sorted(Path(folder).rglob("results.json")):
+        r = json.loads(f.read_text())
+        curve = r["best"] if which == "best" else r["final"]
+        if curve is None:
+            continue
+        key = (r["config"]["task"], r["condition"])
+        groups[key].append({"seed": r["seed"], "step": curve["step"], "errors": curve["errors"], "run": str(f.parent)})
+    out = []
+    for (task, condition), runs in sorted(groups.items()):
+        row = {"task": task, "condition": condition, "n": len(runs), "seeds": [r["seed"] for r in runs],
+               "curve": which, "runs": [r["run"] for r in runs], "errors": {}}
+        for L in runs[0]["errors"]:
+            vals = [r["errors"][L] for r in runs if L in r["errors"]]
+            mean, std = stats.mean_std(vals)
+            _, lo, hi = stats.bootstrap_ci(vals, n_boot=10000, seed=0)
+            row["errors"][L] = {"mean": mean, "std": std, "ci95": [lo, hi], "values": vals}
+        out.append(row)
+    return out
+
+
+def main():
+    args = get_parser().parse_args()
+    if args.aggregate:
+        if not Path(args.aggregate).is_dir():
+            raise M.UserError(f"--aggregate {args.aggregate}: no such folder")
+        rows = aggregate(args.aggregate, args.metric)
+        if not rows:
+            raise M.UserError(f"no results.json under {args.aggregate}")
+        out = Path(args.out or Path(args.aggregate) / f"summary_{args.metric}.json")
+        save_atomic({"source": args.aggregate, "curve": args.metric, "conditions": rows}, out)
+        for r in rows:
+            print(r["task"], r["condition"], f"n={r['n']}",
+                  " ".join(f"L{L}={v['mean']:.4f}±{v['std']:.4f}" for L, v in r["errors"].items()))
+        print(f"wrote {out}")
+        return
+    if not args.ckpt:
+        raise M.UserError("give --ckpt PATH or --aggregate DIR")
+    result, _ = evaluate(args.ckpt, args.lengths, args.samples, args.eval_seed, args.device)
+    out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
+    save_atomic(result, out)
+    print(" ".join(f"L{L}={e:.4f}" for L, e in result["errors"].items()), f"-> {out}")
+
+
+if __name__ == "__main__":
+    M.run_main(main)

@@ -1,0 +1,54 @@
+"""Associative recall: given a list of items and one of them as a query, produce the item that
+followed it in the list.
+
+An item is 2 vectors of 6 bits. Channels (IN_DIM 8): 6 data bits, item-delimiter flag,
+query-delimiter flag. Tokens: for each of the L items an item-delimiter token then its 2 vectors;
+then a query-delimiter token, the query item's 2 vectors, a second query-delimiter token, and 2
+blank tokens whose targets are the 2 vectors of the item after the query. T = 3L + 6. The query
+is drawn uniformly from the first L-1 items; items in a sequence are distinct, so the answer is
+unique. Scored: the 2 answer positions. L = number of items (at least 2)."""
+import torch
+
+from tasks.copy import check_length
+
+NAME = "ar"
+IN_DIM, OUT_DIM = 8, 6
+ITEM_VECS, BITS = 2, 6
+MIN_LEN, MAX_LEN = 2, 168  # 3L+6 <= 512
+DESCRIPTION = __doc__
+
+
+def num_tokens(length):
+    return 3 * length + 6
+
+
+def distinct_items(batch_size, length, generator):
+    """[B, L] item codes (12-bit integers), all different within a row."""
+    codes = torch.randint(0, 2 ** (ITEM_VECS * BITS), (batch_size, length), generator=generator)
+    for row in range(batch_size):
+        while len(set(codes[row].tolist())) < length:  # rare: resample the row
+            codes[row] = torch.randint(0, 2 ** (ITEM_VECS * BITS), (length,), generator=generator)
+    return codes
+
+
+def make_batch(batch_size, length, generator):
+    check_length(length, MIN_LEN, MAX_LEN, NAME)
+    L, T = length, num_tokens(length)
+    codes = distinct_items(batch_size, L, generator)
+    bits = ((codes.unsqueeze(-1) >> torch.arange(ITEM_VECS * BITS)) & 1).float()
+    items = bits.view(batch_size, L, ITEM_VECS, BITS)
+    q = torch.randint(0, L - 1, (batch_size,), generator=generator)
+    rows = torch.arange(batch_size)
+    x = torch.zeros(batch_size, T, IN_DIM)
+    y = torch.zeros(batch_size, T, OUT_DIM)
+    mask = torch.zeros(batch_size, T, dtype=torch.bool)
+    for i in range(L):
+        x[:, 3 * i, BITS] = 1
+        x[:, 3 * i + 1:3 * i + 3, :BITS] = items[:, i]
+    s = 3 * L
+    x[:, s, BITS + 1] = 1
+    x[:, s + 1:s + 3, :BITS] = items[rows, q]
+    x[:, s + 3, BITS + 1] = 1
+    y[:, s + 4:s + 6] = items[rows, q + 1]
+    mask[:, s + 4:s + 6] = True
+    return x, y, mask

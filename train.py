@@ -1,0 +1,229 @@
+"""
+Train the linear interface around a frozen Gemma slice (or a control) on a token-pattern task.
+
+    python train.py --task ar --layers 6-11                  # embedded Gemma 3 270M, CPU
+    python train.py --task copy --init random                # same slice, re-initialised weights
+    python train.py --task ar --substrate scratch            # trainable transformer of the same shape
+    python train.py --task ar --model google/gemma-4-31B --layers 24-29   # the paper's setting, GPU
+
+Steps: parse flags -> build substrate (model.py) -> build task (tasks/) -> loop -> evaluate -> JSON.
+Writes OUT/last.pt, OUT/best.pt (trainable weights + full config) and OUT/results.json.
+"""
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import model as M
+
+TASKS = ("copy", "ar", "rule90", "addition")
+# Flags that define what a checkpoint is; a resumed or evaluated run must agree on all of them.
+IDENTITY = ("task", "model", "layers", "substrate", "init", "seed", "input_scale", "train_len")
+
+
+def get_task(name):
+    if name not in TASKS:
+        raise M.UserError(f"unknown --task {name!r}; choose from {', '.join(TASKS)}")
+    return importlib.import_module(f"tasks.{name}")
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--model", default=M.DEFAULT_MODEL,
+                   help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
+    p.add_argument("--layers", default="6-11", help="slice of decoder layers, 0-based inclusive: 'a-b' or 'a' (default 6-11)")
+    p.add_argument("--substrate", default="gemma", choices=M.SUBSTRATES,
+                   help="gemma: frozen slice; gpt2-random: frozen random GPT-2-style stack of the same shape; "
+                        "scratch: that stack fully trainable; none: interface only (default gemma)")
+    p.add_argument("--init", default="pretrained", choices=M.INITS,
+                   help="pretrained weights, or random: the same slice re-initialised and frozen (default pretrained)")
+    p.add_argument("--input-scale", default="auto",
+                   help="multiplier on the input map's output; 'auto' = RMS of the substrate's residual stream "
+                        "entering the slice, measured on English text (default auto)")
+    p.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per step (default 32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps, then constant LR (default 100)")
+    p.add_argument("--train-len", type=int, default=10,
+                   help="training lengths are drawn uniformly from the task's minimum up to this edge (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="seeds init, data and random-init weights (default 0)")
+    p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
+    p.add_argument("--eval-lengths", default="10,20,30,40,60", help="comma-separated lengths to evaluate (default 10,20,30,40,60)")
+    p.add_argument("--eval-samples", type=int, default=256, help="sequences per length per evaluation (default 256)")
+    p.add_argument("--select-len", type=int, default=30, help="length whose error picks best.pt (default 30: 'L30')")
+    p.add_argument("--out", default=None, help="run folder (default runs/{task}__{condition}__{seed})")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    return p
+
+
+def condition_name(cfg):
+    if cfg["substrate"] != "gemma":
+        return cfg["substrate"]
+    return f"{cfg['init']}-L{cfg['layers']}"
+
+
+def build(cfg, device):
+    """(task module, InterfaceModel, body info) from a run config: used by every script."""
+    task = get_task(cfg["task"])
+    torch.manual_seed(cfg["seed"])
+    body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
+                              M.default_dtype(device), cfg["seed"], cfg["input_scale"])
+    net = M.InterfaceModel(body, info["d_model"], task.IN_DIM, task.OUT_DIM, info["input_scale"]).to(device)
+    return task, net, info
+
+
+def task_loss(logits, y, mask):
+    return F.binary_cross_entropy_with_logits(logits[mask], y[mask])
+
+
+@torch.no_grad()
+def bit_errors(net, task, lengths, samples, seed, device, batch=64):
+    """Per-bit error (threshold 0.5, chance 0.5) on the scored positions, per length.
+
+    The data depends only on (seed, length), so every checkpoint, condition and ablated head is
+    scored on the same sequences: comparisons are paired."""
+    net.eval()
+    out = {}
+    for L in lengths:
+        g = torch.Generator().manual_seed(seed * 1000 + L)
+        wrong = total = 0
+        for start in range(0, samples, batch):
+            x, y, mask = task.make_batch(min(batch, samples - start), L, g)
+            x, y, mask = x.to(device), y.to(device), mask.to(device)
+            pred = net(x) > 0
+            wrong += (pred[mask] != (y[mask] > 0.5)).sum().item()
+            total += y[mask].numel()
+        out[str(L)] = wrong / total
+    net.train()
+    return out
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=M.REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def save_atomic(obj, path):
+    tmp = Path(str(path) + ".tmp")
+    if isinstance(obj, dict) and path.suffix == ".json":
+        tmp.write_text(json.dumps(obj, indent=1))
+    else:
+        torch.save(obj, tmp)
+    os.replace(tmp, path)  # a kill mid-write leaves the previous file intact
+
+
+def load_checkpoint(path):
+    if not Path(path).exists():
+        raise M.UserError(f"no checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def environment(device):
+    import transformers
+    return {"git_commit": git_commit(), "device": str(device), "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads()}
+
+
+def parse_lengths(spec, task):
+    try:
+        lengths = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise M.UserError(f"lengths must be comma-separated integers, got {spec!r}")
+    for L in lengths:
+        if not task.MIN_LEN <= L <= task.MAX_LEN:
+            raise M.UserError(f"length {L} is outside what task {task.NAME} supports ({task.MIN_LEN}-{task.MAX_LEN})")
+    return lengths
+
+
+def main():
+    args = get_parser().parse_args()
+    cfg = vars(args).copy()
+    task = get_task(args.task)
+    if not task.MIN_LEN <= args.train_len <= task.MAX_LEN:
+        raise M.UserError(f"--train-len {args.train_len}: task {args.task} supports lengths {task.MIN_LEN}-{task.MAX_LEN}")
+    eval_lengths = parse_lengths(args.eval_lengths, task)
+    if args.select_len not in eval_lengths:
+        raise M.UserError(f"--select-len {args.select_len} must be one of --eval-lengths {args.eval_lengths}")
+    device = M.pick_device(args.device)
+    out = Path(args.out or f"runs/{args.task}__{condition_name(cfg)}__{args.seed}")
+    if args.resume:
+        state = load_checkpoint(out / "last.pt")
+        old = state["config"]
+        diff = [k for k in IDENTITY if old.get(k) != cfg[k]]
+        if diff:
+            raise M.UserError(f"--resume: {out} was trained with different " + ", ".join(f"{k}={old.get(k)!r}" for k in diff))
+    elif (out / "last.pt").exists() or (out / "results.json").exists():
+        raise M.UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    task, net, info = build(cfg, device)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    data_gen = torch.Generator().manual_seed(args.seed)
+    step, history, best, wall_before = 0, [], None, 0.0
+    if args.resume:
+        net.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        data_gen.set_state(state["data_rng"])
+        step, history, best, wall_before = state["step"], state["history"], state["best"], state["wall_time_s"]
+        print(f"resuming {out} at step {step}")
+    counts = M.param_counts(net)
+    print(f"{args.task} | {condition_name(cfg)} | trainable {counts['trainable_params']:,} | frozen {counts['frozen_params']:,} | {device}")
+
+    def checkpoint(name):
+        save_atomic({"config": cfg, "body": info, "step": step, "model": net.trainable_state(),
+                     "optimizer": opt.state_dict(), "data_rng": data_gen.get_state(), "history": history,
+                     "best": best, "wall_time_s": wall_before + time.time() - t0}, out / name)
+
+    def write_results():
+        save_atomic({"config": cfg, "seed": args.seed, "model": args.model, "slice": info["layers"],
+                     "condition": condition_name(cfg), "body": info, **counts, **environment(device),
+                     "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "per_bit_error",
+                     "select_len": args.select_len, "history": history, "best": best,
+                     "final": history[-1] if history else None}, out / "results.json")
+
+    t0 = time.time()
+    last_sel = history[-1]["errors"][str(args.select_len)] if history else float("nan")
+    bar = tqdm(total=args.steps, initial=step, desc=f"{args.task}", dynamic_ncols=True)
+    while step < args.steps:
+        L = int(torch.randint(task.MIN_LEN, args.train_len + 1, (1,), generator=data_gen))
+        x, y, mask = task.make_batch(args.batch_size, L, data_gen)
+        x, y, mask = x.to(device), y.to(device), mask.to(device)
+        for group in opt.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
+        loss = task_loss(net(x), y, mask)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % args.eval_every == 0 or step == args.steps:
+            errors = bit_errors(net, task, eval_lengths, args.eval_samples, args.seed + 1, device)
+            history.append({"step": step, "loss": loss.item(), "errors": errors})
+            last_sel = errors[str(args.select_len)]
+            if best is None or last_sel < best["errors"][str(args.select_len)]:
+                best = {"step": step, "errors": errors}
+                checkpoint("best.pt")
+            checkpoint("last.pt")
+            write_results()
+        bar.set_postfix(loss=f"{loss.item():.4f}", **{f"L{args.select_len}": f"{last_sel:.4f}"})
+    bar.close()
+    write_results()
+    print(f"done: best L{args.select_len} {best['errors'][str(args.select_len)]:.4f} at step {best['step']}; {out}/results.json")
+
+
+if __name__ == "__main__":
+    M.run_main(main)
