@@ -198,6 +198,7 @@ def main():
     t0 = time.time()
     last_sel = history[-1]["errors"][str(args.select_len)] if history else float("nan")
     bar = tqdm(total=args.steps, initial=step, desc=f"{args.task}", dynamic_ncols=True)
+    loss_sum, loss_n = 0.0, 0  # mean training loss since the last evaluation
     while step < args.steps:
         L = int(torch.randint(task.MIN_LEN, args.train_len + 1, (1,), generator=data_gen))
         x, y, mask = task.make_batch(args.batch_size, L, data_gen)
@@ -209,10 +210,12 @@ def main():
         loss.backward()
         opt.step()
         step += 1
+        loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
         bar.update(1)
         if step % args.eval_every == 0 or step == args.steps:
             errors = bit_errors(net, task, eval_lengths, args.eval_samples, args.seed + 1, device)
-            history.append({"step": step, "loss": loss.item(), "errors": errors})
+            history.append({"step": step, "loss": loss_sum / loss_n, "errors": errors})
+            loss_sum, loss_n = 0.0, 0
             last_sel = errors[str(args.select_len)]
             if best is None or last_sel < best["errors"][str(args.select_len)]:
                 best = {"step": step, "errors": errors}
