@@ -1,0 +1,124 @@
+"""
+Score every attention head of a frozen model on attention-pattern primitives, on English text.
+
+    python probe.py                                   # embedded Gemma 3 270M, all 18 layers x 4 heads
+    python probe.py --layers 6-11 --text my.txt --out probe.json
+
+Primitives (per head, averaged over query positions t >= 1 of every sentence, pooled):
+  copying        attention mass onto earlier positions holding the same token id as t ("TxtCopy"),
+                 over positions that have such an earlier occurrence
+  induction      mass onto positions s whose previous token equals token t (s-1 an earlier
+                 occurrence of t, s < t), over positions that have one
+  prev_token     mass on t-1
+  bos_sink       mass on position 0 (the BOS token)
+  entropy        entropy of the attention row (nats)
+  mean_distance  expected distance t - s under the attention row
+Each score is also given as a ratio to its mean over the probed heads.
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+import model as M
+from train import environment, save_atomic
+
+PRIMITIVES = ("copying", "induction", "prev_token", "bos_sink", "entropy", "mean_distance")
+
+
+def load_tokenizer(ckpt):
+    from transformers import AutoTokenizer
+    try:
+        return AutoTokenizer.from_pretrained(ckpt.dir if ckpt.dir is not None else ckpt.repo_id)
+    except Exception as e:
+        raise M.UserError(f"{ckpt.name}: could not load its tokenizer ({type(e).__name__})")
+
+
+def head_scores(att, ids):
+    """Sums (not yet averaged) of every primitive for one sentence.
+
+    att: [heads, T, T] attention weights, ids: [T] token ids. Returns {primitive: (sum [heads], count)}."""
+    T = ids.shape[0]
+    t_idx = torch.arange(T)
+    earlier = t_idx.unsqueeze(1) > t_idx.unsqueeze(0)                  # [t, s]: s < t
+    same = (ids.unsqueeze(1) == ids.unsqueeze(0)) & earlier             # s holds token t
+    prev_ids = torch.cat([ids.new_full((1,), -1), ids[:-1]])
+    induct = (ids.unsqueeze(1) == prev_ids.unsqueeze(0)) & earlier      # token before s is token t
+    rows = t_idx >= 1
+    out = {}
+    for name, m in (("copying", same), ("induction", induct)):
+        has = m.any(1) & rows
+        out[name] = ((att * m).sum(-1)[:, has].sum(-1), int(has.sum()))
+    n = int(rows.sum())
+    a = att[:, rows]                                                    # [heads, n, T]
+    out["prev_token"] = (a[:, torch.arange(n), t_idx[rows] - 1].sum(-1), n)
+    out["bos_sink"] = (a[..., 0].sum(-1), n)
+    out["entropy"] = (-(a * a.clamp_min(1e-12).log()).sum(-1).sum(-1), n)
+    dist = (t_idx[rows].unsqueeze(1) - t_idx.unsqueeze(0)).clamp_min(0).float()
+    out["mean_distance"] = ((a * dist).sum(-1).sum(-1), n)
+    return out
+
+
+@torch.no_grad()
+def probe(ckpt, first, last, sentences, device="cpu", dtype=torch.float32):
+    tok = load_tokenizer(ckpt)
+    body = M.load_slice(ckpt, 0, last, device, dtype)  # layers before `first` are needed to reach it
+    emb = ckpt.embedding().to(device, dtype)
+    scale = torch.tensor(ckpt.text_config.hidden_size ** 0.5, dtype=dtype)  # Gemma scales its embeddings
+    H = body.num_heads
+    sums = {p: torch.zeros(last - first + 1, H, dtype=torch.float64) for p in PRIMITIVES}
+    counts = {p: 0 for p in PRIMITIVES}
+    for s in tqdm(sentences, desc="probe"):
+        ids = tok(s, return_tensors="pt")["input_ids"][0]
+        with M.capture_attention(body) as att:
+            body((emb[ids.to(device)] * scale).unsqueeze(0))
+        for j, layer in enumerate(range(first, last + 1)):
+            for p, (total, n) in head_scores(att[layer][0].float().cpu(), ids).items():
+                sums[p][j] += total.double()
+                counts[p] += n if j == 0 else 0
+    heads = {}
+    for p in PRIMITIVES:
+        vals = (sums[p] / max(counts[p], 1)).tolist()
+        mean = sum(map(sum, vals)) / (len(vals) * H)
+        for j, layer in enumerate(range(first, last + 1)):
+            for h in range(H):
+                d = heads.setdefault(f"L{layer}.{h}", {"layer": layer, "head": h, "scores": {}, "ratio": {}})
+                d["scores"][p] = vals[j][h]
+                d["ratio"][p] = vals[j][h] / mean if mean else float("nan")
+    means = {p: sum(h["scores"][p] for h in heads.values()) / len(heads) for p in PRIMITIVES}
+    return heads, means, counts
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=M.DEFAULT_MODEL, help="model id or path (default: embedded gemma3-270m)")
+    p.add_argument("--layers", default="all", help="layers to score, 'a-b' or 'a' (default: all)")
+    p.add_argument("--text", default=str(M.PROBE_TEXT), help="one sentence per line (default: data/probe_sentences.txt)")
+    p.add_argument("--out", default=None, help="JSON path (default results/probe/probe_<model>.json)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    args = p.parse_args()
+    device = M.pick_device(args.device)
+    ckpt = M.Checkpoint(args.model)
+    spec = f"0-{ckpt.num_layers - 1}" if args.layers == "all" else args.layers
+    first, last = M.parse_layers(spec, ckpt.num_layers)
+    if not Path(args.text).is_file():
+        raise M.UserError(f"--text {args.text}: no such file")
+    sentences = [s.strip() for s in Path(args.text).read_text().splitlines() if s.strip()]
+    t0 = time.time()
+    heads, means, counts = probe(ckpt, first, last, sentences, device, M.default_dtype(device))
+    out = Path(args.out or f"results/probe/probe_{Path(args.model).name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ranking = {p: sorted(heads, key=lambda h: -heads[h]["scores"][p])[:5] for p in PRIMITIVES}
+    save_atomic({"model": args.model, "layers": f"{first}-{last}", "text": args.text, "sentences": len(sentences),
+                 "primitives": list(PRIMITIVES), "means": means, "positions_counted": counts, "top5": ranking,
+                 "heads": heads, **environment(device), "wall_time_s": time.time() - t0}, out)
+    for prim in ("copying", "induction", "prev_token"):
+        print(f"{prim:>10}: " + ", ".join(f"{h} {heads[h]['ratio'][prim]:.2f}x" for h in ranking[prim][:3]))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    M.run_main(main)
