@@ -1,36 +1,40 @@
-"""Binary addition of two L-bit numbers, least significant bit first.
-
-Channels (IN_DIM 3): a_i, b_i, end flag. Token i (0..L-1) carries (a_i, b_i, 0) and its target is
-bit i of a + b; a final token (0, 0, 1) has the carry out (bit L) as target. T = L + 1, all
-positions scored. LSB-first order makes every sum bit depend only on bits at or before its
-position, so a causal model can compute it by carrying forward."""
+"""Binary addition of two L-bit numbers, fed and answered least significant bit first."""
 import torch
 
-from tasks.copy import check_length
-
 NAME = "addition"
-IN_DIM, OUT_DIM = 3, 1
-MIN_LEN, MAX_LEN = 1, 511
-DESCRIPTION = __doc__
+IN_DIM = 3   # a_i, b_i, end flag
+OUT_DIM = 1  # one bit of a + b
+MIN_LEN = 1
+MAX_LEN = 511  # T = L+1 = 512, the whole sliding window
+DESCRIPTION = """\
+Channels in: 0 a_i, 1 b_i, 2 end flag. Out: 1 bit. Bits are least significant first.
+Tokens: token i (0..L-1) is (a_i, b_i, 0) with target bit i of a + b; a final token (0, 0, 1) has
+target bit L of the sum (the carry out). T = L + 1. Scored: all L + 1 positions.
+L = bits per operand, 1..511. LSB-first means sum bit i needs only operand bits 0..i, which a
+causal model has seen by position i."""
 
 
-def num_tokens(length):
+def num_tokens(length: int) -> int:
     return length + 1
 
 
-def make_batch(batch_size, length, generator):
-    check_length(length, MIN_LEN, MAX_LEN, NAME)
+def make_batch(batch_size: int, length: int, generator: torch.Generator):
+    if not MIN_LEN <= length <= MAX_LEN:
+        raise ValueError(f"{NAME}: length must be between {MIN_LEN} and {MAX_LEN}, got {length}")
     L, T = length, num_tokens(length)
     a = torch.randint(0, 2, (batch_size, L), generator=generator)
     b = torch.randint(0, 2, (batch_size, L), generator=generator)
-    total = torch.zeros(batch_size, L + 1, dtype=torch.long)
+    # Ripple-carry over bit positions; operands up to 511 bits do not fit in an int64.
+    total = torch.zeros(batch_size, T, dtype=torch.long)
     carry = torch.zeros(batch_size, dtype=torch.long)
-    for i in range(L):  # ripple-carry, bit by bit
+    for i in range(L):
         s = a[:, i] + b[:, i] + carry
         total[:, i], carry = s % 2, s // 2
     total[:, L] = carry
     x = torch.zeros(batch_size, T, IN_DIM)
-    x[:, :L, 0], x[:, :L, 1], x[:, L, 2] = a.float(), b.float(), 1
+    x[:, :L, 0] = a.float()
+    x[:, :L, 1] = b.float()
+    x[:, L, 2] = 1
     y = total.float().unsqueeze(-1)
     mask = torch.ones(batch_size, T, dtype=torch.bool)
     return x, y, mask

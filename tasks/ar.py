@@ -9,8 +9,6 @@ is drawn uniformly from the first L-1 items; items in a sequence are distinct, s
 unique. Scored: the 2 answer positions. L = number of items (at least 2)."""
 import torch
 
-from tasks.copy import check_length
-
 NAME = "ar"
 IN_DIM, OUT_DIM = 8, 6
 ITEM_VECS, BITS = 2, 6
@@ -32,7 +30,8 @@ def distinct_items(batch_size, length, generator):
 
 
 def make_batch(batch_size, length, generator):
-    check_length(length, MIN_LEN, MAX_LEN, NAME)
+    if not MIN_LEN <= length <= MAX_LEN:
+        raise ValueError(f"{NAME}: length must be in {MIN_LEN}..{MAX_LEN}, got {length}")
     L, T = length, num_tokens(length)
     codes = distinct_items(batch_size, L, generator)
     bits = ((codes.unsqueeze(-1) >> torch.arange(ITEM_VECS * BITS)) & 1).float()

@@ -1,27 +1,25 @@
-"""Binary copy: reproduce a list of random 8-bit vectors after a delimiter.
-
-Channels (IN_DIM 9): 8 data bits, 1 delimiter flag. Tokens: L data vectors, one delimiter token,
-then L blank tokens whose targets are the L vectors in order. T = 2L + 1. Scored: the L answer
-positions (all 8 bits each). L = number of vectors."""
+"""Copy task: read L random 8-bit vectors, then write them back after a delimiter."""
 import torch
 
 NAME = "copy"
-IN_DIM, OUT_DIM = 9, 8
-MIN_LEN, MAX_LEN = 1, 255  # 2L+1 <= 511 keeps every sequence inside the 512-token sliding window
-DESCRIPTION = __doc__
+IN_DIM = 9   # 8 data bits + delimiter flag
+OUT_DIM = 8  # the 8 bits of one vector
+MIN_LEN = 1
+MAX_LEN = 255  # T = 2L+1 = 511 fits the model's 512-token sliding window
+DESCRIPTION = """\
+Channels in: 0-7 data bits (bit j of a vector in channel j), 8 delimiter flag. Out: 8 bits.
+Tokens: L data vectors (flag 0), one delimiter token (flag 1, data 0), then L blank tokens (all
+zero). The target at blank token k is data vector k. T = 2L + 1.
+Scored: the L blank positions (all 8 bits each). L = number of vectors, 1..255."""
 
 
-def num_tokens(length):
+def num_tokens(length: int) -> int:
     return 2 * length + 1
 
 
-def check_length(length, min_len=MIN_LEN, max_len=MAX_LEN, name=NAME):
-    if not min_len <= length <= max_len:
-        raise ValueError(f"{name}: length must be in {min_len}..{max_len}, got {length}")
-
-
-def make_batch(batch_size, length, generator):
-    check_length(length)
+def make_batch(batch_size: int, length: int, generator: torch.Generator):
+    if not MIN_LEN <= length <= MAX_LEN:
+        raise ValueError(f"{NAME}: length must be between {MIN_LEN} and {MAX_LEN}, got {length}")
     L, T = length, num_tokens(length)
     data = torch.randint(0, 2, (batch_size, L, 8), generator=generator).float()
     x = torch.zeros(batch_size, T, IN_DIM)
@@ -29,6 +27,6 @@ def make_batch(batch_size, length, generator):
     mask = torch.zeros(batch_size, T, dtype=torch.bool)
     x[:, :L, :8] = data
     x[:, L, 8] = 1
-    y[:, L + 1:] = data
+    y[:, L + 1:] = data  # the answer only appears as a target, never as an input
     mask[:, L + 1:] = True
     return x, y, mask

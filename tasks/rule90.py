@@ -1,36 +1,36 @@
-"""One step of the elementary cellular automaton Rule 90 on L cells.
-
-next[i] = state[i-1] XOR state[i+1], with zero (null) boundary: cells outside 0..L-1 are 0.
-Channels (IN_DIM 2): state bit, delimiter flag. Tokens: the L cells of the current state, one
-delimiter token, then L blank tokens whose targets are next[0..L-1]. T = 2L + 1. Scored: those L
-positions. The answer comes after the whole state because a causal model could not see cell
-i+1 from position i."""
+"""Rule 90: one step of the elementary cellular automaton on L cells with a zero boundary."""
 import torch
 import torch.nn.functional as F
 
-from tasks.copy import check_length
-
 NAME = "rule90"
-IN_DIM, OUT_DIM = 2, 1
-MIN_LEN, MAX_LEN = 1, 255
-DESCRIPTION = __doc__
+IN_DIM = 2   # state bit + delimiter flag
+OUT_DIM = 1  # next state of one cell
+MIN_LEN = 1
+MAX_LEN = 255  # T = 2L+1 = 511 fits the 512-token sliding window
+DESCRIPTION = """\
+Rule: next[i] = state[i-1] XOR state[i+1], with null boundary state[-1] = state[L] = 0.
+Channels in: 0 state bit, 1 delimiter flag. Out: 1 bit. Tokens: cells state[0..L-1] in order, one
+delimiter token (flag 1), then L blank tokens; blank token i has target next[i]. T = 2L + 1.
+Scored: the L blank positions. L = number of cells, 1..255. The answer follows the whole state
+because a causal model at cell i could not yet see cell i+1."""
 
 
-def num_tokens(length):
+def num_tokens(length: int) -> int:
     return 2 * length + 1
 
 
-def make_batch(batch_size, length, generator):
-    check_length(length, MIN_LEN, MAX_LEN, NAME)
+def make_batch(batch_size: int, length: int, generator: torch.Generator):
+    if not MIN_LEN <= length <= MAX_LEN:
+        raise ValueError(f"{NAME}: length must be between {MIN_LEN} and {MAX_LEN}, got {length}")
     L, T = length, num_tokens(length)
     state = torch.randint(0, 2, (batch_size, L), generator=generator)
-    padded = F.pad(state, (1, 1))  # the zero boundary
-    nxt = (padded[:, :-2] ^ padded[:, 2:]).float()
+    padded = F.pad(state, (1, 1))  # one zero cell on each side is the null boundary
+    nxt = padded[:, :-2] ^ padded[:, 2:]
     x = torch.zeros(batch_size, T, IN_DIM)
     y = torch.zeros(batch_size, T, OUT_DIM)
     mask = torch.zeros(batch_size, T, dtype=torch.bool)
     x[:, :L, 0] = state.float()
     x[:, L, 1] = 1
-    y[:, L + 1:, 0] = nxt
+    y[:, L + 1:, 0] = nxt.float()
     mask[:, L + 1:] = True
     return x, y, mask

@@ -1,32 +1,44 @@
-"""Task generators against brute-force references written independently of them."""
+"""Task generators checked against brute-force references written independently of them."""
 import pytest
 import torch
 
 from tasks import addition, ar, copy, rule90
 
 TASKS = (copy, ar, rule90, addition)
+SCORED = {"copy": lambda L: L, "ar": lambda L: 2, "rule90": lambda L: L, "addition": lambda L: L + 1}
 
 
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def answer_bits(y, mask, b):
-    return y[b][mask[b]]
+def bits(t):
+    return [int(v) for v in t.flatten().tolist()]
+
+
+def lengths(task):
+    return (task.MIN_LEN, task.MIN_LEN + 1, 9, task.MAX_LEN)
+
+
+@pytest.mark.parametrize("task", TASKS, ids=lambda t: t.NAME)
+def test_interface(task):
+    for name in ("NAME", "IN_DIM", "OUT_DIM", "MAX_LEN", "DESCRIPTION", "num_tokens", "make_batch"):
+        assert hasattr(task, name), name
+    assert task.__name__ == f"tasks.{task.NAME}"
+    assert len(task.DESCRIPTION) > 100
+    assert task.num_tokens(task.MAX_LEN) <= 512 < task.num_tokens(task.MAX_LEN + 1)  # largest L that fits
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.NAME)
 def test_shapes_masks_and_values(task):
-    for L in (task.MIN_LEN, 3, 17, task.MAX_LEN):
+    for L in lengths(task):
         x, y, mask = task.make_batch(4, L, gen(L))
         T = task.num_tokens(L)
         assert x.shape == (4, T, task.IN_DIM) and y.shape == (4, T, task.OUT_DIM) and mask.shape == (4, T)
         assert x.dtype == y.dtype == torch.float32 and mask.dtype == torch.bool
         assert set(x.unique().tolist()) <= {0.0, 1.0} and set(y.unique().tolist()) <= {0.0, 1.0}
-        scored = {"copy": L, "ar": 2, "rule90": L, "addition": L + 1}[task.NAME]
-        assert mask.sum(1).tolist() == [scored] * 4
+        assert mask.sum(1).tolist() == [SCORED[task.NAME](L)] * 4
         assert (y[~mask] == 0).all()  # nothing to predict off the scored positions
-        assert T <= 512
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.NAME)
@@ -36,70 +48,91 @@ def test_reproducible_and_fresh(task):
     c = task.make_batch(8, 5, gen(2))
     assert all(torch.equal(p, q) for p, q in zip(a, b))
     assert not torch.equal(a[0], c[0])
-    g = gen(3)
+    g = gen(3)  # consecutive calls on one generator give new data
     assert not torch.equal(task.make_batch(8, 5, g)[0], task.make_batch(8, 5, g)[0])
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.NAME)
 def test_length_limits(task):
-    for bad in (task.MIN_LEN - 1, task.MAX_LEN + 1):
-        with pytest.raises(ValueError):
+    for bad in {0, task.MIN_LEN - 1, task.MAX_LEN + 1}:
+        with pytest.raises(ValueError, match=task.NAME):
             task.make_batch(2, bad, gen())
 
 
 def test_copy_reference():
-    for L in (1, 7, 30):
-        x, y, mask = copy.make_batch(16, L, gen(L))
-        for b in range(16):
-            assert x[b, L, 8] == 1 and x[b, :L, 8].sum() == 0
-            assert torch.equal(answer_bits(y, mask, b), x[b, :L, :8])
-            assert x[b, L + 1:].sum() == 0  # the answer is not in the input
+    for L in lengths(copy):
+        x, y, mask = copy.make_batch(8, L, gen(L))
+        for b in range(8):
+            assert bits(x[b, :, 8]) == [0] * L + [1] + [0] * L  # delimiter only between the halves
+            assert bits(x[b, L, :8]) == [0] * 8 and bits(x[b, L + 1:]) == [0] * (L * 9)  # answer not in input
+            assert [i for i in range(2 * L + 1) if mask[b, i]] == list(range(L + 1, 2 * L + 1))
+            for k in range(L):
+                assert bits(y[b, L + 1 + k]) == bits(x[b, k, :8])
 
 
 def test_rule90_reference():
-    for L in (1, 2, 9, 40):
-        x, y, mask = rule90.make_batch(32, L, gen(L))
-        for b in range(32):
-            cells = [int(v) for v in x[b, :L, 0]]
+    for L in lengths(rule90):
+        x, y, mask = rule90.make_batch(8, L, gen(L))
+        for b in range(8):
+            assert bits(x[b, :, 1]) == [0] * L + [1] + [0] * L
+            assert bits(x[b, L + 1:]) == [0] * (2 * L)
+            cells = bits(x[b, :L, 0])
             expected = []
             for i in range(L):
-                left = cells[i - 1] if i > 0 else 0
-                right = cells[i + 1] if i < L - 1 else 0
+                left = cells[i - 1] if i - 1 >= 0 else 0  # null boundary
+                right = cells[i + 1] if i + 1 < L else 0
                 expected.append(left ^ right)
-            assert [int(v) for v in answer_bits(y, mask, b)[:, 0]] == expected
+            assert [i for i in range(2 * L + 1) if mask[b, i]] == list(range(L + 1, 2 * L + 1))
+            assert bits(y[b, L + 1:, 0]) == expected
 
 
 def test_addition_reference():
-    for L in (1, 5, 30, 64):
-        x, y, mask = addition.make_batch(32, L, gen(L))
-        for b in range(32):
-            a = sum(int(x[b, i, 0]) << i for i in range(L))
-            c = sum(int(x[b, i, 1]) << i for i in range(L))
-            got = sum(int(y[b, i, 0]) << i for i in range(L + 1))
+    for L in lengths(addition):
+        x, y, mask = addition.make_batch(8, L, gen(L))
+        assert mask.all()
+        for b in range(8):
+            assert bits(x[b, :, 2]) == [0] * L + [1] and bits(x[b, L, :2]) == [0, 0]
+            a = sum(bit << i for i, bit in enumerate(bits(x[b, :L, 0])))  # LSB first
+            c = sum(bit << i for i, bit in enumerate(bits(x[b, :L, 1])))
+            got = sum(bit << i for i, bit in enumerate(bits(y[b, :, 0])))
             assert got == a + c
-            assert x[b, L, 2] == 1 and x[b, :L, 2].sum() == 0
 
 
 def test_ar_reference():
-    for L in (2, 3, 10, 30):
-        x, y, mask = ar.make_batch(32, L, gen(L))
-        for b in range(32):
-            items = [tuple(x[b, 3 * i + 1:3 * i + 3, :6].flatten().tolist()) for i in range(L)]
-            assert all(x[b, 3 * i, 6] == 1 for i in range(L))
+    queried = set()
+    for L in lengths(ar):
+        x, y, mask = ar.make_batch(16, L, gen(L))
+        s = 3 * L  # start of the query block
+        for b in range(16):
+            items = []
+            for i in range(L):
+                assert bits(x[b, 3 * i, :]) == [0] * 6 + [1, 0]  # item delimiter
+                assert bits(x[b, 3 * i + 1:3 * i + 3, 6:]) == [0] * 4
+                items.append(tuple(bits(x[b, 3 * i + 1:3 * i + 3, :6])))
             assert len(set(items)) == L  # distinct, so the answer is unique
-            s = 3 * L
-            assert x[b, s, 7] == 1 and x[b, s + 3, 7] == 1
-            query = tuple(x[b, s + 1:s + 3, :6].flatten().tolist())
+            assert bits(x[b, s]) == bits(x[b, s + 3]) == [0] * 6 + [0, 1]  # query delimiters
+            assert bits(x[b, s + 4:]) == [0] * 16  # the answer slots are blank
+            query = tuple(bits(x[b, s + 1:s + 3, :6]))
             follower = None
-            for i in range(L - 1):
+            for i in range(L - 1):  # the last item has no successor, so it is never the query
                 if items[i] == query:
                     follower = items[i + 1]
+                    if L == 3:
+                        queried.add(i)
             assert follower is not None
-            assert tuple(answer_bits(y, mask, b).flatten().tolist()) == follower
+            assert [i for i in range(s + 6) if mask[b, i]] == [s + 4, s + 5]
+            assert tuple(bits(y[b, s + 4:s + 6])) == follower
+    assert queried == {0, 1}  # with 3 items both allowed query slots turn up
 
 
 def test_random_bits_are_balanced():
-    x, _, _ = copy.make_batch(256, 20, gen())
-    assert 0.45 < x[:, :20, :8].mean() < 0.55
-    x, _, _ = rule90.make_batch(256, 20, gen())
-    assert 0.45 < x[:, :20, 0].mean() < 0.55
+    L = 20
+    x, _, _ = copy.make_batch(512, L, gen())
+    assert 0.4 < x[:, :L, :8].mean() < 0.6
+    x, _, _ = rule90.make_batch(512, L, gen())
+    assert 0.4 < x[:, :L, 0].mean() < 0.6
+    x, _, _ = addition.make_batch(512, L, gen())
+    assert 0.4 < x[:, :L, 0].mean() < 0.6 and 0.4 < x[:, :L, 1].mean() < 0.6
+    x, _, _ = ar.make_batch(512, L, gen())
+    data = x[:, :3 * L].view(512, L, 3, 8)[:, :, 1:, :6]
+    assert 0.4 < data.mean() < 0.6

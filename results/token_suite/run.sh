@@ -5,7 +5,7 @@
 # interrupted ones resume from their last checkpoint)
 set -u
 cd "$(dirname "$0")/../.."
-COMMON="--layers 6-11 --steps 1000 --batch-size 16 --warmup 100 --eval-every 250 --eval-lengths 10,20,30 --eval-samples 128"
+COMMON="--layers 6-11 --steps 700 --batch-size 16 --warmup 100 --eval-every 250 --eval-lengths 10,20,30 --eval-samples 128"
 jobs=()
 for seed in 0 1; do
   for task in ar copy; do
