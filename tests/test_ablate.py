@@ -1,0 +1,69 @@
+"""ablate.py on a tiny trained checkpoint: sweep, sets, keep-only, and the joint classification."""
+import json
+import random
+
+import pytest
+
+from test_train import run, tiny_args
+
+
+@pytest.fixture(scope="module")
+def trained(gemma3_ckpt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("abl") / "run"
+    run(*tiny_args(gemma3_ckpt[0], out, "--steps", "40", "--eval-every", "40", "--lr", "1e-2"))
+    return out
+
+
+def test_sweep_every_head(trained):
+    run("ablate.py", "--ckpt", str(trained / "best.pt"), "--samples", "32")
+    r = json.loads((trained / "ablate_best_sweep.json").read_text())
+    assert len(r["heads"]) == 4 * 4 and r["lengths"] == [8] and r["task"] == "copy"
+    assert sorted(v["rank"] for v in r["heads"].values()) == list(range(1, 17))
+    deltas = [v["delta"] for v in r["heads"].values()]
+    assert any(d != 0 for d in deltas)  # zeroing real heads changes the metric
+    assert abs(sum(v["z"] for v in r["heads"].values())) < 1e-6
+    top = r["top5"][0]
+    assert r["heads"][top]["delta"] == max(deltas)
+    for key in ("intact", "config", "eval_seed", "git_commit", "wall_time_s"):
+        assert key in r
+
+
+def test_set_and_keep_only(trained):
+    ckpt = str(trained / "best.pt")
+    all_heads = ",".join(f"L{l}.{h}" for l in range(2, 6) for h in range(4))
+    run("ablate.py", "--ckpt", ckpt, "--samples", "32", "--heads", all_heads, "--keep-only", "--out", str(trained / "keep_all.json"))
+    r = json.loads((trained / "keep_all.json").read_text())
+    assert r["ablated_heads"] == [] and r["delta"] == 0  # keeping every head ablates nothing
+    run("ablate.py", "--ckpt", ckpt, "--samples", "32", "--heads", "L3.1", "--keep-only", "--out", str(trained / "keep1.json"))
+    r = json.loads((trained / "keep1.json").read_text())
+    assert len(r["ablated_heads"]) == 15 and "L3.1" not in r["ablated_heads"]
+    out = run("ablate.py", "--ckpt", ckpt, "--heads", "L9.0", check=False)
+    assert out.returncode == 2 and "not in this slice" in out.stderr
+
+
+def test_joint_finds_planted_heads(tmp_path):
+    heads = [f"L{l}.{h}" for l in range(6) for h in range(8)]
+    rng = random.Random(0)
+    planted = {"L2.3", "L4.5", "L5.1"}
+    probe = {"heads": {h: {"scores": {"copying": (1.0 if h in planted else rng.uniform(0.05, 0.2)),
+                                      "induction": rng.uniform(0, 0.2), "prev_token": rng.uniform(0, 0.2)}} for h in heads}}
+    (tmp_path / "probe.json").write_text(json.dumps(probe))
+    files = []
+    for task in ("copy", "ar"):
+        abl = {"task": task, "heads": {h: {"delta": (0.3 if h in planted else rng.gauss(0, 0.01))} for h in heads}}
+        (tmp_path / f"{task}.json").write_text(json.dumps(abl))
+        files.append(str(tmp_path / f"{task}.json"))
+    run("ablate.py", "--joint", str(tmp_path / "probe.json"), *files, "--n-perm", "2000", "--out", str(tmp_path / "joint.json"))
+    j = json.loads((tmp_path / "joint.json").read_text())
+    assert set(j["both"]) == planted
+    assert j["hypergeometric"]["p"] < 1e-3 and j["permutation"]["p_perm"] < 0.01
+    # shuffle the ablation labels: the coincidence should vanish
+    for f in files:
+        a = json.loads(open(f).read())
+        vals = list(a["heads"].values())
+        rng.shuffle(vals)
+        a["heads"] = dict(zip(heads, vals))
+        open(f, "w").write(json.dumps(a))
+    run("ablate.py", "--joint", str(tmp_path / "probe.json"), *files, "--n-perm", "2000", "--out", str(tmp_path / "joint2.json"))
+    j2 = json.loads((tmp_path / "joint2.json").read_text())
+    assert j2["permutation"]["p_perm"] > 0.05
