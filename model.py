@@ -154,11 +154,14 @@ class Checkpoint:
                 raise FileNotFoundError(path)
             return path
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError
         try:
             return Path(hf_hub_download(self.repo_id, name))
-        except EntryNotFoundError:
+        except RemoteEntryNotFoundError:  # the repository has no such file (e.g. an unsharded checkpoint's index)
             raise FileNotFoundError(name)
+        except LocalEntryNotFoundError:
+            raise UserError(f"{self.repo_id}: {name} is not in the local Hugging Face cache and the hub cannot be "
+                            "reached; connect once to download it, or pass a local directory to --model")
         except (HfHubHTTPError, OSError) as e:
             raise UserError(f"could not fetch {name} of {self.repo_id} from the Hugging Face hub "
                             f"({type(e).__name__}); check the id, your login (gated model) or internet access")

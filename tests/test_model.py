@@ -258,3 +258,23 @@ def test_slice_only_loading_scales_with_slice(tmp_path):
     # Peak memory follows the slice, not the checkpoint (slack for allocator noise).
     assert res[1]["rss_kb"] * 1024 < res[1]["bytes_read"] + 30e6
     assert res[12]["rss_kb"] > res[1]["rss_kb"] + 0.5 * (res[12]["bytes_read"] - res[1]["bytes_read"]) / 1024
+
+
+def test_hub_id_downloads_only_the_slice_shards(gemma4_ckpt, monkeypatch):
+    """A Hugging Face id fetches config, index and only the shards that hold the requested layers."""
+    import huggingface_hub
+    path = gemma4_ckpt[0]
+    asked = []
+
+    def fake_download(repo_id, filename, **kw):
+        assert repo_id == "someone/tiny-gemma4"
+        asked.append(filename)
+        return str(path / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    ckpt = M.Checkpoint("someone/tiny-gemma4")
+    body = M.load_slice(ckpt, 6, 7)
+    shards = {f for f in asked if f.endswith(".safetensors")}
+    needed = {ckpt.index[k] for i in (6, 7) for k in ckpt.layer_keys(i)}
+    assert shards == needed and len(shards) < len(set(ckpt.index.values()))
+    assert body.layer_ids == [6, 7]
