@@ -7,9 +7,10 @@ Which heads does a trained interface rely on? Zero-ablate heads of the checkpoin
     python ablate.py --joint results/probe/probe_gemma3-270m.json abl_copy.json abl_ar.json --out joint.json
 
 A head is zeroed at the input of its layer's o_proj, where heads are still separate. Every
-ablation is scored on the same evaluation sequences as the intact model (paired). Output per head:
-delta = ablated - intact (positive = the head was helping), its rank, and its z-score within the
-task. --joint names the heads that are top-tier on both the text probe and the ablation signal,
+ablation is scored on the same evaluation data as the intact model (paired: the same sequences, or
+for walker2d the same episode seeds). Output per head: delta = ablated - intact, impact = how much
+worse the model got (delta for an error, -delta for a score; positive = the head was helping), the
+rank and the z-score of the impact within the task. --joint names the heads that are top-tier on both the text probe and the ablation signal,
 with the hypergeometric P and a permutation P that also varies the primitive and the thresholds.
 """
 import argparse
@@ -25,43 +26,73 @@ from evaluate import evaluate
 from train import bit_errors, environment, load_checkpoint, save_atomic
 
 
-def measure(net, task, lengths, samples, seed, device):
-    """Mean per-bit error over `lengths` (lower is better)."""
-    errors = bit_errors(net, task, lengths, samples, seed, device)
-    return sum(errors.values()) / len(errors), errors
+def token_measure(ckpt, lengths, samples, eval_seed, device):
+    """Mean per-bit error over the evaluation lengths (lower is better) on fixed sequences."""
+    intact, (task, net, cfg, device) = evaluate(ckpt, lengths, samples, eval_seed, device)
+    seed, lengths = intact["eval_seed"], [int(L) for L in intact["errors"]]
+
+    def measure():
+        errors = bit_errors(net, task, lengths, samples, seed, device)
+        return sum(errors.values()) / len(errors), errors
+
+    meta = {"metric": "per_bit_error", "higher_is_better": False, "lengths": lengths, "samples": samples,
+            "eval_seed": seed, "slice": intact["slice"]}
+    return net.body, measure, cfg, meta, device
 
 
-def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only=False, device="auto"):
-    intact_result, (task, net, cfg, device) = evaluate(ckpt, lengths, samples, eval_seed, device)
-    if net.body is None:
+def walker2d_measure(ckpt, episodes, max_ep_len, device):
+    """Mean D4RL-normalised score over the target returns (higher is better); same episode seeds every call."""
+    from tasks import walker2d
+    net, body, state = walker2d.load_from_checkpoint(ckpt, device)
+    cfg = state["config"]
+    device = next(net.parameters()).device
+    seed = walker2d.episode_seed_base(cfg["seed"], 2)
+    targets = [float(t) for t in cfg["targets"].split(",")]
+    max_ep_len = max_ep_len or cfg["max_ep_len"]
+
+    def measure():
+        scores = walker2d.episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device)
+        return sum(v["score_mean"] for v in scores.values()) / len(scores), scores
+
+    meta = {"metric": "d4rl_normalised_score", "higher_is_better": True, "episodes": episodes, "targets": targets,
+            "max_ep_len": max_ep_len, "episode_seed_base": seed, "slice": net.info["layers"],
+            "dataset": cfg["d4rl_hdf5"] or cfg["dataset"], "dataset_is_standin": cfg["dataset_is_standin"]}
+    return body, measure, cfg, meta, device
+
+
+def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only=False, device="auto",
+          episodes=10, max_ep_len=None):
+    cfg = load_checkpoint(ckpt)["config"]
+    if cfg["task"] == "walker2d":
+        body, measure, cfg, meta, device = walker2d_measure(ckpt, episodes, max_ep_len, device)
+    else:
+        body, measure, cfg, meta, device = token_measure(ckpt, lengths or str(cfg["select_len"]), samples, eval_seed, device)
+    if body is None:
         raise M.UserError("this checkpoint has no substrate (--substrate none): nothing to ablate")
-    body = net.body
-    seed, lengths = intact_result["eval_seed"], [int(L) for L in intact_result["errors"]]
-    intact = sum(intact_result["errors"].values()) / len(lengths)
-    labels = M.head_labels(body)
+    sign = -1 if meta["higher_is_better"] else 1  # impact > 0: the model got worse without the head
     t0 = time.time()
-    out = {"checkpoint": str(ckpt), "config": cfg, "task": cfg["task"], "slice": intact_result["slice"],
-           "metric": "per_bit_error", "lengths": lengths, "samples": samples, "eval_seed": seed,
-           "intact": intact, "intact_errors": intact_result["errors"]}
+    intact, intact_detail = measure()
+    out = {"checkpoint": str(ckpt), "config": cfg, "task": cfg["task"], **meta, "intact": intact, "intact_detail": intact_detail}
     if heads is not None:
         chosen = M.parse_heads(heads, body)
         if keep_only:
             chosen = {layer: set(range(body.num_heads)) - chosen.get(layer, set()) for layer in body.layer_ids}
         M.set_ablation(body, chosen)
-        value, errors = measure(net, task, lengths, samples, seed, device)
+        value, detail = measure()
         M.set_ablation(body, {})
-        out.update({"ablated_heads": sorted(f"L{l}.{h}" for l, hs in chosen.items() for h in hs),
-                    "keep_only": keep_only, "ablated": value, "ablated_errors": errors, "delta": value - intact})
+        out.update({"ablated_heads": sorted(f"L{l}.{h}" for l, hs in chosen.items() for h in hs), "keep_only": keep_only,
+                    "ablated": value, "ablated_detail": detail, "delta": value - intact, "impact": sign * (value - intact)})
     else:
+        labels = M.head_labels(body)
         deltas = {}
         for label in tqdm(labels, desc="heads"):
             M.set_ablation(body, M.parse_heads(label, body))
-            value, _ = measure(net, task, lengths, samples, seed, device)
-            deltas[label] = value - intact
+            deltas[label] = measure()[0] - intact
         M.set_ablation(body, {})
-        z = dict(zip(labels, stats.zscores([deltas[l] for l in labels]).tolist()))
-        order = sorted(labels, key=lambda l: -deltas[l])
-        out["heads"] = {l: {"delta": deltas[l], "rank": order.index(l) + 1, "z": z[l]} for l in labels}
+        impact = {l: sign * d for l, d in deltas.items()}
+        z = dict(zip(labels, stats.zscores([impact[l] for l in labels]).tolist()))
+        order = sorted(labels, key=lambda l: -impact[l])
+        out["heads"] = {l: {"delta": deltas[l], "impact": impact[l], "rank": order.index(l) + 1, "z": z[l]} for l in labels}
         out["top5"] = order[:5]
     out.update(environment(device))
     out["wall_time_s"] = time.time() - t0
@@ -79,7 +110,7 @@ def joint(probe_file, ablation_files, probe_ratio=1.5, ablate_z=2.0, primitives=
             raise M.UserError(f"{f} is not a per-head ablation sweep (run ablate.py without --heads)")
         if a["task"] in impact:
             raise M.UserError(f"two ablation files for task {a['task']}; give one per task")
-        impact[a["task"]] = {h: v["delta"] for h, v in a["heads"].items()}
+        impact[a["task"]] = {h: v.get("impact", v["delta"]) for h, v in a["heads"].items()}
     ablated = set.intersection(*(set(v) for v in impact.values()))
     scores = {p: {h: d["scores"][p] for h, d in probe["heads"].items() if h in ablated} for p in primitives}
     if not scores[primitives[0]]:
@@ -102,6 +133,8 @@ def main():
     p.add_argument("--lengths", default=None, help="comma-separated lengths (default: the run's --select-len)")
     p.add_argument("--samples", type=int, default=256, help="sequences per length (default 256)")
     p.add_argument("--eval-seed", type=int, default=None, help="seed of the evaluation sequences (default: run seed + 2)")
+    p.add_argument("--episodes", type=int, default=10, help="walker2d: episodes per target return (default 10)")
+    p.add_argument("--max-ep-len", type=int, default=None, help="walker2d: episode cut-off (default: the run's)")
     p.add_argument("--heads", default=None, help="ablate this set together, e.g. L7.2,L9.0 (default: sweep every head)")
     p.add_argument("--keep-only", action="store_true", help="with --heads: ablate every head except these")
     p.add_argument("--joint", nargs="+", metavar="JSON", help="probe.json then one ablation JSON per task")
@@ -129,17 +162,16 @@ def main():
         raise M.UserError("give --ckpt PATH (or --joint FILES)")
     if args.keep_only and not args.heads:
         raise M.UserError("--keep-only needs --heads")
-    state_cfg = load_checkpoint(args.ckpt)["config"]
-    lengths = args.lengths or str(state_cfg["select_len"])
-    result = sweep(args.ckpt, lengths, args.samples, args.eval_seed, args.heads, args.keep_only, args.device)
+    result = sweep(args.ckpt, args.lengths, args.samples, args.eval_seed, args.heads, args.keep_only, args.device,
+                   args.episodes, args.max_ep_len)
     tag = "sweep" if args.heads is None else ("keep_" if args.keep_only else "ablate_") + args.heads.replace(",", "_")
     out = Path(args.out or Path(args.ckpt).with_name(f"ablate_{Path(args.ckpt).stem}_{tag}.json"))
     save_atomic(result, out)
     if args.heads is None:
-        print("top heads by delta: " + ", ".join(f"{l} {result['heads'][l]['delta']:+.4f} (z {result['heads'][l]['z']:.1f})"
+        print("top heads by impact: " + ", ".join(f"{l} {result['heads'][l]['impact']:+.4f} (z {result['heads'][l]['z']:.1f})"
                                                  for l in result["top5"]))
     else:
-        print(f"intact {result['intact']:.4f} -> ablated {result['ablated']:.4f} (delta {result['delta']:+.4f})")
+        print(f"{result['metric']}: intact {result['intact']:.4f} -> ablated {result['ablated']:.4f} (delta {result['delta']:+.4f})")
     print(f"wrote {out}")
 
 

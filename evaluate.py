@@ -3,6 +3,7 @@ Re-evaluate a checkpoint, or summarise a folder of runs.
 
     python evaluate.py --ckpt runs/ar__pretrained-L6-11__0/best.pt --lengths 10,20,30,40,60 --samples 1024
     python evaluate.py --aggregate results/token_suite          # mean, std, bootstrap 95% CI per condition
+    python evaluate.py --aggregate runs/ --metric final         # walker2d runs too: normalised score per target
 
 The checkpoint holds only the trainable weights and the run config; the frozen substrate is
 rebuilt from the config (same model, slice, init and seed). By default the sequences are drawn
@@ -66,17 +67,20 @@ def aggregate(folder, which="best"):
         curve = r["best"] if which == "best" else r["final"]
         if curve is None:
             continue
-        key = (r["config"]["task"], r["condition"])
-        groups[key].append({"seed": r["seed"], "step": curve["step"], "errors": curve["errors"], "run": str(f.parent)})
+        # token tasks: per-bit error per length; control tasks: normalised score per target return
+        name, values = ("errors", curve["errors"]) if "errors" in curve else \
+            ("scores", {t: v["score_mean"] for t, v in curve["scores"].items()})
+        key = (r["config"]["task"], r["condition"], name)
+        groups[key].append({"seed": r["seed"], "step": curve["step"], "values": values, "run": str(f.parent)})
     out = []
-    for (task, condition), runs in sorted(groups.items()):
+    for (task, condition, name), runs in sorted(groups.items()):
         row = {"task": task, "condition": condition, "n": len(runs), "seeds": [r["seed"] for r in runs],
-               "curve": which, "runs": [r["run"] for r in runs], "errors": {}}
-        for L in runs[0]["errors"]:
-            vals = [r["errors"][L] for r in runs if L in r["errors"]]
+               "curve": which, "runs": [r["run"] for r in runs], name: {}}
+        for key in runs[0]["values"]:
+            vals = [r["values"][key] for r in runs if key in r["values"]]
             mean, std = stats.mean_std(vals)
             _, lo, hi = stats.bootstrap_ci(vals, n_boot=10000, seed=0)
-            row["errors"][L] = {"mean": mean, "std": std, "ci95": [lo, hi], "values": vals}
+            row[name][key] = {"mean": mean, "std": std, "ci95": [lo, hi], "values": vals}
         out.append(row)
     return out
 
@@ -92,8 +96,9 @@ def main():
         out = Path(args.out or Path(args.aggregate) / f"summary_{args.metric}.json")
         save_atomic({"source": args.aggregate, "curve": args.metric, "conditions": rows}, out)
         for r in rows:
-            print(r["task"], r["condition"], f"n={r['n']}",
-                  " ".join(f"L{L}={v['mean']:.4f}±{v['std']:.4f}" for L, v in r["errors"].items()))
+            name = "errors" if "errors" in r else "scores"
+            print(r["task"], r["condition"], f"n={r['n']}", " ".join(
+                f"{'L' if name == 'errors' else 'target '}{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in r[name].items()))
         print(f"wrote {out}")
         return
     if not args.ckpt:

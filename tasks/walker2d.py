@@ -1,0 +1,487 @@
+"""
+Decision Transformer on Walker2d whose GPT-2 body is replaced by a frozen Gemma slice.
+
+    python -m tasks.walker2d record --id local/walker2d-standin-v0 --episodes 20     # stand-in data, offline
+    python -m tasks.walker2d train --dataset local/walker2d-standin-v0 --layers 6-10
+    python -m tasks.walker2d train --dataset mujoco/walker2d/medium-v0                 # Minari download (internet)
+    python -m tasks.walker2d train --d4rl-hdf5 walker2d_medium-v2.hdf5                 # a D4RL file you have
+
+Tokens, as in Chen et al. 2021: for each timestep t of a context of K steps, three tokens
+(return-to-go R_t, state s_t, action a_t), each a Linear map into d_model plus a learned timestep
+embedding, then LayerNorm and dropout, times the body's input scale. The frozen body runs over the
+3K tokens (causal); a weightless RMSNorm, Linear and tanh at each state token predict a_t. Only the
+embeddings, the LayerNorm and the action head train. Scores are D4RL-normalised returns in
+Walker2d-v5 for each target return. Writes OUT/last.pt, OUT/best.pt and OUT/results.json.
+"""
+import argparse
+import os
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+import model as M
+from train import environment, load_checkpoint, save_atomic   # environment() carries train.git_commit()
+
+ENV_ID = "Walker2d-v5"
+STATE_DIM, ACT_DIM = 17, 6
+MAX_TIMESTEP = 1000          # rows of the timestep table; Walker2d episodes end at 1000 steps
+RETURN_SCALE = 1000.0        # DT gym setting: returns-to-go enter the model divided by this
+REF_MIN_RETURN, REF_MAX_RETURN = 1.629008, 4592.3   # D4RL walker2d random / expert reference returns
+DEFAULT_DATASET = "mujoco/walker2d/medium-v0"
+STANDIN_TAG = "borrowed-geometry stand-in"
+NORMALISATION = {"ref_min_return": REF_MIN_RETURN, "ref_max_return": REF_MAX_RETURN, "env": ENV_ID,
+                 "formula": "100 * (return - ref_min_return) / (ref_max_return - ref_min_return)",
+                 "note": "D4RL walker2d reference returns; Minari data is not the D4RL file, and Walker2d-v5 is not v2"}
+# Flags that define what a checkpoint is; a resumed run must agree on all of them.
+IDENTITY = ("model", "layers", "substrate", "init", "seed", "input_scale", "context", "dataset", "d4rl_hdf5")
+
+
+def d4rl_score(ret):
+    """D4RL normalised score: 0 = random policy, 100 = expert (walker2d reference returns)."""
+    return 100.0 * (ret - REF_MIN_RETURN) / (REF_MAX_RETURN - REF_MIN_RETURN)
+
+
+def need(module, pip_name):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise M.UserError(f"walker2d needs `pip install {pip_name}`")
+
+
+# ----------------------------------------------------------------------------- data
+
+def load_minari(dataset_id):
+    """Episodes of a Minari dataset: a local one (MINARI_DATASETS_PATH), else downloaded."""
+    minari = need("minari", "minari h5py")
+    try:
+        ds = minari.load_dataset(dataset_id, download=False)
+    except FileNotFoundError:
+        ds = None
+    except Exception as e:
+        raise M.UserError(f"could not read Minari dataset {dataset_id!r}: {type(e).__name__}: {e}")
+    if ds is None:
+        howto = (f"with internet it is downloaded from the Hugging Face hub; offline, record a stand-in with "
+                 f"`python -m tasks.walker2d record --id {dataset_id}` (or pass --d4rl-hdf5 FILE)")
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+            raise M.UserError(f"Minari dataset {dataset_id!r} is not on this machine and the hub is unreachable; {howto}")
+        try:
+            ds = minari.load_dataset(dataset_id, download=True)
+        except Exception as e:
+            raise M.UserError(f"could not get Minari dataset {dataset_id!r} ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); {howto}")
+    episodes = [{"observations": np.asarray(ep.observations[:-1], np.float32),  # the last is the final state
+                 "actions": np.asarray(ep.actions, np.float32), "rewards": np.asarray(ep.rewards, np.float32)}
+                for ep in ds.iterate_episodes()]
+    meta = ds.storage.metadata
+    standin = str(meta.get("algorithm_name") or "").startswith(STANDIN_TAG)
+    return episodes, standin
+
+
+def hub_reachable(timeout=3.0):
+    # Minari retries a dead connection for ~25 s; a direct probe answers in seconds. Behind a proxy
+    # a direct connection proves nothing, so let the download itself decide.
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_d4rl_hdf5(path):
+    """Episodes of a D4RL-format HDF5 file: flat arrays, an episode ends at terminals | timeouts."""
+    h5py = need("h5py", "h5py")
+    if not Path(path).is_file():
+        raise M.UserError(f"--d4rl-hdf5: no such file {path}")
+    with h5py.File(path, "r") as f:
+        missing = [k for k in ("observations", "actions", "rewards", "terminals", "timeouts") if k not in f]
+        if missing:
+            raise M.UserError(f"{path} is not a D4RL file: missing {', '.join(missing)}")
+        obs, act = f["observations"][:].astype(np.float32), f["actions"][:].astype(np.float32)
+        rew = f["rewards"][:].astype(np.float32).reshape(-1)
+        ends = np.flatnonzero(f["terminals"][:].reshape(-1).astype(bool) | f["timeouts"][:].reshape(-1).astype(bool))
+    bounds = np.concatenate([[0], ends + 1, [len(rew)]])
+    return [{"observations": obs[a:b], "actions": act[a:b], "rewards": rew[a:b]}
+            for a, b in zip(bounds[:-1], bounds[1:]) if b > a]   # a trailing unfinished episode is kept
+
+
+def prepare(episodes):
+    """Flat arrays for window sampling: normalised states, actions, scaled returns-to-go, timesteps."""
+    episodes = [e for e in episodes if len(e["rewards"])]
+    if not episodes:
+        raise M.UserError("the dataset has no transitions")
+    if episodes[0]["observations"].shape[1] != STATE_DIM or episodes[0]["actions"].shape[1] != ACT_DIM:
+        raise M.UserError(f"expected Walker2d data (state {STATE_DIM}, action {ACT_DIM}), got "
+                          f"{episodes[0]['observations'].shape[1]} and {episodes[0]['actions'].shape[1]}")
+    obs = np.concatenate([e["observations"] for e in episodes])
+    mean, std = obs.mean(0), obs.std(0) + 1e-6
+    # return-to-go: undiscounted sum of this and all later rewards in the episode
+    rtg = np.concatenate([np.cumsum(e["rewards"][::-1])[::-1] for e in episodes]) / RETURN_SCALE
+    lengths = np.array([len(e["rewards"]) for e in episodes])
+    return {"states": torch.tensor((obs - mean) / std, dtype=torch.float32),
+            "actions": torch.tensor(np.concatenate([e["actions"] for e in episodes])),
+            "rtg": torch.tensor(rtg.copy(), dtype=torch.float32),
+            "timesteps": torch.tensor(np.concatenate([np.arange(n) for n in lengths])).clamp(max=MAX_TIMESTEP - 1),
+            "starts": torch.tensor(np.concatenate([[0], np.cumsum(lengths)[:-1]])), "lengths": torch.tensor(lengths),
+            "state_mean": mean.tolist(), "state_std": std.tolist(),
+            "stats": {"episodes": len(episodes), "transitions": int(lengths.sum()),
+                      "return_mean": float(np.mean([e["rewards"].sum() for e in episodes])),
+                      "return_max": float(np.max([e["rewards"].sum() for e in episodes]))}}
+
+
+def sample_batch(data, batch_size, K, gen):
+    """Windows of up to K steps; episodes drawn in proportion to length, start uniform (as DT).
+
+    A window cut short by the episode end is padded on the right: attention is causal, so real
+    tokens never see the padding, and the loss mask drops it."""
+    ep = torch.multinomial(data["lengths"].float(), batch_size, replacement=True, generator=gen)
+    n = data["lengths"][ep]
+    start = (torch.rand(batch_size, generator=gen) * n).long()
+    offs = torch.arange(K)
+    mask = offs < (n - start).unsqueeze(1)
+    idx = torch.where(mask, data["starts"][ep].unsqueeze(1) + start.unsqueeze(1) + offs, 0)
+    pick = lambda x: x[idx] * (mask.unsqueeze(-1) if x.ndim == 2 else mask)
+    return pick(data["states"]), pick(data["actions"]), pick(data["rtg"]), pick(data["timesteps"]), mask
+
+
+# ----------------------------------------------------------------------------- stand-in recording
+
+def pd_policy(obs):
+    """Hand-written balance controller: PD on the joints, hips lean against torso pitch and spin,
+    ankles push against forward speed. Lurches forward a few hundred steps before it falls."""
+    q, qd = obs[2:8], obs[11:17]
+    target = np.zeros(6)
+    target[[0, 3]] = -2.0 * obs[1] - 0.1 * obs[10]
+    target[[2, 5]] = -1.0 * obs[1] - 0.5 * obs[8]
+    return 3.0 * (target - q) - 0.3 * qd
+
+
+def record(argv=None):
+    p = argparse.ArgumentParser(prog="python -m tasks.walker2d record",
+                                description="Roll out a simple seeded policy in Walker2d-v5 and save it as a local "
+                                            "Minari dataset: a STAND-IN for offline tests, not D4RL data.")
+    p.add_argument("--id", default="local/walker2d-standin-v0", help="Minari dataset id to create, must end in -vN "
+                   "(default local/walker2d-standin-v0; stored under MINARI_DATASETS_PATH or ~/.minari)")
+    p.add_argument("--episodes", type=int, default=20, help="episodes to record (default 20)")
+    p.add_argument("--policy", default="pd", choices=("pd", "random"),
+                   help="pd: noisy hand-written balance controller; random: uniform actions (default pd)")
+    p.add_argument("--noise", type=float, default=0.2, help="std of Gaussian noise added to pd actions (default 0.2)")
+    p.add_argument("--seed", type=int, default=0, help="episode i uses env seed seed+i and noise seed seed+i (default 0)")
+    args = p.parse_args(argv)
+    gym, minari = need("gymnasium", "gymnasium[mujoco]"), need("minari", "minari h5py")
+    from minari.data_collector import EpisodeBuffer  # a plain dataclass; DataCollector would pull in jax
+    if args.episodes < 1:
+        raise M.UserError("--episodes must be at least 1")
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*-v\d+", args.id):
+        raise M.UserError(f"--id {args.id!r}: a Minari id looks like 'namespace/name-v0'")
+    if args.id in minari.list_local_datasets():
+        raise M.UserError(f"Minari dataset {args.id} already exists; remove it with `minari delete {args.id}` or pick another --id")
+    env = gym.make(ENV_ID)
+    buffers = []
+    for i in tqdm(range(args.episodes), desc=f"record {args.policy}"):
+        rng = np.random.default_rng(args.seed + i)
+        obs, _ = env.reset(seed=args.seed + i)
+        first, steps = obs, []
+        while True:
+            if args.policy == "random":
+                a = rng.uniform(-1, 1, ACT_DIM)
+            else:
+                a = pd_policy(obs) + args.noise * rng.standard_normal(ACT_DIM)
+            a = np.clip(a, -1, 1).astype(np.float32)
+            obs, r, term, trunc, _ = env.step(a)
+            steps.append((obs, a, float(r), bool(term), bool(trunc)))
+            if term or trunc:
+                break
+        states, acts, rews, terms, truncs = zip(*steps)
+        buffers.append(EpisodeBuffer(id=i, seed=args.seed + i, observations=np.array([first, *states]),
+                                     actions=np.array(acts), rewards=list(rews), terminations=list(terms),
+                                     truncations=list(truncs), infos={}))
+    env.close()
+    what = f"{args.policy} policy" + (f", noise {args.noise}" if args.policy == "pd" else "") + f", seed {args.seed}"
+    ds = minari.create_dataset_from_buffers(
+        args.id, buffers, env=ENV_ID, algorithm_name=f"{STANDIN_TAG}: {what}", author="borrowed-geometry",
+        author_email="none", code_permalink="tasks/walker2d.py", ref_min_score=REF_MIN_RETURN, ref_max_score=REF_MAX_RETURN,
+        description=f"STAND-IN data for offline tests, not D4RL: {args.episodes} episodes of a {what}.")
+    returns = [sum(b.rewards) for b in buffers]
+    print(f"wrote {args.id}: {ds.total_episodes} episodes, {ds.total_steps} steps, return mean {np.mean(returns):.1f} "
+          f"(min {min(returns):.1f}, max {max(returns):.1f}); a stand-in, not D4RL")
+
+
+# ----------------------------------------------------------------------------- model
+
+def official_dt_params(state_dim=STATE_DIM, act_dim=ACT_DIM, d=128, n_layer=3, max_ep_len=1000):
+    """Trainable parameters of the official gym Decision Transformer (kzl/decision-transformer):
+    GPT-2 blocks with a 4d MLP, token table of one row, no position table (removed there), ln_f,
+    timestep table, return/state/action embeddings, embedding LayerNorm, and its three heads
+    (state and return heads are built but never trained on)."""
+    block = 2 * 2 * d + (d * 3 * d + 3 * d) + (d * d + d) + (d * 4 * d + 4 * d) + (4 * d * d + d)
+    body = n_layer * block + 2 * d + 1 * d
+    wiring = max_ep_len * d + 2 * d + (state_dim + 1) * d + (act_dim + 1) * d + 2 * d
+    heads = (d + 1) * state_dim + (d + 1) * act_dim + (d + 1)
+    return body + wiring + heads
+
+
+class DecisionTransformer(nn.Module):
+    def __init__(self, body, info, dropout=0.1):
+        super().__init__()
+        d = info["d_model"]
+        self.body, self.info = body, info
+        self.embed_time = nn.Embedding(MAX_TIMESTEP, d)
+        self.embed_return, self.embed_state = nn.Linear(1, d), nn.Linear(STATE_DIM, d)
+        self.embed_action = nn.Linear(ACT_DIM, d)
+        self.embed_ln, self.drop = nn.LayerNorm(d), nn.Dropout(dropout)
+        self.predict_action = nn.Linear(d, ACT_DIM)
+        # LayerNorm makes every token unit-RMS; the scale puts it at the slice's residual RMS (InterfaceModel).
+        self.register_buffer("in_scale", torch.tensor(float(info["input_scale"])))
+
+    def forward(self, states, actions, rtg, timesteps):
+        B, L, _ = states.shape
+        t = self.embed_time(timesteps)
+        tokens = torch.stack([self.embed_return(rtg.unsqueeze(-1)) + t, self.embed_state(states) + t,
+                              self.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)   # R_1 s_1 a_1 R_2 ...
+        h = self.drop(self.embed_ln(tokens)) * self.in_scale
+        if self.body is not None:
+            h = self.body(h.to(next(self.body.parameters()).dtype)).float()
+        return torch.tanh(self.predict_action(M.rms_norm(h[:, 1::3])))   # a_t read at the token of s_t
+
+    def trainable_state(self):
+        names = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.state_dict().items() if k in names}
+
+
+def build_from_config(cfg, device):
+    """(net, body) from a run config; net.info describes the body for results."""
+    torch.manual_seed(cfg["seed"])
+    body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
+                              M.default_dtype(device), cfg["seed"], cfg["input_scale"])
+    net = DecisionTransformer(body, info, cfg["dropout"]).to(device)
+    return net, body
+
+
+def load_from_checkpoint(path, device="auto"):
+    """(net, body, checkpoint dict) with the trained weights in place."""
+    state = load_checkpoint(path)
+    device = M.pick_device(device)
+    net, body = build_from_config(state["config"], device)
+    missing, unexpected = net.load_state_dict(state["model"], strict=False)
+    if unexpected or set(net.trainable_state()) - set(state["model"]):
+        raise M.UserError(f"{path} does not fit the model its config builds (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return net, body, state
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def episode_seed_base(run_seed, stream):
+    # stream 1: evaluations during training (selection); 2: fresh re-evaluation. Episode i of a
+    # stream uses env seed base + i for every target and checkpoint, so comparisons are paired.
+    return 10_000 * run_seed + 1000 * stream
+
+
+@torch.no_grad()
+def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device):
+    """Roll out episodes x targets in lockstep: one model call per timestep for all live episodes."""
+    gym = need("gymnasium", "gymnasium[mujoco]")
+    if not 1 <= max_ep_len <= MAX_TIMESTEP:
+        raise M.UserError(f"--max-ep-len must be in 1..{MAX_TIMESTEP}, got {max_ep_len}")
+    was_training = net.training
+    net.eval()
+    K = cfg["context"]
+    mean, std = np.array(cfg["state_mean"]), np.array(cfg["state_std"])
+    runs = [(target, i) for target in targets for i in range(episodes)]
+    n = len(runs)
+    envs = [gym.make(ENV_ID) for _ in runs]
+    states = np.zeros((n, max_ep_len + 1, STATE_DIM), np.float32)
+    actions = np.zeros((n, max_ep_len + 1, ACT_DIM), np.float32)   # the current action stays 0: unseen (causal)
+    rtg = np.zeros((n, max_ep_len + 1), np.float32)
+    returns, lengths, alive = np.zeros(n), np.zeros(n, int), np.ones(n, bool)
+    for j, (env, (target, i)) in enumerate(zip(envs, runs)):
+        states[j, 0] = env.reset(seed=seed + i)[0]
+        rtg[j, 0] = target / RETURN_SCALE
+    for t in range(max_ep_len):
+        live = np.flatnonzero(alive)
+        if not len(live):
+            break
+        lo = max(0, t - K + 1)
+        as_t = lambda x: torch.tensor(x[live, lo:t + 1], device=device)
+        s = torch.tensor((states[live, lo:t + 1] - mean) / std, dtype=torch.float32, device=device)
+        steps = torch.arange(lo, t + 1, device=device).clamp(max=MAX_TIMESTEP - 1).expand(len(live), -1)
+        pred = net(s, as_t(actions), as_t(rtg), steps)[:, -1].cpu().numpy()
+        for a, j in zip(pred, live):
+            obs, r, term, trunc, _ = envs[j].step(a)
+            actions[j, t], states[j, t + 1], rtg[j, t + 1] = a, obs, rtg[j, t] - r / RETURN_SCALE
+            returns[j], lengths[j] = returns[j] + r, t + 1
+            alive[j] = not (term or trunc)
+    for env in envs:
+        env.close()
+    net.train(was_training)
+    out = {}
+    for target in targets:
+        rows = [j for j, (tg, _) in enumerate(runs) if tg == target]
+        ret, score = returns[rows], d4rl_score(returns[rows])
+        sd = lambda x: float(x.std(ddof=1)) if len(x) > 1 else 0.0
+        out[f"{target:g}"] = {"score_mean": float(score.mean()), "score_std": sd(score), "return_mean": float(ret.mean()),
+                              "return_std": sd(ret), "returns": ret.tolist(), "scores": score.tolist(),
+                              "lengths": lengths[rows].tolist()}
+    return out
+
+
+def evaluate_checkpoint(ckpt_path, episodes=10, targets=(5000.0, 2500.0), seed=None, max_ep_len=MAX_TIMESTEP, device="auto"):
+    """Rebuild a checkpoint's model and score it; seed None = the run's fresh stream (never used for selection)."""
+    net, body, state = load_from_checkpoint(ckpt_path, device)
+    cfg = state["config"]
+    seed = episode_seed_base(cfg["seed"], 2) if seed is None else seed
+    scores = episode_scores(net, cfg, episodes, list(targets), seed, max_ep_len, next(net.parameters()).device)
+    return {"checkpoint": str(ckpt_path), "checkpoint_step": state["step"], "slice": net.info["layers"],
+            "episode_seed_base": seed, "episodes": episodes, "max_ep_len": max_ep_len, "scores": scores,
+            "dataset": cfg["d4rl_hdf5"] or cfg["dataset"], "dataset_is_standin": cfg["dataset_is_standin"],
+            "normalisation": NORMALISATION}
+
+
+# ----------------------------------------------------------------------------- training
+
+def get_parser():
+    p = argparse.ArgumentParser(prog="python -m tasks.walker2d train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="walker2d", choices=("walker2d",), help="always walker2d (lets train.py pass its flags on)")
+    p.add_argument("--model", default=M.DEFAULT_MODEL, help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
+    p.add_argument("--layers", default="6-10", help="slice of decoder layers, 0-based inclusive (default 6-10)")
+    p.add_argument("--substrate", default="gemma", choices=M.SUBSTRATES, help="body: frozen gemma slice, gpt2-random, scratch (trainable) or none (default gemma)")
+    p.add_argument("--init", default="pretrained", choices=M.INITS, help="pretrained, or random: the same slice re-initialised, frozen (default pretrained)")
+    p.add_argument("--input-scale", default="auto", help="multiplier on the token embeddings; 'auto' = residual RMS entering the slice (default auto)")
+    p.add_argument("--dataset", default=DEFAULT_DATASET, help=f"Minari dataset id, local or downloaded (default {DEFAULT_DATASET})")
+    p.add_argument("--d4rl-hdf5", default=None, help="a D4RL-format HDF5 file instead of --dataset")
+    p.add_argument("--context", type=int, default=20, help="context length K in timesteps, 3K tokens (default 20)")
+    p.add_argument("--steps", type=int, default=100_000, help="optimiser steps (default 100000)")
+    p.add_argument("--batch-size", type=int, default=64, help="windows per step (default 64)")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
+    p.add_argument("--warmup", type=int, default=10_000, help="linear warm-up steps, then constant LR (default 10000)")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout on the token embeddings (default 0.1)")
+    p.add_argument("--grad-clip", type=float, default=0.25, help="gradient norm clip (default 0.25)")
+    p.add_argument("--seed", type=int, default=0, help="seeds init, batches, dropout and evaluation episodes (default 0)")
+    p.add_argument("--eval-every", type=int, default=10_000, help="evaluate and checkpoint every N steps (default 10000)")
+    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per target return (default 10)")
+    p.add_argument("--targets", default="5000,2500", help="comma-separated target returns (default 5000,2500)")
+    p.add_argument("--max-ep-len", type=int, default=MAX_TIMESTEP, help=f"cut evaluation episodes at this many steps (default {MAX_TIMESTEP})")
+    p.add_argument("--out", default=None, help="run folder (default runs/walker2d__{condition}__{seed})")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    cfg = vars(args).copy()
+    try:
+        targets = [float(s) for s in args.targets.split(",") if s.strip()]
+    except ValueError:
+        raise M.UserError(f"--targets must be comma-separated numbers, got {args.targets!r}")
+    if not targets or args.context < 1 or args.eval_episodes < 1 or not 1 <= args.max_ep_len <= MAX_TIMESTEP:
+        raise M.UserError(f"need --targets, --context >= 1, --eval-episodes >= 1 and --max-ep-len in 1..{MAX_TIMESTEP}")
+    device = M.pick_device(args.device)
+    condition = args.substrate if args.substrate != "gemma" else f"{args.init}-L{args.layers}"
+    out = Path(args.out or f"runs/walker2d__{condition}__{args.seed}")
+    if args.resume:
+        state = load_checkpoint(out / "last.pt")
+        diff = [k for k in IDENTITY if state["config"].get(k) != cfg[k]]
+        if diff:
+            raise M.UserError(f"--resume: {out} was trained with different " + ", ".join(f"{k}={state['config'].get(k)!r}" for k in diff))
+    elif (out / "last.pt").exists() or (out / "results.json").exists():
+        raise M.UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+
+    episodes, standin = (load_d4rl_hdf5(args.d4rl_hdf5), False) if args.d4rl_hdf5 else load_minari(args.dataset)
+    data = prepare(episodes)
+    cfg.update(state_mean=data["state_mean"], state_std=data["state_std"], dataset_is_standin=standin)
+    out.mkdir(parents=True, exist_ok=True)
+    net, body = build_from_config(cfg, device)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    data_gen = torch.Generator().manual_seed(args.seed)
+    step, history, best, wall_before = 0, [], None, 0.0
+    if args.resume:
+        net.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        data_gen.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])   # dropout draws from the global generator
+        step, history, best, wall_before = state["step"], state["history"], state["best"], state["wall_time_s"]
+        print(f"resuming {out} at step {step}")
+    counts = M.param_counts(net)
+    official = official_dt_params()
+    print(f"walker2d | {condition} | trainable {counts['trainable_params']:,} "
+          f"({counts['trainable_params'] / official:.2f}x official DT {official:,}) | frozen {counts['frozen_params']:,} | {device}")
+    if standin:
+        print(f"note: {args.dataset} is a STAND-IN dataset recorded by `record`, not D4RL; its scores say nothing about the paper")
+    eval_seed = episode_seed_base(args.seed, 1)
+    t0 = time.time()
+
+    def checkpoint(name):
+        save_atomic({"config": cfg, "body": net.info, "step": step, "model": net.trainable_state(),
+                     "optimizer": opt.state_dict(), "data_rng": data_gen.get_state(), "torch_rng": torch.get_rng_state(),
+                     "history": history, "best": best, "wall_time_s": wall_before + time.time() - t0}, out / name)
+
+    def write_results():
+        save_atomic({"config": cfg, "seed": args.seed, "model": args.model, "slice": net.info["layers"],
+                     "condition": condition, "body": net.info, **counts, "official_dt_trainable_params": official,
+                     "trainable_ratio_to_official_dt": counts["trainable_params"] / official,
+                     "official_dt_config": "kzl/decision-transformer gym: 3 layers, 1 head, d_model 128, 4x ReLU MLP, "
+                                           "K=20, max_ep_len 1000, state 17, action 6 (wpe removed, all heads counted)",
+                     "dataset": args.d4rl_hdf5 or args.dataset, "dataset_source": "d4rl_hdf5" if args.d4rl_hdf5 else "minari",
+                     "dataset_is_standin": standin,
+                     "dataset_note": ("STAND-IN data from `python -m tasks.walker2d record`, not D4RL: a test of the "
+                                      "pipeline, not of the paper's claim") if standin else "offline RL data as given",
+                     "dataset_stats": data["stats"], "normalisation": NORMALISATION, **environment(device),
+                     "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "d4rl_normalised_score",
+                     "eval": {"targets": targets, "episodes": args.eval_episodes, "max_ep_len": args.max_ep_len,
+                              "episode_seed_base": eval_seed},
+                     "history": history, "final": history[-1] if history else None,
+                     "best": best, "best_note": "best.pt: highest mean score over the targets' means, chosen on the "
+                                                "same episodes it is reported on (optimistic)"}, out / "results.json")
+
+    bar = tqdm(total=args.steps, initial=step, desc="walker2d", dynamic_ncols=True)
+    loss_sum, loss_n = 0.0, 0
+    while step < args.steps:
+        s, a, r, ts, mask = (x.to(device) for x in sample_batch(data, args.batch_size, args.context, data_gen))
+        for group in opt.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
+        pred = net(s, a, r, ts)
+        loss = ((pred - a) ** 2)[mask].mean()   # MSE on the actions of real (unpadded) steps
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
+        opt.step()
+        step += 1
+        loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % args.eval_every == 0 or step == args.steps:
+            scores = episode_scores(net, cfg, args.eval_episodes, targets, eval_seed, args.max_ep_len, device)
+            history.append({"step": step, "loss": loss_sum / loss_n, "scores": scores})
+            loss_sum, loss_n = 0.0, 0
+            top = max(v["score_mean"] for v in scores.values())
+            if best is None or top > best["score"]:
+                best = {"step": step, "score": top, "scores": scores}
+                checkpoint("best.pt")
+            checkpoint("last.pt")
+            write_results()
+            bar.write(f"step {step}: " + ", ".join(f"target {k} score {v['score_mean']:.2f}" for k, v in scores.items()))
+    bar.close()
+    write_results()
+    print(f"done: best score {best['score']:.2f} at step {best['step']}; {out}/results.json")
+
+
+def cli(argv):
+    commands = {"train": main, "record": record}
+    if not argv or argv[0] not in commands:
+        raise M.UserError("usage: python -m tasks.walker2d {train,record} [flags]  (--help after the command)")
+    commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    M.run_main(lambda: cli(sys.argv[1:]))

@@ -1,0 +1,192 @@
+"""tasks/walker2d.py: stand-in recording, training, batched evaluation, resume, data loading, scores."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+pytest.importorskip("gymnasium")
+pytest.importorskip("minari")
+import model as M  # noqa: E402
+from tasks import walker2d as W  # noqa: E402
+
+
+def run(*args, minari_dir, check=True):
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(minari_dir), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "tasks.walker2d", *args], cwd=REPO, capture_output=True, text=True, env=env)
+    if check and out.returncode != 0:
+        raise AssertionError(out.stderr[-3000:])
+    return out
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    """Three short random-policy episodes as a local Minari dataset."""
+    path = tmp_path_factory.mktemp("minari")
+    out = run("record", "--id", "local/w2d-test-v0", "--episodes", "3", "--policy", "random", "--seed", "5", minari_dir=path)
+    assert "3 episodes" in out.stdout and "stand-in" in out.stdout
+    return path
+
+
+def train_args(ckpt, out, *extra):
+    return ["train", "--model", str(ckpt), "--layers", "2-5", "--input-scale", "1.0", "--dataset", "local/w2d-test-v0",
+            "--batch-size", "8", "--context", "5", "--warmup", "1", "--lr", "1e-3", "--eval-episodes", "1",
+            "--max-ep-len", "20", "--out", str(out), *extra]
+
+
+def test_normalised_score_by_hand():
+    assert W.d4rl_score(1.629008) == pytest.approx(0.0, abs=1e-9)
+    assert W.d4rl_score(4592.3) == pytest.approx(100.0, abs=1e-9)
+    assert W.d4rl_score(2296.964504) == pytest.approx(50.0, abs=1e-9)    # the midpoint of the two references
+    assert W.d4rl_score(2296.96) == pytest.approx(49.9999019, abs=1e-6)  # 100 * 2295.330992 / 4590.670992
+    index = REPO.parent / "shared" / "borrowed_geometry" / "walker2d_episodes_index.json"
+    if index.exists():  # the paper's own episodes: return 3613.67 is reported as score 78.68
+        for ep in json.loads(index.read_text())["episodes"]:
+            assert W.d4rl_score(ep["ep_return"]) == pytest.approx(ep["score"], abs=0.006), ep
+
+
+def test_official_dt_count_matches_a_built_gpt2():
+    from transformers import GPT2Config, GPT2Model
+    gpt = GPT2Model(GPT2Config(vocab_size=1, n_embd=128, n_layer=3, n_head=1, n_inner=512, n_positions=1024))
+    d, nn = 128, torch.nn
+    wiring = [nn.Embedding(1000, d), nn.Linear(1, d), nn.Linear(17, d), nn.Linear(6, d), nn.LayerNorm(d),
+              nn.Linear(d, 17), nn.Linear(d, 6), nn.Linear(d, 1)]
+    n = sum(p.numel() for k, p in gpt.named_parameters() if not k.startswith("wpe"))  # DT removed the position table
+    n += sum(p.numel() for m in wiring for p in m.parameters())
+    assert W.official_dt_params() == n == 730_008
+
+
+def test_d4rl_hdf5_episodes_rtg_and_windows(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(0)
+    n = 8
+    with h5py.File(tmp_path / "tiny.hdf5", "w") as f:
+        f["observations"] = rng.normal(size=(n, 17))
+        f["actions"] = rng.uniform(-1, 1, size=(n, 6))
+        f["rewards"] = np.arange(1, n + 1, dtype=np.float64)
+        f["terminals"] = np.array([0, 0, 1, 0, 0, 0, 0, 0], bool)   # episode 1 falls at step 2
+        f["timeouts"] = np.array([0, 0, 0, 0, 0, 1, 0, 0], bool)    # episode 2 times out at step 5; 2 steps left over
+    eps = W.load_d4rl_hdf5(tmp_path / "tiny.hdf5")
+    assert [len(e["rewards"]) for e in eps] == [3, 3, 2]
+    data = W.prepare(eps)
+    assert torch.allclose(data["rtg"], torch.tensor([6, 5, 3, 15, 11, 6, 15, 8]) / 1000.0)
+    assert data["timesteps"].tolist() == [0, 1, 2, 0, 1, 2, 0, 1]
+    assert np.allclose(np.array(data["state_mean"]), np.concatenate([e["observations"] for e in eps]).mean(0), atol=1e-5)
+    s, a, r, ts, mask = W.sample_batch(data, 64, 4, torch.Generator().manual_seed(0))
+    assert mask[:, 0].all() and not mask[:, 3].any()  # no episode is longer than 3 steps
+    assert (r[~mask] == 0).all() and (s[~mask] == 0).all()
+    # every real step of a window continues its episode: the timestep goes up by one
+    assert ((ts[:, 1:] - ts[:, :-1])[mask[:, 1:]] == 1).all()
+    with pytest.raises(M.UserError, match="missing timeouts"):
+        with h5py.File(tmp_path / "bad.hdf5", "w") as f:
+            for k in ("observations", "actions", "rewards", "terminals"):
+                f[k] = np.zeros(3)
+        W.load_d4rl_hdf5(tmp_path / "bad.hdf5")
+
+
+def test_train_evaluate_and_results(gemma3_ckpt, standin, tmp_path):
+    out = tmp_path / "run"
+    run(*train_args(gemma3_ckpt[0], out, "--steps", "60", "--eval-every", "30", "--targets", "5000,2500"), minari_dir=standin)
+    r = json.loads((out / "results.json").read_text())
+    for key in ("config", "seed", "model", "slice", "trainable_params", "frozen_params", "official_dt_trainable_params",
+                "trainable_ratio_to_official_dt", "dataset", "dataset_is_standin", "normalisation", "git_commit",
+                "wall_time_s", "device", "history", "final", "best"):
+        assert key in r, key
+    assert r["dataset"] == "local/w2d-test-v0" and r["dataset_is_standin"] is True and "STAND-IN" in r["dataset_note"]
+    assert r["normalisation"]["ref_min_return"] == 1.629008 and r["normalisation"]["ref_max_return"] == 4592.3
+    assert [h["step"] for h in r["history"]] == [30, 60] and r["final"]["step"] == 60
+    assert r["history"][-1]["loss"] < r["history"][0]["loss"], r["history"]
+    assert r["official_dt_trainable_params"] == 730_008
+    assert r["trainable_ratio_to_official_dt"] == pytest.approx(r["trainable_params"] / 730_008)
+    for target in ("5000", "2500"):
+        s = r["final"]["scores"][target]
+        assert len(s["returns"]) == 1 and 1 <= s["lengths"][0] <= 20
+        assert s["score_mean"] == pytest.approx(W.d4rl_score(s["returns"][0]))
+    state = torch.load(out / "best.pt", weights_only=True)
+    assert set(state["model"]) == {"embed_time.weight", "embed_return.weight", "embed_return.bias", "embed_state.weight",
+                                   "embed_state.bias", "embed_action.weight", "embed_action.bias", "embed_ln.weight",
+                                   "embed_ln.bias", "predict_action.weight", "predict_action.bias"}
+    d = 64  # the tiny Gemma's width: timestep table, three embeddings, LayerNorm, action head
+    assert r["trainable_params"] == 1000 * d + 2 * d + 18 * d + 7 * d + 2 * d + (d + 1) * 6
+
+    # evaluate_checkpoint rebuilds the model from the checkpoint alone and is deterministic (paired)
+    a = W.evaluate_checkpoint(out / "best.pt", episodes=2, targets=(5000,), seed=7, max_ep_len=15, device="cpu")
+    b = W.evaluate_checkpoint(out / "best.pt", episodes=2, targets=(5000,), seed=7, max_ep_len=15, device="cpu")
+    assert a["scores"] == b["scores"] and a["dataset_is_standin"] is True and a["checkpoint_step"] == r["best"]["step"]
+    assert len(a["scores"]["5000"]["returns"]) == 2 and max(a["scores"]["5000"]["lengths"]) <= 15
+
+    # ablate.py's route: zeroing heads of the body changes the actions
+    net, body, st = W.load_from_checkpoint(out / "best.pt", "cpu")
+    net.eval()
+    g = torch.Generator().manual_seed(1)
+    batch = (torch.randn(4, 5, 17, generator=g), torch.rand(4, 5, 6, generator=g), torch.rand(4, 5, generator=g),
+             torch.arange(5).expand(4, -1))
+    with torch.no_grad():
+        intact = net(*batch)
+        M.set_ablation(body, {2: {0, 1, 2, 3}, 3: {0, 1}})
+        ablated = net(*batch)
+        M.set_ablation(body, {})
+        again = net(*batch)
+    assert not torch.allclose(intact, ablated) and torch.equal(intact, again)
+
+    # ablate.py on the checkpoint: a head set and a per-head sweep, scored on paired episodes
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(standin), "OMP_NUM_THREADS": "1"}
+    for extra, name in ((["--heads", "L2.0,L3.1"], "set.json"), ([], "sweep.json")):
+        subprocess.run([sys.executable, "ablate.py", "--ckpt", str(out / "best.pt"), "--episodes", "1", "--max-ep-len", "10",
+                        "--out", str(tmp_path / name), *extra], cwd=REPO, env=env, check=True, capture_output=True)
+    a = json.loads((tmp_path / "set.json").read_text())
+    assert a["metric"] == "d4rl_normalised_score" and a["higher_is_better"] and a["ablated_heads"] == ["L2.0", "L3.1"]
+    assert a["impact"] == pytest.approx(a["intact"] - a["ablated"]) and a["dataset_is_standin"] is True
+    sw = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(sw["heads"]) == 16 and sorted(h["rank"] for h in sw["heads"].values()) == list(range(1, 17))
+
+
+def test_train_py_dispatches_to_walker2d(gemma3_ckpt, standin, tmp_path):
+    args = train_args(gemma3_ckpt[0], tmp_path / "run", "--steps", "2", "--eval-every", "2", "--max-ep-len", "5")[1:]
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(standin), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "train.py", "--task", "walker2d", *args], cwd=REPO, env=env, check=True, capture_output=True)
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["steps_done"] == 2
+
+
+def test_resume_matches_uninterrupted(gemma3_ckpt, standin, tmp_path):
+    ckpt = gemma3_ckpt[0]
+    run(*train_args(ckpt, tmp_path / "full", "--steps", "20", "--eval-every", "10"), minari_dir=standin)
+    run(*train_args(ckpt, tmp_path / "cut", "--steps", "10", "--eval-every", "10"), minari_dir=standin)
+    run(*train_args(ckpt, tmp_path / "cut", "--steps", "20", "--eval-every", "10", "--resume"), minari_dir=standin)
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 20
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    ra = json.loads((tmp_path / "full" / "results.json").read_text())
+    rb = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert ra["history"] == rb["history"]
+    out = run(*train_args(ckpt, tmp_path / "cut", "--steps", "30", "--context", "6", "--resume"), minari_dir=standin, check=False)
+    assert out.returncode == 2 and "different context=5" in out.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--dataset", "local/no-such-dataset-v0"], "record --id local/no-such-dataset-v0"),
+    (["train", "--d4rl-hdf5", "/no/such/file.hdf5"], "no such file"),
+    (["train", "--targets", "high"], "--targets"),
+    (["record", "--id", "local/w2d-test-v0"], "already exists"),
+    (["fly"], "usage"),
+])
+def test_bad_input_one_line_exit_2(gemma3_ckpt, standin, tmp_path, args, message):
+    if args[0] == "train":
+        args = args + ["--model", str(gemma3_ckpt[0]), "--input-scale", "1.0", "--out", str(tmp_path / "x")]
+    t0 = time.time()
+    out = run(*args, minari_dir=standin, check=False)
+    assert time.time() - t0 < 20  # offline, a missing dataset fails in seconds, not after minari's retries
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.stderr
+    if "no-such" in " ".join(args):
+        assert "internet" in lines[0]
+    assert not (tmp_path / "x" / "results.json").exists()
