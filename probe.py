@@ -78,7 +78,8 @@ def probe(ckpt, first, last, sentences, device="cpu", dtype=torch.float32):
         for j, layer in enumerate(range(first, last + 1)):
             for p, (total, n) in head_scores(att[layer][0].float().cpu(), ids).items():
                 sums[p][j] += total.double()
-                counts[p] += n if j == 0 else 0
+                if j == 0:  # every layer scores the same positions
+                    counts[p] += n
     heads = {}
     for p in PRIMITIVES:
         vals = (sums[p] / max(counts[p], 1)).tolist()
