@@ -22,21 +22,22 @@ from tqdm import tqdm
 
 import model as M
 import stats
-from evaluate import evaluate
-from train import bit_errors, environment, load_checkpoint, save_atomic
+from evaluate import fresh_seed, load_trained
+from train import bit_errors, environment, load_checkpoint, parse_lengths, save_atomic
 
 
 def token_measure(ckpt, lengths, samples, eval_seed, device):
     """Mean per-bit error over the evaluation lengths (lower is better) on fixed sequences."""
-    intact, (task, net, cfg, device) = evaluate(ckpt, lengths, samples, eval_seed, device)
-    seed, lengths = intact["eval_seed"], [int(L) for L in intact["errors"]]
+    task, net, cfg, info, _, device = load_trained(ckpt, device)
+    lengths = parse_lengths(lengths, task)
+    seed = fresh_seed(cfg, eval_seed)
 
     def measure():
         errors = bit_errors(net, task, lengths, samples, seed, device)
         return sum(errors.values()) / len(errors), errors
 
     meta = {"metric": "per_bit_error", "higher_is_better": False, "lengths": lengths, "samples": samples,
-            "eval_seed": seed, "slice": intact["slice"]}
+            "eval_seed": seed, "slice": info["layers"]}
     return net.body, measure, cfg, meta, device
 
 

@@ -36,7 +36,8 @@ def get_parser():
     return p
 
 
-def evaluate(ckpt_path, lengths=None, samples=1024, eval_seed=None, device="auto"):
+def load_trained(ckpt_path, device="auto"):
+    """(task, net, cfg, info, step, device): the model a checkpoint describes, with its weights in place."""
     state = load_checkpoint(ckpt_path)
     cfg = state["config"]
     device = M.pick_device(device)
@@ -49,14 +50,24 @@ def evaluate(ckpt_path, lengths=None, samples=1024, eval_seed=None, device="auto
     if unexpected or trainable & set(missing):
         raise M.UserError(f"{ckpt_path} does not fit the model its config describes "
                           f"(missing {sorted(trainable & set(missing))[:3]}, unexpected {unexpected[:3]})")
+    return task, net, cfg, info, state["step"], device
+
+
+def fresh_seed(cfg, eval_seed=None):
+    """The evaluation stream: seed + 1 picked best.pt during training, seed + 2 never picked anything."""
+    return cfg["seed"] + 2 if eval_seed is None else eval_seed
+
+
+def evaluate(ckpt_path, lengths=None, samples=1024, eval_seed=None, device="auto"):
+    task, net, cfg, info, step, device = load_trained(ckpt_path, device)
     lengths = parse_lengths(lengths or cfg["eval_lengths"], task)
-    seed = cfg["seed"] + 2 if eval_seed is None else eval_seed
+    seed = fresh_seed(cfg, eval_seed)
     t0 = time.time()
     errors = bit_errors(net, task, lengths, samples, seed, device)
     return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
-            **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": state["step"],
+            **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": step,
             "metric": "per_bit_error", "eval_seed": seed, "eval_samples": samples, "errors": errors,
-            "wall_time_s": time.time() - t0}, (task, net, cfg, device)
+            "wall_time_s": time.time() - t0}
 
 
 def aggregate(folder, which="best"):
@@ -103,7 +114,7 @@ def main():
         return
     if not args.ckpt:
         raise M.UserError("give --ckpt PATH or --aggregate DIR")
-    result, _ = evaluate(args.ckpt, args.lengths, args.samples, args.eval_seed, args.device)
+    result = evaluate(args.ckpt, args.lengths, args.samples, args.eval_seed, args.device)
     out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
     save_atomic(result, out)
     print(" ".join(f"L{L}={e:.4f}" for L, e in result["errors"].items()), f"-> {out}")
