@@ -112,10 +112,17 @@ def bit_errors(net, task, lengths, samples, seed, device, batch=64):
 
 
 def git_commit():
+    """HEAD of the code this process runs, with '-dirty' if tracked files differ from it."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=M.REPO, capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=M.REPO, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=M.REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+_COMMIT_AT_START = git_commit()  # taken at import: the code that runs, not HEAD when a result is written
 
 
 def save_atomic(obj, path):
@@ -135,7 +142,7 @@ def load_checkpoint(path):
 
 def environment(device):
     import transformers
-    return {"git_commit": git_commit(), "device": str(device), "torch": torch.__version__,
+    return {"git_commit": _COMMIT_AT_START, "device": str(device), "torch": torch.__version__,
             "transformers": transformers.__version__, "python": platform.python_version(),
             "threads": torch.get_num_threads()}
 

@@ -27,7 +27,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import model as M
-from train import environment, load_checkpoint, save_atomic   # environment() carries train.git_commit()
+from train import environment, load_checkpoint, save_atomic   # environment() carries the git commit
 
 ENV_ID = "Walker2d-v5"
 STATE_DIM, ACT_DIM = 17, 6
