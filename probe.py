@@ -16,7 +16,6 @@ Primitives (per head, averaged over query positions t >= 1 of every sentence, po
 Each score is also given as a ratio to its mean over the probed heads.
 """
 import argparse
-import json
 import time
 from pathlib import Path
 

@@ -140,6 +140,20 @@ def load_checkpoint(path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def open_run(out, cfg, identity, resume):
+    """The checkpoint to resume from (None for a new run); refuses to mix or overwrite runs."""
+    if not resume:
+        if (out / "last.pt").exists() or (out / "results.json").exists():
+            raise M.UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        return None
+    state = load_checkpoint(out / "last.pt")
+    old = state["config"]
+    diff = [k for k in identity if old.get(k) != cfg[k]]
+    if diff:
+        raise M.UserError(f"--resume: {out} was trained with different " + ", ".join(f"{k}={old.get(k)!r}" for k in diff))
+    return state
+
+
 def environment(device):
     import transformers
     return {"git_commit": _COMMIT_AT_START, "device": str(device), "torch": torch.__version__,
@@ -175,14 +189,7 @@ def main():
         raise M.UserError(f"--select-len {args.select_len} must be one of --eval-lengths {args.eval_lengths}")
     device = M.pick_device(args.device)
     out = Path(args.out or f"runs/{args.task}__{condition_name(cfg)}__{args.seed}")
-    if args.resume:
-        state = load_checkpoint(out / "last.pt")
-        old = state["config"]
-        diff = [k for k in IDENTITY if old.get(k) != cfg[k]]
-        if diff:
-            raise M.UserError(f"--resume: {out} was trained with different " + ", ".join(f"{k}={old.get(k)!r}" for k in diff))
-    elif (out / "last.pt").exists() or (out / "results.json").exists():
-        raise M.UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    state = open_run(out, cfg, IDENTITY, args.resume)
     out.mkdir(parents=True, exist_ok=True)
 
     task, net, info = build(cfg, device)

@@ -27,7 +27,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import model as M
-from train import environment, load_checkpoint, save_atomic   # environment() carries the git commit
+from train import condition_name, environment, load_checkpoint, open_run, save_atomic   # environment() carries the git commit
 
 ENV_ID = "Walker2d-v5"
 STATE_DIM, ACT_DIM = 17, 6
@@ -386,15 +386,9 @@ def main(argv=None):
     if not targets or args.context < 1 or args.eval_episodes < 1 or not 1 <= args.max_ep_len <= MAX_TIMESTEP:
         raise M.UserError(f"need --targets, --context >= 1, --eval-episodes >= 1 and --max-ep-len in 1..{MAX_TIMESTEP}")
     device = M.pick_device(args.device)
-    condition = args.substrate if args.substrate != "gemma" else f"{args.init}-L{args.layers}"
+    condition = condition_name(cfg)
     out = Path(args.out or f"runs/walker2d__{condition}__{args.seed}")
-    if args.resume:
-        state = load_checkpoint(out / "last.pt")
-        diff = [k for k in IDENTITY if state["config"].get(k) != cfg[k]]
-        if diff:
-            raise M.UserError(f"--resume: {out} was trained with different " + ", ".join(f"{k}={state['config'].get(k)!r}" for k in diff))
-    elif (out / "last.pt").exists() or (out / "results.json").exists():
-        raise M.UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    state = open_run(out, cfg, IDENTITY, args.resume)
 
     episodes, standin = (load_d4rl_hdf5(args.d4rl_hdf5), False) if args.d4rl_hdf5 else load_minari(args.dataset)
     data = prepare(episodes)
