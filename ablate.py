@@ -4,11 +4,12 @@ Which heads does a trained interface rely on? Zero-ablate heads of the checkpoin
     python ablate.py --ckpt runs/copy__pretrained-L6-11__0/best.pt               # every head, one at a time
     python ablate.py --ckpt ... --heads L7.2,L9.0                                # one set of heads together
     python ablate.py --ckpt ... --heads L7.2,L9.0 --keep-only                    # all heads but these (sufficiency)
+    python ablate.py --ckpt runs/ogbench-.../last.pt --episodes 50              # IQL agent: success-rate drop per head
     python ablate.py --joint results/probe/probe_gemma3-270m.json abl_copy.json abl_ar.json --out joint.json
 
 A head is zeroed at the input of its layer's o_proj, where heads are still separate. Every
 ablation is scored on the same evaluation data as the intact model (paired: the same sequences, or
-for walker2d the same episode seeds). Output per head: delta = ablated - intact, impact = how much
+for walker2d and ogbench the same episode seeds). Output per head: delta = ablated - intact, impact = how much
 worse the model got (delta for an error, -delta for a score; positive = the head was helping), the
 rank and the z-score of the impact within the task. --joint names the heads that are top-tier on both the text probe and the ablation signal,
 with the hypergeometric P and a permutation P that also varies the primitive and the thresholds.
@@ -61,11 +62,30 @@ def walker2d_measure(ckpt, episodes, max_ep_len, device):
     return body, measure, cfg, meta, device
 
 
+def ogbench_measure(ckpt, episodes, max_ep_len, device):
+    """Success rate of the IQL policy (higher is better); episode i always resets with the same seed."""
+    from tasks import ogbench
+    net, state = ogbench.load_from_checkpoint(ckpt, device)
+    cfg = state["config"]
+    device = next(net.parameters()).device
+    seed = ogbench.episode_seed_base(cfg["seed"], 2)
+
+    def measure():
+        result = ogbench.success_rate(net, cfg, episodes, seed, device, max_ep_len)
+        return result["success_rate"], result["successes"]
+
+    meta = {"metric": "success_rate", "higher_is_better": True, "episodes": episodes, "max_ep_len": max_ep_len,
+            "episode_seed_base": seed, "slice": net.info["layers"], "env": cfg["env"], "checkpoint_step": state["step"]}
+    return net.body, measure, cfg, meta, device
+
+
 def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only=False, device="auto",
-          episodes=10, max_ep_len=None):
+          episodes=None, max_ep_len=None):
     cfg = load_checkpoint(ckpt)["config"]
     if cfg["task"] == "walker2d":
-        body, measure, cfg, meta, device = walker2d_measure(ckpt, episodes, max_ep_len, device)
+        body, measure, cfg, meta, device = walker2d_measure(ckpt, episodes or 10, max_ep_len, device)
+    elif cfg["task"] == "ogbench":
+        body, measure, cfg, meta, device = ogbench_measure(ckpt, episodes or 50, max_ep_len, device)
     else:
         body, measure, cfg, meta, device = token_measure(ckpt, lengths or str(cfg["select_len"]), samples, eval_seed, device)
     if body is None:
@@ -83,17 +103,24 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
         M.set_ablation(body, {})
         out.update({"ablated_heads": sorted(f"L{l}.{h}" for l, hs in chosen.items() for h in hs), "keep_only": keep_only,
                     "ablated": value, "ablated_detail": detail, "delta": value - intact, "impact": sign * (value - intact)})
+        if cfg["task"] == "ogbench":
+            out["mcnemar"] = dict(zip(("intact_only", "ablated_only", "p"), stats.mcnemar_exact(intact_detail, detail)))
     else:
         labels = M.head_labels(body)
-        deltas = {}
+        deltas, details = {}, {}
         for label in tqdm(labels, desc="heads"):
             M.set_ablation(body, M.parse_heads(label, body))
-            deltas[label] = measure()[0] - intact
+            value, details[label] = measure()
+            deltas[label] = value - intact
         M.set_ablation(body, {})
         impact = {l: sign * d for l, d in deltas.items()}
         z = dict(zip(labels, stats.zscores([impact[l] for l in labels]).tolist()))
         order = sorted(labels, key=lambda l: -impact[l])
         out["heads"] = {l: {"delta": deltas[l], "impact": impact[l], "rank": order.index(l) + 1, "z": z[l]} for l in labels}
+        if cfg["task"] == "ogbench":   # per-episode successes, paired with the intact run's
+            for l in labels:
+                out["heads"][l]["successes"] = details[l]
+                out["heads"][l]["mcnemar_p"] = stats.mcnemar_exact(intact_detail, details[l])[2]
         out["top5"] = order[:5]
     out.update(environment(device))
     out["wall_time_s"] = time.time() - t0
@@ -134,8 +161,8 @@ def main():
     p.add_argument("--lengths", default=None, help="comma-separated lengths (default: the run's --select-len)")
     p.add_argument("--samples", type=int, default=256, help="sequences per length (default 256)")
     p.add_argument("--eval-seed", type=int, default=None, help="seed of the evaluation sequences (default: run seed + 2)")
-    p.add_argument("--episodes", type=int, default=10, help="walker2d: episodes per target return (default 10)")
-    p.add_argument("--max-ep-len", type=int, default=None, help="walker2d: episode cut-off (default: the run's)")
+    p.add_argument("--episodes", type=int, default=None, help="walker2d: episodes per target return (default 10); ogbench: episodes (default 50)")
+    p.add_argument("--max-ep-len", type=int, default=None, help="walker2d / ogbench: episode cut-off (default: the run's / the env's)")
     p.add_argument("--heads", default=None, help="ablate this set together, e.g. L7.2,L9.0 (default: sweep every head)")
     p.add_argument("--keep-only", action="store_true", help="with --heads: ablate every head except these")
     p.add_argument("--joint", nargs="+", metavar="JSON", help="probe.json then one ablation JSON per task")

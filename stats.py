@@ -265,6 +265,19 @@ def paired_t(a, b):
     return float(t), df, float(2 * sps.t.sf(abs(t), df))
 
 
+def mcnemar_exact(a, b):
+    """Exact McNemar test for paired binary outcomes (e.g. episode success with and without a head):
+    two-sided binomial P on the discordant pairs. Returns (n_a_only, n_b_only, p)."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError("mcnemar_exact needs paired outcomes of equal length")
+    n10, n01 = int((a & ~b).sum()), int((~a & b).sum())
+    n = n10 + n01
+    if n == 0:
+        return n10, n01, 1.0
+    return n10, n01, float(min(1.0, 2 * sps.binom.cdf(min(n10, n01), n, 0.5)))
+
+
 def bootstrap_ci(values, n_boot=10000, alpha=0.05, seed=0):
     """Percentile bootstrap CI of the mean. Returns (mean, lo, hi)."""
     x = np.asarray(values, dtype=float)

@@ -6,6 +6,7 @@ Train the linear interface around a frozen Gemma slice (or a control) on a token
     python train.py --task ar --substrate scratch            # trainable transformer of the same shape
     python train.py --task ar --model google/gemma-4-31B --layers 24-29   # the paper's setting, GPU
     python train.py --task walker2d --layers 6-10            # Decision Transformer (tasks/walker2d.py; --help there)
+    python train.py --task ogbench --layers 8                # offline IQL on OGBench (tasks/ogbench.py; --help there)
 
 Steps: parse flags -> build substrate (model.py) -> build task (tasks/) -> loop -> evaluate -> JSON.
 Writes OUT/last.pt, OUT/best.pt (trainable weights + full config) and OUT/results.json.
@@ -40,7 +41,7 @@ def get_task(name):
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True,
-                   help=f"one of {', '.join(TASKS)}; or walker2d (its own flags: train.py --task walker2d --help)")
+                   help=f"one of {', '.join(TASKS)}; or walker2d / ogbench (their own flags: train.py --task walker2d --help)")
     p.add_argument("--model", default=M.DEFAULT_MODEL,
                    help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
     p.add_argument("--layers", default="6-11", help="slice of decoder layers, 0-based inclusive: 'a-b' or 'a' (default 6-11)")
@@ -176,9 +177,9 @@ def main():
     # The control tasks own their training loop and flags; the token tasks share the one below.
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task")
-    if pre.parse_known_args()[0].task == "walker2d":
-        from tasks import walker2d
-        return walker2d.main(sys.argv[1:])
+    control = pre.parse_known_args()[0].task
+    if control in ("walker2d", "ogbench"):
+        return importlib.import_module(f"tasks.{control}").main(sys.argv[1:])
     args = get_parser().parse_args()
     cfg = vars(args).copy()
     task = get_task(args.task)

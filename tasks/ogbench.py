@@ -1,0 +1,618 @@
+"""
+OGBench manipulation, single-task offline RL: IQL whose shared trunk is a frozen Gemma slice.
+
+    python -m tasks.ogbench generate --env scene-play-v0 --episodes 100     # data offline, ~/.ogbench/data
+    python train.py --task ogbench --env scene-play-singletask-task1-v0 --layers 8
+    python train.py --task ogbench --env scene-play-singletask-task1-v0 --substrate mlp   # plain MLP IQL
+
+Tokens: the observation (standardised with the training set's mean and std) is cut into
+--obs-tokens contiguous chunks, zero-padded to equal length; chunk i enters through its own Linear
+map into d_model, and the action through one more, giving the sequence [o_1 .. o_k, a], times the
+slice's input scale. One causal pass of the frozen slice serves all three heads: the observation
+tokens cannot see the action, so V(s) and the policy read the RMS-normalised states of o_1..o_k
+(concatenated); the twin Q(s, a) read those plus the action token's state. The heads are small
+MLPs (LayerNorm on V and Q, as in the OGBench/FQL IQL). The interface, heads and nothing else train.
+`--substrate mlp` is the plain IQL of FQL/OGBench instead: separate 4x512 MLPs, no slice.
+
+IQL (Kostrikov et al. 2021): V by expectile regression on the target twin-Q, Q by TD to r + g V(s'),
+policy by advantage-weighted regression with a constant unit std; rewards and masks are those
+`ogbench.make_env_and_datasets` relabels for the task. Success rate is measured in the real MuJoCo
+env, all episodes stepped in lockstep so the policy runs once per timestep for the whole batch.
+"""
+import argparse
+import copy
+import math
+import os
+import socket
+import sys
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import model as M
+from train import condition_name, environment, load_checkpoint, open_run, save_atomic   # environment() carries the git commit
+
+DEFAULT_ENV = "scene-play-singletask-task1-v0"
+DEFAULT_DATA_DIR = "~/.ogbench/data"
+DATA_HOST = "rail.eecs.berkeley.edu"     # where ogbench downloads its datasets from
+SUBSTRATES = M.SUBSTRATES + ("mlp",)
+# Flags that define what a checkpoint is; a resumed run must agree on all of them.
+IDENTITY = ("env", "model", "layers", "substrate", "init", "seed", "input_scale", "obs_tokens", "hidden",
+            "discount", "expectile", "temperature", "tau", "batch_size", "lr", "dataset_dir")
+
+
+# Harmless on headless machines (nothing here renders) and printed once per env otherwise.
+warnings.filterwarnings("ignore", module="glfw")
+warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
+
+
+def need_ogbench():
+    try:
+        import ogbench
+        return ogbench
+    except ImportError:
+        raise M.UserError("OGBench tasks need `pip install ogbench` (see requirements.txt)")
+
+
+# ----------------------------------------------------------------------------- data
+
+def split_name(name):
+    """'scene-play-singletask-task1-v0' -> (dataset 'scene-play-v0', env 'scene-singletask-task1-v0')."""
+    parts = name.split("-")
+    if "singletask" not in parts or parts.index("singletask") < 2:
+        raise M.UserError(f"--env {name!r}: expected an OGBench single-task name such as {DEFAULT_ENV}")
+    i = parts.index("singletask")
+    return "-".join(parts[:i] + parts[-1:]), "-".join(parts[:i - 1] + parts[i:])
+
+
+def host_reachable(host=DATA_HOST, timeout=3.0):
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load(name, dataset_dir=DEFAULT_DATA_DIR):
+    """(env, train, val) exactly as ogbench gives them; missing files offline fail fast and say how to get them."""
+    ogbench = need_ogbench()
+    dataset, _ = split_name(name)
+    folder = Path(os.path.expanduser(dataset_dir))
+    missing = [f for f in (f"{dataset}.npz", f"{dataset}-val.npz") if not (folder / f).exists()]
+    if missing and not host_reachable():
+        raise M.UserError(
+            f"{folder}/{missing[0]} is missing and {DATA_HOST} cannot be reached. Either download it with internet "
+            f"(this command does it on first use, or `python -c \"import ogbench; ogbench.download_datasets(['{dataset}'], "
+            f"'{dataset_dir}')\"`), or generate a stand-in offline: "
+            f"`python -m tasks.ogbench generate --env {dataset} --episodes 100 --out {dataset_dir}`")
+    return ogbench.make_env_and_datasets(name, dataset_dir=str(folder))
+
+
+def make_oracles(env, env_name, noise, smoothing):
+    """The scripted 'play' oracles that ship in the ogbench wheel, one per subtask kind."""
+    from ogbench.manipspace.oracles.plan.button_plan import ButtonPlanOracle
+    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
+    from ogbench.manipspace.oracles.plan.drawer_plan import DrawerPlanOracle
+    from ogbench.manipspace.oracles.plan.window_plan import WindowPlanOracle
+    kw = dict(env=env, noise=noise, noise_smoothing=smoothing)
+    if env_name.startswith("cube"):
+        return {"cube": CubePlanOracle(**kw)}
+    if env_name.startswith("scene"):
+        return {"cube": CubePlanOracle(**kw), "button": ButtonPlanOracle(**kw),
+                "drawer": DrawerPlanOracle(**kw), "window": WindowPlanOracle(**kw)}
+    if env_name.startswith("puzzle"):
+        return {"button": ButtonPlanOracle(gripper_always_closed=True, **kw)}
+    raise M.UserError(f"generate: no oracle for {env_name!r}; use a cube-*, scene- or puzzle-* play dataset")
+
+
+def stack_probability(env_name, rng):
+    """How often a cube target is placed on another cube, per episode (more cubes, more stacking)."""
+    for kind, (lo, hi) in {"single": (0, 0), "double": (0, 0.25), "triple": (0.05, 0.35),
+                           "quadruple": (0.1, 0.5), "octuple": (0, 0.35)}.items():
+        if kind in env_name:
+            return rng.uniform(lo, hi)
+    return 0.5
+
+
+def scene_healthy(qpos):
+    """Scene episodes whose cube leaves the visible table (except into the drawer) are redrawn."""
+    xyz = qpos[:, 14:17]
+    too_right = (xyz[:, 1] >= 0.29).any()
+    too_left = ((xyz[:, 1] <= -0.3) & ((xyz[:, 2] < 0.06) | (xyz[:, 2] > 0.08))).any()
+    return not (too_right or too_left)
+
+
+def generate(argv=None):
+    """Drive the shipped oracles in 'play' mode and write ogbench's X-play-v0.npz / X-play-v0-val.npz."""
+    p = argparse.ArgumentParser(prog="python -m tasks.ogbench generate", description=generate.__doc__)
+    p.add_argument("--env", default="scene-play-v0", help="dataset name, e.g. scene-play-v0, cube-double-play-v0 (default scene-play-v0)")
+    p.add_argument("--episodes", type=int, default=100, help="training episodes; validation gets a tenth, at least 1 (default 100; official data: 1000)")
+    p.add_argument("--episode-steps", type=int, default=1001, help="steps per episode (default 1001, as the official play data)")
+    p.add_argument("--noise", type=float, default=0.1, help="plan noise of the oracles (default 0.1)")
+    p.add_argument("--noise-smoothing", type=float, default=0.5, help="temporal smoothing of that noise (default 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the env and the oracles (default 0)")
+    p.add_argument("--out", default=DEFAULT_DATA_DIR, help=f"folder ogbench reads from (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    args = p.parse_args(argv)
+    need_ogbench()
+    import gymnasium
+    parts = args.env.split("-")
+    if len(parts) < 3 or parts[-2] != "play":
+        raise M.UserError(f"--env {args.env!r}: give a play dataset name such as scene-play-v0")
+    if args.episodes < 1 or args.episode_steps < 2:
+        raise M.UserError("need --episodes >= 1 and --episode-steps >= 2")
+    env_name = "-".join(parts[:-2] + parts[-1:])
+    out = Path(os.path.expanduser(args.out))
+    train_path, val_path = out / f"{args.env}.npz", out / f"{args.env}-val.npz"
+    if train_path.exists() and val_path.exists() and not args.force:
+        print(f"{train_path} and {val_path.name} exist; nothing to do (--force to regenerate)")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+
+    np.random.seed(args.seed)                 # the oracles draw their plans from the global numpy RNG
+    rng = np.random.default_rng(args.seed)
+    env = gymnasium.make(env_name, terminate_at_goal=False, mode="data_collection", max_episode_steps=args.episode_steps)
+    oracles = make_oracles(env, env_name, args.noise, args.noise_smoothing)
+    n_val = max(1, args.episodes // 10)
+    episodes, redrawn = [], 0
+    first = True
+    for _ in tqdm(range(args.episodes + n_val), desc=f"generate {args.env}", dynamic_ncols=True):
+        while True:
+            ob, info = env.reset(seed=args.seed if first else None)
+            first = False
+            p_stack = stack_probability(env_name, rng)
+            oracle = oracles[info["privileged/target_task"]]
+            oracle.reset(ob, info)
+            ep = defaultdict(list)
+            done = False
+            while not done:
+                action = np.clip(np.asarray(oracle.select_action(ob, info)), -1, 1)
+                next_ob, _, terminated, truncated, info = env.step(action)
+                done = terminated or truncated
+                if oracle.done:       # subtask finished: the env picks the next one, play-style
+                    ob2, info2 = env.unwrapped.set_new_target(p_stack=p_stack)
+                    oracle = oracles[info2["privileged/target_task"]]
+                    oracle.reset(ob2, info2)
+                ep["observations"].append(ob)
+                ep["actions"].append(action)
+                ep["terminals"].append(done)
+                ep["qpos"].append(info["prev_qpos"])   # the state `ob` was computed from
+                ep["qvel"].append(info["prev_qvel"])
+                if "prev_button_states" in info:
+                    ep["button_states"].append(info["prev_button_states"])
+                ob = next_ob
+            if not env_name.startswith("scene") or scene_healthy(np.array(ep["qpos"])):
+                break
+            redrawn += 1
+        episodes.append(ep)
+    dtypes = {"observations": np.float32, "actions": np.float32, "terminals": bool, "qpos": np.float32,
+              "qvel": np.float32, "button_states": np.int64}
+    for path, eps in ((train_path, episodes[:args.episodes]), (val_path, episodes[args.episodes:])):
+        arrays = {k: np.concatenate([np.asarray(e[k], dtype=dt) for e in eps]) for k, dt in dtypes.items() if k in eps[0]}
+        tmp = path.with_name(path.stem + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)                  # an interrupted run leaves no half-written dataset behind
+    print(f"wrote {train_path} ({args.episodes} episodes) and {val_path.name} ({n_val}); "
+          f"{redrawn} unhealthy scene episodes redrawn")
+
+
+# ----------------------------------------------------------------------------- task oracle (tests)
+
+def task_oracle_success(name, seed=0, min_norm=0.4):
+    """Solve the single-task env's own task with the shipped Markov oracles, one unmet subgoal at a
+    time, and return the env's success flag: evidence that success is reachable and reported.
+
+    The task env does not expose the collection-mode target keys, so they are read from its state."""
+    need_ogbench()
+    import gymnasium
+    from ogbench.manipspace.oracles.markov.button_markov import ButtonMarkovOracle
+    from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
+    from ogbench.manipspace.oracles.markov.drawer_markov import DrawerMarkovOracle
+    from ogbench.manipspace.oracles.markov.window_markov import WindowMarkovOracle
+    _, env_name = split_name(name)
+    np.random.seed(seed)
+    env = gymnasium.make(env_name)
+    u = env.unwrapped
+    oracles = {"cube": CubeMarkovOracle(env=env, min_norm=min_norm), "button": ButtonMarkovOracle(env=env, min_norm=min_norm),
+               "drawer": DrawerMarkovOracle(env=env, min_norm=min_norm), "window": WindowMarkovOracle(env=env, min_norm=min_norm)}
+
+    def next_subgoal(info):
+        for i in range(u._num_cubes):
+            target = u._data.mocap_pos[u._cube_target_mocap_ids[i]].copy()
+            if np.linalg.norm(info[f"privileged/block_{i}_pos"] - target) > 0.04:
+                yaw = quat_yaw(u._data.mocap_quat[u._cube_target_mocap_ids[i]])
+                return "cube", {"privileged/target_block": i, "privileged/target_block_pos": target,
+                                "privileged/target_block_yaw": np.array([yaw])}
+        for i in range(getattr(u, "_num_buttons", 0)):
+            if info[f"privileged/button_{i}_state"] != u._target_button_states[i]:
+                return "button", {"privileged/target_button": i, "privileged/target_button_state": u._target_button_states[i],
+                                  "privileged/target_button_top_pos": u._data.site_xpos[u._button_site_ids[i]].copy()}
+        if hasattr(u, "_target_drawer_pos") and abs(info["privileged/drawer_pos"][0] - u._target_drawer_pos) > 0.04:
+            return "drawer", {"privileged/target_drawer_pos": np.array([u._target_drawer_pos]),
+                              "privileged/target_drawer_handle_pos": u._data.site_xpos[u._drawer_target_site_id].copy()}
+        if hasattr(u, "_target_window_pos") and abs(info["privileged/window_pos"][0] - u._target_window_pos) > 0.04:
+            return "window", {"privileged/target_window_pos": np.array([u._target_window_pos]),
+                              "privileged/target_window_handle_pos": u._data.site_xpos[u._window_target_site_id].copy()}
+        return None, {}
+
+    ob, info = env.reset(seed=seed)
+    current, success, done = None, False, False
+    while not done:
+        kind, extra = next_subgoal(info)
+        if kind is None:     # all subgoals met: step with a still arm so the env evaluates success
+            action = np.zeros(env.action_space.shape)
+        else:
+            info = {**info, **extra}
+            if kind != current:
+                oracles[kind].reset(ob, info)
+                current = kind
+            action = np.clip(oracles[kind].select_action(ob, info), -1, 1)
+        ob, _, terminated, truncated, info = env.step(action)
+        success, done = bool(info["success"]), terminated or truncated
+    env.close()
+    return success
+
+
+def quat_yaw(wxyz):
+    from ogbench.manipspace import lie
+    return lie.SO3(wxyz=np.asarray(wxyz)).compute_yaw_radians()
+
+
+# ----------------------------------------------------------------------------- agents
+
+def mlp(sizes, layer_norm=False):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers += [nn.LayerNorm(b)] if layer_norm else []
+            layers.append(nn.GELU())
+    return nn.Sequential(*layers)
+
+
+class TokenInterface(nn.Module):
+    """Observation chunks and the action as tokens: k + 1 Linear maps into d_model."""
+
+    def __init__(self, obs_dim, act_dim, d_model, k, in_scale):
+        super().__init__()
+        self.k, self.chunk = k, math.ceil(obs_dim / k)
+        self.pad = self.k * self.chunk - obs_dim
+        self.w_obs = nn.Parameter(torch.randn(k, self.chunk, d_model) / math.sqrt(self.chunk))   # unit-RMS tokens
+        self.b_obs = nn.Parameter(torch.zeros(k, d_model))       # doubles as a learned token-position code
+        self.act = nn.Linear(act_dim, d_model)
+        self.register_buffer("in_scale", torch.tensor(float(in_scale)))
+
+    def forward(self, obs, act=None):
+        x = F.pad(obs, (0, self.pad)).view(len(obs), self.k, self.chunk)
+        tokens = torch.einsum("bkc,kcd->bkd", x, self.w_obs) + self.b_obs
+        if act is not None:
+            tokens = torch.cat([tokens, self.act(act).unsqueeze(1)], 1)
+        return tokens * self.in_scale
+
+
+class SliceIQL(nn.Module):
+    """IQL networks sharing one frozen trunk (or none): V, twin Q and the policy are heads on it."""
+
+    def __init__(self, body, info, obs_dim, act_dim, k, hidden):
+        super().__init__()
+        d = info["d_model"]
+        self.body, self.info, self.k = body, info, k
+        self.interface = TokenInterface(obs_dim, act_dim, d, k, info["input_scale"])
+        self.v = mlp([k * d, hidden, hidden, 1], layer_norm=True)
+        self.q = nn.ModuleList([mlp([(k + 1) * d, hidden, hidden, 1], layer_norm=True) for _ in range(2)])
+        self.pi = mlp([k * d, hidden, hidden, act_dim])
+        # Target critic: its own interface and Q heads, moved by Polyak averaging; the trunk is frozen anyway.
+        self.target_interface, self.target_q = copy.deepcopy(self.interface), copy.deepcopy(self.q)
+        for p in list(self.target_interface.parameters()) + list(self.target_q.parameters()):
+            p.requires_grad_(False)
+
+    def trunk(self, interface, obs, act=None):
+        h = interface(obs, act)
+        if self.body is not None:
+            h = self.body(h.to(next(self.body.parameters()).dtype)).float()
+        return M.rms_norm(h).flatten(1)       # (B, tokens * d): obs tokens first, the action token last
+
+    def forward(self, obs, act):
+        """V(s), (Q1, Q2)(s, a) and the policy mean from a single pass over [o_1 .. o_k, a]."""
+        h = self.trunk(self.interface, obs, act)
+        hs = h[:, :self.k * self.info["d_model"]]
+        return self.v(hs).squeeze(-1), [q(h).squeeze(-1) for q in self.q], self.pi(hs)
+
+    def value(self, obs):
+        return self.v(self.trunk(self.interface, obs)).squeeze(-1)
+
+    def target(self, obs, act):
+        h = self.trunk(self.target_interface, obs, act)
+        return torch.min(*[q(h).squeeze(-1) for q in self.target_q])
+
+    def policy(self, obs):
+        return self.pi(self.trunk(self.interface, obs))
+
+    def target_pairs(self):
+        return list(zip(list(self.interface.parameters()) + list(self.q.parameters()),
+                        list(self.target_interface.parameters()) + list(self.target_q.parameters())))
+
+
+class MLPIQL(nn.Module):
+    """The standard OGBench/FQL IQL networks: separate MLPs, LayerNorm on V and Q, no substrate."""
+
+    def __init__(self, obs_dim, act_dim, hidden=512, depth=4):
+        super().__init__()
+        self.body, self.info = None, {"substrate": "mlp", "layers": None, "d_model": None, "input_scale": None}
+        sizes = [hidden] * depth
+        self.v = mlp([obs_dim, *sizes, 1], layer_norm=True)
+        self.q = nn.ModuleList([mlp([obs_dim + act_dim, *sizes, 1], layer_norm=True) for _ in range(2)])
+        self.pi = mlp([obs_dim, *sizes, act_dim])
+        self.target_q = copy.deepcopy(self.q)
+        for p in self.target_q.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, obs, act):
+        sa = torch.cat([obs, act], -1)
+        return self.v(obs).squeeze(-1), [q(sa).squeeze(-1) for q in self.q], self.pi(obs)
+
+    def value(self, obs):
+        return self.v(obs).squeeze(-1)
+
+    def target(self, obs, act):
+        sa = torch.cat([obs, act], -1)
+        return torch.min(*[q(sa).squeeze(-1) for q in self.target_q])
+
+    def policy(self, obs):
+        return self.pi(obs)
+
+    def target_pairs(self):
+        return list(zip(self.q.parameters(), self.target_q.parameters()))
+
+
+def trainable_state(net):
+    """Trained weights and the target critic: everything a checkpoint needs besides the frozen slice."""
+    frozen = {n for n, p in net.named_parameters() if not p.requires_grad and not n.startswith("target")}
+    buffers = {n for n, _ in net.named_buffers()}
+    return {k: v for k, v in net.state_dict().items() if k not in frozen and k not in buffers}
+
+
+def build_from_config(cfg, device):
+    """The agent a run config describes; net.info describes its body for results."""
+    torch.manual_seed(cfg["seed"])
+    if cfg["substrate"] == "mlp":
+        return MLPIQL(cfg["obs_dim"], cfg["act_dim"]).to(device)
+    body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
+                              M.default_dtype(device), cfg["seed"], cfg["input_scale"])
+    return SliceIQL(body, info, cfg["obs_dim"], cfg["act_dim"], cfg["obs_tokens"], cfg["hidden"]).to(device)
+
+
+def load_from_checkpoint(path, device="auto"):
+    """(net, checkpoint dict) with the trained weights in place."""
+    state = load_checkpoint(path)
+    net = build_from_config(state["config"], M.pick_device(device))
+    missing, unexpected = net.load_state_dict(state["model"], strict=False)
+    if unexpected or set(trainable_state(net)) - set(state["model"]):
+        raise M.UserError(f"{path} does not fit the agent its config builds (unexpected {unexpected[:3]})")
+    return net, state
+
+
+def iql_losses(net, batch, cfg):
+    """Value (expectile), critic (TD) and actor (AWR) losses of one batch, as in OGBench/FQL IQL."""
+    obs, act = batch["observations"], batch["actions"]
+    v, qs, mean = net(obs, act)
+    with torch.no_grad():
+        q_target = net.target(obs, act)
+        y = batch["rewards"] + cfg["discount"] * batch["masks"] * net.value(batch["next_observations"])
+    diff = q_target - v
+    weight = torch.where(diff > 0, cfg["expectile"], 1 - cfg["expectile"])
+    value_loss = (weight * diff ** 2).mean()
+    critic_loss = sum(((q - y) ** 2).mean() for q in qs)
+    adv = (torch.min(*qs) - v).detach()
+    w = torch.exp(adv * cfg["temperature"]).clamp(max=100.0)
+    log_prob = -0.5 * ((mean - act) ** 2).sum(-1)          # unit std Gaussian, constants dropped
+    actor_loss = -(w * log_prob).mean()
+    logs = {"value_loss": value_loss.item(), "critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(),
+            "v_mean": v.mean().item(), "adv_mean": adv.mean().item(), "bc_mse": ((mean - act) ** 2).mean().item()}
+    return value_loss + critic_loss + actor_loss, logs
+
+
+@torch.no_grad()
+def polyak(net, tau):
+    for p, tp in net.target_pairs():
+        tp.mul_(1 - tau).add_(p.detach(), alpha=tau)
+
+
+# ----------------------------------------------------------------------------- data on the device
+
+def prepare(train, device):
+    """Tensors for sampling, and the observation standardisation every condition uses."""
+    mean = train["observations"].mean(0)
+    std = np.maximum(train["observations"].std(0), 1e-2)   # constant dims (e.g. a fixed cube axis) stay finite
+    norm = lambda x: torch.tensor((x - mean) / std, dtype=torch.float32, device=device)
+    data = {"observations": norm(train["observations"]), "next_observations": norm(train["next_observations"])}
+    for k in ("actions", "rewards", "masks"):
+        data[k] = torch.tensor(train[k], dtype=torch.float32, device=device)
+    succ = float((train["masks"] == 0).mean())
+    stats = {"transitions": len(train["observations"]), "obs_dim": int(train["observations"].shape[1]),
+             "act_dim": int(train["actions"].shape[1]), "reward_mean": float(train["rewards"].mean()),
+             "task_success_fraction": succ}
+    return data, mean.tolist(), std.tolist(), stats
+
+
+def sample(data, batch_size, gen):
+    idx = torch.randint(len(data["observations"]), (batch_size,), generator=gen).to(data["observations"].device)
+    return {k: v[idx] for k, v in data.items()}
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def episode_seed_base(run_seed, stream):
+    # stream 1: evaluations during training; 2: re-evaluation and ablation. Episode i of a stream
+    # resets with seed base + i for every checkpoint and head, so comparisons are paired.
+    return 10_000 * run_seed + 1000 * stream
+
+
+@torch.no_grad()
+def success_rate(net, cfg, episodes, seed, device, max_steps=None):
+    """Run `episodes` task episodes in lockstep, the policy mean as action (OGBench/FQL evaluate at temperature 0)."""
+    need_ogbench()
+    import gymnasium
+    _, env_name = split_name(cfg["env"])
+    was_training = net.training
+    net.eval()
+    mean, std = np.array(cfg["obs_mean"], np.float32), np.array(cfg["obs_std"], np.float32)
+    envs = [gymnasium.make(env_name) for _ in range(episodes)]
+    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
+    success, alive, lengths = np.zeros(episodes, bool), np.ones(episodes, bool), np.zeros(episodes, int)
+    t = 0
+    while alive.any() and (max_steps is None or t < max_steps):
+        live = np.flatnonzero(alive)
+        x = torch.tensor((obs[live] - mean) / std, device=device)
+        actions = net.policy(x).clamp(-1, 1).cpu().numpy()
+        for a, j in zip(actions, live):
+            ob, _, terminated, truncated, info = envs[j].step(a)
+            obs[j], lengths[j] = ob, lengths[j] + 1
+            success[j] = bool(info["success"])
+            alive[j] = not (terminated or truncated)
+        t += 1
+    for env in envs:
+        env.close()
+    net.train(was_training)
+    return {"success_rate": float(success.mean()), "successes": success.astype(int).tolist(),
+            "lengths": lengths.tolist(), "episode_seed_base": seed}
+
+
+def last_three(history):
+    """The OGBench-paper summary: mean success of a run's last three evaluations."""
+    rates = [h["eval"]["success_rate"] for h in history[-3:]]
+    return float(np.mean(rates)) if rates else None
+
+
+# ----------------------------------------------------------------------------- training
+
+def get_parser():
+    p = argparse.ArgumentParser(prog="python train.py --task ogbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="ogbench", choices=("ogbench",), help="always ogbench (lets train.py pass its flags on)")
+    p.add_argument("--env", default=DEFAULT_ENV, help=f"OGBench single-task dataset name (default {DEFAULT_ENV})")
+    p.add_argument("--dataset-dir", default=DEFAULT_DATA_DIR, help=f"where the .npz files are, or go (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--model", default=M.DEFAULT_MODEL, help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
+    p.add_argument("--layers", default="8", help="slice, 0-based inclusive; default 8, mid-depth of the 270M's 18 layers (26 on Gemma 4 31B)")
+    p.add_argument("--substrate", default="gemma", choices=SUBSTRATES, help="gemma (frozen slice), gpt2-random, scratch, none, or mlp: plain IQL MLPs (default gemma)")
+    p.add_argument("--init", default="pretrained", choices=M.INITS, help="pretrained, or random: the same slice re-initialised, frozen (default pretrained)")
+    p.add_argument("--input-scale", default="auto", help="multiplier on the tokens; 'auto' = residual RMS entering the slice (default auto)")
+    p.add_argument("--obs-tokens", type=int, default=4, help="chunks the observation is cut into, one token each (default 4)")
+    p.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers of each V/Q/policy head (default 256)")
+    p.add_argument("--steps", type=int, default=100_000, help="gradient steps (default 100000)")
+    p.add_argument("--batch-size", type=int, default=256, help="transitions per step (default 256)")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
+    p.add_argument("--discount", type=float, default=0.99, help="discount (default 0.99)")
+    p.add_argument("--expectile", type=float, default=0.9, help="IQL expectile for V (default 0.9)")
+    p.add_argument("--temperature", type=float, default=10.0, help="AWR inverse temperature alpha; weights exp(alpha * adv), capped at 100 (default 10)")
+    p.add_argument("--tau", type=float, default=0.005, help="target critic Polyak rate (default 0.005)")
+    p.add_argument("--seed", type=int, default=0, help="seeds init, batches and evaluation episodes (default 0)")
+    p.add_argument("--eval-every", type=int, default=10_000, help="evaluate and checkpoint every N steps (default 10000)")
+    p.add_argument("--eval-episodes", type=int, default=50, help="episodes per evaluation (default 50)")
+    p.add_argument("--out", default=None, help="run folder (default runs/ogbench-{env}__{condition}__{seed})")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    return p
+
+
+def main(argv=None):
+    args = get_parser().parse_args(argv)
+    cfg = vars(args).copy()
+    if args.obs_tokens < 1 or args.hidden < 1 or args.eval_episodes < 1 or args.steps < 1 or args.eval_every < 1:
+        raise M.UserError("need --obs-tokens, --hidden, --eval-episodes, --steps and --eval-every >= 1")
+    if args.substrate == "mlp" and args.init != "pretrained":
+        raise M.UserError("--init random applies to --substrate gemma only")
+    split_name(args.env)
+    device = M.pick_device(args.device)
+    condition = "mlp" if args.substrate == "mlp" else condition_name(cfg)
+    out = Path(args.out or f"runs/ogbench-{args.env}__{condition}__{args.seed}")
+    state = open_run(out, cfg, IDENTITY, args.resume)
+
+    env, train_set, _ = load(args.env, args.dataset_dir)
+    env.close()
+    data, obs_mean, obs_std, data_stats = prepare(train_set, device)
+    cfg.update(obs_mean=obs_mean, obs_std=obs_std, obs_dim=data_stats["obs_dim"], act_dim=data_stats["act_dim"])
+    out.mkdir(parents=True, exist_ok=True)
+    net = build_from_config(cfg, device)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    data_gen = torch.Generator().manual_seed(args.seed)
+    step, history, wall_before = 0, [], 0.0
+    if args.resume:
+        net.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        data_gen.set_state(state["data_rng"])
+        step, history, wall_before = state["step"], state["history"], state["wall_time_s"]
+        print(f"resuming {out} at step {step}")
+    # trainable: what the optimiser moves; target: its Polyak copy; frozen: the substrate's weights
+    counts = {"trainable_params": sum(p.numel() for p in params),
+              "target_params": sum(p.numel() for n, p in net.named_parameters() if n.startswith("target")),
+              "frozen_params": sum(p.numel() for p in net.body.parameters() if not p.requires_grad) if net.body is not None else 0}
+    print(f"ogbench {args.env} | {condition} | trainable {counts['trainable_params']:,} | frozen {counts['frozen_params']:,} | "
+          f"{data_stats['transitions']:,} transitions | {device}")
+    eval_seed = episode_seed_base(args.seed, 1)
+    t0 = time.time()
+
+    def checkpoint(name):
+        save_atomic({"config": cfg, "body": net.info, "step": step, "model": trainable_state(net),
+                     "optimizer": opt.state_dict(), "data_rng": data_gen.get_state(),
+                     "history": history, "wall_time_s": wall_before + time.time() - t0}, out / name)
+
+    def write_results():
+        save_atomic({"config": cfg, "seed": args.seed, "model": None if args.substrate == "mlp" else args.model,
+                     "slice": net.info["layers"], "condition": condition, "body": net.info, **counts,
+                     "env": args.env, "dataset_dir": str(Path(os.path.expanduser(args.dataset_dir))),
+                     "dataset_stats": data_stats, **environment(device),
+                     "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "success_rate",
+                     "eval": {"episodes": args.eval_episodes, "episode_seed_base": eval_seed},
+                     "history": history, "final": history[-1] if history else None,
+                     "last_three_mean": last_three(history),
+                     "last_three_note": "mean success rate of the last three evaluations (the OGBench/paper summary)"},
+                    out / "results.json")
+
+    bar = tqdm(total=args.steps, initial=step, desc=f"iql {condition}", dynamic_ncols=True)
+    sums, n = defaultdict(float), 0
+    while step < args.steps:
+        loss, logs = iql_losses(net, sample(data, args.batch_size, data_gen), cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        polyak(net, args.tau)
+        step += 1
+        for k, v in logs.items():
+            sums[k] += v
+        n += 1
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(critic=f"{logs['critic_loss']:.3f}", bc_mse=f"{logs['bc_mse']:.3f}")
+        if step % args.eval_every == 0 or step == args.steps:
+            t_eval = time.time()
+            result = success_rate(net, cfg, args.eval_episodes, eval_seed, device)
+            result["wall_s"] = time.time() - t_eval
+            history.append({"step": step, "train": {k: v / n for k, v in sums.items()}, "eval": result,
+                            "wall_time_s": wall_before + time.time() - t0})
+            sums, n = defaultdict(float), 0
+            checkpoint("last.pt")
+            write_results()
+            bar.write(f"step {step}: success {result['success_rate']:.3f} over {args.eval_episodes} episodes "
+                      f"({result['wall_s']:.0f} s)")
+    bar.close()
+    write_results()
+    print(f"done: last-three mean success {last_three(history):.3f}; {out}/results.json")
+
+
+def cli(argv):
+    commands = {"train": main, "generate": generate}
+    if not argv or argv[0] not in commands:
+        raise M.UserError("usage: python -m tasks.ogbench {train,generate} [flags]  (--help after the command)")
+    commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    M.run_main(lambda: cli(sys.argv[1:]))

@@ -1,0 +1,230 @@
+"""OGBench IQL: generated data loads through ogbench unchanged, the oracle solves task1, the agent
+trains, evaluates, resumes and ablates. All offline, on tiny generated datasets."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import model as M
+from tasks import ogbench as O
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENVS = {"scene": "scene-play-singletask-task1-v0", "cube-double": "cube-double-play-singletask-task1-v0"}
+
+
+def run(*args, check=True):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, env=env)
+    if check and out.returncode != 0:
+        raise AssertionError(out.stderr[-3000:])
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Two short play episodes (+1 validation) per environment, written by the generate command."""
+    folder = tmp_path_factory.mktemp("ogbench")
+    for kind in ENVS:
+        run("-m", "tasks.ogbench", "generate", "--env", f"{kind}-play-v0", "--episodes", "2",
+            "--episode-steps", "200", "--out", str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("kind", list(ENVS))
+def test_generated_data_loads_through_ogbench(data_dir, kind):
+    raw = np.load(data_dir / f"{kind}-play-v0.npz")
+    assert raw["observations"].shape[0] == 400 and raw["terminals"].sum() == 2 and raw["terminals"][199]
+    assert raw["qpos"].shape[0] == raw["qvel"].shape[0] == 400
+    assert ("button_states" in raw) == (kind == "scene")
+    assert np.load(data_dir / f"{kind}-play-v0-val.npz")["observations"].shape[0] == 200
+    env, train, val = O.load(ENVS[kind], str(data_dir))   # ogbench.make_env_and_datasets, untouched
+    assert train["observations"].shape == (398, env.observation_space.shape[0])   # last step of each episode has no successor
+    assert train["actions"].shape == (398, env.action_space.shape[0]) and np.abs(train["actions"]).max() <= 1
+    assert set(train) >= {"next_observations", "rewards", "masks"} and len(val["observations"]) == 199
+    assert (train["rewards"] <= 0).all() and train["rewards"].min() < 0      # relabelled for task1
+    # the oracles actually moved things: the effector and the objects are not where they started
+    assert raw["qpos"][:, 14:17].std(0).max() > 1e-3 or kind == "scene"
+    assert np.abs(np.diff(raw["observations"], axis=0)).mean() > 1e-3
+
+
+def test_generate_is_cheap_to_rerun(data_dir):
+    before = os.path.getmtime(data_dir / "scene-play-v0.npz")
+    out = run("-m", "tasks.ogbench", "generate", "--env", "scene-play-v0", "--episodes", "2", "--out", str(data_dir))
+    assert "nothing to do" in out.stdout and os.path.getmtime(data_dir / "scene-play-v0.npz") == before
+
+
+@pytest.mark.parametrize("kind", list(ENVS))
+def test_oracle_reaches_task1_success(kind):
+    assert O.task_oracle_success(ENVS[kind], seed=0)
+
+
+def test_doing_nothing_does_not_succeed():
+    """The success flag is not trivially on: a still arm fails task1 within a few steps."""
+    import gymnasium
+    env = gymnasium.make("scene-singletask-task1-v0")
+    env.reset(seed=0)
+    for _ in range(20):
+        *_, info = env.step(np.zeros(5))
+    assert not info["success"]
+
+
+def test_missing_dataset_offline_fails_fast_naming_both_ways(tmp_path, monkeypatch):
+    monkeypatch.setattr(O, "host_reachable", lambda *a, **k: False)
+    t0 = time.time()
+    with pytest.raises(M.UserError) as e:
+        O.load("scene-play-singletask-task1-v0", str(tmp_path))
+    assert time.time() - t0 < 5
+    assert "download_datasets" in str(e.value) and "python -m tasks.ogbench generate --env scene-play-v0" in str(e.value)
+
+
+def tiny_agent_cfg(ckpt, substrate="gemma"):
+    return {"seed": 0, "model": str(ckpt), "layers": "3", "substrate": substrate, "init": "pretrained", "input_scale": 1.0,
+            "obs_dim": 10, "act_dim": 3, "obs_tokens": 4, "hidden": 16, "discount": 0.99, "expectile": 0.9,
+            "temperature": 10.0}
+
+
+def test_one_pass_serves_v_q_and_policy(gemma3_ckpt):
+    """Observation tokens cannot see the action (causal), so V and the policy from the joint pass
+    equal the observation-only pass and do not move with the action; Q does."""
+    net = O.build_from_config(tiny_agent_cfg(gemma3_ckpt[0]), torch.device("cpu"))
+    obs, a1, a2 = torch.randn(5, 10), torch.randn(5, 3), torch.randn(5, 3)
+    v1, q1, pi1 = net(obs, a1)
+    v2, q2, pi2 = net(obs, a2)
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(pi1, pi2)
+    torch.testing.assert_close(v1, net.value(obs))
+    torch.testing.assert_close(pi1, net.policy(obs))
+    assert not torch.allclose(q1[0], q2[0])
+    # 10 features in 4 chunks of 3 (2 zero-padded): chunk i of the observation only reaches token i
+    h0 = net.interface(obs)
+    obs2 = obs.clone()
+    obs2[:, 9] += 1.0                       # last feature lives in the 4th chunk
+    h1 = net.interface(obs2)
+    assert torch.equal(h0[:, :3], h1[:, :3]) and not torch.equal(h0[:, 3], h1[:, 3])
+
+
+def test_iql_losses_learn_and_target_lags(gemma3_ckpt):
+    torch.manual_seed(0)
+    for substrate in ("gemma", "mlp"):
+        cfg = tiny_agent_cfg(gemma3_ckpt[0], substrate)
+        net = O.build_from_config(cfg, torch.device("cpu"))
+        batch = {"observations": torch.randn(64, 10), "actions": torch.rand(64, 3) * 2 - 1,
+                 "next_observations": torch.randn(64, 10), "rewards": -torch.rand(64), "masks": torch.ones(64)}
+        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], 1e-3)
+        before = [tp.clone() for _, tp in net.target_pairs()]
+        first = None
+        for _ in range(60):
+            loss, logs = O.iql_losses(net, batch, cfg)
+            first = first if first is not None else logs
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            O.polyak(net, 0.005)
+        assert logs["critic_loss"] < first["critic_loss"] and logs["bc_mse"] < first["bc_mse"], substrate
+        assert max((tp - b).abs().max().item() for (_, tp), b in zip(net.target_pairs(), before)) > 0
+
+
+def test_polyak_moves_the_target_by_tau():
+    net = O.MLPIQL(2, 1, hidden=4, depth=1)
+    with torch.no_grad():
+        for p, tp in net.target_pairs():
+            p.fill_(1.0), tp.fill_(0.0)
+    O.polyak(net, 0.1)
+    O.polyak(net, 0.1)
+    assert all(torch.allclose(tp, torch.full_like(tp, 0.19)) for _, tp in net.target_pairs())
+
+
+def test_expectile_value_sits_above_the_mean():
+    """With expectile 0.9, V fits the upper part of a spread of Q targets (what makes IQL optimistic)."""
+    net = O.MLPIQL(2, 1, hidden=32, depth=2)
+    cfg = {"discount": 0.0, "expectile": 0.9, "temperature": 0.0}
+    obs = torch.zeros(256, 2)
+    act = torch.linspace(-1, 1, 256).unsqueeze(1)
+    net.target = lambda o, a: a.squeeze(-1)   # target Q = the action: targets spread evenly over [-1, 1]
+    opt = torch.optim.Adam(net.v.parameters(), 1e-2)
+    batch = {"observations": obs, "actions": act, "next_observations": obs, "rewards": torch.zeros(256), "masks": torch.zeros(256)}
+    for _ in range(300):
+        loss, _ = O.iql_losses(net, batch, cfg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    v = net.value(obs[:1]).item()
+    assert 0.4 < v < 0.6   # the 0.9-expectile of U(-1, 1) is exactly 0.5; the mean would be 0
+
+
+def train_args(ckpt, data_dir, out, *extra):
+    return ["train.py", "--task", "ogbench", "--env", ENVS["scene"], "--dataset-dir", str(data_dir),
+            "--model", str(ckpt), "--layers", "3", "--input-scale", "1.0", "--hidden", "16", "--batch-size", "16",
+            "--eval-episodes", "2", "--out", str(out), *extra]
+
+
+def test_train_evaluate_resume_and_ablate(gemma3_ckpt, data_dir, tmp_path):
+    ckpt = gemma3_ckpt[0]
+    run(*train_args(ckpt, data_dir, tmp_path / "full", "--steps", "6", "--eval-every", "3"))
+    r = json.loads((tmp_path / "full" / "results.json").read_text())
+    for key in ("config", "seed", "model", "slice", "trainable_params", "frozen_params", "git_commit", "wall_time_s",
+                "history", "final", "last_three_mean", "condition", "body", "dataset_stats"):
+        assert key in r, key
+    assert r["slice"] == "3-3" and r["steps_done"] == 6 and len(r["history"]) == 2 and r["frozen_params"] > 0
+    ev = r["history"][-1]["eval"]
+    assert len(ev["successes"]) == 2 and all(0 < n <= 750 for n in ev["lengths"])   # two real episodes ran
+    assert r["last_three_mean"] == np.mean([h["eval"]["success_rate"] for h in r["history"]])
+
+    # resume: 3 steps, then 3 more from last.pt == 6 straight
+    run(*train_args(ckpt, data_dir, tmp_path / "cut", "--steps", "3", "--eval-every", "3"))
+    run(*train_args(ckpt, data_dir, tmp_path / "cut", "--steps", "6", "--eval-every", "3", "--resume"))
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6 and set(a["model"]) == set(b["model"])
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert any(k.startswith("target_") for k in a["model"])          # the target critic is saved too
+    out = run(*train_args(ckpt, data_dir, tmp_path / "cut", "--steps", "9", "--expectile", "0.7", "--resume"), check=False)
+    assert out.returncode == 2 and "expectile=0.9" in out.stderr
+
+    # ablation: every head of the slice, same episode seeds each time, per-episode outcomes kept
+    run("ablate.py", "--ckpt", str(tmp_path / "full" / "last.pt"), "--episodes", "2", "--max-ep-len", "20",
+        "--out", str(tmp_path / "abl.json"))
+    abl = json.loads((tmp_path / "abl.json").read_text())
+    assert abl["metric"] == "success_rate" and abl["higher_is_better"] and len(abl["heads"]) == 4
+    assert all(len(h["successes"]) == 2 and 0 <= h["mcnemar_p"] <= 1 for h in abl["heads"].values())
+    assert abl["episode_seed_base"] == O.episode_seed_base(0, 2)
+
+
+def test_mlp_baseline_trains_without_a_model(data_dir, tmp_path):
+    run("train.py", "--task", "ogbench", "--env", ENVS["cube-double"], "--dataset-dir", str(data_dir), "--substrate", "mlp",
+        "--batch-size", "16", "--steps", "4", "--eval-every", "4", "--eval-episodes", "2", "--out", str(tmp_path / "mlp"))
+    r = json.loads((tmp_path / "mlp" / "results.json").read_text())
+    assert r["condition"] == "mlp" and r["frozen_params"] == 0 and r["model"] is None
+    # FQL's IQL: V 4x512 + twin Q 4x512 + actor 4x512, observation 37 + action 5 (cube-double)
+    assert 4 * 3 * 512 * 512 < r["trainable_params"] < 4 * 4 * 512 * 512 and r["config"]["obs_dim"] == 37
+    assert r["target_params"] == 2 * (42 * 512 + 512 + 3 * (512 * 512 + 512) + 4 * 2 * 512 + 513)   # twin Q, LayerNorms
+    out = run("ablate.py", "--ckpt", str(tmp_path / "mlp" / "last.pt"), "--episodes", "1", check=False)
+    assert out.returncode == 2 and "nothing to ablate" in out.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--env", "scene-play-v0"], "single-task"),
+    (["--obs-tokens", "0"], "--obs-tokens"),
+    (["--substrate", "mlp", "--init", "random"], "--init random"),
+])
+def test_bad_input_one_line_exit_2(data_dir, tmp_path, args, message):
+    out = run("train.py", "--task", "ogbench", "--dataset-dir", str(data_dir), "--out", str(tmp_path / "x"), *args, check=False)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], out.stderr
+
+
+@pytest.mark.embedded
+def test_embedded_gemma_iql_end_to_end(data_dir, tmp_path):
+    """The real 270M, layer 8: a few IQL steps and a two-episode evaluation in MuJoCo."""
+    run("train.py", "--task", "ogbench", "--env", ENVS["scene"], "--dataset-dir", str(data_dir), "--batch-size", "32",
+        "--steps", "3", "--eval-every", "3", "--eval-episodes", "2", "--out", str(tmp_path / "run"))
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert r["slice"] == "8-8" and r["body"]["input_scale"] > 1 and r["frozen_params"] > 5_000_000
+    assert len(r["final"]["eval"]["successes"]) == 2
