@@ -3,10 +3,13 @@ Speed and memory of the frozen slice, printed as JSON.
 
     python bench.py                           # embedded Gemma 3 270M, slice 6-11, CPU
     python bench.py --model google/gemma-4-31B --layers 24-29 --device cuda
+    python bench.py --iql                     # OGBench IQL agent: step time and evaluation episodes/s
 
 Reports: slice forward+backward throughput (tokens/s; the backward pass computes input gradients
 only, since the slice is frozen) and achieved FLOP/s next to a plain matmul peak measured in the
 same run; slice-only load time and peak RSS against loading the full model with transformers.
+With --iql: seconds per IQL gradient step for the slice agent and the MLP baseline at two batch
+sizes, and evaluation throughput in the real MuJoCo env, 1 episode alone against a lockstep batch.
 """
 import argparse
 import json
@@ -53,6 +56,59 @@ def timeit(fn, iters, sync):
     return (time.time() - t) / iters
 
 
+def bench_iql(args, device):
+    """IQL on OGBench: gradient-step time (slice agent and MLP) and lockstep evaluation speed."""
+    import gymnasium
+    from tasks import ogbench as O
+    O.need_ogbench()
+    _, env_name = O.split_name(args.iql_env)
+    env = gymnasium.make(env_name)
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    cfg = {"seed": 0, "model": args.model, "layers": args.iql_layers, "init": "pretrained", "input_scale": "auto",
+           "obs_dim": obs_dim, "act_dim": act_dim, "obs_tokens": 4, "hidden": 256, "discount": 0.99,
+           "expectile": 0.9, "temperature": 10.0, "env": args.iql_env, "obs_mean": [0.0] * obs_dim, "obs_std": [1.0] * obs_dim}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    out = {"env": args.iql_env, "device": str(device), "threads": torch.get_num_threads(), "slice": args.iql_layers,
+           "model": args.model, "step_s": {}, "trainable_params": {}}
+    for substrate in ("gemma", "mlp"):
+        net = O.build_from_config({**cfg, "substrate": substrate}, device)
+        opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], 3e-4)
+        out["trainable_params"][substrate] = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        for bs in (64, 256):
+            batch = {"observations": torch.randn(bs, obs_dim, device=device), "actions": torch.rand(bs, act_dim, device=device) * 2 - 1,
+                     "next_observations": torch.randn(bs, obs_dim, device=device), "rewards": -torch.rand(bs, device=device),
+                     "masks": torch.ones(bs, device=device)}
+
+            def step():
+                loss, _ = O.iql_losses(net, batch, cfg)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                O.polyak(net, 0.005)
+            out["step_s"][f"{substrate}_batch{bs}"] = timeit(step, args.iters, sync)
+        if substrate == "gemma":
+            evals = {}
+            for n in (1, args.iql_episodes):
+                t = time.time()
+                O.success_rate(net, {**cfg, "substrate": substrate}, n, 0, device, max_steps=1)   # builds the envs once
+                setup = time.time() - t
+                t = time.time()
+                O.success_rate(net, {**cfg, "substrate": substrate}, n, 0, device, max_steps=args.iql_eval_steps)
+                per_step = (time.time() - t) / args.iql_eval_steps    # includes the n seeded resets
+                with torch.no_grad():
+                    x = torch.randn(n, obs_dim, device=device)
+                    policy_s = timeit(lambda: net.policy(x), args.iters, sync)
+                evals[n] = {"s_per_lockstep_timestep": per_step, "policy_forward_s": policy_s,
+                            "env_step_s_per_episode": (per_step - policy_s) / n,
+                            "env_build_s_first_evaluation_only": setup,
+                            "episodes_per_s_at_750_steps": n / (per_step * 750)}
+            out["eval"] = {f"{n}_episodes": v for n, v in evals.items()}
+            out["eval"]["timed_steps"] = args.iql_eval_steps
+            out["eval"]["policy_calls_per_evaluation"] = "one per timestep, whatever the number of episodes"
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=M.DEFAULT_MODEL, help="model id or path (default: embedded gemma3-270m)")
@@ -62,8 +118,16 @@ def main():
     p.add_argument("--iters", type=int, default=5, help="timed iterations (default 5)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--skip-load", action="store_true", help="skip the load-time/RSS comparison")
+    p.add_argument("--iql", action="store_true", help="bench the OGBench IQL agent instead of the slice")
+    p.add_argument("--iql-env", default="scene-play-singletask-task1-v0", help="--iql: single-task env (default scene task1)")
+    p.add_argument("--iql-layers", default="8", help="--iql: slice of the agent (default 8)")
+    p.add_argument("--iql-episodes", type=int, default=50, help="--iql: episodes in the lockstep evaluation (default 50)")
+    p.add_argument("--iql-eval-steps", type=int, default=100, help="--iql: timesteps timed per evaluation (default 100)")
     args = p.parse_args()
     device = M.pick_device(args.device)
+    if args.iql:
+        print(json.dumps(bench_iql(args, device), indent=1))
+        return
     dtype = M.default_dtype(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 

@@ -449,6 +449,17 @@ def sample(data, batch_size, gen):
 
 # ----------------------------------------------------------------------------- evaluation
 
+_ENV_POOL = {}   # env name -> built envs; building one costs ~1-4 s of MJCF compilation, a seeded reset is exact
+
+
+def task_envs(env_name, n):
+    import gymnasium
+    pool = _ENV_POOL.setdefault(env_name, [])
+    while len(pool) < n:
+        pool.append(gymnasium.make(env_name))
+    return pool[:n]
+
+
 def episode_seed_base(run_seed, stream):
     # stream 1: evaluations during training; 2: re-evaluation and ablation. Episode i of a stream
     # resets with seed base + i for every checkpoint and head, so comparisons are paired.
@@ -459,12 +470,11 @@ def episode_seed_base(run_seed, stream):
 def success_rate(net, cfg, episodes, seed, device, max_steps=None):
     """Run `episodes` task episodes in lockstep, the policy mean as action (OGBench/FQL evaluate at temperature 0)."""
     need_ogbench()
-    import gymnasium
     _, env_name = split_name(cfg["env"])
     was_training = net.training
     net.eval()
     mean, std = np.array(cfg["obs_mean"], np.float32), np.array(cfg["obs_std"], np.float32)
-    envs = [gymnasium.make(env_name) for _ in range(episodes)]
+    envs = task_envs(env_name, episodes)
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
     success, alive, lengths = np.zeros(episodes, bool), np.ones(episodes, bool), np.zeros(episodes, int)
     t = 0
@@ -478,8 +488,6 @@ def success_rate(net, cfg, episodes, seed, device, max_steps=None):
             success[j] = bool(info["success"])
             alive[j] = not (terminated or truncated)
         t += 1
-    for env in envs:
-        env.close()
     net.train(was_training)
     return {"success_rate": float(success.mean()), "successes": success.astype(int).tolist(),
             "lengths": lengths.tolist(), "episode_seed_base": seed}
