@@ -278,7 +278,7 @@ def mlp(sizes, layer_norm=False):
 
 
 class TokenInterface(nn.Module):
-    """Observation chunks and the action as tokens: k + 1 Linear maps into d_model."""
+    """Observation chunks (and the action, if act_dim) as tokens: one Linear map per token into d_model."""
 
     def __init__(self, obs_dim, act_dim, d_model, k, in_scale):
         super().__init__()
@@ -286,7 +286,7 @@ class TokenInterface(nn.Module):
         self.pad = self.k * self.chunk - obs_dim
         self.w_obs = nn.Parameter(torch.randn(k, self.chunk, d_model) / math.sqrt(self.chunk))   # unit-RMS tokens
         self.b_obs = nn.Parameter(torch.zeros(k, d_model))       # doubles as a learned token-position code
-        self.act = nn.Linear(act_dim, d_model)
+        self.act = nn.Linear(act_dim, d_model) if act_dim else None
         self.register_buffer("in_scale", torch.tensor(float(in_scale)))
 
     def forward(self, obs, act=None):
@@ -298,19 +298,24 @@ class TokenInterface(nn.Module):
 
 
 class SliceIQL(nn.Module):
-    """IQL networks sharing one frozen trunk (or none): V, twin Q and the policy are heads on it."""
+    """IQL networks sharing one frozen trunk (or none): V, twin Q and the policy are heads on it.
+
+    The critic (V and twin Q) and the actor each have their own token interface, as IQL keeps its
+    networks separate: a shared interface let the critic's gradients move the policy's inputs
+    faster than the advantage-weighted actor loss could follow (see results/ogbench/README.md)."""
 
     def __init__(self, body, info, obs_dim, act_dim, k, hidden):
         super().__init__()
         d = info["d_model"]
         self.body, self.info, self.k = body, info, k
-        self.interface = TokenInterface(obs_dim, act_dim, d, k, info["input_scale"])
+        self.critic_in = TokenInterface(obs_dim, act_dim, d, k, info["input_scale"])
+        self.actor_in = TokenInterface(obs_dim, None, d, k, info["input_scale"])
         self.v = mlp([k * d, hidden, hidden, 1], layer_norm=True)
         self.q = nn.ModuleList([mlp([(k + 1) * d, hidden, hidden, 1], layer_norm=True) for _ in range(2)])
         self.pi = mlp([k * d, hidden, hidden, act_dim])
         # Target critic: its own interface and Q heads, moved by Polyak averaging; the trunk is frozen anyway.
-        self.target_interface, self.target_q = copy.deepcopy(self.interface), copy.deepcopy(self.q)
-        for p in list(self.target_interface.parameters()) + list(self.target_q.parameters()):
+        self.target_critic_in, self.target_q = copy.deepcopy(self.critic_in), copy.deepcopy(self.q)
+        for p in list(self.target_critic_in.parameters()) + list(self.target_q.parameters()):
             p.requires_grad_(False)
 
     def trunk(self, interface, obs, act=None):
@@ -320,24 +325,24 @@ class SliceIQL(nn.Module):
         return M.rms_norm(h).flatten(1)       # (B, tokens * d): obs tokens first, the action token last
 
     def forward(self, obs, act):
-        """V(s), (Q1, Q2)(s, a) and the policy mean from a single pass over [o_1 .. o_k, a]."""
-        h = self.trunk(self.interface, obs, act)
-        hs = h[:, :self.k * self.info["d_model"]]
-        return self.v(hs).squeeze(-1), [q(h).squeeze(-1) for q in self.q], self.pi(hs)
+        """V(s) and (Q1, Q2)(s, a) from one pass over [o_1 .. o_k, a]; the policy mean from [o_1 .. o_k]."""
+        h = self.trunk(self.critic_in, obs, act)
+        v = self.v(h[:, :self.k * self.info["d_model"]]).squeeze(-1)
+        return v, [q(h).squeeze(-1) for q in self.q], self.policy(obs)
 
     def value(self, obs):
-        return self.v(self.trunk(self.interface, obs)).squeeze(-1)
+        return self.v(self.trunk(self.critic_in, obs)).squeeze(-1)
 
     def target(self, obs, act):
-        h = self.trunk(self.target_interface, obs, act)
+        h = self.trunk(self.target_critic_in, obs, act)
         return torch.min(*[q(h).squeeze(-1) for q in self.target_q])
 
     def policy(self, obs):
-        return self.pi(self.trunk(self.interface, obs))
+        return self.pi(self.trunk(self.actor_in, obs))
 
     def target_pairs(self):
-        return list(zip(list(self.interface.parameters()) + list(self.q.parameters()),
-                        list(self.target_interface.parameters()) + list(self.target_q.parameters())))
+        return list(zip(list(self.critic_in.parameters()) + list(self.q.parameters()),
+                        list(self.target_critic_in.parameters()) + list(self.target_q.parameters())))
 
 
 class MLPIQL(nn.Module):

@@ -88,9 +88,9 @@ def tiny_agent_cfg(ckpt, substrate="gemma"):
             "temperature": 10.0}
 
 
-def test_one_pass_serves_v_q_and_policy(gemma3_ckpt):
-    """Observation tokens cannot see the action (causal), so V and the policy from the joint pass
-    equal the observation-only pass and do not move with the action; Q does."""
+def test_one_critic_pass_serves_v_and_q(gemma3_ckpt):
+    """Observation tokens cannot see the action (causal), so V from the joint [o, a] pass equals the
+    observation-only pass and does not move with the action; Q does. The policy has its own interface."""
     net = O.build_from_config(tiny_agent_cfg(gemma3_ckpt[0]), torch.device("cpu"))
     obs, a1, a2 = torch.randn(5, 10), torch.randn(5, 3), torch.randn(5, 3)
     v1, q1, pi1 = net(obs, a1)
@@ -101,10 +101,12 @@ def test_one_pass_serves_v_q_and_policy(gemma3_ckpt):
     torch.testing.assert_close(pi1, net.policy(obs))
     assert not torch.allclose(q1[0], q2[0])
     # 10 features in 4 chunks of 3 (2 zero-padded): chunk i of the observation only reaches token i
-    h0 = net.interface(obs)
+    assert net.actor_in.act is None and net.critic_in.act is not None
+    assert not any(p is q for p in net.actor_in.parameters() for q in net.critic_in.parameters())
+    h0 = net.critic_in(obs)
     obs2 = obs.clone()
     obs2[:, 9] += 1.0                       # last feature lives in the 4th chunk
-    h1 = net.interface(obs2)
+    h1 = net.critic_in(obs2)
     assert torch.equal(h0[:, :3], h1[:, :3]) and not torch.equal(h0[:, 3], h1[:, 3])
 
 
