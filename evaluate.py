@@ -4,6 +4,7 @@ Re-evaluate a checkpoint, or summarise a folder of runs.
     python evaluate.py --ckpt runs/ar__pretrained-L6-11__0/best.pt --lengths 10,20,30,40,60 --samples 1024
     python evaluate.py --aggregate results/token_suite          # mean, std, bootstrap 95% CI per condition
     python evaluate.py --aggregate runs/ --metric final         # walker2d runs too: normalised score per target
+    python evaluate.py --ckpt runs/ogbench-.../last.pt --episodes 50   # IQL agent: success on fresh episode seeds
 
 The checkpoint holds only the trainable weights and the run config; the frozen substrate is
 rebuilt from the config (same model, slice, init and seed). By default the sequences are drawn
@@ -28,6 +29,8 @@ def get_parser():
     p.add_argument("--samples", type=int, default=1024, help="sequences per length (default 1024)")
     p.add_argument("--eval-seed", type=int, default=None,
                    help="seed of the evaluation sequences (default: run seed + 2, a stream training never selected on)")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="walker2d: episodes per target (default 10); ogbench: episodes (default 50); seeds never used in training")
     p.add_argument("--out", default=None, help="JSON path (default: eval_<ckpt name>.json beside the checkpoint)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--aggregate", metavar="DIR", help="summarise every results.json under DIR instead")
@@ -70,17 +73,43 @@ def evaluate(ckpt_path, lengths=None, samples=1024, eval_seed=None, device="auto
             "wall_time_s": time.time() - t0}
 
 
+def evaluate_control(ckpt_path, task, episodes=None, device="auto"):
+    """walker2d / ogbench checkpoints: fresh episode seeds (stream 2), never used during training."""
+    t0 = time.time()
+    if task == "walker2d":
+        from tasks import walker2d
+        result = walker2d.evaluate_checkpoint(ckpt_path, episodes or 10, device=device)
+        result["scores_mean"] = {k: v["score_mean"] for k, v in result["scores"].items()}
+        return {**result, "wall_time_s": time.time() - t0}
+    from tasks import ogbench
+    net, state = ogbench.load_from_checkpoint(ckpt_path, device)
+    cfg = state["config"]
+    device = next(net.parameters()).device
+    seed = ogbench.episode_seed_base(cfg["seed"], 2)
+    result = ogbench.success_rate(net, cfg, episodes or 50, seed, device)
+    return {"config": cfg, "seed": cfg["seed"], "env": cfg["env"], "slice": net.info["layers"], "body": net.info,
+            "checkpoint": str(ckpt_path), "checkpoint_step": state["step"], "metric": "success_rate",
+            "episodes": episodes or 50, **result, **environment(device), "wall_time_s": time.time() - t0}
+
+
 def aggregate(folder, which="best"):
     """Group results.json files by condition; mean, std and bootstrap 95% CI of each length's error."""
     groups = defaultdict(list)
     for f in sorted(Path(folder).rglob("results.json")):
         r = json.loads(f.read_text())
-        curve = r["best"] if which == "best" else r["final"]
-        if curve is None:
-            continue
-        # token tasks: per-bit error per length; control tasks: normalised score per target return
-        name, values = ("errors", curve["errors"]) if "errors" in curve else \
-            ("scores", {t: v["score_mean"] for t, v in curve["scores"].items()})
+        if r["config"]["task"] == "ogbench":
+            # IQL runs keep no best checkpoint: the summary is the mean of the last three evaluations
+            if not r["history"]:
+                continue
+            curve = r["final"]
+            name, values = "success", {"last_three_mean": r["last_three_mean"], "final": curve["eval"]["success_rate"]}
+        else:
+            curve = r["best"] if which == "best" else r["final"]
+            if curve is None:
+                continue
+            # token tasks: per-bit error per length; control tasks: normalised score per target return
+            name, values = ("errors", curve["errors"]) if "errors" in curve else \
+                ("scores", {t: v["score_mean"] for t, v in curve["scores"].items()})
         key = (r["config"]["task"], r["condition"], name)
         groups[key].append({"seed": r["seed"], "step": curve["step"], "values": values, "run": str(f.parent)})
     out = []
@@ -107,13 +136,21 @@ def main():
         out = Path(args.out or Path(args.aggregate) / f"summary_{args.metric}.json")
         save_atomic({"source": args.aggregate, "curve": args.metric, "conditions": rows}, out)
         for r in rows:
-            name = "errors" if "errors" in r else "scores"
+            name = next(k for k in ("errors", "scores", "success") if k in r)
+            label = {"errors": "L", "scores": "target ", "success": ""}[name]
             print(r["task"], r["condition"], f"n={r['n']}", " ".join(
-                f"{'L' if name == 'errors' else 'target '}{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in r[name].items()))
+                f"{label}{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in r[name].items()))
         print(f"wrote {out}")
         return
     if not args.ckpt:
         raise M.UserError("give --ckpt PATH or --aggregate DIR")
+    task = load_checkpoint(args.ckpt)["config"]["task"]
+    if task in ("walker2d", "ogbench"):
+        result = evaluate_control(args.ckpt, task, args.episodes, args.device)
+        out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
+        save_atomic(result, out)
+        print(json.dumps({k: v for k, v in result.items() if k in ("success_rate", "scores_mean", "episodes")}), f"-> {out}")
+        return
     result = evaluate(args.ckpt, args.lengths, args.samples, args.eval_seed, args.device)
     out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
     save_atomic(result, out)

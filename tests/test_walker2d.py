@@ -121,6 +121,13 @@ def test_train_evaluate_and_results(gemma3_ckpt, standin, tmp_path):
     assert a["scores"] == b["scores"] and a["dataset_is_standin"] is True and a["checkpoint_step"] == r["best"]["step"]
     assert len(a["scores"]["5000"]["returns"]) == 2 and max(a["scores"]["5000"]["lengths"]) <= 15
 
+    # evaluate.py --ckpt hands walker2d checkpoints to evaluate_checkpoint (fresh episode seeds)
+    ev = subprocess.run([sys.executable, "evaluate.py", "--ckpt", str(out / "best.pt"), "--episodes", "1", "--out",
+                         str(tmp_path / "ev.json")], cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    ev = json.loads((tmp_path / "ev.json").read_text())
+    assert ev["episode_seed_base"] == W.episode_seed_base(0, 2) and set(ev["scores_mean"]) == {"5000", "2500"}
+
     # ablate.py's route: zeroing heads of the body changes the actions
     net, body, st = W.load_from_checkpoint(out / "best.pt", "cpu")
     net.eval()
