@@ -454,7 +454,9 @@ def sample(data, batch_size, gen):
 
 # ----------------------------------------------------------------------------- evaluation
 
-_ENV_POOL = {}   # env name -> built envs; building one costs ~1-4 s of MJCF compilation, a seeded reset is exact
+# env name -> built envs. Building one costs 1-4 s of MJCF compilation and a seeded reset is exact,
+# so envs are reused across evaluations; each holds ~170 MB (scene), hence --eval-batch.
+_ENV_POOL = {}
 
 
 def task_envs(env_name, n):
@@ -472,27 +474,32 @@ def episode_seed_base(run_seed, stream):
 
 
 @torch.no_grad()
-def success_rate(net, cfg, episodes, seed, device, max_steps=None):
-    """Run `episodes` task episodes in lockstep, the policy mean as action (OGBench/FQL evaluate at temperature 0)."""
+def success_rate(net, cfg, episodes, seed, device, max_steps=None, batch=None):
+    """Run `episodes` task episodes, `batch` at a time in lockstep (default: all), with the policy mean
+    as action (OGBench/FQL evaluate at temperature 0). The policy runs once per timestep per batch."""
     need_ogbench()
     _, env_name = split_name(cfg["env"])
+    batch = min(batch or episodes, episodes)
     was_training = net.training
     net.eval()
     mean, std = np.array(cfg["obs_mean"], np.float32), np.array(cfg["obs_std"], np.float32)
-    envs = task_envs(env_name, episodes)
-    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
-    success, alive, lengths = np.zeros(episodes, bool), np.ones(episodes, bool), np.zeros(episodes, int)
-    t = 0
-    while alive.any() and (max_steps is None or t < max_steps):
-        live = np.flatnonzero(alive)
-        x = torch.tensor((obs[live] - mean) / std, device=device)
-        actions = net.policy(x).clamp(-1, 1).cpu().numpy()
-        for a, j in zip(actions, live):
-            ob, _, terminated, truncated, info = envs[j].step(a)
-            obs[j], lengths[j] = ob, lengths[j] + 1
-            success[j] = bool(info["success"])
-            alive[j] = not (terminated or truncated)
-        t += 1
+    success, lengths = np.zeros(episodes, bool), np.zeros(episodes, int)
+    for start in range(0, episodes, batch):
+        ids = np.arange(start, min(start + batch, episodes))
+        envs = task_envs(env_name, len(ids))
+        obs = np.stack([env.reset(seed=seed + int(i))[0] for env, i in zip(envs, ids)]).astype(np.float32)
+        alive = np.ones(len(ids), bool)
+        t = 0
+        while alive.any() and (max_steps is None or t < max_steps):
+            live = np.flatnonzero(alive)
+            x = torch.tensor((obs[live] - mean) / std, device=device)
+            actions = net.policy(x).clamp(-1, 1).cpu().numpy()
+            for a, j in zip(actions, live):
+                ob, _, terminated, truncated, info = envs[j].step(a)
+                obs[j], lengths[ids[j]] = ob, lengths[ids[j]] + 1
+                success[ids[j]] = bool(info["success"])
+                alive[j] = not (terminated or truncated)
+            t += 1
     net.train(was_training)
     return {"success_rate": float(success.mean()), "successes": success.astype(int).tolist(),
             "lengths": lengths.tolist(), "episode_seed_base": seed}
@@ -528,6 +535,8 @@ def get_parser():
     p.add_argument("--seed", type=int, default=0, help="seeds init, batches and evaluation episodes (default 0)")
     p.add_argument("--eval-every", type=int, default=10_000, help="evaluate and checkpoint every N steps (default 10000)")
     p.add_argument("--eval-episodes", type=int, default=50, help="episodes per evaluation (default 50)")
+    p.add_argument("--eval-batch", type=int, default=None, help="episodes stepped together; each live env holds ~170 MB of RAM "
+                                                                  "(default: all --eval-episodes at once)")
     p.add_argument("--out", default=None, help="run folder (default runs/ogbench-{env}__{condition}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
@@ -539,6 +548,8 @@ def main(argv=None):
     cfg = vars(args).copy()
     if args.obs_tokens < 1 or args.hidden < 1 or args.eval_episodes < 1 or args.steps < 1 or args.eval_every < 1:
         raise M.UserError("need --obs-tokens, --hidden, --eval-episodes, --steps and --eval-every >= 1")
+    if args.eval_batch is not None and args.eval_batch < 1:
+        raise M.UserError("--eval-batch must be >= 1")
     if args.substrate == "mlp" and args.init != "pretrained":
         raise M.UserError("--init random applies to --substrate gemma only")
     split_name(args.env)
@@ -583,7 +594,8 @@ def main(argv=None):
                      "env": args.env, "dataset_dir": str(Path(os.path.expanduser(args.dataset_dir))),
                      "dataset_stats": data_stats, **environment(device),
                      "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "success_rate",
-                     "eval": {"episodes": args.eval_episodes, "episode_seed_base": eval_seed},
+                     "eval": {"episodes": args.eval_episodes, "batch": args.eval_batch or args.eval_episodes,
+                              "episode_seed_base": eval_seed},
                      "history": history, "final": history[-1] if history else None,
                      "last_three_mean": last_three(history),
                      "last_three_note": "mean success rate of the last three evaluations (the OGBench/paper summary)"},
@@ -606,7 +618,7 @@ def main(argv=None):
             bar.set_postfix(critic=f"{logs['critic_loss']:.3f}", bc_mse=f"{logs['bc_mse']:.3f}")
         if step % args.eval_every == 0 or step == args.steps:
             t_eval = time.time()
-            result = success_rate(net, cfg, args.eval_episodes, eval_seed, device)
+            result = success_rate(net, cfg, args.eval_episodes, eval_seed, device, batch=args.eval_batch)
             result["wall_s"] = time.time() - t_eval
             history.append({"step": step, "train": {k: v / n for k, v in sums.items()}, "eval": result,
                             "wall_time_s": wall_before + time.time() - t0})

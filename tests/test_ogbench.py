@@ -159,10 +159,20 @@ def test_expectile_value_sits_above_the_mean():
     assert 0.4 < v < 0.6   # the 0.9-expectile of U(-1, 1) is exactly 0.5; the mean would be 0
 
 
+def test_evaluation_in_batches_keeps_episode_seeds():
+    """--eval-batch bounds the live envs (RAM); every episode keeps its own seed and length."""
+    net = O.MLPIQL(40, 5, hidden=8, depth=1)
+    cfg = {"env": ENVS["scene"], "obs_mean": [0.0] * 40, "obs_std": [1.0] * 40}
+    whole = O.success_rate(net, cfg, 3, 123, torch.device("cpu"), max_steps=4)
+    parts = O.success_rate(net, cfg, 3, 123, torch.device("cpu"), max_steps=4, batch=2)
+    assert whole["lengths"] == parts["lengths"] == [4, 4, 4] and whole["successes"] == parts["successes"]
+    assert len(O._ENV_POOL["scene-singletask-task1-v0"]) >= 3   # built once, reused by the second call
+
+
 def train_args(ckpt, data_dir, out, *extra):
     return ["train.py", "--task", "ogbench", "--env", ENVS["scene"], "--dataset-dir", str(data_dir),
             "--model", str(ckpt), "--layers", "3", "--input-scale", "1.0", "--hidden", "16", "--batch-size", "16",
-            "--eval-episodes", "2", "--out", str(out), *extra]
+            "--eval-episodes", "2", "--eval-batch", "1", "--out", str(out), *extra]
 
 
 def test_train_evaluate_resume_and_ablate(gemma3_ckpt, data_dir, tmp_path):
@@ -221,6 +231,7 @@ def test_mlp_baseline_trains_without_a_model(data_dir, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--env", "scene-play-v0"], "single-task"),
     (["--obs-tokens", "0"], "--obs-tokens"),
+    (["--eval-batch", "0"], "--eval-batch"),
     (["--substrate", "mlp", "--init", "random"], "--init random"),
 ])
 def test_bad_input_one_line_exit_2(data_dir, tmp_path, args, message):
