@@ -72,7 +72,7 @@ def ogbench_measure(ckpt, episodes, max_ep_len, device):
 
     def measure():
         result = ogbench.success_rate(net, cfg, episodes, seed, device, max_ep_len)
-        return result["success_rate"], result["successes"]
+        return result["success_rate"], {k: result[k] for k in ("successes", "best_reward_mean", "best_rewards")}
 
     meta = {"metric": "success_rate", "higher_is_better": True, "episodes": episodes, "max_ep_len": max_ep_len,
             "episode_seed_base": seed, "slice": net.info["layers"], "env": cfg["env"], "checkpoint_step": state["step"]}
@@ -104,7 +104,7 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
         out.update({"ablated_heads": sorted(f"L{l}.{h}" for l, hs in chosen.items() for h in hs), "keep_only": keep_only,
                     "ablated": value, "ablated_detail": detail, "delta": value - intact, "impact": sign * (value - intact)})
         if cfg["task"] == "ogbench":
-            out["mcnemar"] = dict(zip(("intact_only", "ablated_only", "p"), stats.mcnemar_exact(intact_detail, detail)))
+            out["mcnemar"] = dict(zip(("intact_only", "ablated_only", "p"), stats.mcnemar_exact(intact_detail["successes"], detail["successes"])))
     else:
         labels = M.head_labels(body)
         deltas, details = {}, {}
@@ -119,8 +119,9 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
         out["heads"] = {l: {"delta": deltas[l], "impact": impact[l], "rank": order.index(l) + 1, "z": z[l]} for l in labels}
         if cfg["task"] == "ogbench":   # per-episode successes, paired with the intact run's
             for l in labels:
-                out["heads"][l]["successes"] = details[l]
-                out["heads"][l]["mcnemar_p"] = stats.mcnemar_exact(intact_detail, details[l])[2]
+                out["heads"][l].update(details[l])
+                out["heads"][l]["best_reward_delta"] = details[l]["best_reward_mean"] - intact_detail["best_reward_mean"]
+                out["heads"][l]["mcnemar_p"] = stats.mcnemar_exact(intact_detail["successes"], details[l]["successes"])[2]
         out["top5"] = order[:5]
     out.update(environment(device))
     out["wall_time_s"] = time.time() - t0

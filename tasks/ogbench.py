@@ -484,6 +484,8 @@ def success_rate(net, cfg, episodes, seed, device, max_steps=None, batch=None):
     net.eval()
     mean, std = np.array(cfg["obs_mean"], np.float32), np.array(cfg["obs_std"], np.float32)
     success, lengths = np.zeros(episodes, bool), np.zeros(episodes, int)
+    # graded progress: the task reward is (subtasks at their goal) - (number of subtasks), 0 at success
+    best, final = np.full(episodes, -np.inf), np.zeros(episodes)
     for start in range(0, episodes, batch):
         ids = np.arange(start, min(start + batch, episodes))
         envs = task_envs(env_name, len(ids))
@@ -495,14 +497,17 @@ def success_rate(net, cfg, episodes, seed, device, max_steps=None, batch=None):
             x = torch.tensor((obs[live] - mean) / std, device=device)
             actions = net.policy(x).clamp(-1, 1).cpu().numpy()
             for a, j in zip(actions, live):
-                ob, _, terminated, truncated, info = envs[j].step(a)
+                ob, r, terminated, truncated, info = envs[j].step(a)
                 obs[j], lengths[ids[j]] = ob, lengths[ids[j]] + 1
+                best[ids[j]], final[ids[j]] = max(best[ids[j]], r), r
                 success[ids[j]] = bool(info["success"])
                 alive[j] = not (terminated or truncated)
             t += 1
     net.train(was_training)
     return {"success_rate": float(success.mean()), "successes": success.astype(int).tolist(),
-            "lengths": lengths.tolist(), "episode_seed_base": seed}
+            "lengths": lengths.tolist(), "episode_seed_base": seed,
+            "best_reward_mean": float(best.mean()), "final_reward_mean": float(final.mean()),
+            "best_rewards": best.tolist(), "final_rewards": final.tolist()}
 
 
 def last_three(history):

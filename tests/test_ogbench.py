@@ -166,6 +166,7 @@ def test_evaluation_in_batches_keeps_episode_seeds():
     whole = O.success_rate(net, cfg, 3, 123, torch.device("cpu"), max_steps=4)
     parts = O.success_rate(net, cfg, 3, 123, torch.device("cpu"), max_steps=4, batch=2)
     assert whole["lengths"] == parts["lengths"] == [4, 4, 4] and whole["successes"] == parts["successes"]
+    assert all(-5 <= r <= 0 for r in whole["best_rewards"]) and whole["best_reward_mean"] >= whole["final_reward_mean"]
     assert len(O._ENV_POOL["scene-singletask-task1-v0"]) >= 3   # built once, reused by the second call
 
 
@@ -212,7 +213,8 @@ def test_train_evaluate_resume_and_ablate(gemma3_ckpt, data_dir, tmp_path):
         "--out", str(tmp_path / "abl.json"))
     abl = json.loads((tmp_path / "abl.json").read_text())
     assert abl["metric"] == "success_rate" and abl["higher_is_better"] and len(abl["heads"]) == 4
-    assert all(len(h["successes"]) == 2 and 0 <= h["mcnemar_p"] <= 1 for h in abl["heads"].values())
+    assert all(len(h["successes"]) == 2 and 0 <= h["mcnemar_p"] <= 1 and len(h["best_rewards"]) == 2
+               for h in abl["heads"].values())
     assert abl["episode_seed_base"] == O.episode_seed_base(0, 2)
 
 

@@ -4,7 +4,7 @@
 set -e
 cd "$(dirname "$0")/../.."
 python -m tasks.ogbench generate --env scene-play-v0 --episodes 200 --seed 0     # ~11 min, ~/.ogbench/data
-COMMON="--task ogbench --env scene-play-singletask-task1-v0 --batch-size 64 --steps 6000 --eval-every 1000 --eval-episodes 50 --eval-batch 25 --seed 0"
+COMMON="--task ogbench --env scene-play-singletask-task1-v0 --batch-size 64 --steps 5000 --eval-every 1000 --eval-episodes 50 --eval-batch 25 --seed 0"
 R=${R:-runs/ogbench_ref}
 mkdir -p $R
 RESUME=${RESUME:-}
