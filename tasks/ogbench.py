@@ -8,10 +8,11 @@ OGBench manipulation, single-task offline RL: IQL whose shared trunk is a frozen
 Tokens: the observation (standardised with the training set's mean and std) is cut into
 --obs-tokens contiguous chunks, zero-padded to equal length; chunk i enters through its own Linear
 map into d_model, and the action through one more, giving the sequence [o_1 .. o_k, a], times the
-slice's input scale. One causal pass of the frozen slice serves all three heads: the observation
-tokens cannot see the action, so V(s) and the policy read the RMS-normalised states of o_1..o_k
-(concatenated); the twin Q(s, a) read those plus the action token's state. The heads are small
-MLPs (LayerNorm on V and Q, as in the OGBench/FQL IQL). The interface, heads and nothing else train.
+slice's input scale. One causal pass of the frozen slice serves the critic: the observation
+tokens cannot see the action, so V(s) reads the RMS-normalised states of o_1..o_k (concatenated)
+and the twin Q(s, a) read those plus the action token's state. The actor has its own interface and
+runs the same frozen slice over [o_1 .. o_k]. The heads are small
+MLPs (LayerNorm on V and Q, as in the OGBench/FQL IQL). The interfaces, heads and nothing else train.
 `--substrate mlp` is the plain IQL of FQL/OGBench instead: separate 4x512 MLPs, no slice.
 
 IQL (Kostrikov et al. 2021): V by expectile regression on the target twin-Q, Q by TD to r + g V(s'),
