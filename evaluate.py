@@ -80,16 +80,10 @@ def evaluate_control(ckpt_path, task, episodes=None, device="auto"):
         from tasks import walker2d
         result = walker2d.evaluate_checkpoint(ckpt_path, episodes or 10, device=device)
         result["scores_mean"] = {k: v["score_mean"] for k, v in result["scores"].items()}
-        return {**result, "wall_time_s": time.time() - t0}
-    from tasks import ogbench
-    net, state = ogbench.load_from_checkpoint(ckpt_path, device)
-    cfg = state["config"]
-    device = next(net.parameters()).device
-    seed = ogbench.episode_seed_base(cfg["seed"], 2)
-    result = ogbench.success_rate(net, cfg, episodes or 50, seed, device)
-    return {"config": cfg, "seed": cfg["seed"], "env": cfg["env"], "slice": net.info["layers"], "body": net.info,
-            "checkpoint": str(ckpt_path), "checkpoint_step": state["step"], "metric": "success_rate",
-            "episodes": episodes or 50, **result, **environment(device), "wall_time_s": time.time() - t0}
+    else:
+        from tasks import ogbench
+        result = ogbench.evaluate_checkpoint(ckpt_path, episodes or 50, device=device)
+    return {**result, **environment(M.pick_device(device)), "wall_time_s": time.time() - t0}
 
 
 def aggregate(folder, which="best"):
@@ -147,14 +141,13 @@ def main():
     task = load_checkpoint(args.ckpt)["config"]["task"]
     if task in ("walker2d", "ogbench"):
         result = evaluate_control(args.ckpt, task, args.episodes, args.device)
-        out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
-        save_atomic(result, out)
-        print(json.dumps({k: v for k, v in result.items() if k in ("success_rate", "scores_mean", "episodes")}), f"-> {out}")
-        return
-    result = evaluate(args.ckpt, args.lengths, args.samples, args.eval_seed, args.device)
+        summary = json.dumps({k: v for k, v in result.items() if k in ("success_rate", "scores_mean", "episodes")})
+    else:
+        result = evaluate(args.ckpt, args.lengths, args.samples, args.eval_seed, args.device)
+        summary = " ".join(f"L{L}={e:.4f}" for L, e in result["errors"].items())
     out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
     save_atomic(result, out)
-    print(" ".join(f"L{L}={e:.4f}" for L, e in result["errors"].items()), f"-> {out}")
+    print(summary, f"-> {out}")
 
 
 if __name__ == "__main__":

@@ -511,6 +511,17 @@ def success_rate(net, cfg, episodes, seed, device, max_steps=None, batch=None):
             "best_rewards": best.tolist(), "final_rewards": final.tolist()}
 
 
+def evaluate_checkpoint(ckpt_path, episodes=50, seed=None, max_steps=None, device="auto"):
+    """Rebuild a checkpoint's agent and measure it; seed None = the run's fresh stream (never used in training)."""
+    net, state = load_from_checkpoint(ckpt_path, device)
+    cfg = state["config"]
+    seed = episode_seed_base(cfg["seed"], 2) if seed is None else seed
+    result = success_rate(net, cfg, episodes, seed, next(net.parameters()).device, max_steps)
+    return {"config": cfg, "seed": cfg["seed"], "env": cfg["env"], "slice": net.info["layers"], "body": net.info,
+            "checkpoint": str(ckpt_path), "checkpoint_step": state["step"], "metric": "success_rate",
+            "episodes": episodes, **result}
+
+
 def last_three(history):
     """The OGBench-paper summary: mean success of a run's last three evaluations."""
     rates = [h["eval"]["success_rate"] for h in history[-3:]]
