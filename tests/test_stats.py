@@ -219,3 +219,15 @@ def test_mean_std():
     assert S.mean_std([3.0]) == (3.0, 0.0)
     m, s = S.mean_std([1.0, 2.0, 3.0, 4.0])
     assert m == 2.5 and s == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
+
+
+def test_mcnemar_exact_matches_scipy_binomtest():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.random(30) < 0.5, rng.random(30) < 0.3
+        n10, n01, p = S.mcnemar_exact(a, b)
+        assert (n10, n01) == (int((a & ~b).sum()), int((~a & b).sum()))
+        assert p == pytest.approx(sps.binomtest(n10, n10 + n01, 0.5).pvalue)
+    assert S.mcnemar_exact([1, 0, 1], [1, 0, 1]) == (0, 0, 1.0)   # no discordant pairs: nothing to test
+    with pytest.raises(ValueError):
+        S.mcnemar_exact([1, 0], [1])
