@@ -44,7 +44,8 @@ def load_trained(ckpt_path, device="auto"):
     state = load_checkpoint(ckpt_path)
     cfg = state["config"]
     device = M.pick_device(device)
-    task, net, info = build(cfg, device)
+    # the number the interface was trained with, not a fresh calibration (which may have changed)
+    task, net, info = build(cfg, device, known_scale=state["body"]["input_scale"])
     try:
         missing, unexpected = net.load_state_dict(state["model"], strict=False)
     except RuntimeError as e:  # shape mismatch: weights from another task, model or slice

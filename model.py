@@ -455,23 +455,33 @@ def rms_norm(x, eps=1e-6):
 
 
 class InterfaceModel(nn.Module):
-    """y = W_out RMSNorm(body(s * W_in x)): the only trainable parts are W_in and W_out.
+    """y = W_out RMSNorm(body(s * W_in x)): the only trainable parts are W_in and W_out (and, with
+    learn_scale, one scalar gain g in s = in_scale * g).
 
-    s is the typical RMS of the substrate's residual stream entering layer `first` (measured on
-    English text), so the injected vectors sit in the regime the frozen layers were trained on.
+    in_scale puts the injected vectors at the size of an ordinary residual dimension entering the
+    slice (model.stream_stats: typical_rms), the regime the frozen layers were trained on. The slice's
+    first RMSNorm makes the attention/MLP branch blind to it, but the residual path is not: too large
+    and the input swamps what each frozen layer writes, too small and it is swamped.
     The RMSNorm before the readout has no weights."""
 
-    def __init__(self, body, d_model, in_dim, out_dim, in_scale=1.0):
+    def __init__(self, body, d_model, in_dim, out_dim, in_scale=1.0, learn_scale=False):
         super().__init__()
         self.body = body
         self.w_in = nn.Linear(in_dim, d_model)
         nn.init.normal_(self.w_in.weight, std=1 / math.sqrt(in_dim))  # unit-RMS output for unit-RMS input
         nn.init.zeros_(self.w_in.bias)
         self.register_buffer("in_scale", torch.tensor(float(in_scale)))
+        self.in_gain = nn.Parameter(torch.ones(())) if learn_scale else None
         self.w_out = nn.Linear(d_model, out_dim)
+
+    def input_scale(self):
+        """The number the input map's output is multiplied by right now."""
+        return float(self.in_scale * (self.in_gain.detach() if self.in_gain is not None else 1.0))
 
     def forward(self, x):
         h = self.w_in(x) * self.in_scale
+        if self.in_gain is not None:
+            h = h * self.in_gain
         if self.body is not None:
             h = self.body(h.to(next(self.body.parameters()).dtype)).float()
         return self.w_out(rms_norm(h))
@@ -490,17 +500,48 @@ def param_counts(model):
 
 # ----------------------------------------------------------------------------- calibration
 
-@torch.no_grad()
-def residual_rms(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROBE_TEXT, max_sentences=32):
-    """RMS of the residual stream entering each layer 0..upto, on English text.
+CALIBRATION_VERSION = 2   # bump when the definition changes: older cache files are then ignored
+OUTLIER_FACTOR = 100.0    # a dimension is a massive outlier when its RMS exceeds 100x the median dimension's
 
-    Streams the layers one at a time (memory: one layer plus the embedding) and caches the
-    result next to the checkpoint, so a big model is calibrated once."""
+
+def stream_stats(states, outlier_factor=OUTLIER_FACTOR):
+    """Scale of the residual stream at one depth, from per-sentence states [T_i, D] with BOS at 0.
+
+    Gemma's stream is far from isotropic: the BOS position is ~10x louder than any other token and a
+    handful of dimensions carry most of the energy of the rest. So the numbers are split:
+      bos_rms         RMS of the BOS position (mean over sentences)
+      token_rms       mean per-token RMS over all other positions and all dimensions
+      outlier_dims    dimensions whose RMS (over non-BOS tokens) exceeds outlier_factor x the median
+      outlier_energy  their share of the non-BOS energy
+      typical_rms     RMS of the remaining, ordinary dimensions over non-BOS tokens: the 'auto' scale"""
+    x = torch.cat([h[1:] for h in states]).double()           # non-BOS positions only
+    dim_rms = x.pow(2).mean(0).sqrt()
+    outliers = (dim_rms > outlier_factor * dim_rms.median()).nonzero().flatten()
+    energy = dim_rms.pow(2)
+    normal = torch.ones_like(dim_rms, dtype=torch.bool)
+    normal[outliers] = False
+    return {"bos_rms": float(torch.stack([h[0].double().pow(2).mean().sqrt() for h in states]).mean()),
+            "token_rms": float(x.pow(2).mean(-1).sqrt().mean()),
+            "typical_rms": float(energy[normal].mean().sqrt()),
+            "outlier_dims": outliers.tolist(),
+            "outlier_rms": dim_rms[outliers].tolist(),
+            "outlier_energy": float(energy[outliers].sum() / energy.sum()),
+            "tokens": x.shape[0]}
+
+
+@torch.no_grad()
+def residual_stats(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROBE_TEXT, max_sentences=32):
+    """stream_stats() of the residual stream entering each layer 0..upto, on English text.
+
+    Each sentence runs on its own (no padding, so nothing attends to pad tokens) and the BOS position
+    is left out of every statistic but bos_rms. Layers are streamed one at a time (memory: one layer
+    plus the embedding); the result is cached per checkpoint, so a big model is calibrated once."""
     cache = CACHE / "calibration" / (re.sub(r"[^\w.-]", "_", ckpt.name) + ".json")
     if cache.exists():
-        rms = json.loads(cache.read_text())["residual_rms"]
-        if len(rms) > upto:
-            return rms
+        saved = json.loads(cache.read_text())
+        if saved.get("version") == CALIBRATION_VERSION and saved.get("text") == text_file.name \
+                and len(saved["layers"]) > upto:
+            return saved["layers"]
     from transformers import AutoTokenizer
     tok_dir = ckpt.dir if ckpt.dir is not None else ckpt.repo_id
     try:
@@ -509,21 +550,38 @@ def residual_rms(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROBE_
         raise UserError(f"{ckpt.name}: no tokenizer to calibrate the input scale ({type(e).__name__}); "
                         "pass --input-scale NUMBER instead")
     sentences = [s for s in text_file.read_text().splitlines() if s.strip()][:max_sentences]
-    batch = tok(sentences, return_tensors="pt", padding=True)
-    ids, keep = batch["input_ids"].to(device), batch["attention_mask"].bool().to(device)
+    if not sentences:
+        raise UserError(f"{text_file}: no sentences to calibrate on")
+    ids = [tok(s, return_tensors="pt")["input_ids"][0] for s in sentences]
+    if any(i[0].item() != tok.bos_token_id for i in ids):
+        raise UserError(f"{ckpt.name}: the tokenizer does not start sentences with BOS; calibration assumes it does")
     emb = ckpt.embedding().to(device, dtype)
-    h = emb[ids] * torch.tensor(ckpt.text_config.hidden_size ** 0.5, dtype=dtype)
-    rms = []
+    states = [emb[i.to(device)] * torch.tensor(ckpt.text_config.hidden_size ** 0.5, dtype=dtype) for i in ids]
+    layers = []
     for i in range(upto + 1):
-        rms.append(h[keep].float().pow(2).mean(-1).sqrt().mean().item())
+        layers.append(stream_stats([h.float() for h in states]))
         if i < upto:
-            # Padding is on the right and attention is causal, so real tokens never see it.
-            h = load_slice(ckpt, i, i, device, dtype)(h)
+            layer = load_slice(ckpt, i, i, device, dtype)
+            states = [layer(h.unsqueeze(0))[0] for h in states]
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"model": ckpt.name, "residual_rms": rms, "text": text_file.name}, indent=1))
+    tmp.write_text(json.dumps({"version": CALIBRATION_VERSION, "model": ckpt.name, "text": text_file.name,
+                               "sentences": len(sentences), "outlier_factor": OUTLIER_FACTOR, "layers": layers}, indent=1))
     os.replace(tmp, cache)
-    return rms
+    return layers
+
+
+def parse_input_scale(spec):
+    """'auto', 'learn' or a positive number (as float). Anything else is a user error."""
+    if spec in ("auto", "learn"):
+        return spec
+    try:
+        value = float(spec)
+    except (TypeError, ValueError):
+        raise UserError(f"--input-scale must be 'auto', 'learn' or a positive number, got {spec!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"--input-scale must be a positive finite number, got {spec!r}")
+    return value
 
 
 # ----------------------------------------------------------------------------- build
@@ -533,12 +591,15 @@ INITS = ("pretrained", "random")
 
 
 def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pretrained",
-               device="cpu", dtype=torch.float32, seed=0, input_scale="auto"):
+               device="cpu", dtype=torch.float32, seed=0, input_scale="auto", known_scale=None):
     """The body between the interface maps, and a dict describing it for results.json.
 
     substrate: gemma (the frozen slice), gpt2-random (frozen random GPT-2-style stack of the same
     width/depth/heads/MLP size), scratch (the same stack, fully trainable), none (no layers).
-    init: pretrained or random (Gemma only: same slice, weights re-initialised, still frozen)."""
+    init: pretrained or random (Gemma only: same slice, weights re-initialised, still frozen).
+    input_scale: 'auto' (Gemma: typical_rms of the residual stream entering the slice, see
+    stream_stats; GPT-2 controls: 1), 'learn' (the same start, times a trainable scalar), or a number.
+    known_scale: use this number and skip calibration (rebuilding a trained checkpoint)."""
     if substrate not in SUBSTRATES:
         raise UserError(f"unknown --substrate {substrate!r}; choose from {', '.join(SUBSTRATES)}")
     if init not in INITS:
@@ -562,12 +623,18 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
             freeze(body)
     else:
         body = None
-    if input_scale == "auto":
-        # Gemma's residual stream runs at a model-specific RMS; the GPT-2 controls use LayerNorm
-        # blocks that were built around unit-scale inputs.
-        scale = residual_rms(ckpt, first, device, dtype)[first] if substrate == "gemma" else 1.0
+    mode = parse_input_scale(input_scale)
+    if known_scale is not None:      # evaluate / ablate: the number the checkpoint was trained with
+        scale = float(known_scale)
+    elif mode in ("auto", "learn") and substrate == "gemma":
+        stats = residual_stats(ckpt, first, device, dtype)[first]
+        info["calibration"] = stats
+        scale = stats["typical_rms"]
+    elif mode in ("auto", "learn"):
+        scale = 1.0   # the GPT-2 controls' LayerNorm blocks were built around unit-scale inputs
     else:
-        scale = float(input_scale)
-    info["input_scale"] = scale
+        scale = mode
+    info["input_scale"] = scale               # the number multiplied in (learn: its starting value)
+    info["input_scale_mode"] = mode if mode in ("auto", "learn") else "fixed"
     info["slice_bytes_read"] = ckpt.bytes_read
     return body, info

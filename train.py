@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import model as M
+from runs import save_atomic
 
-TASKS = ("copy", "ar", "rule90", "addition")
+TASKS = ("mqar", "ar", "rule90", "copy", "addition")
 # Flags that define what a checkpoint is; a resumed or evaluated run must agree on all of them.
 IDENTITY = ("task", "model", "layers", "substrate", "init", "seed", "input_scale", "train_len")
 
@@ -51,8 +52,10 @@ def get_parser():
     p.add_argument("--init", default="pretrained", choices=M.INITS,
                    help="pretrained weights, or random: the same slice re-initialised and frozen (default pretrained)")
     p.add_argument("--input-scale", default="auto",
-                   help="multiplier on the input map's output; 'auto' = RMS of the substrate's residual stream "
-                        "entering the slice, measured on English text (default auto)")
+                   help="multiplier on the input map's output. 'auto': Gemma: the RMS of an ordinary dimension of the "
+                        "residual stream entering the slice (English text, BOS and the few massive outlier dimensions "
+                        "left out; 31.9 for slice 6-11 of the 270M); GPT-2 controls: 1. 'learn': the same start times "
+                        "a trainable scalar (1 more trainable parameter). A number: that value (default auto)")
     p.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per step (default 32)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -76,13 +79,16 @@ def condition_name(cfg):
     return f"{cfg['init']}-L{cfg['layers']}"
 
 
-def build(cfg, device):
-    """(task module, InterfaceModel, body info) from a run config: used by every script."""
+def build(cfg, device, known_scale=None):
+    """(task module, InterfaceModel, body info) from a run config: used by every script.
+
+    known_scale: the numeric input scale a checkpoint was trained with (skips calibration)."""
     task = get_task(cfg["task"])
     torch.manual_seed(cfg["seed"])
     body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.default_dtype(device), cfg["seed"], cfg["input_scale"])
-    net = M.InterfaceModel(body, info["d_model"], task.IN_DIM, task.OUT_DIM, info["input_scale"]).to(device)
+                              M.default_dtype(device), cfg["seed"], cfg["input_scale"], known_scale)
+    net = M.InterfaceModel(body, info["d_model"], task.IN_DIM, task.OUT_DIM, info["input_scale"],
+                           learn_scale=info["input_scale_mode"] == "learn").to(device)
     return task, net, info
 
 
@@ -124,15 +130,6 @@ def git_commit():
 
 
 _COMMIT_AT_START = git_commit()  # taken at import: the code that runs, not HEAD when a result is written
-
-
-def save_atomic(obj, path):
-    tmp = Path(str(path) + ".tmp")
-    if isinstance(obj, dict) and path.suffix == ".json":
-        tmp.write_text(json.dumps(obj, indent=1))
-    else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous file intact
 
 
 def load_checkpoint(path):
@@ -182,6 +179,7 @@ def main():
         return importlib.import_module(f"tasks.{control}").main(sys.argv[1:])
     args = get_parser().parse_args()
     cfg = vars(args).copy()
+    M.parse_input_scale(args.input_scale)
     task = get_task(args.task)
     if not task.MIN_LEN <= args.train_len <= task.MAX_LEN:
         raise M.UserError(f"--train-len {args.train_len}: task {args.task} supports lengths {task.MIN_LEN}-{task.MAX_LEN}")
@@ -194,6 +192,10 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
 
     task, net, info = build(cfg, device)
+    if state is not None and state["body"]["input_scale"] != info["input_scale"]:
+        raise M.UserError(f"--resume: {out} was trained with input scale {state['body']['input_scale']!r}, but "
+                          f"--input-scale {args.input_scale} now gives {info['input_scale']!r} (did the calibration "
+                          f"change?); resuming would change the model under the trained interface")
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
     data_gen = torch.Generator().manual_seed(args.seed)
@@ -238,7 +240,7 @@ def main():
         bar.update(1)
         if step % args.eval_every == 0 or step == args.steps:
             errors = bit_errors(net, task, eval_lengths, args.eval_samples, args.seed + 1, device)
-            history.append({"step": step, "loss": loss_sum / loss_n, "errors": errors})
+            history.append({"step": step, "loss": loss_sum / loss_n, "errors": errors, "input_scale": net.input_scale()})
             loss_sum, loss_n = 0.0, 0
             last_sel = errors[str(args.select_len)]
             if best is None or last_sel < best["errors"][str(args.select_len)]:

@@ -1,0 +1,200 @@
+"""
+The fair protocol for one token task: the same search for every condition, then seeds, then a
+held-out evaluation and a summary with bootstrap CIs. Resumable: run it again and it continues.
+
+    python sweep.py --task mqar --out results/token_suite/mqar --train-len 6 --eval-lengths 4,8,12,16,24 \\
+        --select-len 8 --search-steps 200 --steps 1000 --jobs 2
+
+1. search (seed 0, --search-steps): every condition gets a 3-value learning-rate grid (the fully
+   trainable scratch model its own, lower grid) crossed with the input-scale choices (auto, learn)
+   for every condition that has an input scale. The winner is the lowest error at --select-len on
+   the validation stream (seed + 1) at the end of the short run. Every search run is kept.
+2. seeds (--steps, fixed in advance): each condition at its winning setting, seeds 0..n-1
+   (pretrained and random-init: 3, the other controls: 2).
+3. evaluate: best.pt of every seed on the held-out stream (seed + 2, --eval-samples-final sequences
+   per length), then OUT/summary.json: mean, std, bootstrap 95% CI per condition and length, and
+   the mean over seeds of per-seed ratios control/pretrained (seeds paired by index) with a CI.
+
+Each run is a plain `train.py` / `evaluate.py` subprocess (one thread each, --jobs at a time), so
+every number here can be reproduced run by run from the commands in OUT/sweep.json.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import model as M
+import stats
+from runs import save_atomic
+
+REPO = Path(__file__).resolve().parent
+# condition -> (train.py flags, seeds in phase 2, learning-rate grid, input-scale choices)
+FROZEN_LRS, SCRATCH_LRS = ("3e-4", "1e-3", "3e-3"), ("1e-4", "3e-4", "1e-3")
+CONDITIONS = {
+    "pretrained": (["--substrate", "gemma", "--init", "pretrained"], 3, FROZEN_LRS, ("auto", "learn")),
+    "random-init": (["--substrate", "gemma", "--init", "random"], 3, FROZEN_LRS, ("auto", "learn")),
+    "gpt2-random": (["--substrate", "gpt2-random"], 2, FROZEN_LRS, ("auto", "learn")),
+    "scratch": (["--substrate", "scratch"], 2, SCRATCH_LRS, ("auto", "learn")),
+    "none": (["--substrate", "none"], 2, FROZEN_LRS, ("auto",)),  # W_out RMSNorm(s W_in x): s cancels
+}
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True, help="token task (mqar, ar, rule90, copy, addition)")
+    p.add_argument("--out", required=True, help="folder for search/, runs/, sweep.json and summary.json")
+    p.add_argument("--model", default=M.DEFAULT_MODEL, help="as train.py --model (default gemma3-270m)")
+    p.add_argument("--layers", default="6-11", help="as train.py --layers (default 6-11)")
+    p.add_argument("--conditions", default=",".join(CONDITIONS), help=f"subset of {','.join(CONDITIONS)}")
+    p.add_argument("--train-len", type=int, required=True, help="training length edge, as train.py")
+    p.add_argument("--eval-lengths", required=True, help="lengths evaluated during training and at the end")
+    p.add_argument("--select-len", type=int, required=True, help="length whose validation error picks the setting and best.pt")
+    p.add_argument("--search-steps", type=int, default=200, help="steps per search run (default 200)")
+    p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
+    p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per step (default 32)")
+    p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps (default 50)")
+    p.add_argument("--eval-samples", type=int, default=256, help="validation sequences per length (default 256)")
+    p.add_argument("--eval-samples-final", type=int, default=1024, help="held-out sequences per length (default 1024)")
+    p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each (default 2)")
+    p.add_argument("--phase", default="all", choices=("search", "seeds", "evaluate", "all"), help="stop after this phase")
+    return p
+
+
+def train_cmd(args, cond, lr, scale, seed, steps, eval_every, out):
+    flags = CONDITIONS[cond][0]
+    return ["train.py", "--task", args.task, "--model", args.model, "--layers", args.layers, *flags,
+            "--lr", lr, "--input-scale", scale, "--seed", str(seed), "--steps", str(steps),
+            "--eval-every", str(eval_every), "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
+            "--train-len", str(args.train_len), "--eval-lengths", args.eval_lengths,
+            "--select-len", str(args.select_len), "--eval-samples", str(args.eval_samples), "--out", str(out)]
+
+
+def finished(out, steps):
+    f = out / "results.json"
+    return f.exists() and json.loads(f.read_text())["steps_done"] >= steps
+
+
+def run(cmd, log):
+    """One subprocess, one thread; its output goes to a log file beside the run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as f:
+        f.write("$ python " + " ".join(cmd) + "\n")
+        f.flush()
+        r = subprocess.run([sys.executable, *cmd], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"failed ({r.returncode}): python {' '.join(cmd)}; see {log}")
+
+
+def train_all(jobs, n_jobs):
+    """jobs: [(out, cmd, steps)]; skips finished runs and resumes unfinished ones."""
+    todo = []
+    for out, cmd, steps in jobs:
+        if finished(out, steps):
+            continue
+        todo.append((cmd + (["--resume"] if (out / "last.pt").exists() else []), out / "train.log"))
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; {len(todo)} to go", flush=True)
+    with ThreadPoolExecutor(n_jobs) as pool:
+        for _ in pool.map(lambda a: run(*a), todo):
+            pass
+
+
+def selection_error(out, select_len):
+    r = json.loads((out / "results.json").read_text())
+    return r["final"]["errors"][str(select_len)]
+
+
+def paired_ratios(values, reference):
+    """Mean over seeds of value/reference, seeds paired by index, with a bootstrap CI."""
+    n = min(len(values), len(reference))
+    ratios = [values[i] / max(reference[i], 1e-6) for i in range(n)]   # 1e-6: below one error in 1024x6 bits
+    mean, std = stats.mean_std(ratios)
+    _, lo, hi = stats.bootstrap_ci(ratios, n_boot=10000, seed=0)
+    return {"mean": mean, "std": std, "ci95": [lo, hi], "values": ratios}
+
+
+def main():
+    args = get_parser().parse_args()
+    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    for c in conditions:
+        if c not in CONDITIONS:
+            raise M.UserError(f"unknown condition {c!r}; choose from {', '.join(CONDITIONS)}")
+    for name in ("search_steps", "steps", "eval_every", "batch_size", "jobs", "eval_samples", "eval_samples_final"):
+        if getattr(args, name) < 1:
+            raise M.UserError(f"--{name.replace('_', '-')} must be at least 1")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    record = {"task": args.task, "protocol": {k: v for k, v in vars(args).items() if k not in ("phase", "jobs")},
+              "grids": {c: {"lr": list(CONDITIONS[c][2]), "input_scale": list(CONDITIONS[c][3]), "seeds": CONDITIONS[c][1]}
+                        for c in conditions}}
+
+    # 1. search on seed 0, same budget for every condition
+    search = [(c, lr, s) for c in conditions for lr in CONDITIONS[c][2] for s in CONDITIONS[c][3]]
+    folder = lambda c, lr, s: out / "search" / f"{c}__lr{lr}__scale-{s}"
+    train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, args.search_steps, folder(c, lr, s)),
+                args.search_steps) for c, lr, s in search], args.jobs)
+    record["search"] = [{"condition": c, "lr": lr, "input_scale": s, "seed": 0, "steps": args.search_steps,
+                         "val_error": selection_error(folder(c, lr, s), args.select_len), "run": str(folder(c, lr, s))}
+                        for c, lr, s in search]
+    chosen = {}
+    for c in conditions:
+        rows = [r for r in record["search"] if r["condition"] == c]
+        best = min(rows, key=lambda r: r["val_error"])
+        chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"]}
+    record["chosen"] = chosen
+    save_atomic(record, out / "sweep.json")
+    print("chosen:", json.dumps(chosen), flush=True)
+    if args.phase == "search":
+        return
+
+    # 2. seeds at the chosen setting
+    seed_runs = {c: [out / "runs" / f"{args.task}__{c}__{s}" for s in range(CONDITIONS[c][1])] for c in conditions}
+    train_all([(d, train_cmd(args, c, chosen[c]["lr"], chosen[c]["input_scale"], s, args.steps, args.eval_every, d), args.steps)
+               for c in conditions for s, d in enumerate(seed_runs[c])], args.jobs)
+    record["seed_runs"] = {c: [str(d) for d in ds] for c, ds in seed_runs.items()}
+    save_atomic(record, out / "sweep.json")
+    if args.phase == "seeds":
+        return
+
+    # 3. held-out evaluation of best.pt and the summary
+    evals = [(d / "best.pt", d / "eval_best.json") for ds in seed_runs.values() for d in ds]
+    todo = [(["evaluate.py", "--ckpt", str(ck), "--lengths", args.eval_lengths, "--samples", str(args.eval_samples_final),
+              "--out", str(e)], e.parent / "eval.log") for ck, e in evals if not e.exists()]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda a: run(*a), todo))
+    lengths = [s.strip() for s in args.eval_lengths.split(",")]
+    per = {c: [json.loads((d / "eval_best.json").read_text()) for d in ds] for c, ds in seed_runs.items()}
+    summary = {"task": args.task, "metric": "per_bit_error", "stream": "held-out (seed + 2)",
+               "samples_per_length": args.eval_samples_final, "chosen": chosen, "conditions": {}, "ratios_to_pretrained": {}}
+    for c, results in per.items():
+        row = {"n": len(results), "seeds": [r["seed"] for r in results], "lr": chosen[c]["lr"],
+               "input_scale": chosen[c]["input_scale"], "input_scale_value": [r["body"]["input_scale"] for r in results],
+               "trainable_params": results[0]["trainable_params"], "frozen_params": results[0]["frozen_params"],
+               "best_step": [r["checkpoint_step"] for r in results], "errors": {}}
+        for L in lengths:
+            vals = [r["errors"][L] for r in results]
+            mean, std = stats.mean_std(vals)
+            _, lo, hi = stats.bootstrap_ci(vals, n_boot=10000, seed=0)
+            row["errors"][L] = {"mean": mean, "std": std, "ci95": [lo, hi], "values": vals}
+        summary["conditions"][c] = row
+    if "pretrained" in per:
+        for c in per:
+            if c != "pretrained":
+                summary["ratios_to_pretrained"][c] = {L: paired_ratios([r["errors"][L] for r in per[c]],
+                                                                       [r["errors"][L] for r in per["pretrained"]])
+                                                      for L in lengths}
+    summary["wall_time_s_this_call"] = time.time() - t0
+    save_atomic(summary, out / "summary.json")
+    for c, row in summary["conditions"].items():
+        print(f"{c:12s} " + " ".join(f"L{L}={row['errors'][L]['mean']:.4f}" for L in lengths))
+    print(f"wrote {out / 'summary.json'}")
+
+
+if __name__ == "__main__":
+    M.run_main(main)
