@@ -6,6 +6,7 @@ Which heads does a trained interface rely on? Zero-ablate heads of the checkpoin
     python ablate.py --ckpt ... --heads L7.2,L9.0 --keep-only                    # all heads but these (sufficiency)
     python ablate.py --ckpt runs/ogbench-.../last.pt --episodes 50              # IQL agent: success-rate drop per head
     python ablate.py --joint results/probe/probe_gemma3-270m.json abl_copy.json abl_ar.json --out joint.json
+    python ablate.py --stability abl_mqar_s0.json abl_mqar_s1.json abl_ar_s0.json --out stability.json
 
 A head is zeroed at the input of its layer's o_proj, where heads are still separate. Every
 ablation is scored on the same evaluation data as the intact model (paired: the same sequences, or
@@ -27,9 +28,9 @@ from evaluate import fresh_seed, load_trained
 from train import bit_errors, environment, load_checkpoint, parse_lengths, save_atomic
 
 
-def token_measure(ckpt, lengths, samples, eval_seed, device):
+def token_measure(ckpt, lengths, samples, eval_seed, device, dtype=None):
     """Mean per-bit error over the evaluation lengths (lower is better) on fixed sequences."""
-    task, net, cfg, info, _, device = load_trained(ckpt, device)
+    task, net, cfg, info, _, device = load_trained(ckpt, device, dtype)
     lengths = parse_lengths(lengths, task)
     seed = fresh_seed(cfg, eval_seed)
 
@@ -80,14 +81,14 @@ def ogbench_measure(ckpt, episodes, max_ep_len, device):
 
 
 def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only=False, device="auto",
-          episodes=None, max_ep_len=None):
+          episodes=None, max_ep_len=None, dtype=None):
     cfg = load_checkpoint(ckpt)["config"]
     if cfg["task"] == "walker2d":
         body, measure, cfg, meta, device = walker2d_measure(ckpt, episodes or 10, max_ep_len, device)
     elif cfg["task"] == "ogbench":
         body, measure, cfg, meta, device = ogbench_measure(ckpt, episodes or 50, max_ep_len, device)
     else:
-        body, measure, cfg, meta, device = token_measure(ckpt, lengths or str(cfg["select_len"]), samples, eval_seed, device)
+        body, measure, cfg, meta, device = token_measure(ckpt, lengths or str(cfg["select_len"]), samples, eval_seed, device, dtype)
     if body is None:
         raise M.UserError("this checkpoint has no substrate (--substrate none): nothing to ablate")
     sign = -1 if meta["higher_is_better"] else 1  # impact > 0: the model got worse without the head
@@ -156,6 +157,32 @@ def joint(probe_file, ablation_files, probe_ratio=1.5, ablate_z=2.0, primitives=
             "permutation": {**perm, "primitives": list(primitives), "thresholds": list(thresholds), "z_mins": list(z_mins)}}
 
 
+def stability(ablation_files, n_perm=10000, seed=0):
+    """Are head-importance fingerprints stable? Spearman of the per-head impact vectors for every pair
+    of sweeps (same task, other seed; or another task), each with a permutation P over head labels."""
+    sweeps = []
+    for f in ablation_files:
+        a = json.loads(Path(f).read_text())
+        if "heads" not in a:
+            raise M.UserError(f"{f} is not a per-head ablation sweep (run ablate.py without --heads)")
+        sweeps.append({"file": str(f), "task": a["task"], "seed": a["config"]["seed"],
+                       "condition": f"{a['config']['init']}" if a["config"].get("substrate") == "gemma" else a["config"].get("substrate"),
+                       "impact": {h: v["impact"] for h, v in a["heads"].items()}})
+    heads = sorted(set.intersection(*(set(s["impact"]) for s in sweeps)))
+    if len(heads) < 3:
+        raise M.UserError("the sweeps share fewer than 3 heads; were they run on the same slice?")
+    pairs = []
+    for i in range(len(sweeps)):
+        for j in range(i + 1, len(sweeps)):
+            a, b = sweeps[i], sweeps[j]
+            r = stats.spearman_permutation([a["impact"][h] for h in heads], [b["impact"][h] for h in heads], n_perm, seed)
+            pairs.append({"a": a["file"], "b": b["file"], "kind": "same task" if a["task"] == b["task"] else "across tasks",
+                          "tasks": [a["task"], b["task"]], "seeds": [a["seed"], b["seed"]], **r})
+    return {"files": [s["file"] for s in sweeps], "heads": heads, "pairs": pairs,
+            "mean_rho": {k: float(sum(p["rho"] for p in pairs if p["kind"] == k) / max(1, sum(p["kind"] == k for p in pairs)))
+                         for k in ("same task", "across tasks") if any(p["kind"] == k for p in pairs)}}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", help="checkpoint written by train.py")
@@ -167,12 +194,29 @@ def main():
     p.add_argument("--heads", default=None, help="ablate this set together, e.g. L7.2,L9.0 (default: sweep every head)")
     p.add_argument("--keep-only", action="store_true", help="with --heads: ablate every head except these")
     p.add_argument("--joint", nargs="+", metavar="JSON", help="probe.json then one ablation JSON per task")
+    p.add_argument("--stability", nargs="+", metavar="JSON",
+                   help="per-head sweeps (2 or more): Spearman of the impact vectors for every pair, permutation P")
     p.add_argument("--probe-ratio", type=float, default=1.5, help="--joint: probe top tier, ratio to mean (default 1.5)")
     p.add_argument("--ablate-z", type=float, default=2.0, help="--joint: ablation top tier, within-task z (default 2.0)")
     p.add_argument("--n-perm", type=int, default=10000, help="--joint: permutations (default 10000)")
     p.add_argument("--out", default=None, help="JSON path (default: beside the checkpoint, or joint.json)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=("auto", "bf16", "fp32"),
+                   help="precision of the frozen body (default: the run's own --dtype; auto = bf16 on CUDA, fp32 on CPU)")
     args = p.parse_args()
+    if args.stability:
+        if len(args.stability) < 2:
+            raise M.UserError("--stability needs at least two ablation sweeps")
+        for f in args.stability:
+            if not Path(f).is_file():
+                raise M.UserError(f"--stability: no such file {f}")
+        result = stability(args.stability, n_perm=args.n_perm)
+        out = Path(args.out or "stability.json")
+        save_atomic(result, out)
+        for p in result["pairs"]:
+            print(f"{p['kind']:12s} {p['tasks']} seeds {p['seeds']}: rho {p['rho']:+.3f}, permutation P {p['p_perm']:.4g}")
+        print(f"wrote {out}")
+        return
     if args.joint:
         if len(args.joint) < 2:
             raise M.UserError("--joint needs the probe JSON and at least one ablation JSON")
@@ -192,7 +236,7 @@ def main():
     if args.keep_only and not args.heads:
         raise M.UserError("--keep-only needs --heads")
     result = sweep(args.ckpt, args.lengths, args.samples, args.eval_seed, args.heads, args.keep_only, args.device,
-                   args.episodes, args.max_ep_len)
+                   args.episodes, args.max_ep_len, args.dtype)
     tag = "sweep" if args.heads is None else ("keep_" if args.keep_only else "ablate_") + args.heads.replace(",", "_")
     out = Path(args.out or Path(args.ckpt).with_name(f"ablate_{Path(args.ckpt).stem}_{tag}.json"))
     save_atomic(result, out)

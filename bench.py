@@ -117,6 +117,9 @@ def main():
     p.add_argument("--seq-len", type=int, default=64, help="tokens per sequence (default 64)")
     p.add_argument("--iters", type=int, default=5, help="timed iterations (default 5)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU. "
+                        "The trainable interface keeps fp32 weights; losses and metrics are fp32 (default auto)")
     p.add_argument("--skip-load", action="store_true", help="skip the load-time/RSS comparison")
     p.add_argument("--iql", action="store_true", help="bench the OGBench IQL agent instead of the slice")
     p.add_argument("--iql-env", default="scene-play-singletask-task1-v0", help="--iql: single-task env (default scene task1)")

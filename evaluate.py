@@ -33,16 +33,20 @@ def get_parser():
                    help="walker2d: episodes per target (default 10); ogbench: episodes (default 50); seeds never used in training")
     p.add_argument("--out", default=None, help="JSON path (default: eval_<ckpt name>.json beside the checkpoint)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=("auto", "bf16", "fp32"),
+                   help="precision of the frozen body (default: the run's own --dtype; auto = bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--aggregate", metavar="DIR", help="summarise every results.json under DIR instead")
     p.add_argument("--metric", default="best", choices=("best", "final"),
                    help="with --aggregate: the best checkpoint's curve or the last evaluation's (default best)")
     return p
 
 
-def load_trained(ckpt_path, device="auto"):
-    """(task, net, cfg, info, step, device): the model a checkpoint describes, with its weights in place."""
+def load_trained(ckpt_path, device="auto", dtype=None):
+    """(task, net, cfg, info, step, device): the model a checkpoint describes, with its weights in place.
+
+    dtype: precision of the frozen body (None: the run's own --dtype)."""
     state = load_checkpoint(ckpt_path)
-    cfg = state["config"]
+    cfg = state["config"] if dtype is None else {**state["config"], "dtype": dtype}
     device = M.pick_device(device)
     # the number the interface was trained with, not a fresh calibration (which may have changed)
     task, net, info = build(cfg, device, known_scale=state["body"]["input_scale"])
@@ -62,8 +66,8 @@ def fresh_seed(cfg, eval_seed=None):
     return cfg["seed"] + 2 if eval_seed is None else eval_seed
 
 
-def evaluate(ckpt_path, lengths=None, samples=1024, eval_seed=None, device="auto"):
-    task, net, cfg, info, step, device = load_trained(ckpt_path, device)
+def evaluate(ckpt_path, lengths=None, samples=1024, eval_seed=None, device="auto", dtype=None):
+    task, net, cfg, info, step, device = load_trained(ckpt_path, device, dtype)
     lengths = parse_lengths(lengths or cfg["eval_lengths"], task)
     seed = fresh_seed(cfg, eval_seed)
     t0 = time.time()
@@ -144,7 +148,7 @@ def main():
         result = evaluate_control(args.ckpt, task, args.episodes, args.device)
         summary = json.dumps({k: v for k, v in result.items() if k in ("success_rate", "scores_mean", "episodes")})
     else:
-        result = evaluate(args.ckpt, args.lengths, args.samples, args.eval_seed, args.device)
+        result = evaluate(args.ckpt, args.lengths, args.samples, args.eval_seed, args.device, args.dtype)
         summary = " ".join(f"L{L}={e:.4f}" for L, e in result["errors"].items())
     out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
     save_atomic(result, out)

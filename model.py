@@ -70,9 +70,25 @@ def pick_device(name=None):
         raise UserError(f"unknown --device {name!r} (try cpu, cuda, cuda:1)")
 
 
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
 def default_dtype(device):
-    # bf16 halves memory on GPU; CPU bf16 matmuls are slow and lossy, so fp32 there.
+    # bf16 halves memory on GPU and uses its tensor cores; CPU bf16 matmuls are slow, so fp32 there.
     return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def resolve_dtype(name, device):
+    """--dtype auto|bf16|fp32 -> the dtype the frozen body holds and computes in."""
+    if name in (None, "auto"):
+        return default_dtype(device)
+    if name not in DTYPES:
+        raise UserError(f"unknown --dtype {name!r}; choose from auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def dtype_name(dtype):
+    return {v: k for k, v in DTYPES.items()}[dtype]
 
 
 # ----------------------------------------------------------------------------- 2. checkpoints
@@ -267,7 +283,9 @@ def load_slice(ckpt, first, last, device="cpu", dtype=torch.float32):
     layers = []
     for i in range(first, last + 1):
         with torch.device("meta"):
-            layer = Layer(cfg, i)
+            # .to(dtype) on meta: to_empty and load_state_dict keep the dtype a module was built in,
+            # so a slice built in fp32 would stay fp32 with bf16-rounded values
+            layer = Layer(cfg, i).to(dtype)
         names = ckpt.layer_keys(i)
         tensors = ckpt.read(list(names))
         state = {names[k]: v.to(dtype) for k, v in tensors.items()}
@@ -275,8 +293,32 @@ def load_slice(ckpt, first, last, device="cpu", dtype=torch.float32):
         layer.load_state_dict(state, strict=True)  # strict: a missed tensor would stay uninitialised
         layers.append(layer)
     body = FrozenSlice(cfg, first, last, layers).to(device)
+    body.compute_dtype = dtype
     freeze(body)
+    check_dtype(body, dtype)
     return body
+
+
+def check_dtype(body, dtype):
+    """Every frozen weight really is in `dtype` (a cast that only rounds values would pass silently)."""
+    wrong = sorted({str(p.dtype) for p in body.parameters() if not p.requires_grad and p.dtype != dtype})
+    if wrong:
+        raise RuntimeError(f"frozen body asked for {dtype} holds {', '.join(wrong)} weights")
+
+
+def run_body(body, h):
+    """The body on fp32 activations h, computed in its compute_dtype; fp32 out.
+
+    Frozen bodies hold their weights in that dtype and get h cast to it. The trainable scratch
+    body keeps fp32 master weights (Adam on bf16 weights loses small updates) and computes under
+    autocast, so every condition runs its matmuls in the same precision."""
+    dtype = body.compute_dtype
+    if dtype == torch.float32:
+        return body(h)
+    if any(p.requires_grad for p in body.parameters()):
+        with torch.autocast(h.device.type, dtype=dtype):
+            return body(h).float()
+    return body(h.to(dtype)).float()
 
 
 def freeze(module):
@@ -357,6 +399,7 @@ class GPT2Body(nn.Module):
         table[:, 0::2], table[:, 1::2] = torch.sin(pos), torch.cos(pos)
         self.register_buffer("pos", table, persistent=False)
         self.d_model, self.num_heads, self.capture = d_model, n_heads, False
+        self.compute_dtype = torch.float32
         self.layer_ids = list(range(first, first + n_layers))
         self.attn_out = {i: b.o_proj for i, b in zip(self.layer_ids, self.blocks)}
         self.head_dims = {i: d_model // n_heads for i in self.layer_ids}
@@ -483,7 +526,7 @@ class InterfaceModel(nn.Module):
         if self.in_gain is not None:
             h = h * self.in_gain
         if self.body is not None:
-            h = self.body(h.to(next(self.body.parameters()).dtype)).float()
+            h = run_body(self.body, h)
         return self.w_out(rms_norm(h))
 
     def trainable_state(self):
@@ -611,7 +654,7 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
     first, last = parse_layers(layers, ckpt.num_layers)
     info = {"model": model, "model_type": cfg.model_type, "layers": f"{first}-{last}",
             "layer_types": cfg.layer_types[first:last + 1], "substrate": substrate, "init": init,
-            "d_model": cfg.hidden_size}
+            "d_model": cfg.hidden_size, "dtype": dtype_name(dtype)}
     if substrate == "gemma":
         body = load_slice(ckpt, first, last, device, dtype)
         if init == "random":
@@ -619,8 +662,10 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
     elif substrate in ("gpt2-random", "scratch"):
         body = GPT2Body(cfg.hidden_size, last - first + 1, cfg.num_attention_heads, cfg.intermediate_size,
                         first=first, seed=seed).to(device)
-        if substrate == "gpt2-random":
-            freeze(body)
+        body.compute_dtype = dtype
+        if substrate == "gpt2-random":   # frozen: held in the compute dtype, as the Gemma slice is
+            freeze(body).to(dtype)
+            check_dtype(body, dtype)
     else:
         body = None
     mode = parse_input_scale(input_scale)
@@ -634,6 +679,10 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
         scale = 1.0   # the GPT-2 controls' LayerNorm blocks were built around unit-scale inputs
     else:
         scale = mode
+    # the precision the body really holds (frozen weights) and computes in, read off the body itself
+    frozen = [p for p in body.parameters() if not p.requires_grad] if body is not None else []
+    info["dtype"] = dtype_name(frozen[0].dtype) if frozen else dtype_name(dtype)
+    info["compute_dtype"] = dtype_name(body.compute_dtype) if body is not None else "fp32"
     info["input_scale"] = scale               # the number multiplied in (learn: its starting value)
     info["input_scale_mode"] = mode if mode in ("auto", "learn") else "fixed"
     info["slice_bytes_read"] = ckpt.bytes_read

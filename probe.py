@@ -99,6 +99,8 @@ def main():
     p.add_argument("--text", default=str(M.PROBE_TEXT), help="one sentence per line (default: data/probe_sentences.txt)")
     p.add_argument("--out", default=None, help="JSON path (default results/probe/probe_<model>.json)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="precision of the model: auto = bf16 on CUDA, fp32 on CPU; scores are summed in fp64 (default auto)")
     args = p.parse_args()
     device = M.pick_device(args.device)
     ckpt = M.Checkpoint(args.model)
@@ -107,14 +109,16 @@ def main():
     if not Path(args.text).is_file():
         raise M.UserError(f"--text {args.text}: no such file")
     sentences = [s.strip() for s in Path(args.text).read_text().splitlines() if s.strip()]
+    if not sentences:
+        raise M.UserError(f"--text {args.text}: no sentences in it (one per line)")
     t0 = time.time()
-    heads, means, counts = probe(ckpt, first, last, sentences, device, M.default_dtype(device))
+    heads, means, counts = probe(ckpt, first, last, sentences, device, M.resolve_dtype(args.dtype, device))
     out = Path(args.out or f"results/probe/probe_{Path(args.model).name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     ranking = {p: sorted(heads, key=lambda h: -heads[h]["scores"][p])[:5] for p in PRIMITIVES}
     save_atomic({"model": args.model, "layers": f"{first}-{last}", "text": args.text, "sentences": len(sentences),
                  "primitives": list(PRIMITIVES), "means": means, "positions_counted": counts, "top5": ranking,
-                 "heads": heads, **environment(device), "wall_time_s": time.time() - t0}, out)
+                 "heads": heads, "dtype": args.dtype, **environment(device), "wall_time_s": time.time() - t0}, out)
     for prim in ("copying", "induction", "prev_token"):
         print(f"{prim:>10}: " + ", ".join(f"{h} {heads[h]['ratio'][prim]:.2f}x" for h in ranking[prim][:3]))
     print(f"wrote {out}")

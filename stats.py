@@ -295,3 +295,20 @@ def mean_std(values):
     if len(x) == 0:
         raise ValueError("mean_std needs at least one value")
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
+
+
+def spearman_permutation(x, y, n_perm=10000, seed=0):
+    """Spearman rho of two per-head vectors and a two-sided permutation P (head labels of y shuffled).
+
+    With 24 heads and a few dominant ones the t approximation is rough; the permutation null makes
+    no distributional assumption. P = (1 + #{|rho_perm| >= |rho|}) / (1 + n_perm)."""
+    rho = spearman(x, y)[0]
+    ry = _average_ranks(y)
+    rx = _average_ranks(x)
+    rng = np.random.default_rng(seed)
+    perms = np.array([rng.permutation(ry) for _ in range(n_perm)])
+    rxc = rx - rx.mean()
+    pc = perms - perms.mean(1, keepdims=True)
+    null = (pc @ rxc) / (np.sqrt((pc ** 2).sum(1)) * np.sqrt((rxc ** 2).sum()))
+    p = (1 + int((np.abs(null) >= abs(rho) - 1e-12).sum())) / (1 + n_perm)
+    return {"rho": rho, "p_perm": p, "n": len(rx), "n_perm": n_perm}

@@ -70,6 +70,9 @@ def get_parser():
     p.add_argument("--out", default=None, help="run folder (default runs/{task}__{condition}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU. "
+                        "The trainable interface keeps fp32 weights; losses and metrics are fp32 (default auto)")
     return p
 
 
@@ -86,7 +89,7 @@ def build(cfg, device, known_scale=None):
     task = get_task(cfg["task"])
     torch.manual_seed(cfg["seed"])
     body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.default_dtype(device), cfg["seed"], cfg["input_scale"], known_scale)
+                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
     net = M.InterfaceModel(body, info["d_model"], task.IN_DIM, task.OUT_DIM, info["input_scale"],
                            learn_scale=info["input_scale_mode"] == "learn").to(device)
     return task, net, info

@@ -322,7 +322,7 @@ class SliceIQL(nn.Module):
     def trunk(self, interface, obs, act=None):
         h = interface(obs, act)
         if self.body is not None:
-            h = self.body(h.to(next(self.body.parameters()).dtype)).float()
+            h = M.run_body(self.body, h)
         return M.rms_norm(h).flatten(1)       # (B, tokens * d): obs tokens first, the action token last
 
     def forward(self, obs, act):
@@ -391,7 +391,7 @@ def build_from_config(cfg, device):
     if cfg["substrate"] == "mlp":
         return MLPIQL(cfg["obs_dim"], cfg["act_dim"]).to(device)
     body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.default_dtype(device), cfg["seed"], cfg["input_scale"])
+                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"])
     return SliceIQL(body, info, cfg["obs_dim"], cfg["act_dim"], cfg["obs_tokens"], cfg["hidden"]).to(device)
 
 
@@ -539,7 +539,7 @@ def get_parser():
     p.add_argument("--layers", default="8", help="slice, 0-based inclusive; default 8, mid-depth of the 270M's 18 layers (26 on Gemma 4 31B)")
     p.add_argument("--substrate", default="gemma", choices=SUBSTRATES, help="gemma (frozen slice), gpt2-random, scratch, none, or mlp: plain IQL MLPs (default gemma)")
     p.add_argument("--init", default="pretrained", choices=M.INITS, help="pretrained, or random: the same slice re-initialised, frozen (default pretrained)")
-    p.add_argument("--input-scale", default="auto", help="multiplier on the tokens; 'auto' = residual RMS entering the slice (default auto)")
+    p.add_argument("--input-scale", default="auto", help="multiplier on the tokens; 'auto' = RMS of an ordinary residual dimension entering the slice (README: input scale), or a number (default auto)")
     p.add_argument("--obs-tokens", type=int, default=4, help="chunks the observation is cut into, one token each (default 4)")
     p.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers of each V/Q/policy head (default 256)")
     p.add_argument("--steps", type=int, default=100_000, help="gradient steps (default 100000)")
@@ -557,11 +557,16 @@ def get_parser():
     p.add_argument("--out", default=None, help="run folder (default runs/ogbench-{env}__{condition}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU. "
+                        "The trainable interface keeps fp32 weights; losses and metrics are fp32 (default auto)")
     return p
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    if M.parse_input_scale(args.input_scale) == "learn":
+        raise M.UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
     cfg = vars(args).copy()
     if args.obs_tokens < 1 or args.hidden < 1 or args.eval_episodes < 1 or args.steps < 1 or args.eval_every < 1:
         raise M.UserError("need --obs-tokens, --hidden, --eval-episodes, --steps and --eval-every >= 1")

@@ -249,7 +249,7 @@ class DecisionTransformer(nn.Module):
                               self.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)   # R_1 s_1 a_1 R_2 ...
         h = self.drop(self.embed_ln(tokens)) * self.in_scale
         if self.body is not None:
-            h = self.body(h.to(next(self.body.parameters()).dtype)).float()
+            h = M.run_body(self.body, h)
         return torch.tanh(self.predict_action(M.rms_norm(h[:, 1::3])))   # a_t read at the token of s_t
 
     def trainable_state(self):
@@ -261,7 +261,7 @@ def build_from_config(cfg, device):
     """(net, body) from a run config; net.info describes the body for results."""
     torch.manual_seed(cfg["seed"])
     body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.default_dtype(device), cfg["seed"], cfg["input_scale"])
+                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"])
     net = DecisionTransformer(body, info, cfg["dropout"]).to(device)
     return net, body
 
@@ -354,7 +354,7 @@ def get_parser():
     p.add_argument("--layers", default="6-10", help="slice of decoder layers, 0-based inclusive (default 6-10)")
     p.add_argument("--substrate", default="gemma", choices=M.SUBSTRATES, help="body: frozen gemma slice, gpt2-random, scratch (trainable) or none (default gemma)")
     p.add_argument("--init", default="pretrained", choices=M.INITS, help="pretrained, or random: the same slice re-initialised, frozen (default pretrained)")
-    p.add_argument("--input-scale", default="auto", help="multiplier on the token embeddings; 'auto' = residual RMS entering the slice (default auto)")
+    p.add_argument("--input-scale", default="auto", help="multiplier on the token embeddings; 'auto' = RMS of an ordinary residual dimension entering the slice (README: input scale), or a number (default auto)")
     p.add_argument("--dataset", default=DEFAULT_DATASET, help=f"Minari dataset id, local or downloaded (default {DEFAULT_DATASET})")
     p.add_argument("--d4rl-hdf5", default=None, help="a D4RL-format HDF5 file instead of --dataset")
     p.add_argument("--context", type=int, default=20, help="context length K in timesteps, 3K tokens (default 20)")
@@ -373,11 +373,16 @@ def get_parser():
     p.add_argument("--out", default=None, help="run folder (default runs/walker2d__{condition}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU. "
+                        "The trainable interface keeps fp32 weights; losses and metrics are fp32 (default auto)")
     return p
 
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    if M.parse_input_scale(args.input_scale) == "learn":
+        raise M.UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
     cfg = vars(args).copy()
     try:
         targets = [float(s) for s in args.targets.split(",") if s.strip()]

@@ -251,3 +251,10 @@ def test_embedded_gemma_iql_end_to_end(data_dir, tmp_path):
     r = json.loads((tmp_path / "run" / "results.json").read_text())
     assert r["slice"] == "8-8" and r["body"]["input_scale"] > 1 and r["frozen_params"] > 5_000_000
     assert len(r["final"]["eval"]["successes"]) == 2
+
+
+def test_bf16_slice_trains(gemma3_ckpt, data_dir, tmp_path):
+    out = tmp_path / "bf16"
+    run(*train_args(gemma3_ckpt[0], data_dir, out, "--steps", "2", "--eval-every", "2", "--eval-episodes", "1", "--dtype", "bf16"))
+    r = json.loads((out / "results.json").read_text())
+    assert r["body"]["dtype"] == "bf16" and r["steps_done"] == 2

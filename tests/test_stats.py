@@ -231,3 +231,15 @@ def test_mcnemar_exact_matches_scipy_binomtest():
     assert S.mcnemar_exact([1, 0, 1], [1, 0, 1]) == (0, 0, 1.0)   # no discordant pairs: nothing to test
     with pytest.raises(ValueError):
         S.mcnemar_exact([1, 0], [1])
+
+
+def test_spearman_permutation_matches_scipy_rho_and_finds_structure():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=24)
+    y = x + rng.normal(scale=0.3, size=24)
+    r = S.spearman_permutation(x, y, n_perm=2000)
+    assert abs(r["rho"] - sps.spearmanr(x, y).statistic) < 1e-12
+    assert r["p_perm"] < 0.01
+    z = rng.normal(size=24)                         # unrelated: P spread over (0, 1], not tiny
+    ps = [S.spearman_permutation(rng.normal(size=24), z, n_perm=500, seed=s)["p_perm"] for s in range(40)]
+    assert 0.3 < float(np.mean(ps)) < 0.7

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from tasks import addition, ar, copy, rule90
+from tasks import addition, ar, copy, mqar, rule90
 
-TASKS = (copy, ar, rule90, addition)
-SCORED = {"copy": lambda L: L, "ar": lambda L: 2, "rule90": lambda L: L, "addition": lambda L: L + 1}
+TASKS = (copy, ar, rule90, addition, mqar)
+SCORED = {"mqar": lambda L: L, "copy": lambda L: L, "ar": lambda L: 2, "rule90": lambda L: L, "addition": lambda L: L + 1}
 
 
 def gen(seed=0):
@@ -26,7 +26,10 @@ def test_interface(task):
         assert hasattr(task, name), name
     assert task.__name__ == f"tasks.{task.NAME}"
     assert len(task.DESCRIPTION) > 100
-    assert task.num_tokens(task.MAX_LEN) <= 512 < task.num_tokens(task.MAX_LEN + 1)  # largest L that fits
+    if task is mqar:  # limited by distinct 6-bit keys, not by the window
+        assert task.MAX_LEN == 2 ** task.BITS and task.num_tokens(task.MAX_LEN) <= 512
+    else:
+        assert task.num_tokens(task.MAX_LEN) <= 512 < task.num_tokens(task.MAX_LEN + 1)  # largest L that fits
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.NAME)
@@ -136,3 +139,30 @@ def test_random_bits_are_balanced():
     x, _, _ = ar.make_batch(512, L, gen())
     data = x[:, :3 * L].view(512, L, 3, 8)[:, :, 1:, :6]
     assert 0.4 < data.mean() < 0.6
+    x, y, _ = mqar.make_batch(512, L, gen())
+    assert 0.4 < x[:, :2 * L, :6].mean() < 0.6 and 0.4 < y[:, 2 * L:].mean() < 0.6
+
+
+def test_mqar_reference():
+    orders = set()
+    for L in lengths(mqar):
+        x, y, mask = mqar.make_batch(16, L, gen(L))
+        for b in range(16):
+            code = lambda t: sum(bit << i for i, bit in enumerate(bits(t[:6])))  # LSB first
+            table = {}
+            for i in range(L):
+                assert bits(x[b, 2 * i, 6:]) == [1, 0, 0] and bits(x[b, 2 * i + 1, 6:]) == [0, 1, 0]
+                table[code(x[b, 2 * i])] = code(x[b, 2 * i + 1])
+            assert len(table) == L  # keys distinct within the sequence
+            asked = []
+            for j in range(L):
+                q = x[b, 2 * L + j]
+                assert bits(q[6:]) == [0, 0, 1] and mask[b, 2 * L + j]
+                asked.append(code(q))
+                assert code(y[b, 2 * L + j]) == table[code(q)]  # the value paired with that key
+            assert sorted(asked) == sorted(table)  # every key asked exactly once
+            assert not mask[b, :2 * L].any()
+            if L == 3:
+                keys = [code(x[b, 2 * i]) for i in range(L)]
+                orders.add(tuple(keys.index(k) for k in asked))
+    assert len(orders) == 6  # query order is independent of list order: all 3! orders turn up

@@ -197,3 +197,10 @@ def test_bad_input_one_line_exit_2(gemma3_ckpt, standin, tmp_path, args, message
     if "no-such" in " ".join(args):
         assert "internet" in lines[0]
     assert not (tmp_path / "x" / "results.json").exists()
+
+
+def test_bf16_slice_trains(gemma3_ckpt, standin, tmp_path):
+    out = tmp_path / "bf16"
+    run(*train_args(gemma3_ckpt[0], out, "--steps", "4", "--eval-every", "4", "--dtype", "bf16"), minari_dir=standin)
+    r = json.loads((out / "results.json").read_text())
+    assert r["body"]["dtype"] == "bf16" and r["steps_done"] == 4
