@@ -219,6 +219,84 @@ class Checkpoint:
         return self.read(keys)[keys[0]]
 
 
+DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+               "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def tensor_table(ckpt):
+    """{key: (stored dtype, shape)} from the safetensors headers, reading no tensor data.
+
+    Local files: the header at the start of each shard. Hub ids: huggingface_hub reads the same
+    headers with HTTP range requests, so nothing big is downloaded."""
+    out = {}
+    if ckpt.repo_id is None:
+        for fname in sorted(set(ckpt.index.values())):
+            with open(ckpt.dir / fname, "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(n))
+            out.update({k: (v["dtype"], v["shape"]) for k, v in header.items() if k != "__metadata__"})
+    else:
+        from huggingface_hub import get_safetensors_metadata
+        meta = get_safetensors_metadata(ckpt.repo_id)
+        for fm in meta.files_metadata.values():
+            out.update({k: (t.dtype, list(t.shape)) for k, t in fm.tensors.items()})
+    return out
+
+
+def plan_load(ckpt, first, last, dtype, calibrate):
+    """What loading layers first..last will download and hold, computed before any weight is fetched.
+
+    calibrate: the input scale will be measured (--input-scale auto/learn on a Gemma slice with no
+    cached calibration), which streams the embedding and layers 0..first-1 one at a time before the
+    slice is loaded. Peak memory is for weights only (activations depend on batch and length)."""
+    table = tensor_table(ckpt)
+    elem = torch.tensor([], dtype=dtype).element_size()
+    numel = lambda k: math.prod(table[k][1])
+    layer = {i: list(ckpt.layer_keys(i)) for i in range(0, last + 1) if i >= first or calibrate}
+    shard_bytes = {}
+    for k, f in ckpt.index.items():
+        shard_bytes[f] = shard_bytes.get(f, 0) + numel(k) * DTYPE_BYTES[table[k][0]]
+    slice_keys = [k for i in range(first, last + 1) for k in layer[i]]
+    slice_bytes = sum(numel(k) for k in slice_keys) * elem
+    shards = {ckpt.index[k] for k in slice_keys}
+    plan = {"model": ckpt.name, "slice": f"{first}-{last}", "dtype": dtype_name(dtype),
+            "checkpoint_shards": len(shard_bytes), "checkpoint_bytes": sum(shard_bytes.values()),
+            "slice_params": sum(numel(k) for k in slice_keys), "slice_bytes_in_memory": slice_bytes,
+            "calibration": calibrate}
+    peak = slice_bytes
+    if calibrate:
+        embed = [k for k in ckpt.index if EMBED_KEY.match(k)]
+        calib_keys = embed + [k for i in range(first) for k in layer[i]]
+        shards |= {ckpt.index[k] for k in calib_keys}
+        embed_bytes = sum(numel(k) for k in embed) * elem
+        biggest_layer = max((sum(numel(k) for k in layer[i]) * elem for i in range(first)), default=0)
+        plan["calibration_bytes_in_memory"] = embed_bytes + biggest_layer   # embedding + one layer at a time
+        peak = max(peak, embed_bytes + biggest_layer)
+    plan["shards_to_fetch"] = sorted(shards)
+    if ckpt.repo_id is None:
+        plan["bytes_to_fetch"] = 0
+    else:   # shards already in the Hugging Face cache are not downloaded again
+        from huggingface_hub import try_to_load_from_cache
+        missing = [f for f in shards if not isinstance(try_to_load_from_cache(ckpt.repo_id, f), str)]
+        plan["bytes_to_fetch"] = sum(shard_bytes[f] for f in missing)
+    plan["bytes_of_those_shards"] = sum(shard_bytes[f] for f in shards)
+    plan["peak_weight_bytes_in_memory"] = peak
+    return plan
+
+
+def calibration_file(ckpt):
+    return CACHE / "calibration" / (re.sub(r"[^\w.-]", "_", ckpt.name) + ".json")
+
+
+def calibration_cached(ckpt, first):
+    cache = calibration_file(ckpt)
+    if not cache.exists():
+        return False
+    saved = json.loads(cache.read_text())
+    return saved.get("version") == CALIBRATION_VERSION and saved.get("text") == PROBE_TEXT.name \
+        and len(saved.get("layers", [])) > first
+
+
 def gemma_classes(text_config):
     """(decoder layer class, rotary embedding class) for this config's model type."""
     if text_config.model_type == "gemma3_text":
@@ -579,7 +657,7 @@ def residual_stats(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROB
     Each sentence runs on its own (no padding, so nothing attends to pad tokens) and the BOS position
     is left out of every statistic but bos_rms. Layers are streamed one at a time (memory: one layer
     plus the embedding); the result is cached per checkpoint, so a big model is calibrated once."""
-    cache = CACHE / "calibration" / (re.sub(r"[^\w.-]", "_", ckpt.name) + ".json")
+    cache = calibration_file(ckpt)
     if cache.exists():
         saved = json.loads(cache.read_text())
         if saved.get("version") == CALIBRATION_VERSION and saved.get("text") == text_file.name \
@@ -655,6 +733,19 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
     info = {"model": model, "model_type": cfg.model_type, "layers": f"{first}-{last}",
             "layer_types": cfg.layer_types[first:last + 1], "substrate": substrate, "init": init,
             "d_model": cfg.hidden_size, "dtype": dtype_name(dtype)}
+    mode = parse_input_scale(input_scale)
+    # The scale is measured first, so the calibration's embedding and streamed layers are freed
+    # before the slice is loaded: peak memory is the larger of the two, not their sum.
+    if known_scale is not None:      # evaluate / ablate: the number the checkpoint was trained with
+        scale = float(known_scale)
+    elif mode in ("auto", "learn") and substrate == "gemma":
+        stats = residual_stats(ckpt, first, device, dtype)[first]
+        info["calibration"] = stats
+        scale = stats["typical_rms"]
+    elif mode in ("auto", "learn"):
+        scale = 1.0   # the GPT-2 controls' LayerNorm blocks were built around unit-scale inputs
+    else:
+        scale = mode
     if substrate == "gemma":
         body = load_slice(ckpt, first, last, device, dtype)
         if init == "random":
@@ -668,17 +759,6 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
             check_dtype(body, dtype)
     else:
         body = None
-    mode = parse_input_scale(input_scale)
-    if known_scale is not None:      # evaluate / ablate: the number the checkpoint was trained with
-        scale = float(known_scale)
-    elif mode in ("auto", "learn") and substrate == "gemma":
-        stats = residual_stats(ckpt, first, device, dtype)[first]
-        info["calibration"] = stats
-        scale = stats["typical_rms"]
-    elif mode in ("auto", "learn"):
-        scale = 1.0   # the GPT-2 controls' LayerNorm blocks were built around unit-scale inputs
-    else:
-        scale = mode
     # the precision the body really holds (frozen weights) and computes in, read off the body itself
     frozen = [p for p in body.parameters() if not p.requires_grad] if body is not None else []
     info["dtype"] = dtype_name(frozen[0].dtype) if frozen else dtype_name(dtype)

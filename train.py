@@ -69,6 +69,9 @@ def get_parser():
     p.add_argument("--select-len", type=int, default=30, help="length whose error picks best.pt (default 30: 'L30')")
     p.add_argument("--out", default=None, help="run folder (default runs/{task}__{condition}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the bytes to download and the peak weight memory of this slice in the chosen --dtype, "
+                        "then exit; fetches only config and index (works with every --task)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
                    help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU. "
@@ -173,11 +176,58 @@ def parse_lengths(spec, task):
     return lengths
 
 
+def gigabytes(n):
+    return f"{n / 1e9:.2f} GB"
+
+
+def dry_run(args):
+    """Print what a run would download and hold, before any weight is fetched (config and index only)."""
+    layers = args.layers
+    if layers is None:   # the task's own default slice
+        layers = (importlib.import_module(f"tasks.{args.task}").get_parser().get_default("layers")
+                  if args.task in ("walker2d", "ogbench") else get_parser().get_default("layers"))
+    device = M.pick_device(args.device)
+    dtype = M.resolve_dtype(args.dtype, device)
+    ckpt = M.Checkpoint(args.model)
+    first, last = M.parse_layers(layers, ckpt.num_layers)
+    if args.substrate != "gemma":
+        print(f"dry run: --substrate {args.substrate} loads no Gemma weights (config only)")
+        print(json.dumps({"substrate": args.substrate, "bytes_to_fetch": 0}))
+        return
+    mode = M.parse_input_scale(args.input_scale)
+    calibrate = mode in ("auto", "learn") and not M.calibration_cached(ckpt, first)
+    plan = M.plan_load(ckpt, first, last, dtype, calibrate)
+    print(f"dry run: {ckpt.name}, layers {first}-{last}, {plan['dtype']} on {device}")
+    where = "from the Hugging Face hub" if ckpt.repo_id else "already on disk (local files)"
+    print(f"  shards needed: {len(plan['shards_to_fetch'])} of {plan['checkpoint_shards']}, "
+          f"{gigabytes(plan['bytes_of_those_shards'])} of {gigabytes(plan['checkpoint_bytes'])}, {where}; "
+          f"to download now: {gigabytes(plan['bytes_to_fetch'])} (shards already in the HF cache are not fetched again)")
+    print(f"  slice in memory: {gigabytes(plan['slice_bytes_in_memory'])} ({plan['slice_params']:,} weights in {plan['dtype']})")
+    if calibrate:
+        print(f"  input-scale calibration (not cached yet): streams the embedding and layers 0-{first - 1} one at a time, "
+              f"{gigabytes(plan['calibration_bytes_in_memory'])} at once, before the slice is loaded; "
+              f"--input-scale NUMBER skips it")
+    print(f"  peak weight memory: {gigabytes(plan['peak_weight_bytes_in_memory'])} "
+          f"(plus activations, the interface and its optimizer state)")
+    print(json.dumps(plan))
+
+
 def main():
     # The control tasks own their training loop and flags; the token tasks share the one below.
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--task")
-    control = pre.parse_known_args()[0].task
+    for flag in ("--task", "--model", "--layers", "--substrate", "--input-scale", "--dtype", "--device"):
+        pre.add_argument(flag)
+    pre.add_argument("--dry-run", action="store_true")
+    known = pre.parse_known_args()[0]
+    if known.dry_run:
+        defaults = {"model": M.DEFAULT_MODEL, "substrate": "gemma", "input_scale": "auto", "dtype": "auto", "device": "auto"}
+        for k, v in defaults.items():
+            if getattr(known, k) is None:
+                setattr(known, k, v)
+        if known.task not in TASKS + ("walker2d", "ogbench"):
+            raise M.UserError(f"unknown --task {known.task!r}; choose from {', '.join(TASKS + ('walker2d', 'ogbench'))}")
+        return dry_run(known)
+    control = known.task
     if control in ("walker2d", "ogbench"):
         return importlib.import_module(f"tasks.{control}").main(sys.argv[1:])
     args = get_parser().parse_args()

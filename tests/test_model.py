@@ -278,3 +278,51 @@ def test_hub_id_downloads_only_the_slice_shards(gemma4_ckpt, monkeypatch):
     needed = {ckpt.index[k] for i in (6, 7) for k in ckpt.layer_keys(i)}
     assert shards == needed and len(shards) < len(set(ckpt.index.values()))
     assert body.layer_ids == [6, 7]
+
+
+def test_dry_run_on_the_31b_layout_counts_bytes_and_memory(tmp_path, monkeypatch, capsys):
+    """train.py --dry-run on a tiny checkpoint in Gemma 4 31B's key layout behind a mocked hub: no
+    shard is downloaded, and the printed bytes and memory match what loading then really takes."""
+    import types
+    import huggingface_hub
+    import train
+    from safetensors import safe_open
+    cfg = tiny_gemma4_text_config(num_hidden_layers=12, layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 2)
+    save_gemma4_multimodal(tmp_path, cfg, max_shard_size="100KB")
+    asked = []
+
+    def fake_download(repo_id, filename, **kw):
+        asked.append(filename)
+        return str(tmp_path / filename)
+
+    def fake_metadata(repo_id):           # what huggingface_hub reads from the shard headers
+        files = {}
+        for f in tmp_path.glob("*.safetensors"):
+            with safe_open(f, "pt") as h:
+                files[f.name] = types.SimpleNamespace(tensors={k: types.SimpleNamespace(
+                    dtype=h.get_slice(k).get_dtype(), shape=h.get_slice(k).get_shape()) for k in h.keys()})
+        return types.SimpleNamespace(files_metadata=files)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub, "get_safetensors_metadata", fake_metadata)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo_id, f: None)
+    monkeypatch.setattr(M, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(sys, "argv", ["train.py", "--task", "ar", "--model", "org/tiny-31b-layout", "--layers", "6-11",
+                                      "--dtype", "bf16", "--dry-run"])
+    train.main()
+    plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not [f for f in asked if f.endswith(".safetensors")]          # nothing big fetched
+    ckpt = M.Checkpoint("org/tiny-31b-layout")
+    slice_keys = [k for i in range(6, 12) for k in ckpt.layer_keys(i)]
+    calib_keys = [k for i in range(6) for k in ckpt.layer_keys(i)] + [k for k in ckpt.index if M.EMBED_KEY.match(k)]
+    shards = {ckpt.index[k] for k in slice_keys + calib_keys}
+    assert plan["calibration"] and set(plan["shards_to_fetch"]) == shards
+    # bytes to fetch: the payload of exactly those shards (their files are that plus a small header)
+    sizes = {f: (tmp_path / f).stat().st_size for f in shards}
+    assert 0 < sum(sizes.values()) - plan["bytes_to_fetch"] < 20_000 * len(shards)
+    body = M.load_slice(ckpt, 6, 11, dtype=torch.bfloat16)
+    held = sum(t.numel() * t.element_size() for t in body.layers.state_dict().values())
+    assert plan["slice_bytes_in_memory"] == held                           # bf16 slice as loaded
+    embed = ckpt.embedding()
+    assert plan["calibration_bytes_in_memory"] >= embed.numel() * 2
+    assert plan["peak_weight_bytes_in_memory"] == max(held, plan["calibration_bytes_in_memory"])
