@@ -24,14 +24,14 @@ from tqdm import tqdm
 
 import model as M
 import stats
-from evaluate import fresh_seed, load_trained
-from train import bit_errors, environment, load_checkpoint, parse_lengths, save_atomic
+from runs import environment, load_checkpoint, need_at_least, need_positive_float, save_atomic
+from tasks.tokens import bit_errors, fresh_seed, load_trained, parse_lengths
 
 
 def token_measure(ckpt, lengths, samples, eval_seed, device, dtype=None):
     """Mean per-bit error over the evaluation lengths (lower is better) on fixed sequences."""
     task, net, cfg, info, _, device = load_trained(ckpt, device, dtype)
-    lengths = parse_lengths(lengths, task)
+    lengths = parse_lengths(lengths, task, net.longest)
     seed = fresh_seed(cfg, eval_seed)
 
     def measure():
@@ -204,6 +204,8 @@ def main():
     p.add_argument("--dtype", default=None, choices=("auto", "bf16", "fp32"),
                    help="precision of the frozen body (default: the run's own --dtype; auto = bf16 on CUDA, fp32 on CPU)")
     args = p.parse_args()
+    need_at_least(args, 1, "samples", "episodes", "max_ep_len", "n_perm")
+    need_positive_float(args, "probe_ratio")
     if args.stability:
         if len(args.stability) < 2:
             raise M.UserError("--stability needs at least two ablation sweeps")

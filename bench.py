@@ -33,16 +33,18 @@ from transformers import AutoModelForCausalLM
 base = kb("VmRSS:")
 open("/proc/self/clear_refs", "w").write("5")
 t = time.time()
+dtype = M.DTYPES[sys.argv[4]]
 if sys.argv[3] == "full":
-    net = AutoModelForCausalLM.from_pretrained(ckpt.dir, dtype=torch.float32)
+    net = AutoModelForCausalLM.from_pretrained(ckpt.dir, dtype=dtype)
 else:
     a, b = M.parse_layers(sys.argv[3], ckpt.num_layers)
-    net = M.load_slice(ckpt, a, b)
+    net = M.load_slice(ckpt, a, b, dtype=dtype)
 # transformers may map the file lazily: touch every weight so both loads are counted as usable
 with torch.no_grad():
     sum(p.sum().item() for p in net.parameters())
-read = ckpt.bytes_read if sys.argv[3] != "full" else sum(p.numel() * 4 for p in net.parameters())
-print(json.dumps({"load_s": time.time() - t, "peak_rss_mb": (kb("VmHWM:") - base) / 1024, "bytes_loaded": read}))
+held = sum(p.numel() * p.element_size() for p in net.parameters())
+print(json.dumps({"load_s": time.time() - t, "peak_rss_mb": (kb("VmHWM:") - base) / 1024, "weight_bytes_held": held,
+                  "dtypes": sorted({str(p.dtype) for p in net.parameters()})}))
 """
 
 
@@ -131,8 +133,9 @@ def main():
     if args.iql:
         print(json.dumps(bench_iql(args, device), indent=1))
         return
-    dtype = M.default_dtype(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    dtype = M.resolve_dtype(args.dtype, device)
+    # synchronise the device the work runs on (torch.cuda.synchronize() alone syncs the current one)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     n = 2048 if device.type == "cpu" else 8192
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
@@ -140,6 +143,7 @@ def main():
 
     body, info = M.build_body(args.model, args.layers, device=device, dtype=dtype, input_scale=1.0)
     net = M.InterfaceModel(body, info["d_model"], 16, 16).to(device)
+    assert info["dtype"] == M.dtype_name(dtype)   # the slice runs in the dtype this bench reports
     x = torch.randn(args.batch_size, args.seq_len, 16, device=device)
 
     def step():
@@ -153,20 +157,29 @@ def main():
     # Matmul FLOPs only: 2 per weight per token forward, 2 more backward for the input gradient
     # (no weight gradients: the slice is frozen). Attention scores are left out (small at these lengths).
     flops_step = 4 * frozen * tokens
-    result = {"device": str(device), "dtype": str(dtype).replace("torch.", ""), "model": args.model, "slice": info["layers"],
+    result = {"device": str(device), "dtype": info["dtype"], "model": args.model, "slice": info["layers"],
               "frozen_params": frozen, "batch_size": args.batch_size, "seq_len": args.seq_len, "threads": torch.get_num_threads(),
               "matmul_peak_tflops": peak / 1e12,
               "fwd_bwd_tokens_per_s": tokens / t_step, "fwd_bwd_tflops": flops_step / t_step / 1e12,
               "fwd_bwd_fraction_of_matmul_peak": flops_step / t_step / peak,
-              "fwd_tokens_per_s": tokens / t_fwd}
+              "fwd_tokens_per_s": tokens / t_fwd, "matmul_peak_measured_in": f"{info['dtype']} {n}x{n} on {device}"}
+    if device.type == "cuda":   # model FLOPs utilisation against the peak measured above, same dtype and device
+        result["mfu_vs_measured_peak"] = result["fwd_bwd_fraction_of_matmul_peak"]
     if not args.skip_load:
-        ckpt_dir = str(M.Checkpoint(args.model).dir or args.model)
+        ckpt = M.Checkpoint(args.model)
+        ckpt_dir = str(ckpt.dir or args.model)
         for what in (args.layers, "full"):
-            out = subprocess.run([sys.executable, "-c", LOAD, str(M.REPO), ckpt_dir, what], capture_output=True, text=True)
-            if out.returncode != 0:
-                result[f"load_{'slice' if what != 'full' else 'full'}"] = {"error": out.stderr.strip().splitlines()[-1]}
+            key = "load_full" if what == "full" else "load_slice"
+            if what == "full" and ckpt.repo_id is not None:
+                result[key] = {"skipped": "hub id: loading the full model would download every shard; "
+                                          "pass a local directory to --model to compare"}
                 continue
-            result["load_full" if what == "full" else "load_slice"] = json.loads(out.stdout.strip().splitlines()[-1])
+            out = subprocess.run([sys.executable, "-c", LOAD, str(M.REPO), ckpt_dir, what, info["dtype"]],
+                                 capture_output=True, text=True)
+            if out.returncode != 0:
+                result[key] = {"error": out.stderr.strip().splitlines()[-1]}
+                continue
+            result[key] = json.loads(out.stdout.strip().splitlines()[-1])
     print(json.dumps(result, indent=1))
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import model as M
 import stats
-from train import bit_errors, build, environment, load_checkpoint, parse_lengths, save_atomic
+from runs import environment, load_checkpoint, need_at_least, save_atomic
+from tasks.tokens import bit_errors, fresh_seed, load_trained, parse_lengths
 
 
 def get_parser():
@@ -41,34 +42,9 @@ def get_parser():
     return p
 
 
-def load_trained(ckpt_path, device="auto", dtype=None):
-    """(task, net, cfg, info, step, device): the model a checkpoint describes, with its weights in place.
-
-    dtype: precision of the frozen body (None: the run's own --dtype)."""
-    state = load_checkpoint(ckpt_path)
-    cfg = state["config"] if dtype is None else {**state["config"], "dtype": dtype}
-    device = M.pick_device(device)
-    # the number the interface was trained with, not a fresh calibration (which may have changed)
-    task, net, info = build(cfg, device, known_scale=state["body"]["input_scale"])
-    try:
-        missing, unexpected = net.load_state_dict(state["model"], strict=False)
-    except RuntimeError as e:  # shape mismatch: weights from another task, model or slice
-        raise M.UserError(f"{ckpt_path} does not fit the model its config describes: {str(e).splitlines()[1].strip()}")
-    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
-    if unexpected or trainable & set(missing):
-        raise M.UserError(f"{ckpt_path} does not fit the model its config describes "
-                          f"(missing {sorted(trainable & set(missing))[:3]}, unexpected {unexpected[:3]})")
-    return task, net, cfg, info, state["step"], device
-
-
-def fresh_seed(cfg, eval_seed=None):
-    """The evaluation stream: seed + 1 picked best.pt during training, seed + 2 never picked anything."""
-    return cfg["seed"] + 2 if eval_seed is None else eval_seed
-
-
 def evaluate(ckpt_path, lengths=None, samples=1024, eval_seed=None, device="auto", dtype=None):
     task, net, cfg, info, step, device = load_trained(ckpt_path, device, dtype)
-    lengths = parse_lengths(lengths or cfg["eval_lengths"], task)
+    lengths = parse_lengths(lengths or cfg["eval_lengths"], task, net.longest)
     seed = fresh_seed(cfg, eval_seed)
     t0 = time.time()
     errors = bit_errors(net, task, lengths, samples, seed, device)
@@ -126,6 +102,7 @@ def aggregate(folder, which="best"):
 
 def main():
     args = get_parser().parse_args()
+    need_at_least(args, 1, "samples", "episodes")
     if args.aggregate:
         if not Path(args.aggregate).is_dir():
             raise M.UserError(f"--aggregate {args.aggregate}: no such folder")

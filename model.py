@@ -732,7 +732,7 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
     first, last = parse_layers(layers, ckpt.num_layers)
     info = {"model": model, "model_type": cfg.model_type, "layers": f"{first}-{last}",
             "layer_types": cfg.layer_types[first:last + 1], "substrate": substrate, "init": init,
-            "d_model": cfg.hidden_size, "dtype": dtype_name(dtype)}
+            "d_model": cfg.hidden_size, "dtype": dtype_name(dtype), "sliding_window": getattr(cfg, "sliding_window", None)}
     mode = parse_input_scale(input_scale)
     # The scale is measured first, so the calibration's embedding and streamed layers are freed
     # before the slice is loaded: peak memory is the larger of the two, not their sum.

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 import model as M
-from train import environment, save_atomic
+from runs import environment, save_atomic
 
 PRIMITIVES = ("copying", "induction", "prev_token", "bos_sink", "entropy", "mean_distance")
 

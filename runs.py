@@ -1,17 +1,133 @@
-"""Run bookkeeping shared by every script: atomic writes of checkpoints and JSON."""
+"""
+Run bookkeeping shared by every script and task: the run folder guard, atomic writes, the one
+checkpoint loader, the environment block of every results JSON, and checks of user input.
+
+Nothing here runs at import time (the git commit is read on the first call to environment()).
+"""
+import functools
 import json
+import math
 import os
+import pickle
+import platform
+import subprocess
+import zipfile
 from pathlib import Path
 
 import torch
+
+from model import REPO, UserError
+
+
+@functools.cache
+def git_commit():
+    """HEAD of the code this process runs, with '-dirty' if tracked files differ from it. Cached at
+    the first call, which every script makes when its run starts: a commit made while the run goes
+    on does not change what the run says it ran."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def environment(device):
+    import transformers
+    return {"git_commit": git_commit(), "device": str(device), "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads()}
 
 
 def save_atomic(obj, path):
     """Write a dict as JSON (.json) or anything else with torch.save; a kill mid-write leaves the old file."""
     path = Path(path)
     tmp = Path(str(path) + ".tmp")
-    if isinstance(obj, dict) and path.suffix == ".json":
-        tmp.write_text(json.dumps(obj, indent=1))
+    try:
+        if isinstance(obj, dict) and path.suffix == ".json":
+            tmp.write_text(json.dumps(obj, indent=1))
+        else:
+            torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}")
+
+
+def load_checkpoint(path, tasks=None):
+    """A checkpoint written by this project, validated the same way for every kind.
+
+    Refuses, with one line, a missing file, bytes that are not a torch file (random, truncated), a
+    torch file that is not one of ours (a bare state_dict, another project's), and a checkpoint of
+    another kind than `tasks` (e.g. a walker2d checkpoint given where a token task is expected).
+    Loaded with weights_only=True: no code in the file is ever run."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as e:
+        raise UserError(f"{path} is not a readable checkpoint (truncated, or not a torch file?): {type(e).__name__}")
+    if not (isinstance(state, dict) and isinstance(state.get("config"), dict) and "task" in state["config"]
+            and isinstance(state.get("model"), dict) and isinstance(state.get("step"), int)):
+        raise UserError(f"{path} is a torch file but not a checkpoint of this project (no config/model/step)")
+    if tasks is not None and state["config"]["task"] not in tasks:
+        raise UserError(f"{path} is a {state['config']['task']} checkpoint; expected one of {', '.join(tasks)}")
+    return state
+
+
+def open_run(out, cfg, identity, resume, defaults=None):
+    """The checkpoint to resume from (None for a new run); refuses to mix or overwrite runs.
+
+    identity: the config keys a resumed run must share with its checkpoint (a key the checkpoint
+    predates counts as its default in `defaults`). Also makes sure the folder can be written, so
+    a bad --out fails before any work, not at the first checkpoint."""
+    out = Path(out)
+    if not resume:
+        if (out / "last.pt").exists() or (out / "results.json").exists():
+            raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        state = None
     else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
+        state = load_checkpoint(out / "last.pt")
+        old = state["config"]
+        defaults = defaults or {}
+        diff = [k for k in identity if old.get(k, defaults.get(k)) != cfg[k]]
+        if diff:
+            raise UserError(f"--resume: {out} was trained with different " + ", ".join(f"{k}={old.get(k, defaults.get(k))!r}" for k in diff)
+                            + " (start a new run with another --out to change them)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create or write there ({e.strerror or type(e).__name__})")
+    return state
+
+
+def need_at_least(args, minimum, *names):
+    """One line per bad value: --steps 0, --batch-size -1 and friends."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < minimum:
+            raise UserError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
+
+
+def need_positive_float(args, *names):
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+
+
+def check_finite(loss, step, out):
+    """Stop on a NaN/inf loss; the last good checkpoint stays as it was."""
+    if not math.isfinite(loss):
+        raise UserError(f"the loss became {loss} at step {step}; stopped. The last good checkpoint is kept in "
+                        f"{out}/last.pt; resume it with a lower --lr")
+
+
+def condition_name(cfg):
+    if cfg["substrate"] != "gemma":
+        return cfg["substrate"]
+    return f"{cfg['init']}-L{cfg['layers']}"

@@ -14,29 +14,21 @@ Writes OUT/last.pt, OUT/best.pt (trainable weights + full config) and OUT/result
 import argparse
 import importlib
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import model as M
-from runs import save_atomic
+from runs import check_finite, condition_name, environment, need_at_least, need_positive_float, open_run, save_atomic
+from tasks.tokens import TASKS, bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
-TASKS = ("mqar", "ar", "rule90", "copy", "addition")
-# Flags that define what a checkpoint is; a resumed or evaluated run must agree on all of them.
-IDENTITY = ("task", "model", "layers", "substrate", "init", "seed", "input_scale", "train_len")
-
-
-def get_task(name):
-    if name not in TASKS:
-        raise M.UserError(f"unknown --task {name!r}; choose from {', '.join(TASKS)}")
-    return importlib.import_module(f"tasks.{name}")
+# Flags that define what a run is: --resume refuses to continue with any of them changed
+# (--steps may grow, --eval-every may change: neither changes what is trained).
+IDENTITY = ("task", "model", "layers", "substrate", "init", "seed", "input_scale", "train_len", "lr", "batch_size",
+            "warmup", "select_len", "eval_lengths", "eval_samples", "dtype")
 
 
 def get_parser():
@@ -77,103 +69,6 @@ def get_parser():
                    help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU. "
                         "The trainable interface keeps fp32 weights; losses and metrics are fp32 (default auto)")
     return p
-
-
-def condition_name(cfg):
-    if cfg["substrate"] != "gemma":
-        return cfg["substrate"]
-    return f"{cfg['init']}-L{cfg['layers']}"
-
-
-def build(cfg, device, known_scale=None):
-    """(task module, InterfaceModel, body info) from a run config: used by every script.
-
-    known_scale: the numeric input scale a checkpoint was trained with (skips calibration)."""
-    task = get_task(cfg["task"])
-    torch.manual_seed(cfg["seed"])
-    body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
-    net = M.InterfaceModel(body, info["d_model"], task.IN_DIM, task.OUT_DIM, info["input_scale"],
-                           learn_scale=info["input_scale_mode"] == "learn").to(device)
-    return task, net, info
-
-
-def task_loss(logits, y, mask):
-    return F.binary_cross_entropy_with_logits(logits[mask], y[mask])
-
-
-@torch.no_grad()
-def bit_errors(net, task, lengths, samples, seed, device, batch=64):
-    """Per-bit error (threshold 0.5, chance 0.5) on the scored positions, per length.
-
-    The data depends only on (seed, length), so every checkpoint, condition and ablated head is
-    scored on the same sequences: comparisons are paired."""
-    net.eval()
-    out = {}
-    for L in lengths:
-        g = torch.Generator().manual_seed(seed * 1000 + L)
-        wrong = total = 0
-        for start in range(0, samples, batch):
-            x, y, mask = task.make_batch(min(batch, samples - start), L, g)
-            x, y, mask = x.to(device), y.to(device), mask.to(device)
-            pred = net(x) > 0
-            wrong += (pred[mask] != (y[mask] > 0.5)).sum().item()
-            total += y[mask].numel()
-        out[str(L)] = wrong / total
-    net.train()
-    return out
-
-
-def git_commit():
-    """HEAD of the code this process runs, with '-dirty' if tracked files differ from it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=M.REPO, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=M.REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-_COMMIT_AT_START = git_commit()  # taken at import: the code that runs, not HEAD when a result is written
-
-
-def load_checkpoint(path):
-    if not Path(path).exists():
-        raise M.UserError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def open_run(out, cfg, identity, resume):
-    """The checkpoint to resume from (None for a new run); refuses to mix or overwrite runs."""
-    if not resume:
-        if (out / "last.pt").exists() or (out / "results.json").exists():
-            raise M.UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        return None
-    state = load_checkpoint(out / "last.pt")
-    old = state["config"]
-    diff = [k for k in identity if old.get(k) != cfg[k]]
-    if diff:
-        raise M.UserError(f"--resume: {out} was trained with different " + ", ".join(f"{k}={old.get(k)!r}" for k in diff))
-    return state
-
-
-def environment(device):
-    import transformers
-    return {"git_commit": _COMMIT_AT_START, "device": str(device), "torch": torch.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version(),
-            "threads": torch.get_num_threads()}
-
-
-def parse_lengths(spec, task):
-    try:
-        lengths = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise M.UserError(f"lengths must be comma-separated integers, got {spec!r}")
-    for L in lengths:
-        if not task.MIN_LEN <= L <= task.MAX_LEN:
-            raise M.UserError(f"length {L} is outside what task {task.NAME} supports ({task.MIN_LEN}-{task.MAX_LEN})")
-    return lengths
 
 
 def gigabytes(n):
@@ -230,19 +125,25 @@ def main():
     control = known.task
     if control in ("walker2d", "ogbench"):
         return importlib.import_module(f"tasks.{control}").main(sys.argv[1:])
-    args = get_parser().parse_args()
+    parser = get_parser()
+    args = parser.parse_args()
     cfg = vars(args).copy()
+    need_at_least(args, 1, "steps", "batch_size", "eval_every", "eval_samples", "train_len")
+    need_at_least(args, 0, "warmup")
+    need_positive_float(args, "lr")
     M.parse_input_scale(args.input_scale)
     task = get_task(args.task)
-    if not task.MIN_LEN <= args.train_len <= task.MAX_LEN:
-        raise M.UserError(f"--train-len {args.train_len}: task {args.task} supports lengths {task.MIN_LEN}-{task.MAX_LEN}")
-    eval_lengths = parse_lengths(args.eval_lengths, task)
+    device = M.pick_device(args.device)
+    longest = max_length(task, M.Checkpoint(args.model).text_config.sliding_window)
+    if not task.MIN_LEN <= args.train_len <= longest:
+        raise M.UserError(f"--train-len {args.train_len}: task {args.task} supports lengths {task.MIN_LEN}-{longest} with this model")
+    eval_lengths = parse_lengths(args.eval_lengths, task, longest)
     if args.select_len not in eval_lengths:
         raise M.UserError(f"--select-len {args.select_len} must be one of --eval-lengths {args.eval_lengths}")
-    device = M.pick_device(args.device)
     out = Path(args.out or f"runs/{args.task}__{condition_name(cfg)}__{args.seed}")
-    state = open_run(out, cfg, IDENTITY, args.resume)
-    out.mkdir(parents=True, exist_ok=True)
+    defaults = {k: parser.get_default(k) for k in IDENTITY}   # for checkpoints older than a flag
+    state = open_run(out, cfg, IDENTITY, args.resume, defaults)
+    env = environment(device)   # git commit of the code that starts the run
 
     task, net, info = build(cfg, device)
     if state is not None and state["body"]["input_scale"] != info["input_scale"]:
@@ -269,7 +170,7 @@ def main():
 
     def write_results():
         save_atomic({"config": cfg, "seed": args.seed, "model": args.model, "slice": info["layers"],
-                     "condition": condition_name(cfg), "body": info, **counts, **environment(device),
+                     "condition": condition_name(cfg), "body": info, **counts, **env,
                      "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "per_bit_error",
                      "select_len": args.select_len, "history": history, "best": best,
                      "final": history[-1] if history else None}, out / "results.json")
@@ -285,6 +186,7 @@ def main():
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
         loss = task_loss(net(x), y, mask)
+        check_finite(loss.item(), step + 1, out)   # before the update: last.pt stays the last good state
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

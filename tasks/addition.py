@@ -5,12 +5,12 @@ NAME = "addition"
 IN_DIM = 3   # a_i, b_i, end flag
 OUT_DIM = 1  # one bit of a + b
 MIN_LEN = 1
-MAX_LEN = 511  # T = L+1 = 512, the whole sliding window
+MAX_LEN = 4095  # generator limit; the model's sliding window sets the usable one (tasks.tokens.max_length)
 DESCRIPTION = """\
 Channels in: 0 a_i, 1 b_i, 2 end flag. Out: 1 bit. Bits are least significant first.
 Tokens: token i (0..L-1) is (a_i, b_i, 0) with target bit i of a + b; a final token (0, 0, 1) has
 target bit L of the sum (the carry out). T = L + 1. Scored: all L + 1 positions.
-L = bits per operand, 1..511. LSB-first means sum bit i needs only operand bits 0..i, which a
+L = bits per operand (511 at most for a 512-token window). LSB-first means sum bit i needs only operand bits 0..i, which a
 causal model has seen by position i."""
 
 
@@ -24,7 +24,7 @@ def make_batch(batch_size: int, length: int, generator: torch.Generator):
     L, T = length, num_tokens(length)
     a = torch.randint(0, 2, (batch_size, L), generator=generator)
     b = torch.randint(0, 2, (batch_size, L), generator=generator)
-    # Ripple-carry over bit positions; operands up to 511 bits do not fit in an int64.
+    # Ripple-carry over bit positions; long operands do not fit in an int64.
     total = torch.zeros(batch_size, T, dtype=torch.long)
     carry = torch.zeros(batch_size, dtype=torch.long)
     for i in range(L):

@@ -5,12 +5,12 @@ NAME = "copy"
 IN_DIM = 9   # 8 data bits + delimiter flag
 OUT_DIM = 8  # the 8 bits of one vector
 MIN_LEN = 1
-MAX_LEN = 255  # T = 2L+1 = 511 fits the model's 512-token sliding window
+MAX_LEN = 2047  # generator limit; the model's sliding window sets the usable one (tasks.tokens.max_length)
 DESCRIPTION = """\
 Channels in: 0-7 data bits (bit j of a vector in channel j), 8 delimiter flag. Out: 8 bits.
 Tokens: L data vectors (flag 0), one delimiter token (flag 1, data 0), then L blank tokens (all
 zero). The target at blank token k is data vector k. T = 2L + 1.
-Scored: the L blank positions (all 8 bits each). L = number of vectors, 1..255."""
+Scored: the L blank positions (all 8 bits each). L = number of vectors (255 at most for a 512-token window)."""
 
 
 def num_tokens(length: int) -> int:

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import model as M
-from train import condition_name, environment, load_checkpoint, open_run, save_atomic   # environment() carries the git commit
+from runs import (check_finite, condition_name, environment, load_checkpoint, need_at_least, need_positive_float,
+                  open_run, save_atomic)
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -46,7 +47,7 @@ DATA_HOST = "rail.eecs.berkeley.edu"     # where ogbench downloads its datasets 
 SUBSTRATES = M.SUBSTRATES + ("mlp",)
 # Flags that define what a checkpoint is; a resumed run must agree on all of them.
 IDENTITY = ("env", "model", "layers", "substrate", "init", "seed", "input_scale", "obs_tokens", "hidden",
-            "discount", "expectile", "temperature", "tau", "batch_size", "lr", "dataset_dir")
+            "discount", "expectile", "temperature", "tau", "batch_size", "lr", "dataset_dir", "dtype")
 
 
 # Harmless on headless machines (nothing here renders) and printed once per env otherwise.
@@ -397,7 +398,7 @@ def build_from_config(cfg, device):
 
 def load_from_checkpoint(path, device="auto"):
     """(net, checkpoint dict) with the trained weights in place."""
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, ("ogbench",))
     net = build_from_config(state["config"], M.pick_device(device))
     missing, unexpected = net.load_state_dict(state["model"], strict=False)
     if unexpected or set(trainable_state(net)) - set(state["model"]):
@@ -574,11 +575,16 @@ def main(argv=None):
         raise M.UserError("--eval-batch must be >= 1")
     if args.substrate == "mlp" and args.init != "pretrained":
         raise M.UserError("--init random applies to --substrate gemma only")
+    need_at_least(args, 1, "batch_size")
+    need_positive_float(args, "lr", "temperature")
+    if not 0 < args.discount <= 1 or not 0 < args.expectile < 1 or not 0 < args.tau <= 1:
+        raise M.UserError("need 0 < --discount <= 1, 0 < --expectile < 1 and 0 < --tau <= 1")
     split_name(args.env)
     device = M.pick_device(args.device)
     condition = "mlp" if args.substrate == "mlp" else condition_name(cfg)
     out = Path(args.out or f"runs/ogbench-{args.env}__{condition}__{args.seed}")
-    state = open_run(out, cfg, IDENTITY, args.resume)
+    parser = get_parser()
+    state = open_run(out, cfg, IDENTITY, args.resume, {k: parser.get_default(k) for k in IDENTITY})
 
     env, train_set, _ = load(args.env, args.dataset_dir)
     env.close()
@@ -627,6 +633,7 @@ def main(argv=None):
     sums, n = defaultdict(float), 0
     while step < args.steps:
         loss, logs = iql_losses(net, sample(data, args.batch_size, data_gen), cfg)
+        check_finite(loss.item(), step + 1, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

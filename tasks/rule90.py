@@ -6,12 +6,12 @@ NAME = "rule90"
 IN_DIM = 2   # state bit + delimiter flag
 OUT_DIM = 1  # next state of one cell
 MIN_LEN = 1
-MAX_LEN = 255  # T = 2L+1 = 511 fits the 512-token sliding window
+MAX_LEN = 2047  # generator limit; the model's sliding window sets the usable one (tasks.tokens.max_length)
 DESCRIPTION = """\
 Rule: next[i] = state[i-1] XOR state[i+1], with null boundary state[-1] = state[L] = 0.
 Channels in: 0 state bit, 1 delimiter flag. Out: 1 bit. Tokens: cells state[0..L-1] in order, one
 delimiter token (flag 1), then L blank tokens; blank token i has target next[i]. T = 2L + 1.
-Scored: the L blank positions. L = number of cells, 1..255. The answer follows the whole state
+Scored: the L blank positions. L = number of cells (255 at most for a 512-token window). The answer follows the whole state
 because a causal model at cell i could not yet see cell i+1."""
 
 

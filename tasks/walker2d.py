@@ -27,7 +27,8 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import model as M
-from train import condition_name, environment, load_checkpoint, open_run, save_atomic   # environment() carries the git commit
+from runs import (check_finite, condition_name, environment, load_checkpoint, need_at_least, need_positive_float,
+                  open_run, save_atomic)
 
 ENV_ID = "Walker2d-v5"
 STATE_DIM, ACT_DIM = 17, 6
@@ -40,7 +41,8 @@ NORMALISATION = {"ref_min_return": REF_MIN_RETURN, "ref_max_return": REF_MAX_RET
                  "formula": "100 * (return - ref_min_return) / (ref_max_return - ref_min_return)",
                  "note": "D4RL walker2d reference returns; Minari data is not the D4RL file, and Walker2d-v5 is not v2"}
 # Flags that define what a checkpoint is; a resumed run must agree on all of them.
-IDENTITY = ("model", "layers", "substrate", "init", "seed", "input_scale", "context", "dataset", "d4rl_hdf5")
+IDENTITY = ("model", "layers", "substrate", "init", "seed", "input_scale", "context", "dataset", "d4rl_hdf5",
+            "lr", "batch_size", "weight_decay", "warmup", "dropout", "grad_clip", "dtype")
 
 
 def d4rl_score(ret):
@@ -268,7 +270,7 @@ def build_from_config(cfg, device):
 
 def load_from_checkpoint(path, device="auto"):
     """(net, body, checkpoint dict) with the trained weights in place."""
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, ("walker2d",))
     device = M.pick_device(device)
     net, body = build_from_config(state["config"], device)
     missing, unexpected = net.load_state_dict(state["model"], strict=False)
@@ -390,10 +392,16 @@ def main(argv=None):
         raise M.UserError(f"--targets must be comma-separated numbers, got {args.targets!r}")
     if not targets or args.context < 1 or args.eval_episodes < 1 or not 1 <= args.max_ep_len <= MAX_TIMESTEP:
         raise M.UserError(f"need --targets, --context >= 1, --eval-episodes >= 1 and --max-ep-len in 1..{MAX_TIMESTEP}")
+    need_at_least(args, 1, "steps", "batch_size", "eval_every")
+    need_at_least(args, 0, "warmup")
+    need_positive_float(args, "lr", "grad_clip")
+    if not 0 <= args.dropout < 1 or args.weight_decay < 0:
+        raise M.UserError("need 0 <= --dropout < 1 and --weight-decay >= 0")
     device = M.pick_device(args.device)
     condition = condition_name(cfg)
     out = Path(args.out or f"runs/walker2d__{condition}__{args.seed}")
-    state = open_run(out, cfg, IDENTITY, args.resume)
+    parser = get_parser()
+    state = open_run(out, cfg, IDENTITY, args.resume, {k: parser.get_default(k) for k in IDENTITY})
 
     episodes, standin = (load_d4rl_hdf5(args.d4rl_hdf5), False) if args.d4rl_hdf5 else load_minari(args.dataset)
     data = prepare(episodes)
@@ -451,6 +459,7 @@ def main(argv=None):
             group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
         pred = net(s, a, r, ts)
         loss = ((pred - a) ** 2)[mask].mean()   # MSE on the actions of real (unpadded) steps
+        check_finite(loss.item(), step + 1, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, args.grad_clip)

@@ -71,6 +71,18 @@ def gemma3_ckpt(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def gemma3_wide_ckpt(tmp_path_factory):
+    """The tiny Gemma 3 with a 40-token sliding window: token-task lengths are limited to the window,
+    and 4 (the exactness tests' window) would leave almost no task length."""
+    from transformers import Gemma3ForCausalLM
+    path = tmp_path_factory.mktemp("gemma3_tiny_wide")
+    torch.manual_seed(0)
+    model = _perturb(Gemma3ForCausalLM(tiny_gemma3_config(sliding_window=40)).eval(), 0)
+    model.save_pretrained(path)
+    return path, model
+
+
+@pytest.fixture(scope="session")
 def gemma4_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("gemma4_tiny")
     model = save_gemma4_multimodal(path, tiny_gemma4_text_config())

@@ -8,9 +8,9 @@ from test_train import run, tiny_args
 
 
 @pytest.fixture(scope="module")
-def trained(gemma3_ckpt, tmp_path_factory):
+def trained(gemma3_wide_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("abl") / "run"
-    run(*tiny_args(gemma3_ckpt[0], out, "--steps", "40", "--eval-every", "40", "--lr", "1e-2"))
+    run(*tiny_args(gemma3_wide_ckpt[0], out, "--steps", "40", "--eval-every", "40", "--lr", "1e-2"))
     return out
 
 

@@ -61,14 +61,14 @@ def test_calibration_equals_masked_full_model_and_padding_no_longer_matters(tmp_
     assert old > 3 * stats["typical_rms"]
 
 
-def test_learned_scale_is_one_trainable_scalar_and_recorded(gemma3_ckpt, tmp_path):
+def test_learned_scale_is_one_trainable_scalar_and_recorded(gemma3_wide_ckpt, tmp_path):
     out = tmp_path / "run"
-    args = tiny_args(gemma3_ckpt[0], out, "--steps", "20", "--eval-every", "10", "--substrate", "gpt2-random")
+    args = tiny_args(gemma3_wide_ckpt[0], out, "--steps", "20", "--eval-every", "10", "--substrate", "gpt2-random")
     args[args.index("--input-scale") + 1] = "learn"
     run(*args)
     r = json.loads((out / "results.json").read_text())
     fixed = tmp_path / "fixed"
-    run(*tiny_args(gemma3_ckpt[0], fixed, "--steps", "10", "--eval-every", "10", "--substrate", "gpt2-random"))
+    run(*tiny_args(gemma3_wide_ckpt[0], fixed, "--steps", "10", "--eval-every", "10", "--substrate", "gpt2-random"))
     f = json.loads((fixed / "results.json").read_text())
     assert r["trainable_params"] == f["trainable_params"] + 1
     assert r["body"]["input_scale_mode"] == "learn" and r["body"]["input_scale"] == 1.0
@@ -77,15 +77,15 @@ def test_learned_scale_is_one_trainable_scalar_and_recorded(gemma3_ckpt, tmp_pat
     assert "in_gain" in state["model"]
 
 
-def test_resume_compares_the_number_and_evaluate_reuses_it(gemma3_ckpt, tmp_path):
+def test_resume_compares_the_number_and_evaluate_reuses_it(gemma3_wide_ckpt, tmp_path):
     out = tmp_path / "run"
-    run(*tiny_args(gemma3_ckpt[0], out, "--steps", "5", "--eval-every", "5"))
+    run(*tiny_args(gemma3_wide_ckpt[0], out, "--steps", "5", "--eval-every", "5"))
     state = torch.load(out / "last.pt", weights_only=True)
     assert state["body"]["input_scale"] == 1.0
     state["body"]["input_scale"] = 1.5                    # as if the run had been calibrated differently
     torch.save(state, out / "last.pt")
     before = (out / "last.pt").read_bytes()
-    res = run(*tiny_args(gemma3_ckpt[0], out, "--steps", "10", "--resume"), check=False)
+    res = run(*tiny_args(gemma3_wide_ckpt[0], out, "--steps", "10", "--resume"), check=False)
     assert res.returncode == 2 and "input scale 1.5" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert (out / "last.pt").read_bytes() == before
     run("evaluate.py", "--ckpt", str(out / "last.pt"), "--samples", "8", "--lengths", "4")

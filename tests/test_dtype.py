@@ -48,10 +48,10 @@ def test_every_condition_bf16_body_fp32_interface(gemma3_ckpt, substrate, init):
     assert net.w_in.weight.grad.dtype == torch.float32 and net.w_in.weight.grad.abs().sum() > 0
 
 
-def test_scripts_run_bf16(gemma3_ckpt, tmp_path):
+def test_scripts_run_bf16(gemma3_wide_ckpt, tmp_path):
     """train -> evaluate -> ablate on a token task, all with the frozen slice in bf16."""
     out = tmp_path / "run"
-    run(*tiny_args(gemma3_ckpt[0], out, "--steps", "6", "--eval-every", "3", "--dtype", "bf16"))
+    run(*tiny_args(gemma3_wide_ckpt[0], out, "--steps", "6", "--eval-every", "3", "--dtype", "bf16"))
     r = json.loads((out / "results.json").read_text())
     assert r["body"]["dtype"] == "bf16" and r["config"]["dtype"] == "bf16"
     assert all(0 <= e <= 1 for e in r["final"]["errors"].values())

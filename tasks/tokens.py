@@ -1,0 +1,105 @@
+"""What the token tasks share: the task registry, the model a run config describes, the loss,
+length limits and the per-bit error. Used by train.py, evaluate.py and ablate.py."""
+import importlib
+
+import torch
+import torch.nn.functional as F
+
+import model as M
+from runs import load_checkpoint
+
+TASKS = ("mqar", "ar", "rule90", "copy", "addition")
+
+
+def get_task(name):
+    if name not in TASKS:
+        raise M.UserError(f"unknown --task {name!r}; choose from {', '.join(TASKS)}")
+    return importlib.import_module(f"tasks.{name}")
+
+
+def build(cfg, device, known_scale=None):
+    """(task module, InterfaceModel, body info) from a run config.
+
+    known_scale: the numeric input scale a checkpoint was trained with (skips calibration)."""
+    task = get_task(cfg["task"])
+    torch.manual_seed(cfg["seed"])
+    body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
+                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
+    net = M.InterfaceModel(body, info["d_model"], task.IN_DIM, task.OUT_DIM, info["input_scale"],
+                           learn_scale=info["input_scale_mode"] == "learn").to(device)
+    net.longest = max_length(task, info["sliding_window"])   # longest task length this model takes
+    return task, net, info
+
+
+def load_trained(ckpt_path, device="auto", dtype=None):
+    """(task, net, cfg, info, step, device): the model a checkpoint describes, with its weights in place.
+
+    dtype: precision of the frozen body (None: the run's own --dtype)."""
+    state = load_checkpoint(ckpt_path, TASKS)
+    cfg = state["config"] if dtype is None else {**state["config"], "dtype": dtype}
+    device = M.pick_device(device)
+    # the number the interface was trained with, not a fresh calibration (which may have changed)
+    task, net, info = build(cfg, device, known_scale=state["body"]["input_scale"])
+    try:
+        missing, unexpected = net.load_state_dict(state["model"], strict=False)
+    except RuntimeError as e:  # shape mismatch: weights from another task, model or slice
+        raise M.UserError(f"{ckpt_path} does not fit the model its config describes: {str(e).splitlines()[1].strip()}")
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    if unexpected or trainable & set(missing):
+        raise M.UserError(f"{ckpt_path} does not fit the model its config describes "
+                          f"(missing {sorted(trainable & set(missing))[:3]}, unexpected {unexpected[:3]})")
+    return task, net, cfg, info, state["step"], device
+
+
+def fresh_seed(cfg, eval_seed=None):
+    """The evaluation stream: seed + 1 picked best.pt during training, seed + 2 never picked anything."""
+    return cfg["seed"] + 2 if eval_seed is None else eval_seed
+
+
+def task_loss(logits, y, mask):
+    return F.binary_cross_entropy_with_logits(logits[mask], y[mask])
+
+
+def max_length(task, window):
+    """Longest task length whose sequence fits the checkpoint's sliding window (so every layer of a
+    slice sees the whole sequence), and the task's own limit (e.g. distinct 6-bit MQAR keys)."""
+    window = window or 10 ** 6
+    L = task.MAX_LEN
+    while L >= task.MIN_LEN and task.num_tokens(L) > window:
+        L -= 1
+    return L
+
+
+def parse_lengths(spec, task, longest):
+    try:
+        lengths = [int(s) for s in str(spec).split(",") if s.strip()]
+    except ValueError:
+        raise M.UserError(f"lengths must be comma-separated integers, got {spec!r}")
+    if not lengths:
+        raise M.UserError(f"no lengths in {spec!r}")
+    for L in lengths:
+        if not task.MIN_LEN <= L <= longest:
+            raise M.UserError(f"length {L} is outside what task {task.NAME} supports with this model ({task.MIN_LEN}-{longest})")
+    return lengths
+
+
+@torch.no_grad()
+def bit_errors(net, task, lengths, samples, seed, device, batch=64):
+    """Per-bit error (threshold 0.5, chance 0.5) on the scored positions, per length.
+
+    The data depends only on (seed, length), so every checkpoint, condition and ablated head is
+    scored on the same sequences: comparisons are paired."""
+    net.eval()
+    out = {}
+    for L in lengths:
+        g = torch.Generator().manual_seed(seed * 1000 + L)
+        wrong = total = 0
+        for start in range(0, samples, batch):
+            x, y, mask = task.make_batch(min(batch, samples - start), L, g)
+            x, y, mask = x.to(device), y.to(device), mask.to(device)
+            pred = net(x) > 0
+            wrong += (pred[mask] != (y[mask] > 0.5)).sum().item()
+            total += y[mask].numel()
+        out[str(L)] = wrong / total
+    net.train()
+    return out
