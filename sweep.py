@@ -8,7 +8,9 @@ held-out evaluation and a summary with bootstrap CIs. Resumable: run it again an
 1. search (seed 0, --search-steps): every condition gets a 3-value learning-rate grid (the fully
    trainable scratch model its own, lower grid) crossed with the input-scale choices (auto, learn)
    for every condition that has an input scale. The winner is the lowest error at --select-len on
-   the validation stream (seed + 1) at the end of the short run. Every search run is kept.
+   the validation stream (seed + 1) at the end of the short run. A condition whose winning rate is
+   at an end of its grid gets the next rate beyond it (x ~3.3), up to twice, so no condition is held
+   back by where its grid happened to stop. Every search run is kept.
 2. seeds (--steps, fixed in advance): each condition at its winning setting, seeds 0..n-1
    (pretrained and random-init: 3, the other controls: 2).
 3. evaluate: best.pt of every seed on the held-out stream (seed + 2, --eval-samples-final sequences
@@ -34,6 +36,7 @@ from runs import save_atomic
 REPO = Path(__file__).resolve().parent
 # condition -> (train.py flags, seeds in phase 2, learning-rate grid, input-scale choices)
 FROZEN_LRS, SCRATCH_LRS = ("3e-4", "1e-3", "3e-3"), ("1e-4", "3e-4", "1e-3")
+LADDER = ("1e-5", "3e-5", "1e-4", "3e-4", "1e-3", "3e-3", "1e-2", "3e-2", "1e-1")   # grid extensions come from here
 CONDITIONS = {
     "pretrained": (["--substrate", "gemma", "--init", "pretrained"], 3, FROZEN_LRS, ("auto", "learn")),
     "random-init": (["--substrate", "gemma", "--init", "random"], 3, FROZEN_LRS, ("auto", "learn")),
@@ -135,18 +138,33 @@ def main():
                         for c in conditions}}
 
     # 1. search on seed 0, same budget for every condition
-    search = [(c, lr, s) for c in conditions for lr in CONDITIONS[c][2] for s in CONDITIONS[c][3]]
     folder = lambda c, lr, s: out / "search" / f"{c}__lr{lr}__scale-{s}"
-    train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, args.search_steps, folder(c, lr, s)),
-                args.search_steps) for c, lr, s in search], args.jobs)
-    record["search"] = [{"condition": c, "lr": lr, "input_scale": s, "seed": 0, "steps": args.search_steps,
-                         "val_error": selection_error(folder(c, lr, s), args.select_len), "run": str(folder(c, lr, s))}
-                        for c, lr, s in search]
-    chosen = {}
-    for c in conditions:
-        rows = [r for r in record["search"] if r["condition"] == c]
-        best = min(rows, key=lambda r: r["val_error"])
-        chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"]}
+    grids = {c: list(CONDITIONS[c][2]) for c in conditions}
+    for extension in range(3):          # the grid itself, then at most two extensions at an edge
+        search = [(c, lr, s) for c in conditions for lr in grids[c] for s in CONDITIONS[c][3]]
+        train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, args.search_steps, folder(c, lr, s)),
+                    args.search_steps) for c, lr, s in search], args.jobs)
+        record["search"] = [{"condition": c, "lr": lr, "input_scale": s, "seed": 0, "steps": args.search_steps,
+                             "val_error": selection_error(folder(c, lr, s), args.select_len), "run": str(folder(c, lr, s))}
+                            for c, lr, s in search]
+        chosen = {}
+        for c in conditions:
+            rows = [r for r in record["search"] if r["condition"] == c]
+            best = min(rows, key=lambda r: r["val_error"])
+            chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"]}
+        grown = False
+        for c in conditions:
+            lrs = sorted(grids[c], key=float)
+            i = LADDER.index(chosen[c]["lr"])
+            if chosen[c]["lr"] == lrs[-1] and i + 1 < len(LADDER) and extension < 2:
+                grids[c].append(LADDER[i + 1])
+                grown = True
+            elif chosen[c]["lr"] == lrs[0] and i > 0 and extension < 2:
+                grids[c].insert(0, LADDER[i - 1])
+                grown = True
+        record["grids"] = {c: {**record["grids"][c], "lr": grids[c]} for c in conditions}
+        if not grown:
+            break
     record["chosen"] = chosen
     save_atomic(record, out / "sweep.json")
     print("chosen:", json.dumps(chosen), flush=True)
