@@ -20,6 +20,7 @@ import time
 import torch
 
 import model as M
+from runs import need_at_least
 
 LOAD = r"""
 import json, sys, time, torch
@@ -129,6 +130,7 @@ def main():
     p.add_argument("--iql-episodes", type=int, default=50, help="--iql: episodes in the lockstep evaluation (default 50)")
     p.add_argument("--iql-eval-steps", type=int, default=100, help="--iql: timesteps timed per evaluation (default 100)")
     args = p.parse_args()
+    need_at_least(args, 1, "batch_size", "seq_len", "iters", "iql_episodes", "iql_eval_steps")
     device = M.pick_device(args.device)
     if args.iql:
         print(json.dumps(bench_iql(args, device), indent=1))

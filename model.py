@@ -27,6 +27,7 @@ DEFAULT_MODEL = "gemma3-270m"
 REPO = Path(__file__).resolve().parent
 PROBE_TEXT = REPO / "data" / "probe_sentences.txt"
 CACHE = Path(os.environ.get("BG_CACHE", Path.home() / ".cache" / "borrowed-geometry"))
+CALIBRATION_DIR = CACHE / "calibration"
 
 
 # ----------------------------------------------------------------------------- 1. errors, flags
@@ -285,7 +286,7 @@ def plan_load(ckpt, first, last, dtype, calibrate):
 
 
 def calibration_file(ckpt):
-    return CACHE / "calibration" / (re.sub(r"[^\w.-]", "_", ckpt.name) + ".json")
+    return CALIBRATION_DIR / (re.sub(r"[^\w.-]", "_", ckpt.name) + ".json")
 
 
 def calibration_cached(ckpt, first):

@@ -48,14 +48,14 @@ CONDITIONS = {
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, help="token task (mqar, ar, rule90, copy, addition)")
+    p.add_argument("--task", help="token task (mqar, ar, rule90, copy, addition); required unless --table")
     p.add_argument("--out", required=True, help="folder for search/, runs/, sweep.json and summary.json")
     p.add_argument("--model", default=M.DEFAULT_MODEL, help="as train.py --model (default gemma3-270m)")
     p.add_argument("--layers", default="6-11", help="as train.py --layers (default 6-11)")
     p.add_argument("--conditions", default=",".join(CONDITIONS), help=f"subset of {','.join(CONDITIONS)}")
-    p.add_argument("--train-len", type=int, required=True, help="training length edge, as train.py")
-    p.add_argument("--eval-lengths", required=True, help="lengths evaluated during training and at the end")
-    p.add_argument("--select-len", type=int, required=True, help="length whose validation error picks the setting and best.pt")
+    p.add_argument("--train-len", type=int, help="training length edge, as train.py (required unless --table)")
+    p.add_argument("--eval-lengths", help="lengths evaluated during training and at the end (required unless --table)")
+    p.add_argument("--select-len", type=int, help="length whose validation error picks the setting and best.pt (required unless --table)")
     p.add_argument("--search-steps", type=int, default=200, help="steps per search run (default 200)")
     p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
@@ -65,6 +65,9 @@ def get_parser():
     p.add_argument("--eval-samples-final", type=int, default=1024, help="held-out sequences per length (default 1024)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each (default 2)")
     p.add_argument("--phase", default="all", choices=("search", "seeds", "evaluate", "all"), help="stop after this phase")
+    p.add_argument("--table", action="store_true",
+                   help="only print OUT/summary.json as markdown tables for the results README (numbers carry "
+                        "<!-- json: ... --> markers that tests/test_results_readme.py checks)")
     return p
 
 
@@ -121,8 +124,44 @@ def paired_ratios(values, reference):
     return {"mean": mean, "std": std, "ci95": [lo, hi], "values": ratios}
 
 
+def markdown_tables(out):
+    """The summary as markdown, every number followed by the marker that ties it to its JSON field."""
+    summary = json.loads((out / "summary.json").read_text())
+    rel = (out / "summary.json").resolve().relative_to((REPO / "results").resolve())
+    mark = lambda value, key, fmt="{:.4f}": f"{fmt.format(value)}<!-- json: {rel} {key} -->"
+    conds = summary["conditions"]
+    lengths = list(next(iter(conds.values()))["errors"])
+    lines = ["| condition | trainable | lr | input scale | seeds | " + " | ".join(f"L{L}" for L in lengths) + " |",
+             "|---|---|---|---|---|" + "---|" * len(lengths)]
+    for c, row in conds.items():
+        cells = []
+        for L in lengths:
+            e, k = row["errors"][L], f"conditions.{c}.errors.{L}"
+            cells.append(f"{mark(e['mean'], k + '.mean')} [{mark(e['ci95'][0], k + '.ci95.0')}, {mark(e['ci95'][1], k + '.ci95.1')}]")
+        lines.append(f"| {c} | {mark(row['trainable_params'], f'conditions.{c}.trainable_params', '{:,}')} | {row['lr']} | "
+                     f"{row['input_scale']} | {row['n']} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratio to pretrained (mean of per-seed ratios) | " + " | ".join(f"L{L}" for L in lengths) + " |",
+              "|---|" + "---|" * len(lengths)]
+    for c, per_len in summary["ratios_to_pretrained"].items():
+        cells = []
+        for L in lengths:
+            r, k = per_len[L], f"ratios_to_pretrained.{c}.{L}"
+            cells.append(f"{mark(r['mean'], k + '.mean', '{:.1f}')} [{mark(r['ci95'][0], k + '.ci95.0', '{:.1f}')}, "
+                         f"{mark(r['ci95'][1], k + '.ci95.1', '{:.1f}')}]")
+        lines.append(f"| {c} / pretrained | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     args = get_parser().parse_args()
+    if args.table:
+        if not (Path(args.out) / "summary.json").is_file():
+            raise M.UserError(f"no summary.json in {args.out} yet: run the sweep to the end first")
+        print(markdown_tables(Path(args.out)))
+        return
+    for name in ("task", "train_len", "eval_lengths", "select_len"):
+        if getattr(args, name) is None:
+            raise M.UserError(f"--{name.replace('_', '-')} is required (or pass --table)")
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
     for c in conditions:
         if c not in CONDITIONS:

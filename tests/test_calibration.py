@@ -39,7 +39,7 @@ def test_calibration_equals_masked_full_model_and_padding_no_longer_matters(tmp_
     """residual_stats (one sentence at a time) against the full model run on a left-padded batch WITH
     its attention mask; the old measurement (padded batch, no mask, BOS included) differs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    monkeypatch.setattr(M, "CACHE", tmp_path)          # a fresh calibration, not a cached one
+    monkeypatch.setattr(M, "CALIBRATION_DIR", tmp_path)          # a fresh calibration, not a cached one
     ckpt = M.Checkpoint()
     first = 6
     stats = M.residual_stats(ckpt, first)[first]

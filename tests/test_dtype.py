@@ -71,10 +71,10 @@ def test_embedded_bf16_calibration_probe_and_agreement(tmp_path, monkeypatch):
     """The real 270M in bf16: calibration runs (it crashed before) and lands near the fp32 value, the
     probe runs, and slice 6-11 agrees with fp32 to a few percent per token."""
     import probe
-    monkeypatch.setattr(M, "CACHE", tmp_path)
+    monkeypatch.setattr(M, "CALIBRATION_DIR", tmp_path)
     ckpt = M.Checkpoint()
     s16 = M.residual_stats(ckpt, 6, dtype=BF16)[6]
-    monkeypatch.setattr(M, "CACHE", tmp_path / "fp32")
+    monkeypatch.setattr(M, "CALIBRATION_DIR", tmp_path / "fp32")
     s32 = M.residual_stats(ckpt, 6, dtype=torch.float32)[6]
     assert abs(s16["typical_rms"] / s32["typical_rms"] - 1) < 0.05 and s16["outlier_dims"] == s32["outlier_dims"]
     heads, _, _ = probe.probe(ckpt, 5, 6, M.PROBE_TEXT.read_text().splitlines()[:3], dtype=BF16)

@@ -306,7 +306,7 @@ def test_dry_run_on_the_31b_layout_counts_bytes_and_memory(tmp_path, monkeypatch
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     monkeypatch.setattr(huggingface_hub, "get_safetensors_metadata", fake_metadata)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo_id, f: None)
-    monkeypatch.setattr(M, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(M, "CALIBRATION_DIR", tmp_path / "cache")
     monkeypatch.setattr(sys, "argv", ["train.py", "--task", "ar", "--model", "org/tiny-31b-layout", "--layers", "6-11",
                                       "--dtype", "bf16", "--dry-run"])
     train.main()
