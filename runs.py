@@ -131,3 +131,32 @@ def condition_name(cfg):
     if cfg["substrate"] != "gemma":
         return cfg["substrate"]
     return f"{cfg['init']}-L{cfg['layers']}"
+
+
+def episode_seed_base(run_seed, stream):
+    """Environment seeds of the control tasks: stream 1 = evaluations during training, 2 = fresh
+    re-evaluation and ablation. Episode i of a stream resets with seed base + i for every
+    checkpoint, target and head, so every comparison is paired."""
+    return 10_000 * run_seed + 1000 * stream
+
+
+def need_package(module, pip_name, what):
+    """Import an optional dependency, or one line naming the pip command."""
+    try:
+        return __import__(module)
+    except ImportError:
+        raise UserError(f"{what} needs `pip install {pip_name}` (see requirements.txt)")
+
+
+def host_reachable(host, timeout=3.0):
+    """Can a direct connection reach host:443 within seconds? Dataset downloaders retry a dead
+    connection for tens of seconds; this answers first. Behind a proxy a direct probe proves
+    nothing, so the download itself decides."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        import socket
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

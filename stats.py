@@ -10,7 +10,11 @@ Contents, top to bottom:
   1. hypergeometric tail
   2. selecting "top-tier" heads (z-score, ratio to the mean, top-k, critical pairs)
   3. the joint-coincidence test and its multiplicity-aware permutation version
-  4. generic helpers: Spearman, paired t, bootstrap CI, mean/std
+  4. generic helpers: Spearman, paired t, exact McNemar, bootstrap CI, mean/std
+
+Where scipy.stats has the test it is the implementation (hypergeometric tail, Spearman, paired t,
+exact binomial, bootstrap); what scipy lacks is written here: the joint-coincidence permutation
+test with its search over primitives and thresholds, and the permutation P of Spearman's rho.
 """
 import math
 
@@ -22,20 +26,10 @@ from scipy import stats as sps
 
 
 def hypergeom_tail(N, K, n, k):
-    """P(X >= k) for X ~ Hypergeometric(population N, K successes, n draws).
-
-    Exact: the numerator and denominator are integers from math.comb, and Python's int / int
-    division rounds the final ratio correctly, so there is no cancellation error in the tail.
-    """
+    """P(X >= k) for X ~ Hypergeometric(population N, K successes, n draws): scipy's survival function."""
     if not (0 <= K <= N and 0 <= n <= N):
         raise ValueError(f"need 0 <= K, n <= N, got N={N} K={K} n={n}")
-    if k <= 0:
-        return 1.0
-    hi = min(K, n)
-    if k > hi:
-        return 0.0
-    num = sum(math.comb(K, i) * math.comb(N - K, n - i) for i in range(k, hi + 1))
-    return num / math.comb(N, n)
+    return float(sps.hypergeom.sf(k - 1, N, K, n))
 
 
 # -----------------------------------------------------------------------------
@@ -222,71 +216,54 @@ def permutation_test(probe_primitives, impact, thresholds=(1.0, 1.25, 1.5, 2.0, 
 
 def _average_ranks(x):
     """1-based ranks; tied values share the mean of the ranks they occupy."""
-    x = np.asarray(x, dtype=float)
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    # boundaries of runs of equal values in sorted order
-    starts = np.r_[0, np.flatnonzero(np.diff(xs)) + 1]
-    ends = np.r_[starts[1:], len(xs)]
-    ranks = np.empty(len(x))
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = 0.5 * (s + 1 + e)  # mean of ranks s+1 .. e
-    return ranks
+    return sps.rankdata(x, method="average")
 
 
 def spearman(x, y):
-    """Spearman rank correlation with average ranks for ties.
+    """Spearman rank correlation with average ranks for ties (scipy.stats.spearmanr).
 
-    Returns (rho, p): p is two-sided from t = rho * sqrt((n-2) / (1-rho^2)) with n-2 df, the usual
-    large-sample approximation (and what scipy.stats.spearmanr reports by default).
-    """
-    rx, ry = _average_ranks(x), _average_ranks(y)
-    if len(rx) != len(ry) or len(rx) < 3:
+    Returns (rho, p): p is two-sided from the t approximation with n-2 df, scipy's default."""
+    if len(x) != len(y) or len(x) < 3:
         raise ValueError("spearman needs two sequences of equal length >= 3")
-    rho = float(np.corrcoef(rx, ry)[0, 1])
-    df = len(rx) - 2
-    if abs(rho) >= 1.0:
-        return rho, 0.0
-    t = rho * math.sqrt(df / (1.0 - rho * rho))
-    return rho, float(2 * sps.t.sf(abs(t), df))
+    r = sps.spearmanr(x, y)
+    return float(r.statistic), float(r.pvalue)
 
 
 def paired_t(a, b):
-    """Paired t-test of mean(a - b) = 0. Returns (t, df, two-sided p)."""
+    """Paired t-test of mean(a - b) = 0 (scipy.stats.ttest_rel). Returns (t, df, two-sided p)."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    n = len(d)
-    if n < 2:
+    if len(d) < 2:
         raise ValueError("paired_t needs at least two pairs")
-    df = n - 1
-    mean, sd = d.mean(), d.std(ddof=1)
-    if sd == 0:  # no spread: undefined if the mean is 0 too, otherwise infinitely significant
-        return (math.nan, df, math.nan) if mean == 0 else (math.copysign(math.inf, mean), df, 0.0)
-    t = mean / (sd / math.sqrt(n))
-    return float(t), df, float(2 * sps.t.sf(abs(t), df))
+    if d.std() == 0:  # no spread: undefined if the mean is 0 too, otherwise infinitely significant
+        return (math.nan, len(d) - 1, math.nan) if d.mean() == 0 else (math.copysign(math.inf, d.mean()), len(d) - 1, 0.0)
+    r = sps.ttest_rel(a, b)
+    return float(r.statistic), int(r.df), float(r.pvalue)
 
 
 def mcnemar_exact(a, b):
     """Exact McNemar test for paired binary outcomes (e.g. episode success with and without a head):
-    two-sided binomial P on the discordant pairs. Returns (n_a_only, n_b_only, p)."""
+    two-sided exact binomial test (scipy.stats.binomtest) on the discordant pairs.
+    Returns (n_a_only, n_b_only, p)."""
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape:
         raise ValueError("mcnemar_exact needs paired outcomes of equal length")
     n10, n01 = int((a & ~b).sum()), int((~a & b).sum())
-    n = n10 + n01
-    if n == 0:
+    if n10 + n01 == 0:
         return n10, n01, 1.0
-    return n10, n01, float(min(1.0, 2 * sps.binom.cdf(min(n10, n01), n, 0.5)))
+    return n10, n01, float(sps.binomtest(n10, n10 + n01, 0.5).pvalue)
 
 
 def bootstrap_ci(values, n_boot=10000, alpha=0.05, seed=0):
-    """Percentile bootstrap CI of the mean. Returns (mean, lo, hi)."""
+    """Percentile bootstrap CI of the mean (scipy.stats.bootstrap). Returns (mean, lo, hi).
+
+    One value, or values all equal, have nothing to resample: the interval is that value."""
     x = np.asarray(values, dtype=float)
     if len(x) == 0:
         raise ValueError("bootstrap_ci needs at least one value")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(x.mean()), float(lo), float(hi)
+    if len(x) == 1 or np.all(x == x[0]):
+        return float(x.mean()), float(x[0]), float(x[0])
+    r = sps.bootstrap((x,), np.mean, n_resamples=n_boot, confidence_level=1 - alpha, method="percentile", rng=seed)
+    return float(x.mean()), float(r.confidence_interval.low), float(r.confidence_interval.high)
 
 
 def mean_std(values):

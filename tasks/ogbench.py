@@ -24,7 +24,6 @@ import argparse
 import copy
 import math
 import os
-import socket
 import sys
 import time
 import warnings
@@ -38,8 +37,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import model as M
-from runs import (check_finite, condition_name, environment, load_checkpoint, need_at_least, need_positive_float,
-                  open_run, save_atomic)
+from runs import (check_finite, condition_name, environment, episode_seed_base, host_reachable, load_checkpoint,
+                  need_at_least, need_package, need_positive_float, open_run, save_atomic)
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -56,11 +55,7 @@ warnings.filterwarnings("ignore", message=".*precision lowered by casting.*")
 
 
 def need_ogbench():
-    try:
-        import ogbench
-        return ogbench
-    except ImportError:
-        raise M.UserError("OGBench tasks need `pip install ogbench` (see requirements.txt)")
+    return need_package("ogbench", "ogbench", "OGBench tasks")
 
 
 # ----------------------------------------------------------------------------- data
@@ -74,21 +69,13 @@ def split_name(name):
     return "-".join(parts[:i] + parts[-1:]), "-".join(parts[:i - 1] + parts[i:])
 
 
-def host_reachable(host=DATA_HOST, timeout=3.0):
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def load(name, dataset_dir=DEFAULT_DATA_DIR):
     """(env, train, val) exactly as ogbench gives them; missing files offline fail fast and say how to get them."""
     ogbench = need_ogbench()
     dataset, _ = split_name(name)
     folder = Path(os.path.expanduser(dataset_dir))
     missing = [f for f in (f"{dataset}.npz", f"{dataset}-val.npz") if not (folder / f).exists()]
-    if missing and not host_reachable():
+    if missing and not host_reachable(DATA_HOST):
         raise M.UserError(
             f"{folder}/{missing[0]} is missing and {DATA_HOST} cannot be reached. Either download it with internet "
             f"(this command does it on first use, or `python -c \"import ogbench; ogbench.download_datasets(['{dataset}'], "
@@ -203,68 +190,6 @@ def generate(argv=None):
         os.replace(tmp, path)                  # an interrupted run leaves no half-written dataset behind
     print(f"wrote {train_path} ({args.episodes} episodes) and {val_path.name} ({n_val}); "
           f"{redrawn} unhealthy scene episodes redrawn")
-
-
-# ----------------------------------------------------------------------------- task oracle (tests)
-
-def task_oracle_success(name, seed=0, min_norm=0.4):
-    """Solve the single-task env's own task with the shipped Markov oracles, one unmet subgoal at a
-    time, and return the env's success flag: evidence that success is reachable and reported.
-
-    The task env does not expose the collection-mode target keys, so they are read from its state."""
-    need_ogbench()
-    import gymnasium
-    from ogbench.manipspace.oracles.markov.button_markov import ButtonMarkovOracle
-    from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
-    from ogbench.manipspace.oracles.markov.drawer_markov import DrawerMarkovOracle
-    from ogbench.manipspace.oracles.markov.window_markov import WindowMarkovOracle
-    _, env_name = split_name(name)
-    np.random.seed(seed)
-    env = gymnasium.make(env_name)
-    u = env.unwrapped
-    oracles = {"cube": CubeMarkovOracle(env=env, min_norm=min_norm), "button": ButtonMarkovOracle(env=env, min_norm=min_norm),
-               "drawer": DrawerMarkovOracle(env=env, min_norm=min_norm), "window": WindowMarkovOracle(env=env, min_norm=min_norm)}
-
-    def next_subgoal(info):
-        for i in range(u._num_cubes):
-            target = u._data.mocap_pos[u._cube_target_mocap_ids[i]].copy()
-            if np.linalg.norm(info[f"privileged/block_{i}_pos"] - target) > 0.04:
-                yaw = quat_yaw(u._data.mocap_quat[u._cube_target_mocap_ids[i]])
-                return "cube", {"privileged/target_block": i, "privileged/target_block_pos": target,
-                                "privileged/target_block_yaw": np.array([yaw])}
-        for i in range(getattr(u, "_num_buttons", 0)):
-            if info[f"privileged/button_{i}_state"] != u._target_button_states[i]:
-                return "button", {"privileged/target_button": i, "privileged/target_button_state": u._target_button_states[i],
-                                  "privileged/target_button_top_pos": u._data.site_xpos[u._button_site_ids[i]].copy()}
-        if hasattr(u, "_target_drawer_pos") and abs(info["privileged/drawer_pos"][0] - u._target_drawer_pos) > 0.04:
-            return "drawer", {"privileged/target_drawer_pos": np.array([u._target_drawer_pos]),
-                              "privileged/target_drawer_handle_pos": u._data.site_xpos[u._drawer_target_site_id].copy()}
-        if hasattr(u, "_target_window_pos") and abs(info["privileged/window_pos"][0] - u._target_window_pos) > 0.04:
-            return "window", {"privileged/target_window_pos": np.array([u._target_window_pos]),
-                              "privileged/target_window_handle_pos": u._data.site_xpos[u._window_target_site_id].copy()}
-        return None, {}
-
-    ob, info = env.reset(seed=seed)
-    current, success, done = None, False, False
-    while not done:
-        kind, extra = next_subgoal(info)
-        if kind is None:     # all subgoals met: step with a still arm so the env evaluates success
-            action = np.zeros(env.action_space.shape)
-        else:
-            info = {**info, **extra}
-            if kind != current:
-                oracles[kind].reset(ob, info)
-                current = kind
-            action = np.clip(oracles[kind].select_action(ob, info), -1, 1)
-        ob, _, terminated, truncated, info = env.step(action)
-        success, done = bool(info["success"]), terminated or truncated
-    env.close()
-    return success
-
-
-def quat_yaw(wxyz):
-    from ogbench.manipspace import lie
-    return lie.SO3(wxyz=np.asarray(wxyz)).compute_yaw_radians()
 
 
 # ----------------------------------------------------------------------------- agents
@@ -467,12 +392,6 @@ def task_envs(env_name, n):
     while len(pool) < n:
         pool.append(gymnasium.make(env_name))
     return pool[:n]
-
-
-def episode_seed_base(run_seed, stream):
-    # stream 1: evaluations during training; 2: re-evaluation and ablation. Episode i of a stream
-    # resets with seed base + i for every checkpoint and head, so comparisons are paired.
-    return 10_000 * run_seed + 1000 * stream
 
 
 @torch.no_grad()

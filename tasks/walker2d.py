@@ -16,7 +16,6 @@ Walker2d-v5 for each target return. Writes OUT/last.pt, OUT/best.pt and OUT/resu
 import argparse
 import os
 import re
-import socket
 import sys
 import time
 from pathlib import Path
@@ -27,8 +26,8 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import model as M
-from runs import (check_finite, condition_name, environment, load_checkpoint, need_at_least, need_positive_float,
-                  open_run, save_atomic)
+from runs import (check_finite, condition_name, environment, episode_seed_base, host_reachable, load_checkpoint,
+                  need_at_least, need_package, need_positive_float, open_run, save_atomic)
 
 ENV_ID = "Walker2d-v5"
 STATE_DIM, ACT_DIM = 17, 6
@@ -50,18 +49,11 @@ def d4rl_score(ret):
     return 100.0 * (ret - REF_MIN_RETURN) / (REF_MAX_RETURN - REF_MIN_RETURN)
 
 
-def need(module, pip_name):
-    try:
-        return __import__(module)
-    except ImportError:
-        raise M.UserError(f"walker2d needs `pip install {pip_name}`")
-
-
 # ----------------------------------------------------------------------------- data
 
 def load_minari(dataset_id):
     """Episodes of a Minari dataset: a local one (MINARI_DATASETS_PATH), else downloaded."""
-    minari = need("minari", "minari h5py")
+    minari = need_package("minari", "minari h5py", "walker2d")
     try:
         ds = minari.load_dataset(dataset_id, download=False)
     except FileNotFoundError:
@@ -71,7 +63,7 @@ def load_minari(dataset_id):
     if ds is None:
         howto = (f"with internet it is downloaded from the Hugging Face hub; offline, record a stand-in with "
                  f"`python -m tasks.walker2d record --id {dataset_id}` (or pass --d4rl-hdf5 FILE)")
-        if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or not host_reachable("huggingface.co"):
             raise M.UserError(f"Minari dataset {dataset_id!r} is not on this machine and the hub is unreachable; {howto}")
         try:
             ds = minari.load_dataset(dataset_id, download=True)
@@ -86,21 +78,10 @@ def load_minari(dataset_id):
     return episodes, standin
 
 
-def hub_reachable(timeout=3.0):
-    # Minari retries a dead connection for ~25 s; a direct probe answers in seconds. Behind a proxy
-    # a direct connection proves nothing, so let the download itself decide.
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
 
 def load_d4rl_hdf5(path):
     """Episodes of a D4RL-format HDF5 file: flat arrays, an episode ends at terminals | timeouts."""
-    h5py = need("h5py", "h5py")
+    h5py = need_package("h5py", "h5py", "walker2d")
     if not Path(path).is_file():
         raise M.UserError(f"--d4rl-hdf5: no such file {path}")
     with h5py.File(path, "r") as f:
@@ -178,7 +159,7 @@ def record(argv=None):
     p.add_argument("--noise", type=float, default=0.2, help="std of Gaussian noise added to pd actions (default 0.2)")
     p.add_argument("--seed", type=int, default=0, help="episode i uses env seed seed+i and noise seed seed+i (default 0)")
     args = p.parse_args(argv)
-    gym, minari = need("gymnasium", "gymnasium[mujoco]"), need("minari", "minari h5py")
+    gym, minari = need_package("gymnasium", "gymnasium[mujoco]", "walker2d"), need_package("minari", "minari h5py", "walker2d")
     from minari.data_collector import EpisodeBuffer  # a plain dataclass; DataCollector would pull in jax
     if args.episodes < 1:
         raise M.UserError("--episodes must be at least 1")
@@ -281,16 +262,10 @@ def load_from_checkpoint(path, device="auto"):
 
 # ----------------------------------------------------------------------------- evaluation
 
-def episode_seed_base(run_seed, stream):
-    # stream 1: evaluations during training (selection); 2: fresh re-evaluation. Episode i of a
-    # stream uses env seed base + i for every target and checkpoint, so comparisons are paired.
-    return 10_000 * run_seed + 1000 * stream
-
-
 @torch.no_grad()
 def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device):
     """Roll out episodes x targets in lockstep: one model call per timestep for all live episodes."""
-    gym = need("gymnasium", "gymnasium[mujoco]")
+    gym = need_package("gymnasium", "gymnasium[mujoco]", "walker2d")
     if not 1 <= max_ep_len <= MAX_TIMESTEP:
         raise M.UserError(f"--max-ep-len must be in 1..{MAX_TIMESTEP}, got {max_ep_len}")
     was_training = net.training

@@ -67,3 +67,33 @@ def test_joint_finds_planted_heads(tmp_path):
     run("ablate.py", "--joint", str(tmp_path / "probe.json"), *files, "--n-perm", "2000", "--out", str(tmp_path / "joint2.json"))
     j2 = json.loads((tmp_path / "joint2.json").read_text())
     assert j2["permutation"]["p_perm"] > 0.05
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("evaluate.py", ["--samples", "0"], "--samples must be at least 1"),
+    ("ablate.py", ["--samples", "-3"], "--samples must be at least 1"),
+    ("ablate.py", ["--n-perm", "0"], "--n-perm must be at least 1"),
+    ("evaluate.py", ["--out", "/proc/nope/x.json"], "cannot write"),
+])
+def test_evaluate_and_ablate_bad_flags(trained, script, args, message):
+    out = run(script, "--ckpt", str(trained / "best.pt"), "--lengths", "4", *args, check=False)
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_stability_of_fingerprints(trained, tmp_path):
+    """--stability: Spearman of per-head impact vectors for every pair of sweeps, permutation P."""
+    for seed in (5, 6):
+        run("ablate.py", "--ckpt", str(trained / "best.pt"), "--samples", "32", "--eval-seed", str(seed),
+            "--out", str(tmp_path / f"s{seed}.json"))
+    run("ablate.py", "--stability", str(tmp_path / "s5.json"), str(tmp_path / "s6.json"), "--n-perm", "500",
+        "--out", str(tmp_path / "stab.json"))
+    r = json.loads((tmp_path / "stab.json").read_text())
+    (pair,) = r["pairs"]
+    assert pair["kind"] == "same task" and pair["n"] == 16 and -1 <= pair["rho"] <= 1 and 0 < pair["p_perm"] <= 1
+    a = json.loads((tmp_path / "s5.json").read_text())["heads"]
+    b = json.loads((tmp_path / "s6.json").read_text())["heads"]
+    import stats
+    heads = sorted(a)
+    assert abs(pair["rho"] - stats.spearman([a[h]["impact"] for h in heads], [b[h]["impact"] for h in heads])[0]) < 1e-12
+    out = run("ablate.py", "--stability", str(tmp_path / "s5.json"), check=False)
+    assert out.returncode == 2 and "at least two" in out.stderr

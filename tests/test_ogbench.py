@@ -58,9 +58,69 @@ def test_generate_is_cheap_to_rerun(data_dir):
     assert "nothing to do" in out.stdout and os.path.getmtime(data_dir / "scene-play-v0.npz") == before
 
 
+def quat_yaw(wxyz):
+    from ogbench.manipspace import lie
+    return lie.SO3(wxyz=np.asarray(wxyz)).compute_yaw_radians()
+
+
+# Test-only helper: it reads private attributes of the ogbench envs (targets are not public).
+def task_oracle_success(name, seed=0, min_norm=0.4):
+    """Solve the single-task env's own task with the shipped Markov oracles, one unmet subgoal at a
+    time, and return the env's success flag: evidence that success is reachable and reported.
+
+    The task env does not expose the collection-mode target keys, so they are read from its state."""
+    import gymnasium
+    from ogbench.manipspace.oracles.markov.button_markov import ButtonMarkovOracle
+    from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
+    from ogbench.manipspace.oracles.markov.drawer_markov import DrawerMarkovOracle
+    from ogbench.manipspace.oracles.markov.window_markov import WindowMarkovOracle
+    _, env_name = O.split_name(name)
+    np.random.seed(seed)
+    env = gymnasium.make(env_name)
+    u = env.unwrapped
+    oracles = {"cube": CubeMarkovOracle(env=env, min_norm=min_norm), "button": ButtonMarkovOracle(env=env, min_norm=min_norm),
+               "drawer": DrawerMarkovOracle(env=env, min_norm=min_norm), "window": WindowMarkovOracle(env=env, min_norm=min_norm)}
+
+    def next_subgoal(info):
+        for i in range(u._num_cubes):
+            target = u._data.mocap_pos[u._cube_target_mocap_ids[i]].copy()
+            if np.linalg.norm(info[f"privileged/block_{i}_pos"] - target) > 0.04:
+                yaw = quat_yaw(u._data.mocap_quat[u._cube_target_mocap_ids[i]])
+                return "cube", {"privileged/target_block": i, "privileged/target_block_pos": target,
+                                "privileged/target_block_yaw": np.array([yaw])}
+        for i in range(getattr(u, "_num_buttons", 0)):
+            if info[f"privileged/button_{i}_state"] != u._target_button_states[i]:
+                return "button", {"privileged/target_button": i, "privileged/target_button_state": u._target_button_states[i],
+                                  "privileged/target_button_top_pos": u._data.site_xpos[u._button_site_ids[i]].copy()}
+        if hasattr(u, "_target_drawer_pos") and abs(info["privileged/drawer_pos"][0] - u._target_drawer_pos) > 0.04:
+            return "drawer", {"privileged/target_drawer_pos": np.array([u._target_drawer_pos]),
+                              "privileged/target_drawer_handle_pos": u._data.site_xpos[u._drawer_target_site_id].copy()}
+        if hasattr(u, "_target_window_pos") and abs(info["privileged/window_pos"][0] - u._target_window_pos) > 0.04:
+            return "window", {"privileged/target_window_pos": np.array([u._target_window_pos]),
+                              "privileged/target_window_handle_pos": u._data.site_xpos[u._window_target_site_id].copy()}
+        return None, {}
+
+    ob, info = env.reset(seed=seed)
+    current, success, done = None, False, False
+    while not done:
+        kind, extra = next_subgoal(info)
+        if kind is None:     # all subgoals met: step with a still arm so the env evaluates success
+            action = np.zeros(env.action_space.shape)
+        else:
+            info = {**info, **extra}
+            if kind != current:
+                oracles[kind].reset(ob, info)
+                current = kind
+            action = np.clip(oracles[kind].select_action(ob, info), -1, 1)
+        ob, _, terminated, truncated, info = env.step(action)
+        success, done = bool(info["success"]), terminated or truncated
+    env.close()
+    return success
+
+
 @pytest.mark.parametrize("kind", list(ENVS))
 def test_oracle_reaches_task1_success(kind):
-    assert O.task_oracle_success(ENVS[kind], seed=0)
+    assert task_oracle_success(ENVS[kind], seed=0)
 
 
 def test_doing_nothing_does_not_succeed():

@@ -71,3 +71,20 @@ def test_top_copy_and_induction_heads_are_real():
     mean_ind = sum(v[1] for v in indep.values()) / len(indep)
     assert by_copy.index(top_copy) < 8 and indep[top_copy][0] > 2 * mean_copy, (top_copy, by_copy[:8])
     assert by_ind.index(top_ind) < 8 and indep[top_ind][1] > 2 * mean_ind, (top_ind, by_ind[:8])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--text", "EMPTY"], "no sentences"),
+    (["--text", "/no/such/file.txt"], "no such file"),
+    (["--layers", "3-1"], "reversed"),
+])
+def test_probe_bad_input_one_line_exit_2(gemma3_ckpt, tmp_path, args, message):
+    import subprocess
+    import sys
+    from pathlib import Path
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    args = [str(tmp_path / "empty.txt") if a == "EMPTY" else a for a in args]
+    out = subprocess.run([sys.executable, "probe.py", "--model", str(gemma3_ckpt[0]), "--out", str(tmp_path / "p.json"), *args],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "p.json").exists()

@@ -1,4 +1,4 @@
-"""Numbers quoted in the results READMEs are the numbers in the JSON beside them.
+"""Numbers quoted in the results READMEs (and the main README) are the numbers in the JSON files.
 
 A number that comes from a results file carries a marker right after it, invisible when rendered:
     5,000<!-- json: ogbench/mlp/results.json config.steps -->
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results"
 MARKED = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?)(%?)(?:\*\*)?<!-- json: (\S+) (\S+) -->")
-READMES = sorted(RESULTS.rglob("README.md"))
+READMES = sorted(RESULTS.rglob("README.md")) + [REPO / "README.md"]
 
 
 def lookup(obj, dotted):
@@ -28,7 +29,7 @@ def test_every_results_folder_with_json_has_a_readme_with_markers():
     assert len(marked) >= 2, marked
 
 
-@pytest.mark.parametrize("readme", READMES, ids=lambda p: str(p.relative_to(RESULTS)))
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: str(p.relative_to(REPO)))
 def test_quoted_numbers_match_their_json(readme):
     text = readme.read_text()
     assert text.count("<!-- json:") == len(MARKED.findall(text)), "a marker not right after a number"

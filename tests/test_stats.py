@@ -9,9 +9,8 @@ from scipy import stats as sps
 
 import stats as S
 
-HEADS_JSON = Path(__file__).resolve().parents[2] / "shared" / "borrowed_geometry" / "heads.json"
+HEADS_JSON = Path(__file__).resolve().parents[1] / "data" / "paper" / "heads.json"   # the paper's per-head data
 NAMED = {"L26.28", "L27.28", "L27.2", "L27.3"}
-needs_heads = pytest.mark.skipif(not HEADS_JSON.exists(), reason=f"reference data not found at {HEADS_JSON}")
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +41,18 @@ def test_hypergeom_matches_scipy():
 # ----------------------------------------------------------------------------- heads.json numbers
 
 
-@needs_heads
 def test_heads_json_shape(heads):
     assert set(heads["impact"]) == {"copy", "ar", "ca_r90", "addition"}
     assert all(len(d) == 192 for d in heads["impact"].values())
     assert len(heads["txt_copy"]) == 97
 
 
-@needs_heads
 def test_critical_pairs_141_97(heads):
     pairs = S.critical_pairs(heads["impact"], 0.05)
     assert len(pairs) == 141
     assert len({h for _, h in pairs}) == 97
 
 
-@needs_heads
 def test_z4_selects_named_heads(heads):
     assert S.top_by_z(heads["impact"], 4) == NAMED
     # the published window of cut-offs giving the same set is (3.34, 4.38]
@@ -65,14 +61,12 @@ def test_z4_selects_named_heads(heads):
     assert "L26.3" in S.top_by_z(heads["impact"], 3.3)
 
 
-@needs_heads
 def test_zscores_use_population_std(heads):
     ar = heads["impact"]["ar"]
     z = dict(zip(ar, S.zscores(list(ar.values()))))
     assert z["L27.2"] == pytest.approx(12.49, abs=0.01)  # ddof=1 would give 12.46
 
 
-@needs_heads
 def test_ratio_matches_exported_ratio(heads):
     # L26.28 is quoted as 3.67x the slice mean 0.1427
     tc, mean = heads["txt_copy"], heads["baselines"]["copying"]
@@ -81,7 +75,6 @@ def test_ratio_matches_exported_ratio(heads):
     assert S.top_k(tc, 1) == {"L24.17"}
 
 
-@needs_heads
 def test_joint_coincidence_on_exported_heads(heads):
     res = S.joint_coincidence(heads["txt_copy"], heads["impact"],
                               lambda s: S.top_by_ratio(s, 1.5, mean=heads["baselines"]["copying"]),
@@ -91,7 +84,6 @@ def test_joint_coincidence_on_exported_heads(heads):
     assert res["p"] == pytest.approx(S.hypergeom_tail(97, res["K"], 4, 4))
 
 
-@needs_heads
 def test_permutation_on_heads_json(heads):
     kw = dict(z_min=4.0, n_perm=2000, baselines={"copying": heads["baselines"]["copying"]})
     a = S.permutation_test({"copying": heads["txt_copy"]}, heads["impact"], seed=1, **kw)
@@ -213,6 +205,10 @@ def test_bootstrap_ci():
     assert lob < mb < hib
     assert (hib - lob) < 0.5 * (hi - lo)
     assert S.bootstrap_ci(small, n_boot=4000, seed=0) == (m, lo, hi)
+    # the normal-theory interval of the mean, which the percentile bootstrap approaches for n = 500
+    half = 1.96 * big.std(ddof=1) / np.sqrt(len(big))
+    assert abs(lob - (mb - half)) < 0.02 and abs(hib - (mb + half)) < 0.02
+    assert S.bootstrap_ci([0.3], seed=0) == (0.3, 0.3, 0.3) and S.bootstrap_ci([0.2, 0.2], seed=0) == (0.2, 0.2, 0.2)
 
 
 def test_mean_std():

@@ -45,10 +45,10 @@ def test_normalised_score_by_hand():
     assert W.d4rl_score(4592.3) == pytest.approx(100.0, abs=1e-9)
     assert W.d4rl_score(2296.964504) == pytest.approx(50.0, abs=1e-9)    # the midpoint of the two references
     assert W.d4rl_score(2296.96) == pytest.approx(49.9999019, abs=1e-6)  # 100 * 2295.330992 / 4590.670992
-    index = REPO.parent / "shared" / "borrowed_geometry" / "walker2d_episodes_index.json"
-    if index.exists():  # the paper's own episodes: return 3613.67 is reported as score 78.68
-        for ep in json.loads(index.read_text())["episodes"]:
-            assert W.d4rl_score(ep["ep_return"]) == pytest.approx(ep["score"], abs=0.006), ep
+    index = REPO / "data" / "paper" / "walker2d_episodes_index.json"
+    # the paper's own episodes: return 3613.67 is reported as score 78.68
+    for ep in json.loads(index.read_text())["episodes"]:
+        assert W.d4rl_score(ep["ep_return"]) == pytest.approx(ep["score"], abs=0.006), ep
 
 
 def test_official_dt_count_matches_a_built_gpt2():
