@@ -115,13 +115,26 @@ def selection_error(out, select_len):
     return r["final"]["errors"][str(select_len)]
 
 
-def paired_ratios(values, reference):
-    """Mean over seeds of value/reference, seeds paired by index, with a bootstrap CI."""
+def paired_ratios(values, reference, one_error):
+    """Mean over seeds of value/reference, seeds paired by index, with a bootstrap CI.
+
+    A reference seed with no error at all is counted as one wrong bit (one_error = 1 / scored
+    bits), so its ratio is a lower bound and is flagged, not an infinity."""
     n = min(len(values), len(reference))
-    ratios = [values[i] / max(reference[i], 1e-6) for i in range(n)]   # 1e-6: below one error in 1024x6 bits
+    ratios = [values[i] / max(reference[i], one_error) for i in range(n)]
     mean, std = stats.mean_std(ratios)
     _, lo, hi = stats.bootstrap_ci(ratios, n_boot=10000, seed=0)
-    return {"mean": mean, "std": std, "ci95": [lo, hi], "values": ratios}
+    return {"mean": mean, "std": std, "ci95": [lo, hi], "values": ratios,
+            "lower_bound": any(reference[i] == 0 for i in range(n))}
+
+
+def scored_bits(task_name, length, samples):
+    """Bits scored at one length over `samples` sequences (the resolution of a per-bit error)."""
+    from tasks.tokens import get_task
+    import torch
+    task = get_task(task_name)
+    _, _, mask = task.make_batch(1, length, torch.Generator().manual_seed(0))
+    return samples * int(mask.sum()) * task.OUT_DIM
 
 
 def markdown_tables(out):
@@ -146,7 +159,8 @@ def markdown_tables(out):
         cells = []
         for L in lengths:
             r, k = per_len[L], f"ratios_to_pretrained.{c}.{L}"
-            cells.append(f"{mark(r['mean'], k + '.mean', '{:.1f}')} [{mark(r['ci95'][0], k + '.ci95.0', '{:.1f}')}, "
+            bound = ">= " if r.get("lower_bound") else ""    # a pretrained seed made no error at all
+            cells.append(f"{bound}{mark(r['mean'], k + '.mean', '{:.1f}')} [{mark(r['ci95'][0], k + '.ci95.0', '{:.1f}')}, "
                          f"{mark(r['ci95'][1], k + '.ci95.1', '{:.1f}')}]")
         lines.append(f"| {c} / pretrained | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -243,9 +257,9 @@ def main():
     if "pretrained" in per:
         for c in per:
             if c != "pretrained":
-                summary["ratios_to_pretrained"][c] = {L: paired_ratios([r["errors"][L] for r in per[c]],
-                                                                       [r["errors"][L] for r in per["pretrained"]])
-                                                      for L in lengths}
+                summary["ratios_to_pretrained"][c] = {
+                    L: paired_ratios([r["errors"][L] for r in per[c]], [r["errors"][L] for r in per["pretrained"]],
+                                     1 / scored_bits(args.task, int(L), args.eval_samples_final)) for L in lengths}
     summary["wall_time_s_this_call"] = time.time() - t0
     save_atomic(summary, out / "summary.json")
     for c, row in summary["conditions"].items():
