@@ -20,11 +20,13 @@ import json
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 import model as M
 import stats
-from runs import environment, load_checkpoint, need_at_least, need_positive_float, save_atomic
+from runs import (all_gather, distributed, environment, finish_distributed, load_checkpoint, need_at_least,
+                  need_positive_float, save_atomic)
 from tasks.tokens import bit_errors, fresh_seed, load_trained, parse_lengths
 
 
@@ -108,12 +110,16 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
             out["mcnemar"] = dict(zip(("intact_only", "ablated_only", "p"), stats.mcnemar_exact(intact_detail["successes"], detail["successes"])))
     else:
         labels = M.head_labels(body)
-        deltas, details = {}, {}
-        for label in tqdm(labels, desc="heads"):
+        rank, world, _ = distributed()    # under torchrun each rank sweeps every world-th head
+        mine = {}
+        for label in tqdm(labels[rank::world], desc="heads", disable=rank != 0):
             M.set_ablation(body, M.parse_heads(label, body))
-            value, details[label] = measure()
-            deltas[label] = value - intact
+            value, detail = measure()
+            mine[label] = (value - intact, detail)
         M.set_ablation(body, {})
+        gathered = {k: v for part in all_gather(mine) for k, v in part.items()}
+        deltas = {l: gathered[l][0] for l in labels}
+        details = {l: gathered[l][1] for l in labels}
         impact = {l: sign * d for l, d in deltas.items()}
         z = dict(zip(labels, stats.zscores([impact[l] for l in labels]).tolist()))
         order = sorted(labels, key=lambda l: -impact[l])
@@ -125,6 +131,7 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
                 out["heads"][l]["mcnemar_p"] = stats.mcnemar_exact(intact_detail["successes"], details[l]["successes"])[2]
         out["top5"] = order[:5]
     out.update(environment(device))
+    out["world_size"] = distributed()[1]
     out["wall_time_s"] = time.time() - t0
     return out
 
@@ -237,10 +244,17 @@ def main():
         raise M.UserError("give --ckpt PATH (or --joint FILES)")
     if args.keep_only and not args.heads:
         raise M.UserError("--keep-only needs --heads")
+    rank, world, local_rank = distributed()
+    if world > 1 and args.device in ("auto", "cuda") and torch.cuda.is_available():
+        args.device = f"cuda:{local_rank}"      # one GPU per rank
     result = sweep(args.ckpt, args.lengths, args.samples, args.eval_seed, args.heads, args.keep_only, args.device,
                    args.episodes, args.max_ep_len, args.dtype)
     tag = "sweep" if args.heads is None else ("keep_" if args.keep_only else "ablate_") + args.heads.replace(",", "_")
     out = Path(args.out or Path(args.ckpt).with_name(f"ablate_{Path(args.ckpt).stem}_{tag}.json"))
+    rank = distributed()[0]
+    finish_distributed()
+    if rank != 0:       # torchrun: rank 0 holds every head's result and writes the one JSON
+        return
     save_atomic(result, out)
     if args.heads is None:
         print("top heads by impact: " + ", ".join(f"{l} {result['heads'][l]['impact']:+.4f} (z {result['heads'][l]['z']:.1f})"

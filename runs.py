@@ -76,7 +76,7 @@ def load_checkpoint(path, tasks=None):
     return state
 
 
-def open_run(out, cfg, identity, resume, defaults=None):
+def open_run(out, cfg, identity, resume, defaults=None, check_write=True):
     """The checkpoint to resume from (None for a new run); refuses to mix or overwrite runs.
 
     identity: the config keys a resumed run must share with its checkpoint (a key the checkpoint
@@ -95,6 +95,8 @@ def open_run(out, cfg, identity, resume, defaults=None):
         if diff:
             raise UserError(f"--resume: {out} was trained with different " + ", ".join(f"{k}={old.get(k, defaults.get(k))!r}" for k in diff)
                             + " (start a new run with another --out to change them)")
+    if not check_write:     # torchrun: rank 0 checks, the others only read
+        return state
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write_test"
@@ -160,3 +162,48 @@ def host_reachable(host, timeout=3.0):
         return True
     except OSError:
         return False
+
+
+# ----------------------------------------------------------------------------- torchrun
+
+def distributed():
+    """(rank, world_size, local_rank): under torchrun the process group is set up here (NCCL on CUDA,
+    gloo on CPU) from the environment torchrun exports; a plain `python` run is (0, 1, 0)."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1, 0
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def all_sum(values):
+    """Element-wise sum of a list of numbers over all ranks (unchanged in a single process)."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_gather(obj):
+    """[obj of rank 0, obj of rank 1, ...] on every rank ([obj] in a single process)."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier():
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def finish_distributed():
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 import model as M
-from runs import check_finite, condition_name, environment, need_at_least, need_positive_float, open_run, save_atomic
+from runs import (all_sum, barrier, check_finite, condition_name, distributed, environment, finish_distributed,
+                  need_at_least, need_positive_float, open_run, save_atomic)
 from tasks.tokens import TASKS, bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 # Flags that define what a run is: --resume refuses to continue with any of them changed
@@ -133,7 +134,13 @@ def main():
     need_positive_float(args, "lr")
     M.parse_input_scale(args.input_scale)
     task = get_task(args.task)
+    rank, world, local_rank = distributed()     # (0, 1, 0) unless started by torchrun
+    if args.batch_size % world:
+        raise M.UserError(f"--batch-size {args.batch_size} is the global batch: it must divide evenly over {world} ranks")
     device = M.pick_device(args.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
     longest = max_length(task, M.Checkpoint(args.model).text_config.sliding_window)
     if not task.MIN_LEN <= args.train_len <= longest:
         raise M.UserError(f"--train-len {args.train_len}: task {args.task} supports lengths {task.MIN_LEN}-{longest} with this model")
@@ -142,8 +149,10 @@ def main():
         raise M.UserError(f"--select-len {args.select_len} must be one of --eval-lengths {args.eval_lengths}")
     out = Path(args.out or f"runs/{args.task}__{condition_name(cfg)}__{args.seed}")
     defaults = {k: parser.get_default(k) for k in IDENTITY}   # for checkpoints older than a flag
-    state = open_run(out, cfg, IDENTITY, args.resume, defaults)
-    env = environment(device)   # git commit of the code that starts the run
+    state = open_run(out, cfg, IDENTITY, args.resume, defaults, check_write=rank == 0)
+    barrier()                   # nobody starts while rank 0 might still refuse the folder
+    env = {**environment(device), "world_size": world}   # git commit of the code that starts the run
+    main_rank = rank == 0
 
     task, net, info = build(cfg, device)
     if state is not None and state["body"]["input_scale"] != info["input_scale"]:
@@ -152,6 +161,9 @@ def main():
                           f"change?); resuming would change the model under the trained interface")
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
+    # DDP averages the gradients of the ranks' shares of the batch; every rank holds its own frozen slice
+    model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) \
+        if world > 1 else net
     data_gen = torch.Generator().manual_seed(args.seed)
     step, history, best, wall_before = 0, [], None, 0.0
     if args.resume:
@@ -159,16 +171,23 @@ def main():
         opt.load_state_dict(state["optimizer"])
         data_gen.set_state(state["data_rng"])
         step, history, best, wall_before = state["step"], state["history"], state["best"], state["wall_time_s"]
-        print(f"resuming {out} at step {step}")
+        if main_rank:
+            print(f"resuming {out} at step {step}")
     counts = M.param_counts(net)
-    print(f"{args.task} | {condition_name(cfg)} | trainable {counts['trainable_params']:,} | frozen {counts['frozen_params']:,} | {device}")
+    if main_rank:
+        print(f"{args.task} | {condition_name(cfg)} | trainable {counts['trainable_params']:,} | "
+              f"frozen {counts['frozen_params']:,} | {device}" + (f" x {world} ranks" if world > 1 else ""))
 
     def checkpoint(name):
+        if not main_rank:
+            return
         save_atomic({"config": cfg, "body": info, "step": step, "model": net.trainable_state(),
                      "optimizer": opt.state_dict(), "data_rng": data_gen.get_state(), "history": history,
                      "best": best, "wall_time_s": wall_before + time.time() - t0}, out / name)
 
     def write_results():
+        if not main_rank:
+            return
         save_atomic({"config": cfg, "seed": args.seed, "model": args.model, "slice": info["layers"],
                      "condition": condition_name(cfg), "body": info, **counts, **env,
                      "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "per_bit_error",
@@ -177,24 +196,29 @@ def main():
 
     t0 = time.time()
     last_sel = history[-1]["errors"][str(args.select_len)] if history else float("nan")
-    bar = tqdm(total=args.steps, initial=step, desc=f"{args.task}", dynamic_ncols=True)
+    bar = tqdm(total=args.steps, initial=step, desc=f"{args.task}", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0  # mean training loss since the last evaluation
     while step < args.steps:
         L = int(torch.randint(task.MIN_LEN, args.train_len + 1, (1,), generator=data_gen))
+        # every rank draws the whole global batch from the same stream and keeps its share: N ranks
+        # see exactly the sequences one process would (every sequence of a step has the same length,
+        # hence the same number of scored bits, so the mean of the ranks' means is the global mean)
         x, y, mask = task.make_batch(args.batch_size, L, data_gen)
-        x, y, mask = x.to(device), y.to(device), mask.to(device)
+        share = slice(rank * args.batch_size // world, (rank + 1) * args.batch_size // world)
+        x, y, mask = x[share].to(device), y[share].to(device), mask[share].to(device)
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
-        loss = task_loss(net(x), y, mask)
-        check_finite(loss.item(), step + 1, out)   # before the update: last.pt stays the last good state
+        loss = task_loss(model(x), y, mask)
+        loss_value = all_sum([loss.item()])[0] / world if world > 1 else loss.item()   # the global batch's loss
+        check_finite(loss_value, step + 1, out)   # before the update: last.pt stays the last good state
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
-        loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+        loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
         bar.update(1)
         if step % args.eval_every == 0 or step == args.steps:
-            errors = bit_errors(net, task, eval_lengths, args.eval_samples, args.seed + 1, device)
+            errors = bit_errors(net, task, eval_lengths, args.eval_samples, args.seed + 1, device, rank=rank, world=world)
             history.append({"step": step, "loss": loss_sum / loss_n, "errors": errors, "input_scale": net.input_scale()})
             loss_sum, loss_n = 0.0, 0
             last_sel = errors[str(args.select_len)]
@@ -203,10 +227,12 @@ def main():
                 checkpoint("best.pt")
             checkpoint("last.pt")
             write_results()
-        bar.set_postfix(loss=f"{loss.item():.4f}", **{f"L{args.select_len}": f"{last_sel:.4f}"})
+        bar.set_postfix(loss=f"{loss_value:.4f}", **{f"L{args.select_len}": f"{last_sel:.4f}"})
     bar.close()
     write_results()
-    print(f"done: best L{args.select_len} {best['errors'][str(args.select_len)]:.4f} at step {best['step']}; {out}/results.json")
+    finish_distributed()
+    if main_rank:
+        print(f"done: best L{args.select_len} {best['errors'][str(args.select_len)]:.4f} at step {best['step']}; {out}/results.json")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import model as M
-from runs import load_checkpoint
+from runs import all_sum, load_checkpoint
 
 TASKS = ("mqar", "ar", "rule90", "copy", "addition")
 
@@ -84,22 +84,27 @@ def parse_lengths(spec, task, longest):
 
 
 @torch.no_grad()
-def bit_errors(net, task, lengths, samples, seed, device, batch=64):
+def bit_errors(net, task, lengths, samples, seed, device, batch=64, rank=0, world=1):
     """Per-bit error (threshold 0.5, chance 0.5) on the scored positions, per length.
 
     The data depends only on (seed, length), so every checkpoint, condition and ablated head is
-    scored on the same sequences: comparisons are paired."""
+    scored on the same sequences: comparisons are paired. Under torchrun every rank draws every
+    chunk (to keep the stream) but scores only chunks i with i % world == rank; the integer counts
+    are summed over ranks, so the result is exactly the single-process one."""
     net.eval()
-    out = {}
+    counts = []
     for L in lengths:
         g = torch.Generator().manual_seed(seed * 1000 + L)
         wrong = total = 0
-        for start in range(0, samples, batch):
+        for i, start in enumerate(range(0, samples, batch)):
             x, y, mask = task.make_batch(min(batch, samples - start), L, g)
+            if i % world != rank:
+                continue
             x, y, mask = x.to(device), y.to(device), mask.to(device)
             pred = net(x) > 0
             wrong += (pred[mask] != (y[mask] > 0.5)).sum().item()
             total += y[mask].numel()
-        out[str(L)] = wrong / total
+        counts += [wrong, total]
+    counts = all_sum(counts) if world > 1 else counts
     net.train()
-    return out
+    return {str(L): counts[2 * i] / counts[2 * i + 1] for i, L in enumerate(lengths)}

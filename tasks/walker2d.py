@@ -26,8 +26,9 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import model as M
-from runs import (check_finite, condition_name, environment, episode_seed_base, host_reachable, load_checkpoint,
-                  need_at_least, need_package, need_positive_float, open_run, save_atomic)
+from runs import (all_gather, all_sum, barrier, check_finite, condition_name, distributed, environment, episode_seed_base,
+                  finish_distributed, host_reachable, load_checkpoint, need_at_least, need_package, need_positive_float,
+                  open_run, save_atomic)
 
 ENV_ID = "Walker2d-v5"
 STATE_DIM, ACT_DIM = 17, 6
@@ -263,8 +264,11 @@ def load_from_checkpoint(path, device="auto"):
 # ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device):
-    """Roll out episodes x targets in lockstep: one model call per timestep for all live episodes."""
+def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device, rank=0, world=1):
+    """Roll out episodes x targets in lockstep: one model call per timestep for all live episodes.
+
+    Under torchrun each rank rolls out every world-th episode (same seeds as one process would use)
+    and the per-episode returns and lengths are gathered on every rank."""
     gym = need_package("gymnasium", "gymnasium[mujoco]", "walker2d")
     if not 1 <= max_ep_len <= MAX_TIMESTEP:
         raise M.UserError(f"--max-ep-len must be in 1..{MAX_TIMESTEP}, got {max_ep_len}")
@@ -274,14 +278,16 @@ def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device):
     mean, std = np.array(cfg["state_mean"]), np.array(cfg["state_std"])
     runs = [(target, i) for target in targets for i in range(episodes)]
     n = len(runs)
-    envs = [gym.make(ENV_ID) for _ in runs]
+    envs = {j: gym.make(ENV_ID) for j in range(rank, n, world)}
     states = np.zeros((n, max_ep_len + 1, STATE_DIM), np.float32)
     actions = np.zeros((n, max_ep_len + 1, ACT_DIM), np.float32)   # the current action stays 0: unseen (causal)
     rtg = np.zeros((n, max_ep_len + 1), np.float32)
-    returns, lengths, alive = np.zeros(n), np.zeros(n, int), np.ones(n, bool)
-    for j, (env, (target, i)) in enumerate(zip(envs, runs)):
+    returns, lengths, alive = np.zeros(n), np.zeros(n, int), np.zeros(n, bool)
+    for j, env in envs.items():
+        target, i = runs[j]
         states[j, 0] = env.reset(seed=seed + i)[0]
         rtg[j, 0] = target / RETURN_SCALE
+        alive[j] = True
     for t in range(max_ep_len):
         live = np.flatnonzero(alive)
         if not len(live):
@@ -296,8 +302,12 @@ def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device):
             actions[j, t], states[j, t + 1], rtg[j, t + 1] = a, obs, rtg[j, t] - r / RETURN_SCALE
             returns[j], lengths[j] = returns[j] + r, t + 1
             alive[j] = not (term or trunc)
-    for env in envs:
+    for env in envs.values():
         env.close()
+    if world > 1:
+        for part in all_gather({j: (returns[j], lengths[j]) for j in envs}):
+            for j, (ret, length) in part.items():
+                returns[j], lengths[j] = ret, length
     net.train(was_training)
     out = {}
     for target in targets:
@@ -372,11 +382,19 @@ def main(argv=None):
     need_positive_float(args, "lr", "grad_clip")
     if not 0 <= args.dropout < 1 or args.weight_decay < 0:
         raise M.UserError("need 0 <= --dropout < 1 and --weight-decay >= 0")
+    rank, world, local_rank = distributed()     # (0, 1, 0) unless started by torchrun
+    if args.batch_size % world:
+        raise M.UserError(f"--batch-size {args.batch_size} is the global batch: it must divide evenly over {world} ranks")
     device = M.pick_device(args.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    main_rank = rank == 0
     condition = condition_name(cfg)
     out = Path(args.out or f"runs/walker2d__{condition}__{args.seed}")
     parser = get_parser()
-    state = open_run(out, cfg, IDENTITY, args.resume, {k: parser.get_default(k) for k in IDENTITY})
+    state = open_run(out, cfg, IDENTITY, args.resume, {k: parser.get_default(k) for k in IDENTITY}, check_write=main_rank)
+    barrier()
 
     episodes, standin = (load_d4rl_hdf5(args.d4rl_hdf5), False) if args.d4rl_hdf5 else load_minari(args.dataset)
     data = prepare(episodes)
@@ -385,6 +403,8 @@ def main(argv=None):
     net, body = build_from_config(cfg, device)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) \
+        if world > 1 else net
     data_gen = torch.Generator().manual_seed(args.seed)
     step, history, best, wall_before = 0, [], None, 0.0
     if args.resume:
@@ -404,11 +424,15 @@ def main(argv=None):
     t0 = time.time()
 
     def checkpoint(name):
+        if not main_rank:
+            return
         save_atomic({"config": cfg, "body": net.info, "step": step, "model": net.trainable_state(),
                      "optimizer": opt.state_dict(), "data_rng": data_gen.get_state(), "torch_rng": torch.get_rng_state(),
                      "history": history, "best": best, "wall_time_s": wall_before + time.time() - t0}, out / name)
 
     def write_results():
+        if not main_rank:
+            return
         save_atomic({"config": cfg, "seed": args.seed, "model": args.model, "slice": net.info["layers"],
                      "condition": condition, "body": net.info, **counts, "official_dt_trainable_params": official,
                      "trainable_ratio_to_official_dt": counts["trainable_params"] / official,
@@ -418,7 +442,7 @@ def main(argv=None):
                      "dataset_is_standin": standin,
                      "dataset_note": ("STAND-IN data from `python -m tasks.walker2d record`, not D4RL: a test of the "
                                       "pipeline, not of the paper's claim") if standin else "offline RL data as given",
-                     "dataset_stats": data["stats"], "normalisation": NORMALISATION, **environment(device),
+                     "dataset_stats": data["stats"], "normalisation": NORMALISATION, **environment(device), "world_size": world,
                      "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "d4rl_normalised_score",
                      "eval": {"targets": targets, "episodes": args.eval_episodes, "max_ep_len": args.max_ep_len,
                               "episode_seed_base": eval_seed},
@@ -426,25 +450,32 @@ def main(argv=None):
                      "best": best, "best_note": "best.pt: highest mean score over the targets' means, chosen on the "
                                                 "same episodes it is reported on (optimistic)"}, out / "results.json")
 
-    bar = tqdm(total=args.steps, initial=step, desc="walker2d", dynamic_ncols=True)
+    bar = tqdm(total=args.steps, initial=step, desc="walker2d", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
     while step < args.steps:
-        s, a, r, ts, mask = (x.to(device) for x in sample_batch(data, args.batch_size, args.context, data_gen))
+        # every rank draws the global batch from the same stream and keeps its share (same windows
+        # as one process); the loss is normalised by the global count of real steps, so DDP's
+        # average of the ranks' gradients is the gradient of the global masked mean
+        batch = sample_batch(data, args.batch_size, args.context, data_gen)
+        share = slice(rank * args.batch_size // world, (rank + 1) * args.batch_size // world)
+        real_steps = batch[-1].sum() * ACT_DIM
+        s, a, r, ts, mask = (x[share].to(device) for x in batch)
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
-        pred = net(s, a, r, ts)
-        loss = ((pred - a) ** 2)[mask].mean()   # MSE on the actions of real (unpadded) steps
-        check_finite(loss.item(), step + 1, out)
+        pred = model(s, a, r, ts)
+        loss = ((pred - a) ** 2 * mask.unsqueeze(-1)).sum() / real_steps * world   # MSE on real (unpadded) steps
+        loss_value = all_sum([loss.item()])[0] / world if world > 1 else loss.item()
+        check_finite(loss_value, step + 1, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
         opt.step()
         step += 1
-        loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+        loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{loss_value:.4f}")
         if step % args.eval_every == 0 or step == args.steps:
-            scores = episode_scores(net, cfg, args.eval_episodes, targets, eval_seed, args.max_ep_len, device)
+            scores = episode_scores(net, cfg, args.eval_episodes, targets, eval_seed, args.max_ep_len, device, rank, world)
             history.append({"step": step, "loss": loss_sum / loss_n, "scores": scores})
             loss_sum, loss_n = 0.0, 0
             top = max(v["score_mean"] for v in scores.values())
@@ -453,10 +484,13 @@ def main(argv=None):
                 checkpoint("best.pt")
             checkpoint("last.pt")
             write_results()
-            bar.write(f"step {step}: " + ", ".join(f"target {k} score {v['score_mean']:.2f}" for k, v in scores.items()))
+            if main_rank:
+                bar.write(f"step {step}: " + ", ".join(f"target {k} score {v['score_mean']:.2f}" for k, v in scores.items()))
     bar.close()
     write_results()
-    print(f"done: best score {best['score']:.2f} at step {best['step']}; {out}/results.json")
+    finish_distributed()
+    if main_rank:
+        print(f"done: best score {best['score']:.2f} at step {best['step']}; {out}/results.json")
 
 
 def cli(argv):
