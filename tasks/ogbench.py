@@ -46,7 +46,7 @@ DATA_HOST = "rail.eecs.berkeley.edu"     # where ogbench downloads its datasets 
 SUBSTRATES = M.SUBSTRATES + ("mlp",)
 # Flags that define what a checkpoint is; a resumed run must agree on all of them.
 IDENTITY = ("env", "model", "layers", "substrate", "init", "seed", "input_scale", "obs_tokens", "hidden",
-            "discount", "expectile", "temperature", "tau", "batch_size", "lr", "dataset_dir", "dtype")
+            "discount", "expectile", "temperature", "tau", "batch_size", "lr", "dataset_dir", "dtype", "success_timing")
 
 
 # Harmless on headless machines (nothing here renders) and printed once per env otherwise.
@@ -194,13 +194,25 @@ def generate(argv=None):
 
 # ----------------------------------------------------------------------------- agents
 
-def mlp(sizes, layer_norm=False):
+def fql_linear(a, b, scale=1.0):
+    """A Dense layer as FQL initialises it: variance_scaling(scale, 'fan_avg', 'uniform') kernel,
+    i.e. Xavier-uniform with gain sqrt(scale), and a zero bias."""
+    layer = nn.Linear(a, b)
+    nn.init.xavier_uniform_(layer.weight, gain=math.sqrt(scale))
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def mlp(sizes, layer_norm=False, final_scale=1.0):
+    """FQL's MLP: per hidden layer Dense -> GELU (tanh approximation, flax's default) -> LayerNorm
+    (if layer_norm); a plain Dense at the end, initialised at final_scale (the actor uses 0.01)."""
     layers = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
+        last = i == len(sizes) - 2
+        layers.append(fql_linear(a, b, final_scale if last else 1.0))
+        if not last:
+            layers.append(nn.GELU(approximate="tanh"))
             layers += [nn.LayerNorm(b)] if layer_norm else []
-            layers.append(nn.GELU())
     return nn.Sequential(*layers)
 
 
@@ -239,7 +251,7 @@ class SliceIQL(nn.Module):
         self.actor_in = TokenInterface(obs_dim, None, d, k, info["input_scale"])
         self.v = mlp([k * d, hidden, hidden, 1], layer_norm=True)
         self.q = nn.ModuleList([mlp([(k + 1) * d, hidden, hidden, 1], layer_norm=True) for _ in range(2)])
-        self.pi = mlp([k * d, hidden, hidden, act_dim])
+        self.pi = mlp([k * d, hidden, hidden, act_dim], final_scale=0.01)
         # Target critic: its own interface and Q heads, moved by Polyak averaging; the trunk is frozen anyway.
         self.target_critic_in, self.target_q = copy.deepcopy(self.critic_in), copy.deepcopy(self.q)
         for p in list(self.target_critic_in.parameters()) + list(self.target_q.parameters()):
@@ -281,7 +293,7 @@ class MLPIQL(nn.Module):
         sizes = [hidden] * depth
         self.v = mlp([obs_dim, *sizes, 1], layer_norm=True)
         self.q = nn.ModuleList([mlp([obs_dim + act_dim, *sizes, 1], layer_norm=True) for _ in range(2)])
-        self.pi = mlp([obs_dim, *sizes, act_dim])
+        self.pi = mlp([obs_dim, *sizes, act_dim], final_scale=0.01)
         self.target_q = copy.deepcopy(self.q)
         for p in self.target_q.parameters():
             p.requires_grad_(False)
@@ -386,11 +398,13 @@ def sample(data, batch_size, gen):
 _ENV_POOL = {}
 
 
-def task_envs(env_name, n):
+def task_envs(env_name, n, success_timing="pre"):
+    """success_timing: ogbench >= 1.2 scores success, reward and termination on the state before the
+    action ('pre', its default); ogbench 1.1.0, behind FQL's published numbers, after it ('post')."""
     import gymnasium
-    pool = _ENV_POOL.setdefault(env_name, [])
+    pool = _ENV_POOL.setdefault((env_name, success_timing), [])
     while len(pool) < n:
-        pool.append(gymnasium.make(env_name))
+        pool.append(gymnasium.make(env_name, success_timing=success_timing))
     return pool[:n]
 
 
@@ -409,7 +423,7 @@ def success_rate(net, cfg, episodes, seed, device, max_steps=None, batch=None):
     best, final = np.full(episodes, -np.inf), np.zeros(episodes)
     for start in range(0, episodes, batch):
         ids = np.arange(start, min(start + batch, episodes))
-        envs = task_envs(env_name, len(ids))
+        envs = task_envs(env_name, len(ids), cfg.get("success_timing", "pre"))
         obs = np.stack([env.reset(seed=seed + int(i))[0] for env, i in zip(envs, ids)]).astype(np.float32)
         alive = np.ones(len(ids), bool)
         t = 0
@@ -425,7 +439,8 @@ def success_rate(net, cfg, episodes, seed, device, max_steps=None, batch=None):
                 alive[j] = not (terminated or truncated)
             t += 1
     net.train(was_training)
-    return {"success_rate": float(success.mean()), "successes": success.astype(int).tolist(),
+    return {"success_rate": float(success.mean()), "success_timing": cfg.get("success_timing", "pre"),
+            "successes": success.astype(int).tolist(),
             "lengths": lengths.tolist(), "episode_seed_base": seed,
             "best_reward_mean": float(best.mean()), "final_reward_mean": float(final.mean()),
             "best_rewards": best.tolist(), "final_rewards": final.tolist()}
@@ -471,6 +486,12 @@ def get_parser():
     p.add_argument("--tau", type=float, default=0.005, help="target critic Polyak rate (default 0.005)")
     p.add_argument("--seed", type=int, default=0, help="seeds init, batches and evaluation episodes (default 0)")
     p.add_argument("--eval-every", type=int, default=10_000, help="evaluate and checkpoint every N steps (default 10000)")
+    p.add_argument("--fql-budget", action="store_true",
+                   help="FQL's reference budget instead of the paper's: 1,000,000 steps, evaluation every 100,000 "
+                        "(overrides --steps and --eval-every)")
+    p.add_argument("--success-timing", default="pre", choices=("pre", "post"),
+                   help="when the env scores success: 'pre' = on the state before the action (ogbench >= 1.2, default), "
+                        "'post' = after it (ogbench 1.1.0, as behind FQL's published numbers)")
     p.add_argument("--eval-episodes", type=int, default=50, help="episodes per evaluation (default 50)")
     p.add_argument("--eval-batch", type=int, default=None, help="episodes stepped together; each live env holds ~170 MB of RAM "
                                                                   "(default: all --eval-episodes at once)")
@@ -487,6 +508,8 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     if M.parse_input_scale(args.input_scale) == "learn":
         raise M.UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
+    if args.fql_budget:
+        args.steps, args.eval_every = 1_000_000, 100_000
     cfg = vars(args).copy()
     if args.obs_tokens < 1 or args.hidden < 1 or args.eval_episodes < 1 or args.steps < 1 or args.eval_every < 1:
         raise M.UserError("need --obs-tokens, --hidden, --eval-episodes, --steps and --eval-every >= 1")

@@ -30,16 +30,18 @@ from runs import (all_gather, all_sum, barrier, check_finite, condition_name, di
                   finish_distributed, host_reachable, load_checkpoint, need_at_least, need_package, need_positive_float,
                   open_run, save_atomic)
 
-ENV_ID = "Walker2d-v5"
+ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
+D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
 STATE_DIM, ACT_DIM = 17, 6
 MAX_TIMESTEP = 1000          # rows of the timestep table; Walker2d episodes end at 1000 steps
 RETURN_SCALE = 1000.0        # DT gym setting: returns-to-go enter the model divided by this
 REF_MIN_RETURN, REF_MAX_RETURN = 1.629008, 4592.3   # D4RL walker2d random / expert reference returns
 DEFAULT_DATASET = "mujoco/walker2d/medium-v0"
 STANDIN_TAG = "borrowed-geometry stand-in"
-NORMALISATION = {"ref_min_return": REF_MIN_RETURN, "ref_max_return": REF_MAX_RETURN, "env": ENV_ID,
+NORMALISATION = {"ref_min_return": REF_MIN_RETURN, "ref_max_return": REF_MAX_RETURN,
                  "formula": "100 * (return - ref_min_return) / (ref_max_return - ref_min_return)",
-                 "note": "D4RL walker2d reference returns; Minari data is not the D4RL file, and Walker2d-v5 is not v2"}
+                 "note": "D4RL walker2d reference returns; Minari data is not the D4RL file, and the simulator "
+                         "(eval env: Walker2d-v4 for D4RL files, v5 for Minari data) is not D4RL's v2"}
 # Flags that define what a checkpoint is; a resumed run must agree on all of them.
 IDENTITY = ("model", "layers", "substrate", "init", "seed", "input_scale", "context", "dataset", "d4rl_hdf5",
             "lr", "batch_size", "weight_decay", "warmup", "dropout", "grad_clip", "dtype")
@@ -263,6 +265,11 @@ def load_from_checkpoint(path, device="auto"):
 
 # ----------------------------------------------------------------------------- evaluation
 
+def eval_env_id(cfg):
+    """The simulator the data came from: D4RL HDF5 files -> Walker2d-v4, Minari datasets -> v5."""
+    return D4RL_ENV_ID if cfg.get("d4rl_hdf5") else ENV_ID
+
+
 @torch.no_grad()
 def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device, rank=0, world=1):
     """Roll out episodes x targets in lockstep: one model call per timestep for all live episodes.
@@ -278,7 +285,7 @@ def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device, rank=0
     mean, std = np.array(cfg["state_mean"]), np.array(cfg["state_std"])
     runs = [(target, i) for target in targets for i in range(episodes)]
     n = len(runs)
-    envs = {j: gym.make(ENV_ID) for j in range(rank, n, world)}
+    envs = {j: gym.make(eval_env_id(cfg)) for j in range(rank, n, world)}
     states = np.zeros((n, max_ep_len + 1, STATE_DIM), np.float32)
     actions = np.zeros((n, max_ep_len + 1, ACT_DIM), np.float32)   # the current action stays 0: unseen (causal)
     rtg = np.zeros((n, max_ep_len + 1), np.float32)
@@ -329,7 +336,7 @@ def evaluate_checkpoint(ckpt_path, episodes=10, targets=(5000.0, 2500.0), seed=N
     return {"checkpoint": str(ckpt_path), "checkpoint_step": state["step"], "slice": net.info["layers"],
             "episode_seed_base": seed, "episodes": episodes, "max_ep_len": max_ep_len, "scores": scores,
             "dataset": cfg["d4rl_hdf5"] or cfg["dataset"], "dataset_is_standin": cfg["dataset_is_standin"],
-            "normalisation": NORMALISATION}
+            "normalisation": NORMALISATION, "eval_env": eval_env_id(cfg)}
 
 
 # ----------------------------------------------------------------------------- training
@@ -354,7 +361,9 @@ def get_parser():
     p.add_argument("--grad-clip", type=float, default=0.25, help="gradient norm clip (default 0.25)")
     p.add_argument("--seed", type=int, default=0, help="seeds init, batches, dropout and evaluation episodes (default 0)")
     p.add_argument("--eval-every", type=int, default=10_000, help="evaluate and checkpoint every N steps (default 10000)")
-    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per target return (default 10)")
+    p.add_argument("--eval-episodes", type=int, default=10,
+                   help="episodes per target return (default 10, a quick check; the DT reference evaluates 100, use 100 "
+                        "for reference runs: all episodes run in lockstep, so it costs little more)")
     p.add_argument("--targets", default="5000,2500", help="comma-separated target returns (default 5000,2500)")
     p.add_argument("--max-ep-len", type=int, default=MAX_TIMESTEP, help=f"cut evaluation episodes at this many steps (default {MAX_TIMESTEP})")
     p.add_argument("--out", default=None, help="run folder (default runs/walker2d__{condition}__{seed})")
@@ -444,7 +453,7 @@ def main(argv=None):
                                       "pipeline, not of the paper's claim") if standin else "offline RL data as given",
                      "dataset_stats": data["stats"], "normalisation": NORMALISATION, **environment(device), "world_size": world,
                      "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "d4rl_normalised_score",
-                     "eval": {"targets": targets, "episodes": args.eval_episodes, "max_ep_len": args.max_ep_len,
+                     "eval": {"env": eval_env_id(cfg), "targets": targets, "episodes": args.eval_episodes, "max_ep_len": args.max_ep_len,
                               "episode_seed_base": eval_seed},
                      "history": history, "final": history[-1] if history else None,
                      "best": best, "best_note": "best.pt: highest mean score over the targets' means, chosen on the "

@@ -227,7 +227,7 @@ def test_evaluation_in_batches_keeps_episode_seeds():
     parts = O.success_rate(net, cfg, 3, 123, torch.device("cpu"), max_steps=4, batch=2)
     assert whole["lengths"] == parts["lengths"] == [4, 4, 4] and whole["successes"] == parts["successes"]
     assert all(-5 <= r <= 0 for r in whole["best_rewards"]) and whole["best_reward_mean"] >= whole["final_reward_mean"]
-    assert len(O._ENV_POOL["scene-singletask-task1-v0"]) >= 3   # built once, reused by the second call
+    assert len(O._ENV_POOL[("scene-singletask-task1-v0", "pre")]) >= 3   # built once, reused by the second call
 
 
 def train_args(ckpt, data_dir, out, *extra):
@@ -318,3 +318,47 @@ def test_bf16_slice_trains(gemma3_ckpt, data_dir, tmp_path):
     run(*train_args(gemma3_ckpt[0], data_dir, out, "--steps", "2", "--eval-every", "2", "--eval-episodes", "1", "--dtype", "bf16"))
     r = json.loads((out / "results.json").read_text())
     assert r["body"]["dtype"] == "bf16" and r["steps_done"] == 2
+
+
+# ----------------------------------------------------------------------------- parity with FQL's IQL
+
+def test_mlp_layer_order_matches_fql():
+    """FQL's MLP: Dense -> GELU -> LayerNorm per hidden layer, a plain Dense at the end."""
+    net = O.MLPIQL(obs_dim=7, act_dim=3, hidden=16, depth=4)
+    kinds = [type(m).__name__ for m in net.v]
+    assert kinds == ["Linear", "GELU", "LayerNorm"] * 4 + ["Linear"]
+    assert [type(m).__name__ for m in net.pi] == ["Linear", "GELU"] * 4 + ["Linear"]   # no LayerNorm in the actor
+    assert all(m.approximate == "tanh" for m in net.v if isinstance(m, torch.nn.GELU))   # flax's nn.gelu
+
+
+def test_init_matches_fql_variance_scaling():
+    """Kernels: variance_scaling(1, 'fan_avg', 'uniform') = U(-a, a), a = sqrt(6 / (fan_in + fan_out));
+    biases zero; the actor's last layer at scale 0.01 (a ten times smaller)."""
+    torch.manual_seed(0)
+    net = O.MLPIQL(obs_dim=300, act_dim=200, hidden=512, depth=4)
+    for layer in [m for m in net.modules() if isinstance(m, torch.nn.Linear)]:
+        assert torch.count_nonzero(layer.bias) == 0
+    hidden = net.v[3]                      # a 512 x 512 hidden Dense
+    a = (6 / (512 + 512)) ** 0.5
+    assert hidden.weight.abs().max() <= a and hidden.weight.abs().max() > 0.99 * a
+    assert abs(hidden.weight.var().item() - a * a / 3) < 0.05 * a * a / 3
+    last = net.pi[-1]
+    a_last = 0.1 * (6 / (512 + 200)) ** 0.5
+    assert last.weight.abs().max() <= a_last and last.weight.abs().max() > 0.99 * a_last
+    # the frozen-slice agent's actor gets the same small last layer
+    assert O.mlp([8, 4, 2], final_scale=0.01)[-1].weight.abs().max() <= 0.1 * (6 / 6) ** 0.5
+
+
+@pytest.mark.parametrize("timing", ["pre", "post"])
+def test_success_timing_reaches_the_env(timing):
+    O.need_ogbench()
+    (env,) = O.task_envs(O.split_name(ENVS["scene"])[1], 1, timing)
+    assert env.unwrapped._success_timing == timing
+
+
+def test_fql_budget_is_one_flag(data_dir, tmp_path):
+    args = O.get_parser().parse_args(["--fql-budget", "--success-timing", "post"])
+    assert args.fql_budget and args.success_timing == "post"
+    out = run("train.py", "--task", "ogbench", "--dataset-dir", str(data_dir), "--substrate", "mlp", "--fql-budget",
+              "--steps", "5", "--out", str(tmp_path / "x"), "--batch-size", "0", check=False)
+    assert out.returncode == 2 and "--batch-size" in out.stderr    # flags still checked; budget set before

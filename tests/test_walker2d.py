@@ -204,3 +204,18 @@ def test_bf16_slice_trains(gemma3_ckpt, standin, tmp_path):
     run(*train_args(gemma3_ckpt[0], out, "--steps", "4", "--eval-every", "4", "--dtype", "bf16"), minari_dir=standin)
     r = json.loads((out / "results.json").read_text())
     assert r["body"]["dtype"] == "bf16" and r["steps_done"] == 4
+
+
+def test_evaluation_env_follows_the_data(gemma3_ckpt, standin, tmp_path):
+    """D4RL files come from the pre-v5 MuJoCo model: they are evaluated in Walker2d-v4; Minari data
+    (collected in v5) in v5. The env id is recorded in the results."""
+    assert W.eval_env_id({"d4rl_hdf5": "walker2d-medium-v2.hdf5"}) == "Walker2d-v4"
+    assert W.eval_env_id({"d4rl_hdf5": None, "dataset": "mujoco/walker2d/medium-v0"}) == "Walker2d-v5"
+    import gymnasium
+    env = gymnasium.make("Walker2d-v4")
+    assert env.observation_space.shape == (W.STATE_DIM,) and env.action_space.shape == (W.ACT_DIM,)
+    env.close()
+    out = tmp_path / "run"
+    run(*train_args(gemma3_ckpt[0], out, "--steps", "2", "--eval-every", "2"), minari_dir=standin)
+    r = json.loads((out / "results.json").read_text())
+    assert r["eval"]["env"] == "Walker2d-v5"
