@@ -113,7 +113,7 @@ def main():
         save_atomic({"source": args.aggregate, "curve": args.metric, "conditions": rows}, out)
         for r in rows:
             name = next(k for k in ("errors", "scores", "success") if k in r)
-            label = {"errors": "L", "scores": "target ", "success": ""}[name]
+            label = {"errors": "len", "scores": "target ", "success": ""}[name]
             print(r["task"], r["condition"], f"n={r['n']}", " ".join(
                 f"{label}{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in r[name].items()))
         print(f"wrote {out}")
@@ -126,7 +126,7 @@ def main():
         summary = json.dumps({k: v for k, v in result.items() if k in ("success_rate", "scores_mean", "episodes")})
     else:
         result = evaluate(args.ckpt, args.lengths, args.samples, args.eval_seed, args.device, args.dtype)
-        summary = " ".join(f"L{L}={e:.4f}" for L, e in result["errors"].items())
+        summary = " ".join(f"len{L}={e:.4f}" for L, e in result["errors"].items())
     out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
     save_atomic(result, out)
     print(summary, f"-> {out}")

@@ -144,7 +144,7 @@ def markdown_tables(out):
     mark = lambda value, key, fmt="{:.4f}": f"{fmt.format(value)}<!-- json: {rel} {key} -->"
     conds = summary["conditions"]
     lengths = list(next(iter(conds.values()))["errors"])
-    lines = ["| condition | trainable | lr | input scale | seeds | " + " | ".join(f"L{L}" for L in lengths) + " |",
+    lines = ["| condition | trainable | lr | input scale | seeds | " + " | ".join(f"len{L}" for L in lengths) + " |",
              "|---|---|---|---|---|" + "---|" * len(lengths)]
     for c, row in conds.items():
         cells = []
@@ -153,7 +153,7 @@ def markdown_tables(out):
             cells.append(f"{mark(e['mean'], k + '.mean')} [{mark(e['ci95'][0], k + '.ci95.0')}, {mark(e['ci95'][1], k + '.ci95.1')}]")
         lines.append(f"| {c} | {mark(row['trainable_params'], f'conditions.{c}.trainable_params', '{:,}')} | {row['lr']} | "
                      f"{row['input_scale']} | {row['n']} | " + " | ".join(cells) + " |")
-    lines += ["", "| ratio to pretrained (mean of per-seed ratios) | " + " | ".join(f"L{L}" for L in lengths) + " |",
+    lines += ["", "| ratio to pretrained (mean of per-seed ratios) | " + " | ".join(f"len{L}" for L in lengths) + " |",
               "|---|" + "---|" * len(lengths)]
     for c, per_len in summary["ratios_to_pretrained"].items():
         cells = []
@@ -263,7 +263,7 @@ def main():
     summary["wall_time_s_this_call"] = time.time() - t0
     save_atomic(summary, out / "summary.json")
     for c, row in summary["conditions"].items():
-        print(f"{c:12s} " + " ".join(f"L{L}={row['errors'][L]['mean']:.4f}" for L in lengths))
+        print(f"{c:12s} " + " ".join(f"len{L}={row['errors'][L]['mean']:.4f}" for L in lengths))
     print(f"wrote {out / 'summary.json'}")
 
 

@@ -227,12 +227,12 @@ def main():
                 checkpoint("best.pt")
             checkpoint("last.pt")
             write_results()
-        bar.set_postfix(loss=f"{loss_value:.4f}", **{f"L{args.select_len}": f"{last_sel:.4f}"})
+        bar.set_postfix(loss=f"{loss_value:.4f}", **{f"len{args.select_len}": f"{last_sel:.4f}"})
     bar.close()
     write_results()
     finish_distributed()
     if main_rank:
-        print(f"done: best L{args.select_len} {best['errors'][str(args.select_len)]:.4f} at step {best['step']}; {out}/results.json")
+        print(f"done: best len{args.select_len} {best['errors'][str(args.select_len)]:.4f} at step {best['step']}; {out}/results.json")
 
 
 if __name__ == "__main__":

@@ -197,3 +197,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(gemma3_wide_ckpt, tmp
     res = run(*tiny_args(gemma3_wide_ckpt[0], out, "--steps", "4", "--resume"), check=False)
     assert res.returncode == 2 and "loss became nan at step 3" in res.stderr, res.stderr
     assert (out / "last.pt").read_bytes() == poisoned != before         # untouched by the failed run
+
+
+def test_importing_scripts_runs_nothing_and_no_script_imports_another():
+    """`import train` (and every other script) starts no subprocess; scripts import only library files."""
+    code = ("import subprocess\n"
+            "def refuse(*a, **k): raise AssertionError('a subprocess at import time')\n"
+            "subprocess.Popen = refuse; subprocess.run = refuse\n"
+            "import train, evaluate, ablate, probe, bench, sweep\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import ast
+    scripts = {"train", "evaluate", "ablate", "probe", "bench", "sweep"}
+    for path in [*REPO.glob("*.py"), *(REPO / "tasks").glob("*.py")]:
+        tree = ast.parse(path.read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not (imported & scripts) - {path.stem}, (path.name, imported & scripts)
