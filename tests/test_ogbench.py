@@ -187,7 +187,9 @@ def test_iql_losses_learn_and_target_lags(gemma3_ckpt):
             loss.backward()
             opt.step()
             O.polyak(net, 0.005)
-        assert logs["critic_loss"] < first["critic_loss"] and logs["bc_mse"] < first["bc_mse"], substrate
+        # the AWR objective falls; plain bc_mse need not: FQL's 0.01-scaled last layer starts the policy
+        # mean at ~0, already the MSE optimum for these uniform random actions
+        assert logs["critic_loss"] < first["critic_loss"] and logs["actor_loss"] < 0.5 * first["actor_loss"], substrate
         assert max((tp - b).abs().max().item() for (_, tp), b in zip(net.target_pairs(), before)) > 0
 
 
