@@ -18,8 +18,14 @@ READMES = sorted(RESULTS.rglob("README.md")) + [REPO / "README.md"]
 
 
 def lookup(obj, dotted):
-    for part in dotted.split("."):
-        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+    """Follow a dotted key path; a key may itself hold dots (head labels such as L11.2)."""
+    parts = dotted.split(".")
+    while parts:
+        if isinstance(obj, list):
+            obj = obj[int(parts.pop(0))]
+            continue
+        n = next(n for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in obj)   # longest key that exists
+        obj, parts = obj[".".join(parts[:n])], parts[n:]
     return obj
 
 
