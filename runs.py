@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from model import REPO, UserError
+from model import REPO, UserError, pick_device
 
 
 @functools.cache
@@ -175,6 +175,19 @@ def distributed():
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def data_parallel(batch_size, device_name):
+    """(rank, world_size, device) of a training process: one GPU per rank under torchrun, and a
+    global --batch-size that splits evenly over the ranks."""
+    rank, world, local_rank = distributed()     # (0, 1, 0) unless started by torchrun
+    if batch_size % world:
+        raise UserError(f"--batch-size {batch_size} is the global batch: it must divide evenly over {world} ranks")
+    device = pick_device(device_name)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return rank, world, device
 
 
 def all_sum(values):

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 import model as M
-from runs import (all_sum, barrier, check_finite, condition_name, distributed, environment, finish_distributed,
+from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, environment, finish_distributed,
                   need_at_least, need_positive_float, open_run, save_atomic)
 from tasks.tokens import TASKS, bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
@@ -134,13 +134,7 @@ def main():
     need_positive_float(args, "lr")
     M.parse_input_scale(args.input_scale)
     task = get_task(args.task)
-    rank, world, local_rank = distributed()     # (0, 1, 0) unless started by torchrun
-    if args.batch_size % world:
-        raise M.UserError(f"--batch-size {args.batch_size} is the global batch: it must divide evenly over {world} ranks")
-    device = M.pick_device(args.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
+    rank, world, device = data_parallel(args.batch_size, args.device)   # (0, 1, device) unless under torchrun
     longest = max_length(task, M.Checkpoint(args.model).text_config.sliding_window)
     if not task.MIN_LEN <= args.train_len <= longest:
         raise M.UserError(f"--train-len {args.train_len}: task {args.task} supports lengths {task.MIN_LEN}-{longest} with this model")

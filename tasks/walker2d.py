@@ -26,7 +26,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import model as M
-from runs import (all_gather, all_sum, barrier, check_finite, condition_name, distributed, environment, episode_seed_base,
+from runs import (all_gather, all_sum, barrier, check_finite, condition_name, data_parallel, environment, episode_seed_base,
                   finish_distributed, host_reachable, load_checkpoint, need_at_least, need_package, need_positive_float,
                   open_run, save_atomic)
 
@@ -391,13 +391,7 @@ def main(argv=None):
     need_positive_float(args, "lr", "grad_clip")
     if not 0 <= args.dropout < 1 or args.weight_decay < 0:
         raise M.UserError("need 0 <= --dropout < 1 and --weight-decay >= 0")
-    rank, world, local_rank = distributed()     # (0, 1, 0) unless started by torchrun
-    if args.batch_size % world:
-        raise M.UserError(f"--batch-size {args.batch_size} is the global batch: it must divide evenly over {world} ranks")
-    device = M.pick_device(args.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
+    rank, world, device = data_parallel(args.batch_size, args.device)   # (0, 1, device) unless under torchrun
     main_rank = rank == 0
     condition = condition_name(cfg)
     out = Path(args.out or f"runs/walker2d__{condition}__{args.seed}")
