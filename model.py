@@ -289,13 +289,17 @@ def calibration_file(ckpt):
     return CALIBRATION_DIR / (re.sub(r"[^\w.-]", "_", ckpt.name) + ".json")
 
 
-def calibration_cached(ckpt, first):
+def cached_calibration(ckpt, upto, text_file=PROBE_TEXT):
+    """The cached per-layer statistics up to layer `upto`, or None if the cache lacks them (another
+    definition version, another text, or fewer layers)."""
     cache = calibration_file(ckpt)
     if not cache.exists():
-        return False
+        return None
     saved = json.loads(cache.read_text())
-    return saved.get("version") == CALIBRATION_VERSION and saved.get("text") == PROBE_TEXT.name \
-        and len(saved.get("layers", [])) > first
+    if saved.get("version") == CALIBRATION_VERSION and saved.get("text") == text_file.name \
+            and len(saved.get("layers", [])) > upto:
+        return saved["layers"]
+    return None
 
 
 def gemma_classes(text_config):
@@ -658,12 +662,9 @@ def residual_stats(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROB
     Each sentence runs on its own (no padding, so nothing attends to pad tokens) and the BOS position
     is left out of every statistic but bos_rms. Layers are streamed one at a time (memory: one layer
     plus the embedding); the result is cached per checkpoint, so a big model is calibrated once."""
-    cache = calibration_file(ckpt)
-    if cache.exists():
-        saved = json.loads(cache.read_text())
-        if saved.get("version") == CALIBRATION_VERSION and saved.get("text") == text_file.name \
-                and len(saved["layers"]) > upto:
-            return saved["layers"]
+    cached = cached_calibration(ckpt, upto, text_file)
+    if cached is not None:
+        return cached
     from transformers import AutoTokenizer
     tok_dir = ckpt.dir if ckpt.dir is not None else ckpt.repo_id
     try:
@@ -685,6 +686,7 @@ def residual_stats(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROB
         if i < upto:
             layer = load_slice(ckpt, i, i, device, dtype)
             states = [layer(h.unsqueeze(0))[0] for h in states]
+    cache = calibration_file(ckpt)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     tmp.write_text(json.dumps({"version": CALIBRATION_VERSION, "model": ckpt.name, "text": text_file.name,

@@ -91,7 +91,7 @@ def dry_run(args):
         print(json.dumps({"substrate": args.substrate, "bytes_to_fetch": 0}))
         return
     mode = M.parse_input_scale(args.input_scale)
-    calibrate = mode in ("auto", "learn") and not M.calibration_cached(ckpt, first)
+    calibrate = mode in ("auto", "learn") and M.cached_calibration(ckpt, first) is None
     plan = M.plan_load(ckpt, first, last, dtype, calibrate)
     print(f"dry run: {ckpt.name}, layers {first}-{last}, {plan['dtype']} on {device}")
     where = "from the Hugging Face hub" if ckpt.repo_id else "already on disk (local files)"
