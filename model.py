@@ -595,7 +595,10 @@ class InterfaceModel(nn.Module):
         self.body = body
         self.w_in = nn.Linear(in_dim, d_model)
         nn.init.normal_(self.w_in.weight, std=1 / math.sqrt(in_dim))  # unit-RMS output for unit-RMS input
-        nn.init.zeros_(self.w_in.bias)
+        # the bias starts like one more input channel, never at zero: an all-zero first token (a 0 cell
+        # of rule90) would otherwise stay an exact zero vector through every layer, and each frozen
+        # RMSNorm multiplies the gradient of a zero vector by 1/sqrt(eps) = 1e3 -> inf, then NaN
+        nn.init.normal_(self.w_in.bias, std=1 / math.sqrt(in_dim))
         self.register_buffer("in_scale", torch.tensor(float(in_scale)))
         self.in_gain = nn.Parameter(torch.ones(())) if learn_scale else None
         self.w_out = nn.Linear(d_model, out_dim)

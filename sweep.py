@@ -2,12 +2,12 @@
 The fair protocol for one token task: the same search for every condition, then seeds, then a
 held-out evaluation and a summary with bootstrap CIs. Resumable: run it again and it continues.
 
-    python sweep.py --task mqar --out results/token_suite/mqar --train-len 6 --eval-lengths 4,8,12,16,24 \\
-        --select-len 8 --search-steps 200 --steps 1000 --jobs 2
+    python sweep.py --task ar --out results/token_suite/ar --train-len 6 --eval-lengths 4,8,12,16 \\
+        --select-len 8 --search-steps 150 --steps 600 --eval-every 150 --jobs 2
 
 1. search (seed 0, --search-steps): every condition gets a 3-value learning-rate grid (the fully
-   trainable scratch model its own, lower grid) crossed with the input-scale choices (auto, learn)
-   for every condition that has an input scale. The winner is the lowest error at --select-len on
+   trainable scratch model its own, lower grid) crossed with the input-scale choices (--input-scales,
+   default auto and learn) for every condition that has an input scale. The winner is the lowest error at --select-len on
    the validation stream (seed + 1) at the end of the short run. A condition whose winning rate is
    at an end of its grid gets the next rate beyond it (x ~3.3), up to twice, so no condition is held
    back by where its grid happened to stop. Every search run is kept.
@@ -34,15 +34,15 @@ import stats
 from runs import save_atomic
 
 REPO = Path(__file__).resolve().parent
-# condition -> (train.py flags, seeds in phase 2, learning-rate grid, input-scale choices)
+# condition -> (train.py flags, seeds in phase 2, learning-rate grid, whether --input-scales applies)
 FROZEN_LRS, SCRATCH_LRS = ("3e-4", "1e-3", "3e-3"), ("1e-4", "3e-4", "1e-3")
 LADDER = ("1e-5", "3e-5", "1e-4", "3e-4", "1e-3", "3e-3", "1e-2", "3e-2", "1e-1")   # grid extensions come from here
 CONDITIONS = {
-    "pretrained": (["--substrate", "gemma", "--init", "pretrained"], 3, FROZEN_LRS, ("auto", "learn")),
-    "random-init": (["--substrate", "gemma", "--init", "random"], 3, FROZEN_LRS, ("auto", "learn")),
-    "gpt2-random": (["--substrate", "gpt2-random"], 2, FROZEN_LRS, ("auto", "learn")),
-    "scratch": (["--substrate", "scratch"], 2, SCRATCH_LRS, ("auto", "learn")),
-    "none": (["--substrate", "none"], 2, FROZEN_LRS, ("auto",)),  # W_out RMSNorm(s W_in x): s cancels
+    "pretrained": (["--substrate", "gemma", "--init", "pretrained"], 3, FROZEN_LRS, True),
+    "random-init": (["--substrate", "gemma", "--init", "random"], 3, FROZEN_LRS, True),
+    "gpt2-random": (["--substrate", "gpt2-random"], 2, FROZEN_LRS, True),
+    "scratch": (["--substrate", "scratch"], 2, SCRATCH_LRS, True),
+    "none": (["--substrate", "none"], 2, FROZEN_LRS, False),  # W_out RMSNorm(s W_in x): s cancels, first choice only
 }
 
 
@@ -54,8 +54,13 @@ def get_parser():
     p.add_argument("--layers", default="6-11", help="as train.py --layers (default 6-11)")
     p.add_argument("--conditions", default=",".join(CONDITIONS), help=f"subset of {','.join(CONDITIONS)}")
     p.add_argument("--train-len", type=int, help="training length edge, as train.py (required unless --table)")
-    p.add_argument("--eval-lengths", help="lengths evaluated during training and at the end (required unless --table)")
+    p.add_argument("--eval-lengths", help="lengths of the held-out evaluation at the end (required unless --table)")
+    p.add_argument("--track-lengths", help="lengths evaluated on the validation stream during training (default: "
+                   "--select-len only, which is all the selection needs; every evaluated length costs time)")
     p.add_argument("--select-len", type=int, help="length whose validation error picks the setting and best.pt (required unless --table)")
+    p.add_argument("--input-scales", default="auto,learn",
+                   help="input-scale choices every condition with a body is searched over, as train.py --input-scale "
+                        "(default auto,learn; give numbers for a model without a tokenizer to calibrate with)")
     p.add_argument("--search-steps", type=int, default=200, help="steps per search run (default 200)")
     p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
@@ -76,7 +81,7 @@ def train_cmd(args, cond, lr, scale, seed, steps, eval_every, out):
     return ["train.py", "--task", args.task, "--model", args.model, "--layers", args.layers, *flags,
             "--lr", lr, "--input-scale", scale, "--seed", str(seed), "--steps", str(steps),
             "--eval-every", str(eval_every), "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
-            "--train-len", str(args.train_len), "--eval-lengths", args.eval_lengths,
+            "--train-len", str(args.train_len), "--eval-lengths", args.track_lengths,
             "--select-len", str(args.select_len), "--eval-samples", str(args.eval_samples), "--out", str(out)]
 
 
@@ -140,7 +145,9 @@ def scored_bits(task_name, length, samples):
 def markdown_tables(out):
     """The summary as markdown, every number followed by the marker that ties it to its JSON field."""
     summary = json.loads((out / "summary.json").read_text())
-    rel = (out / "summary.json").resolve().relative_to((REPO / "results").resolve())
+    where = (out / "summary.json").resolve()
+    # markers name paths relative to results/ (what tests/test_results_readme.py reads); elsewhere, in full
+    rel = where.relative_to((REPO / "results").resolve()) if where.is_relative_to((REPO / "results").resolve()) else where
     mark = lambda value, key, fmt="{:.4f}": f"{fmt.format(value)}<!-- json: {rel} {key} -->"
     conds = summary["conditions"]
     lengths = list(next(iter(conds.values()))["errors"])
@@ -176,6 +183,9 @@ def main():
     for name in ("task", "train_len", "eval_lengths", "select_len"):
         if getattr(args, name) is None:
             raise M.UserError(f"--{name.replace('_', '-')} is required (or pass --table)")
+    args.track_lengths = args.track_lengths or str(args.select_len)
+    if str(args.select_len) not in [s.strip() for s in args.track_lengths.split(",")]:
+        raise M.UserError(f"--track-lengths {args.track_lengths} must include --select-len {args.select_len}")
     conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
     for c in conditions:
         if c not in CONDITIONS:
@@ -183,18 +193,22 @@ def main():
     for name in ("search_steps", "steps", "eval_every", "batch_size", "jobs", "eval_samples", "eval_samples_final"):
         if getattr(args, name) < 1:
             raise M.UserError(f"--{name.replace('_', '-')} must be at least 1")
+    choices = [s.strip() for s in args.input_scales.split(",") if s.strip()]
+    for s in choices:
+        M.parse_input_scale(s)                      # a clear error now, not in the 30th subprocess
+    scales = lambda c: choices if CONDITIONS[c][3] else choices[:1]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     record = {"task": args.task, "protocol": {k: v for k, v in vars(args).items() if k not in ("phase", "jobs")},
-              "grids": {c: {"lr": list(CONDITIONS[c][2]), "input_scale": list(CONDITIONS[c][3]), "seeds": CONDITIONS[c][1]}
+              "grids": {c: {"lr": list(CONDITIONS[c][2]), "input_scale": scales(c), "seeds": CONDITIONS[c][1]}
                         for c in conditions}}
 
     # 1. search on seed 0, same budget for every condition
     folder = lambda c, lr, s: out / "search" / f"{c}__lr{lr}__scale-{s}"
     grids = {c: list(CONDITIONS[c][2]) for c in conditions}
     for extension in range(3):          # the grid itself, then at most two extensions at an edge
-        search = [(c, lr, s) for c in conditions for lr in grids[c] for s in CONDITIONS[c][3]]
+        search = [(c, lr, s) for c in conditions for lr in grids[c] for s in scales(c)]
         train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, args.search_steps, folder(c, lr, s)),
                     args.search_steps) for c, lr, s in search], args.jobs)
         record["search"] = [{"condition": c, "lr": lr, "input_scale": s, "seed": 0, "steps": args.search_steps,

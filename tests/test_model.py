@@ -129,6 +129,17 @@ def test_substrate_frozen_and_bit_identical_through_training(gemma3_ckpt):
     assert set(net.trainable_state()) == {"w_in.weight", "w_in.bias", "w_out.weight", "w_out.bias"}
 
 
+def test_all_zero_first_token_keeps_gradients_finite(gemma3_ckpt):
+    # an all-zero token at position 0 (a 0 cell in rule90) must not enter the slice as an exact zero
+    # vector: it would stay zero through every layer and each RMSNorm would blow its gradient up
+    net, _ = tiny_interface(gemma3_ckpt[0])
+    x = torch.randn(2, 6, 5)
+    x[:, 0] = 0
+    assert net.w_in(x[:, :1]).abs().min() > 0
+    net(x).pow(2).mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.requires_grad)
+
+
 def test_random_init_really_changes_every_weight(gemma3_ckpt, gemma4_ckpt):
     for path, _ in (gemma3_ckpt, gemma4_ckpt):
         pre = M.load_slice(M.Checkpoint(str(path)), 2, 5)

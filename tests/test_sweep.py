@@ -1,0 +1,45 @@
+"""sweep.py end to end on a tiny checkpoint: the same search for every condition, the winner, the
+seed runs, the held-out summary, and a second call that finds everything done."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_sweep_searches_alike_then_seeds_then_summarises(gemma3_wide_ckpt, tmp_path):
+    out = tmp_path / "suite"
+    cmd = [sys.executable, "sweep.py", "--task", "copy", "--model", str(gemma3_wide_ckpt[0]), "--layers", "2-5",
+           "--conditions", "pretrained,none", "--input-scales", "1.0,2.0", "--train-len", "3", "--eval-lengths", "2,4", "--select-len", "4",
+           "--search-steps", "2", "--steps", "3", "--eval-every", "3", "--batch-size", "4", "--warmup", "1",
+           "--eval-samples", "8", "--eval-samples-final", "16", "--jobs", "2", "--out", str(out)]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    sweep = json.loads((out / "sweep.json").read_text())
+    rows = sweep["search"]
+    # every grid point was run for every condition: lr grid x both scales for the slice, x the first for none
+    for c, scales in (("pretrained", {"1.0", "2.0"}), ("none", {"1.0"})):
+        lrs = sweep["grids"][c]["lr"]
+        assert len(lrs) >= 3
+        got = {(x["lr"], x["input_scale"]) for x in rows if x["condition"] == c}
+        assert got == {(lr, s) for lr in lrs for s in scales}
+        best = min((x for x in rows if x["condition"] == c), key=lambda x: x["val_error"])
+        assert sweep["chosen"][c]["lr"] == best["lr"] and sweep["chosen"][c]["input_scale"] == best["input_scale"]
+    # search and seed runs evaluate only the selection length during training (the default --track-lengths)
+    run0 = json.loads((out / "runs" / "copy__pretrained__0" / "results.json").read_text())
+    assert set(run0["history"][-1]["errors"]) == {"4"} and run0["config"]["lr"] == float(sweep["chosen"]["pretrained"]["lr"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["conditions"]["pretrained"]["n"] == 3 and summary["conditions"]["none"]["n"] == 2
+    assert set(summary["conditions"]["pretrained"]["errors"]) == {"2", "4"}   # held-out at every --eval-lengths
+    for L in ("2", "4"):
+        e = summary["conditions"]["none"]["errors"][L]
+        assert e["ci95"][0] <= e["mean"] <= e["ci95"][1] and len(e["values"]) == 2
+        assert len(summary["ratios_to_pretrained"]["none"][L]["values"]) == 2
+    # a second call trains nothing
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    to_go = [line for line in r.stdout.splitlines() if "to go" in line]
+    assert r.returncode == 0 and len(to_go) >= 2 and all(line.endswith(" 0 to go") for line in to_go), r.stdout
+    # the table names every number's JSON field
+    table = subprocess.run([sys.executable, "sweep.py", "--table", "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+    assert table.returncode == 0 and table.stdout.count("<!-- json:") >= 2 * 3 * 2, table.stdout
