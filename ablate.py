@@ -5,12 +5,13 @@ Which heads does a trained interface rely on? Zero-ablate heads of the checkpoin
     python ablate.py --ckpt ... --heads L7.2,L9.0                                # one set of heads together
     python ablate.py --ckpt ... --heads L7.2,L9.0 --keep-only                    # all heads but these (sufficiency)
     python ablate.py --ckpt runs/ogbench-.../last.pt --episodes 50              # IQL agent: success-rate drop per head
+    python ablate.py --ckpt runs/images__mnist5k__pretrained-L6-11__0/best.pt   # accuracy drop per head, test images
     python ablate.py --joint results/probe/probe_gemma3-270m.json abl_copy.json abl_ar.json --out joint.json
     python ablate.py --stability abl_mqar_s0.json abl_mqar_s1.json abl_ar_s0.json --out stability.json
 
 A head is zeroed at the input of its layer's o_proj, where heads are still separate. Every
-ablation is scored on the same evaluation data as the intact model (paired: the same sequences, or
-for walker2d and ogbench the same episode seeds). Output per head: delta = ablated - intact, impact = how much
+ablation is scored on the same evaluation data as the intact model (paired: the same sequences or
+test images, or for walker2d and ogbench the same episode seeds; McNemar's exact P where outcomes are 0/1). Output per head: delta = ablated - intact, impact = how much
 worse the model got (delta for an error, -delta for a score; positive = the head was helping), the
 rank and the z-score of the impact within the task. --joint names the heads that are top-tier on both the text probe and the ablation signal,
 with the hypergeometric P and a permutation P that also varies the primitive and the thresholds.
@@ -82,6 +83,23 @@ def ogbench_measure(ckpt, episodes, max_ep_len, device):
     return net.body, measure, cfg, meta, device
 
 
+def images_measure(ckpt, device, dtype=None):
+    """Top-1 accuracy on the run's test images (higher is better); the same images every call."""
+    from tasks import images
+    net, cfg, info, state = images.load_trained(ckpt, device, dtype)
+    data = images.load_dataset(cfg["dataset"], cfg["data_dir"], cfg["image_size"], cfg["split_seed"])
+    x, y = data["test"]
+    device = next(net.parameters()).device
+
+    def measure():
+        correct = images.predictions(net, x, cfg, device) == y
+        return correct.sum().item() / len(correct), {"correct": correct.tolist()}
+
+    meta = {"metric": "top1_accuracy", "higher_is_better": True, "split": "test", "images": len(y),
+            "slice": info["layers"], "checkpoint_step": state["step"]}
+    return net.body, measure, cfg, meta, device
+
+
 def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only=False, device="auto",
           episodes=None, max_ep_len=None, dtype=None):
     cfg = load_checkpoint(ckpt)["config"]
@@ -89,6 +107,8 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
         body, measure, cfg, meta, device = walker2d_measure(ckpt, episodes or 10, max_ep_len, device)
     elif cfg["task"] == "ogbench":
         body, measure, cfg, meta, device = ogbench_measure(ckpt, episodes or 50, max_ep_len, device)
+    elif cfg["task"] == "images":
+        body, measure, cfg, meta, device = images_measure(ckpt, device, dtype)
     else:
         body, measure, cfg, meta, device = token_measure(ckpt, lengths or str(cfg["select_len"]), samples, eval_seed, device, dtype)
     if body is None:
@@ -106,8 +126,9 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
         M.set_ablation(body, {})
         out.update({"ablated_heads": sorted(f"L{l}.{h}" for l, hs in chosen.items() for h in hs), "keep_only": keep_only,
                     "ablated": value, "ablated_detail": detail, "delta": value - intact, "impact": sign * (value - intact)})
-        if cfg["task"] == "ogbench":
-            out["mcnemar"] = dict(zip(("intact_only", "ablated_only", "p"), stats.mcnemar_exact(intact_detail["successes"], detail["successes"])))
+        paired = {"ogbench": "successes", "images": "correct"}.get(cfg["task"])   # per episode / per image outcomes
+        if paired:
+            out["mcnemar"] = dict(zip(("intact_only", "ablated_only", "p"), stats.mcnemar_exact(intact_detail[paired], detail[paired])))
     else:
         labels = M.head_labels(body)
         rank, world, _ = distributed()    # under torchrun each rank sweeps every world-th head
@@ -129,6 +150,9 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
                 out["heads"][l].update(details[l])
                 out["heads"][l]["best_reward_delta"] = details[l]["best_reward_mean"] - intact_detail["best_reward_mean"]
                 out["heads"][l]["mcnemar_p"] = stats.mcnemar_exact(intact_detail["successes"], details[l]["successes"])[2]
+        if cfg["task"] == "images":   # paired per image with the intact model; the 0/1 lists are not kept per head
+            for l in labels:
+                out["heads"][l]["mcnemar_p"] = stats.mcnemar_exact(intact_detail["correct"], details[l]["correct"])[2]
         out["top5"] = order[:5]
     out.update(environment(device))
     out["world_size"] = distributed()[1]

@@ -5,6 +5,7 @@ Re-evaluate a checkpoint, or summarise a folder of runs.
     python evaluate.py --aggregate results/token_suite          # mean, std, bootstrap 95% CI per condition
     python evaluate.py --aggregate runs/ --metric final         # walker2d runs too: normalised score per target
     python evaluate.py --ckpt runs/ogbench-.../last.pt --episodes 50   # IQL agent: success on fresh episode seeds
+    python evaluate.py --ckpt runs/images__mnist5k__.../best.pt        # image classifier: val and test accuracy
 
 The checkpoint holds only the trainable weights and the run config; the frozen substrate is
 rebuilt from the config (same model, slice, init and seed). By default the sequences are drawn
@@ -67,12 +68,32 @@ def evaluate_control(ckpt_path, task, episodes=None, device="auto"):
     return {**result, **environment(M.pick_device(device)), "wall_time_s": time.time() - t0}
 
 
+def evaluate_images(ckpt_path, device="auto", dtype=None):
+    """An image checkpoint's top-1 accuracy on its validation and test splits (the split is fixed by
+    the run's --split-seed, so this is the number training reported, recomputed)."""
+    from tasks import images
+    t0 = time.time()
+    net, cfg, info, state = images.load_trained(ckpt_path, device, dtype)
+    data = images.load_dataset(cfg["dataset"], cfg["data_dir"], cfg["image_size"], cfg["split_seed"])
+    device = next(net.parameters()).device
+    acc = {k: images.accuracy(net, *data[k], cfg, device) for k in ("val", "test")}
+    return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
+            **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": state["step"],
+            "metric": "top1_accuracy", "accuracy": acc, "images": {k: len(data[k][1]) for k in ("val", "test")},
+            "wall_time_s": time.time() - t0}
+
+
 def aggregate(folder, which="best"):
     """Group results.json files by condition; mean, std and bootstrap 95% CI of each length's error."""
     groups = defaultdict(list)
     for f in sorted(Path(folder).rglob("results.json")):
         r = json.loads(f.read_text())
-        if r["config"]["task"] == "ogbench":
+        if r["config"]["task"] == "images":
+            curve = r["best"] if which == "best" else r["final"]
+            if curve is None:
+                continue
+            name, values = "accuracy", {"val": curve["val_accuracy"], "test": curve["test_accuracy"]}
+        elif r["config"]["task"] == "ogbench":
             # IQL runs keep no best checkpoint: the summary is the mean of the last three evaluations
             if not r["history"]:
                 continue
@@ -112,8 +133,8 @@ def main():
         out = Path(args.out or Path(args.aggregate) / f"summary_{args.metric}.json")
         save_atomic({"source": args.aggregate, "curve": args.metric, "conditions": rows}, out)
         for r in rows:
-            name = next(k for k in ("errors", "scores", "success") if k in r)
-            label = {"errors": "len", "scores": "target ", "success": ""}[name]
+            name = next(k for k in ("errors", "scores", "success", "accuracy") if k in r)
+            label = {"errors": "len", "scores": "target ", "success": "", "accuracy": ""}[name]
             print(r["task"], r["condition"], f"n={r['n']}", " ".join(
                 f"{label}{k}={v['mean']:.4f}±{v['std']:.4f}" for k, v in r[name].items()))
         print(f"wrote {out}")
@@ -121,7 +142,10 @@ def main():
     if not args.ckpt:
         raise M.UserError("give --ckpt PATH or --aggregate DIR")
     task = load_checkpoint(args.ckpt)["config"]["task"]
-    if task in ("walker2d", "ogbench"):
+    if task == "images":
+        result = evaluate_images(args.ckpt, args.device, args.dtype)
+        summary = " ".join(f"{k} accuracy {v:.4f}" for k, v in result["accuracy"].items())
+    elif task in ("walker2d", "ogbench"):
         result = evaluate_control(args.ckpt, task, args.episodes, args.device)
         summary = json.dumps({k: v for k, v in result.items() if k in ("success_rate", "scores_mean", "episodes")})
     else:

@@ -132,7 +132,11 @@ def check_finite(loss, step, out):
 def condition_name(cfg):
     if cfg["substrate"] != "gemma":
         return cfg["substrate"]
-    return f"{cfg['init']}-L{cfg['layers']}"
+    name = f"{cfg['init']}-L{cfg['layers']}"
+    if cfg.get("bridge_steps"):    # images: layers trained on random labels first (tasks/images.py)
+        ids = cfg["bridge_layer_ids"]
+        name += f"-bridge{ids[0]}-{ids[-1]}"
+    return name
 
 
 def episode_seed_base(run_seed, stream):

@@ -7,6 +7,7 @@ Train the linear interface around a frozen Gemma slice (or a control) on a token
     python train.py --task ar --model google/gemma-4-31B --layers 24-29   # the paper's setting, GPU
     python train.py --task walker2d --layers 6-10            # Decision Transformer (tasks/walker2d.py; --help there)
     python train.py --task ogbench --layers 8                # offline IQL on OGBench (tasks/ogbench.py; --help there)
+    python train.py --task images --dataset mnist5k          # image classifier (tasks/images.py; --help there)
 
 Steps: parse flags -> build substrate (model.py) -> build task (tasks/) -> loop -> evaluate -> JSON.
 Writes OUT/last.pt, OUT/best.pt (trainable weights + full config) and OUT/results.json.
@@ -26,6 +27,8 @@ from runs import (all_sum, barrier, check_finite, condition_name, data_parallel,
                   need_at_least, need_positive_float, open_run, save_atomic)
 from tasks.tokens import TASKS, bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
+OWN_LOOP_TASKS = ("walker2d", "ogbench", "images")   # tasks with their own training loop and flags (tasks/<name>.py)
+
 # Flags that define what a run is: --resume refuses to continue with any of them changed
 # (--steps may grow, --eval-every may change: neither changes what is trained).
 IDENTITY = ("task", "model", "layers", "substrate", "init", "seed", "input_scale", "train_len", "lr", "batch_size",
@@ -35,7 +38,7 @@ IDENTITY = ("task", "model", "layers", "substrate", "init", "seed", "input_scale
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True,
-                   help=f"one of {', '.join(TASKS)}; or walker2d / ogbench (their own flags: train.py --task walker2d --help)")
+                   help=f"one of {', '.join(TASKS)}; or walker2d / ogbench / images (their own flags: train.py --task images --help)")
     p.add_argument("--model", default=M.DEFAULT_MODEL,
                    help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
     p.add_argument("--layers", default="6-11", help="slice of decoder layers, 0-based inclusive: 'a-b' or 'a' (default 6-11)")
@@ -81,7 +84,7 @@ def dry_run(args):
     layers = args.layers
     if layers is None:   # the task's own default slice
         layers = (importlib.import_module(f"tasks.{args.task}").get_parser().get_default("layers")
-                  if args.task in ("walker2d", "ogbench") else get_parser().get_default("layers"))
+                  if args.task in OWN_LOOP_TASKS else get_parser().get_default("layers"))
     device = M.pick_device(args.device)
     dtype = M.resolve_dtype(args.dtype, device)
     ckpt = M.Checkpoint(args.model)
@@ -120,12 +123,11 @@ def main():
         for k, v in defaults.items():
             if getattr(known, k) is None:
                 setattr(known, k, v)
-        if known.task not in TASKS + ("walker2d", "ogbench"):
-            raise M.UserError(f"unknown --task {known.task!r}; choose from {', '.join(TASKS + ('walker2d', 'ogbench'))}")
+        if known.task not in TASKS + OWN_LOOP_TASKS:
+            raise M.UserError(f"unknown --task {known.task!r}; choose from {', '.join(TASKS + OWN_LOOP_TASKS)}")
         return dry_run(known)
-    control = known.task
-    if control in ("walker2d", "ogbench"):
-        return importlib.import_module(f"tasks.{control}").main(sys.argv[1:])
+    if known.task in OWN_LOOP_TASKS:
+        return importlib.import_module(f"tasks.{known.task}").main(sys.argv[1:])
     parser = get_parser()
     args = parser.parse_args()
     cfg = vars(args).copy()

