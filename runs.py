@@ -132,7 +132,8 @@ def check_finite(loss, step, out):
 def condition_name(cfg):
     if cfg["substrate"] != "gemma":
         return cfg["substrate"]
-    name = f"{cfg['init']}-L{cfg['layers']}"
+    # the same words sweep.py uses for its conditions: pretrained, random-init (then the slice)
+    name = f"{'random-init' if cfg['init'] == 'random' else cfg['init']}-L{cfg['layers']}"
     if cfg.get("bridge_steps"):    # images: layers trained on random labels first (tasks/images.py)
         ids = cfg["bridge_layer_ids"]
         name += f"-bridge{ids[0]}-{ids[-1]}"

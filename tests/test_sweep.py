@@ -43,3 +43,14 @@ def test_sweep_searches_alike_then_seeds_then_summarises(gemma3_wide_ckpt, tmp_p
     # the table names every number's JSON field
     table = subprocess.run([sys.executable, "sweep.py", "--table", "--out", str(out)], cwd=REPO, capture_output=True, text=True)
     assert table.returncode == 0 and table.stdout.count("<!-- json:") >= 2 * 3 * 2, table.stdout
+
+
+def test_condition_words_are_the_same_in_folders_and_json():
+    """sweep.py's condition (run folder names) is the start of runs.condition_name (every results JSON)."""
+    import sweep
+    from runs import condition_name
+    for cond, (flags, *_rest) in sweep.CONDITIONS.items():
+        cfg = {"substrate": "gemma", "init": "pretrained", "layers": "6-11"}
+        cfg.update({flags[i].lstrip("-"): flags[i + 1] for i in range(0, len(flags), 2)})
+        name = condition_name(cfg)
+        assert name == cond or name == f"{cond}-L6-11", (cond, name)
