@@ -330,7 +330,8 @@ def get_parser():
                         "with a throwaway interface (default 0: no bridge)")
     p.add_argument("--bridge-layers", default=None, help="layers the bridge trains, 'a-b' inside --layers (default: all of them)")
     p.add_argument("--bridge-classes", type=int, default=None, help="number of random labels K (default: the dataset's classes)")
-    p.add_argument("--bridge-lr", type=float, default=1e-4, help="Adam learning rate of the bridge stage (default 1e-4)")
+    p.add_argument("--bridge-lr", type=float, default=2.5e-4,
+                   help="Adam learning rate of the bridge stage (default 2.5e-4: 1e-3 x batch/256 at batch 64, README)")
     p.add_argument("--seed", type=int, default=0, help="seeds the interface, batches, augmentation, random labels and random-init weights (default 0)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
     p.add_argument("--out", default=None, help="run folder (default runs/images__{dataset}__{condition}__{seed})")
