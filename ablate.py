@@ -112,7 +112,7 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
     else:
         body, measure, cfg, meta, device = token_measure(ckpt, lengths or str(cfg["select_len"]), samples, eval_seed, device, dtype)
     if body is None:
-        raise M.UserError("this checkpoint has no substrate (--substrate none): nothing to ablate")
+        raise M.UserError("this checkpoint has no body (--substrate none): nothing to ablate")
     sign = -1 if meta["higher_is_better"] else 1  # impact > 0: the model got worse without the head
     t0 = time.time()
     intact, intact_detail = measure()

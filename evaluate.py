@@ -7,7 +7,7 @@ Re-evaluate a checkpoint, or summarise a folder of runs.
     python evaluate.py --ckpt runs/ogbench-.../last.pt --episodes 50   # IQL agent: success on fresh episode seeds
     python evaluate.py --ckpt runs/images__mnist5k__.../best.pt        # image classifier: val and test accuracy
 
-The checkpoint holds only the trainable weights and the run config; the frozen substrate is
+The checkpoint holds only the trainable weights and the run config; the frozen body is
 rebuilt from the config (same model, slice, init and seed). By default the sequences are drawn
 from a stream (--eval-seed) that training never used for selecting best.pt, so the number is
 free of selection bias.

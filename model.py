@@ -1,5 +1,5 @@
 """
-The frozen substrate and the thin trainable interface around it.
+The frozen body (a Gemma slice or a control) and the thin trainable interface around it.
 
     x --Linear--> residual stream --[frozen Gemma layers a..b]--> RMSNorm --Linear--> y
 

@@ -9,7 +9,7 @@ Train the linear interface around a frozen Gemma slice (or a control) on a token
     python train.py --task ogbench --layers 8                # offline IQL on OGBench (tasks/ogbench.py; --help there)
     python train.py --task images --dataset mnist5k          # image classifier (tasks/images.py; --help there)
 
-Steps: parse flags -> build substrate (model.py) -> build task (tasks/) -> loop -> evaluate -> JSON.
+Steps: parse flags -> build body (model.py) -> build task (tasks/) -> loop -> evaluate -> JSON.
 Writes OUT/last.pt, OUT/best.pt (trainable weights + full config) and OUT/results.json.
 """
 import argparse

@@ -285,7 +285,7 @@ class SliceIQL(nn.Module):
 
 
 class MLPIQL(nn.Module):
-    """The standard OGBench/FQL IQL networks: separate MLPs, LayerNorm on V and Q, no substrate."""
+    """The standard OGBench/FQL IQL networks: separate MLPs, LayerNorm on V and Q, no body."""
 
     def __init__(self, obs_dim, act_dim, hidden=512, depth=4):
         super().__init__()
@@ -544,7 +544,7 @@ def main(argv=None):
         data_gen.set_state(state["data_rng"])
         step, history, wall_before = state["step"], state["history"], state["wall_time_s"]
         print(f"resuming {out} at step {step}")
-    # trainable: what the optimiser moves; target: its Polyak copy; frozen: the substrate's weights
+    # trainable: what the optimiser moves; target: its Polyak copy; frozen: the body's weights
     counts = {"trainable_params": sum(p.numel() for p in params),
               "target_params": sum(p.numel() for n, p in net.named_parameters() if n.startswith("target")),
               "frozen_params": sum(p.numel() for p in net.body.parameters() if not p.requires_grad) if net.body is not None else 0}
