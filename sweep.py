@@ -17,6 +17,15 @@ held-out evaluation and a summary with bootstrap CIs. Resumable: run it again an
    per length), then OUT/summary.json: mean, std, bootstrap 95% CI per condition and length, and
    the mean over seeds of per-seed ratios control/pretrained (seeds paired by index) with a CI.
 
+Images (--task images --dataset D --patch P): the same three phases; the search and best.pt use the
+validation error rate (1 - accuracy), the summary reports test accuracy and the mean over seeds of
+per-seed differences pretrained - control. --bridge-steps N adds Luo & Shen's bridge conditions:
+bridge (every layer of the slice), bridge-partial (--bridge-partial, default the slice without its
+first two layers) and bridge-random-init (the control), each followed by the usual frozen run.
+
+    python sweep.py --task images --dataset mnist5k --patch 7 --out results/images --batch-size 64 \
+        --search-steps 150 --steps 400 --eval-every 100 --bridge-steps 200 --input-scales auto
+
 Each run is a plain `train.py` / `evaluate.py` subprocess (one thread each, --jobs at a time), so
 every number here can be reproduced run by run from the commands in OUT/sweep.json.
 """
@@ -44,27 +53,45 @@ CONDITIONS = {
     "scratch": (["--substrate", "scratch"], 2, SCRATCH_LRS, True),
     "none": (["--substrate", "none"], 2, FROZEN_LRS, False),  # W_out RMSNorm(s W_in x): s cancels, first choice only
 }
+# --task images with --bridge-steps N: Luo & Shen's random-label bridge, then the same frozen run
+BRIDGES = {
+    "bridge": (["--substrate", "gemma", "--init", "pretrained"], 2, FROZEN_LRS, True),          # every layer of the slice
+    "bridge-partial": (["--substrate", "gemma", "--init", "pretrained"], 2, FROZEN_LRS, True),  # --bridge-partial layers
+    "bridge-random-init": (["--substrate", "gemma", "--init", "random"], 2, FROZEN_LRS, True),   # the bridge's control
+}
+
+
+def conditions_of(args):
+    return {**CONDITIONS, **(BRIDGES if args.task == "images" and args.bridge_steps else {})}
 
 
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", help="token task (mqar, ar, rule90, copy, addition); required unless --table")
+    p.add_argument("--task", help="token task (mqar, ar, rule90, copy, addition) or images; required unless --table")
     p.add_argument("--out", required=True, help="folder for search/, runs/, sweep.json and summary.json")
     p.add_argument("--model", default=M.DEFAULT_MODEL, help="as train.py --model (default gemma3-270m)")
     p.add_argument("--layers", default="6-11", help="as train.py --layers (default 6-11)")
-    p.add_argument("--conditions", default=",".join(CONDITIONS), help=f"subset of {','.join(CONDITIONS)}")
-    p.add_argument("--train-len", type=int, help="training length edge, as train.py (required unless --table)")
-    p.add_argument("--eval-lengths", help="lengths of the held-out evaluation at the end (required unless --table)")
+    p.add_argument("--conditions", default=None,
+                   help=f"subset of {','.join(CONDITIONS)} (images with --bridge-steps also {','.join(BRIDGES)}; default: all)")
+    p.add_argument("--train-len", type=int, help="token tasks: training length edge, as train.py (required)")
+    p.add_argument("--eval-lengths", help="token tasks: lengths of the held-out evaluation at the end (required)")
     p.add_argument("--track-lengths", help="lengths evaluated on the validation stream during training (default: "
                    "--select-len only, which is all the selection needs; every evaluated length costs time)")
-    p.add_argument("--select-len", type=int, help="length whose validation error picks the setting and best.pt (required unless --table)")
+    p.add_argument("--select-len", type=int, help="token tasks: length whose validation error picks the setting and best.pt (required)")
+    p.add_argument("--dataset", default="mnist5k", help="images: as train.py --task images --dataset (default mnist5k)")
+    p.add_argument("--patch", type=int, default=4, help="images: patch side (default 4)")
+    p.add_argument("--image-size", type=int, default=None, help="images: resize to this size (default: the dataset's)")
+    p.add_argument("--bridge-steps", type=int, default=0,
+                   help="images: > 0 adds the bridge conditions (bridge, bridge-partial, bridge-random-init) with this many bridge steps")
+    p.add_argument("--bridge-partial", default=None,
+                   help="images: --bridge-layers of the bridge-partial condition (default: the slice without its first two layers)")
     p.add_argument("--input-scales", default="auto,learn",
                    help="input-scale choices every condition with a body is searched over, as train.py --input-scale "
                         "(default auto,learn; give numbers for a model without a tokenizer to calibrate with)")
     p.add_argument("--search-steps", type=int, default=200, help="steps per search run (default 200)")
     p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per step (default 32)")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences (images) per step (default 32)")
     p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps (default 50)")
     p.add_argument("--eval-samples", type=int, default=256, help="validation sequences per length (default 256)")
     p.add_argument("--eval-samples-final", type=int, default=1024, help="held-out sequences per length (default 1024)")
@@ -77,12 +104,20 @@ def get_parser():
 
 
 def train_cmd(args, cond, lr, scale, seed, steps, eval_every, out):
-    flags = CONDITIONS[cond][0]
+    flags = conditions_of(args)[cond][0]
+    if args.task == "images":
+        task_flags = ["--dataset", args.dataset, "--patch", str(args.patch)]
+        task_flags += ["--image-size", str(args.image_size)] if args.image_size else []
+        if cond in BRIDGES:
+            task_flags += ["--bridge-steps", str(args.bridge_steps)]
+            task_flags += ["--bridge-layers", args.bridge_partial] if cond == "bridge-partial" else []
+    else:
+        task_flags = ["--train-len", str(args.train_len), "--eval-lengths", args.track_lengths,
+                      "--select-len", str(args.select_len), "--eval-samples", str(args.eval_samples)]
     return ["train.py", "--task", args.task, "--model", args.model, "--layers", args.layers, *flags,
             "--lr", lr, "--input-scale", scale, "--seed", str(seed), "--steps", str(steps),
             "--eval-every", str(eval_every), "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
-            "--train-len", str(args.train_len), "--eval-lengths", args.track_lengths,
-            "--select-len", str(args.select_len), "--eval-samples", str(args.eval_samples), "--out", str(out)]
+            *task_flags, "--out", str(out)]
 
 
 def finished(out, steps):
@@ -115,9 +150,11 @@ def train_all(jobs, n_jobs):
             pass
 
 
-def selection_error(out, select_len):
+def selection_error(out, args):
+    """What the search minimises, on the validation stream at the end of the short run: the per-bit
+    error at --select-len, or for images the validation error rate (1 - accuracy)."""
     r = json.loads((out / "results.json").read_text())
-    return r["final"]["errors"][str(select_len)]
+    return 1 - r["final"]["val_accuracy"] if args.task == "images" else r["final"]["errors"][str(args.select_len)]
 
 
 def paired_ratios(values, reference, one_error):
@@ -150,21 +187,30 @@ def markdown_tables(out):
     rel = where.relative_to((REPO / "results").resolve()) if where.is_relative_to((REPO / "results").resolve()) else where
     mark = lambda value, key, fmt="{:.4f}": f"{fmt.format(value)}<!-- json: {rel} {key} -->"
     conds = summary["conditions"]
-    lengths = list(next(iter(conds.values()))["errors"])
-    lines = ["| condition | trainable | lr | input scale | seeds | " + " | ".join(f"len{L}" for L in lengths) + " |",
-             "|---|---|---|---|---|" + "---|" * len(lengths)]
+    what = summary.get("values", "errors")               # token tasks: errors per length; images: accuracy
+    keys = list(next(iter(conds.values()))[what])
+    head = [f"len{k}" for k in keys] if what == "errors" else [f"{k} accuracy" for k in keys]
+    lines = ["| condition | trainable | lr | input scale | seeds | " + " | ".join(head) + " |",
+             "|---|---|---|---|---|" + "---|" * len(keys)]
     for c, row in conds.items():
         cells = []
-        for L in lengths:
-            e, k = row["errors"][L], f"conditions.{c}.errors.{L}"
+        for key in keys:
+            e, k = row[what][key], f"conditions.{c}.{what}.{key}"
             cells.append(f"{mark(e['mean'], k + '.mean')} [{mark(e['ci95'][0], k + '.ci95.0')}, {mark(e['ci95'][1], k + '.ci95.1')}]")
         lines.append(f"| {c} | {mark(row['trainable_params'], f'conditions.{c}.trainable_params', '{:,}')} | {row['lr']} | "
                      f"{row['input_scale']} | {row['n']} | " + " | ".join(cells) + " |")
-    lines += ["", "| ratio to pretrained (mean of per-seed ratios) | " + " | ".join(f"len{L}" for L in lengths) + " |",
-              "|---|" + "---|" * len(lengths)]
+    if what == "accuracy":
+        lines += ["", "| pretrained - condition, test accuracy (mean of per-seed differences) | |", "|---|---|"]
+        for c, d in summary["differences_to_pretrained"].items():
+            r, k = d["test"], f"differences_to_pretrained.{c}.test"
+            lines.append(f"| pretrained - {c} | {mark(r['mean'], k + '.mean')} [{mark(r['ci95'][0], k + '.ci95.0')}, "
+                         f"{mark(r['ci95'][1], k + '.ci95.1')}] |")
+        return "\n".join(lines)
+    lines += ["", "| ratio to pretrained (mean of per-seed ratios) | " + " | ".join(head) + " |",
+              "|---|" + "---|" * len(keys)]
     for c, per_len in summary["ratios_to_pretrained"].items():
         cells = []
-        for L in lengths:
+        for L in keys:
             r, k = per_len[L], f"ratios_to_pretrained.{c}.{L}"
             bound = ">= " if r.get("lower_bound") else ""    # a pretrained seed made no error at all
             cells.append(f"{bound}{mark(r['mean'], k + '.mean', '{:.1f}')} [{mark(r['ci95'][0], k + '.ci95.0', '{:.1f}')}, "
@@ -180,39 +226,48 @@ def main():
             raise M.UserError(f"no summary.json in {args.out} yet: run the sweep to the end first")
         print(markdown_tables(Path(args.out)))
         return
-    for name in ("task", "train_len", "eval_lengths", "select_len"):
-        if getattr(args, name) is None:
-            raise M.UserError(f"--{name.replace('_', '-')} is required (or pass --table)")
-    args.track_lengths = args.track_lengths or str(args.select_len)
-    if str(args.select_len) not in [s.strip() for s in args.track_lengths.split(",")]:
-        raise M.UserError(f"--track-lengths {args.track_lengths} must include --select-len {args.select_len}")
-    conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    if args.task is None:
+        raise M.UserError("--task is required (or pass --table)")
+    if args.task != "images":
+        for name in ("train_len", "eval_lengths", "select_len"):
+            if getattr(args, name) is None:
+                raise M.UserError(f"--{name.replace('_', '-')} is required for a token task")
+        args.track_lengths = args.track_lengths or str(args.select_len)
+        if str(args.select_len) not in [s.strip() for s in args.track_lengths.split(",")]:
+            raise M.UserError(f"--track-lengths {args.track_lengths} must include --select-len {args.select_len}")
+    elif args.bridge_steps and not args.bridge_partial:
+        first, last = (int(x) for x in (args.layers.split("-") * 2)[:2])
+        if last - first < 2:
+            raise M.UserError(f"--layers {args.layers} is too short for a partial bridge; give --bridge-partial")
+        args.bridge_partial = f"{first + 2}-{last}"
+    CONDS = conditions_of(args)
+    conditions = [c.strip() for c in (args.conditions or ",".join(CONDS)).split(",") if c.strip()]
     for c in conditions:
-        if c not in CONDITIONS:
-            raise M.UserError(f"unknown condition {c!r}; choose from {', '.join(CONDITIONS)}")
+        if c not in CONDS:
+            raise M.UserError(f"unknown condition {c!r}; choose from {', '.join(CONDS)}")
     for name in ("search_steps", "steps", "eval_every", "batch_size", "jobs", "eval_samples", "eval_samples_final"):
         if getattr(args, name) < 1:
             raise M.UserError(f"--{name.replace('_', '-')} must be at least 1")
     choices = [s.strip() for s in args.input_scales.split(",") if s.strip()]
     for s in choices:
         M.parse_input_scale(s)                      # a clear error now, not in the 30th subprocess
-    scales = lambda c: choices if CONDITIONS[c][3] else choices[:1]
+    scales = lambda c: choices if CONDS[c][3] else choices[:1]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     record = {"task": args.task, "protocol": {k: v for k, v in vars(args).items() if k not in ("phase", "jobs")},
-              "grids": {c: {"lr": list(CONDITIONS[c][2]), "input_scale": scales(c), "seeds": CONDITIONS[c][1]}
+              "grids": {c: {"lr": list(CONDS[c][2]), "input_scale": scales(c), "seeds": CONDS[c][1]}
                         for c in conditions}}
 
     # 1. search on seed 0, same budget for every condition
     folder = lambda c, lr, s: out / "search" / f"{c}__lr{lr}__scale-{s}"
-    grids = {c: list(CONDITIONS[c][2]) for c in conditions}
+    grids = {c: list(CONDS[c][2]) for c in conditions}
     for extension in range(3):          # the grid itself, then at most two extensions at an edge
         search = [(c, lr, s) for c in conditions for lr in grids[c] for s in scales(c)]
         train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, args.search_steps, folder(c, lr, s)),
                     args.search_steps) for c, lr, s in search], args.jobs)
         record["search"] = [{"condition": c, "lr": lr, "input_scale": s, "seed": 0, "steps": args.search_steps,
-                             "val_error": selection_error(folder(c, lr, s), args.select_len), "run": str(folder(c, lr, s))}
+                             "val_error": selection_error(folder(c, lr, s), args), "run": str(folder(c, lr, s))}
                             for c, lr, s in search]
         chosen = {}
         for c in conditions:
@@ -239,7 +294,7 @@ def main():
         return
 
     # 2. seeds at the chosen setting
-    seed_runs = {c: [out / "runs" / f"{args.task}__{c}__{s}" for s in range(CONDITIONS[c][1])] for c in conditions}
+    seed_runs = {c: [out / "runs" / f"{args.task}__{c}__{s}" for s in range(CONDS[c][1])] for c in conditions}
     train_all([(d, train_cmd(args, c, chosen[c]["lr"], chosen[c]["input_scale"], s, args.steps, args.eval_every, d), args.steps)
                for c in conditions for s, d in enumerate(seed_runs[c])], args.jobs)
     record["seed_runs"] = {c: [str(d) for d in ds] for c, ds in seed_runs.items()}
@@ -249,37 +304,60 @@ def main():
 
     # 3. held-out evaluation of best.pt and the summary
     evals = [(d / "best.pt", d / "eval_best.json") for ds in seed_runs.values() for d in ds]
-    todo = [(["evaluate.py", "--ckpt", str(ck), "--lengths", args.eval_lengths, "--samples", str(args.eval_samples_final),
-              "--out", str(e)], e.parent / "eval.log") for ck, e in evals if not e.exists()]
+    extra = [] if args.task == "images" else ["--lengths", args.eval_lengths, "--samples", str(args.eval_samples_final)]
+    todo = [(["evaluate.py", "--ckpt", str(ck), *extra, "--out", str(e)], e.parent / "eval.log") for ck, e in evals if not e.exists()]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda a: run(*a), todo))
-    lengths = [s.strip() for s in args.eval_lengths.split(",")]
     per = {c: [json.loads((d / "eval_best.json").read_text()) for d in ds] for c, ds in seed_runs.items()}
-    summary = {"task": args.task, "metric": "per_bit_error", "stream": "held-out (seed + 2)",
-               "samples_per_length": args.eval_samples_final, "chosen": chosen, "conditions": {}, "ratios_to_pretrained": {}}
-    for c, results in per.items():
-        row = {"n": len(results), "seeds": [r["seed"] for r in results], "lr": chosen[c]["lr"],
-               "input_scale": chosen[c]["input_scale"], "input_scale_value": [r["body"]["input_scale"] for r in results],
-               "trainable_params": results[0]["trainable_params"], "frozen_params": results[0]["frozen_params"],
-               "best_step": [r["checkpoint_step"] for r in results], "errors": {}}
-        for L in lengths:
-            vals = [r["errors"][L] for r in results]
-            mean, std = stats.mean_std(vals)
-            _, lo, hi = stats.bootstrap_ci(vals, n_boot=10000, seed=0)
-            row["errors"][L] = {"mean": mean, "std": std, "ci95": [lo, hi], "values": vals}
-        summary["conditions"][c] = row
-    if "pretrained" in per:
-        for c in per:
-            if c != "pretrained":
-                summary["ratios_to_pretrained"][c] = {
-                    L: paired_ratios([r["errors"][L] for r in per[c]], [r["errors"][L] for r in per["pretrained"]],
-                                     1 / scored_bits(args.task, int(L), args.eval_samples_final)) for L in lengths}
+    summary = summarise(args, per, chosen)
     summary["wall_time_s_this_call"] = time.time() - t0
     save_atomic(summary, out / "summary.json")
     for c, row in summary["conditions"].items():
-        print(f"{c:12s} " + " ".join(f"len{L}={row['errors'][L]['mean']:.4f}" for L in lengths))
+        print(f"{c:18s} " + " ".join(f"{k}={v['mean']:.4f}" for k, v in row[summary["values"]].items()))
     print(f"wrote {out / 'summary.json'}")
 
+
+def spread(vals):
+    mean, std = stats.mean_std(vals)
+    _, lo, hi = stats.bootstrap_ci(vals, n_boot=10000, seed=0)
+    return {"mean": mean, "std": std, "ci95": [lo, hi], "values": vals}
+
+
+def summarise(args, per, chosen):
+    """Token tasks: held-out per-bit error per length, and per-seed ratios control / pretrained.
+    Images: validation and test accuracy, and per-seed differences pretrained - control in test accuracy."""
+    images = args.task == "images"
+    summary = {"task": args.task, "metric": "top1_accuracy" if images else "per_bit_error",
+               "values": "accuracy" if images else "errors", "chosen": chosen, "conditions": {}}
+    if images:
+        summary.update(stream="the dataset's test split (fixed by --split-seed); best.pt chosen on validation",
+                       dataset=args.dataset, differences_to_pretrained={})
+        keys, get = ("test", "val"), (lambda r, k: r["accuracy"][k])
+    else:
+        summary.update(stream="held-out (seed + 2)", samples_per_length=args.eval_samples_final, ratios_to_pretrained={})
+        keys, get = [s.strip() for s in args.eval_lengths.split(",")], (lambda r, k: r["errors"][k])
+    for c, results in per.items():
+        summary["conditions"][c] = {
+            "n": len(results), "seeds": [r["seed"] for r in results], "lr": chosen[c]["lr"],
+            "input_scale": chosen[c]["input_scale"], "input_scale_value": [r["body"]["input_scale"] for r in results],
+            "trainable_params": results[0]["trainable_params"], "frozen_params": results[0]["frozen_params"],
+            "best_step": [r["checkpoint_step"] for r in results],
+            summary["values"]: {k: spread([get(r, k) for r in results]) for k in keys}}
+    if "pretrained" not in per:
+        return summary
+    ref = per["pretrained"]
+    for c in per:
+        if c == "pretrained":
+            continue
+        n = min(len(per[c]), len(ref))    # seeds paired by index
+        if images:
+            summary["differences_to_pretrained"][c] = {
+                "test": spread([get(ref[i], "test") - get(per[c][i], "test") for i in range(n)])}
+        else:
+            summary["ratios_to_pretrained"][c] = {
+                L: paired_ratios([get(r, L) for r in per[c]], [get(r, L) for r in ref],
+                                 1 / scored_bits(args.task, int(L), args.eval_samples_final)) for L in keys}
+    return summary
 
 if __name__ == "__main__":
     M.run_main(main)

@@ -90,3 +90,25 @@ def gemma4_ckpt(tmp_path_factory):
 
 
 EMBEDDED = Path.home() / ".cache" / "borrowed-geometry" / "gemma3-270m"
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """3 classes x 10 images of different sizes and modes: a bright square top-left, bottom-right, or none."""
+    import numpy as np
+    from PIL import Image
+    root = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("a_top", "b_bottom", "c_none")):
+        (root / name).mkdir()
+        for i in range(10):
+            size = 12 + 4 * (i % 3)
+            img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            h = size // 2
+            if c == 0:
+                img[:h, :h] = 250
+            elif c == 1:
+                img[h:, h:] = 250
+            Image.fromarray(img if i % 2 else img[..., 0]).save(root / name / f"{i}.png")   # some grayscale
+    (root / "c_none" / "notes.txt").write_text("not an image")
+    return root

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -24,27 +23,6 @@ def run(*args, check=True, torchrun=False):
     if check and out.returncode != 0:
         raise AssertionError(out.stderr[-3000:])
     return out
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """3 classes x 10 images of different sizes and modes: a bright square top-left, bottom-right, or none."""
-    from PIL import Image
-    root = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(("a_top", "b_bottom", "c_none")):
-        (root / name).mkdir()
-        for i in range(10):
-            size = 12 + 4 * (i % 3)
-            img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-            h = size // 2
-            if c == 0:
-                img[:h, :h] = 250
-            elif c == 1:
-                img[h:, h:] = 250
-            Image.fromarray(img if i % 2 else img[..., 0]).save(root / name / f"{i}.png")   # some grayscale
-    (root / "c_none" / "notes.txt").write_text("not an image")
-    return root
 
 
 def tiny_args(ckpt, data, out, *extra):
@@ -84,8 +62,8 @@ def test_mnist5k_is_5000_digits_500_per_class_split_by_seed():
     assert d["classes"] == 10 and d["channels"] == 1 and d["size"] == 28
 
 
-def test_folder_of_class_subfolders(folder, tmp_path):
-    d = images.load_dataset(str(folder), None, 8, split_seed=0)
+def test_folder_of_class_subfolders(image_folder, tmp_path):
+    d = images.load_dataset(str(image_folder), None, 8, split_seed=0)
     assert d["classes"] == 3 and d["channels"] == 3 and d["size"] == 8
     assert [len(d[k][1]) for k in ("train", "val", "test")] == [24, 3, 3]
     assert sorted(d["test"][1].tolist()) == [0, 1, 2]
@@ -119,10 +97,10 @@ def test_offline_download_fails_in_one_line(tmp_path, monkeypatch):
     assert "fashion-mnist" in out.stderr and "cannot be reached" in out.stderr
 
 
-def test_bridge_trains_exactly_its_layers_then_they_stay_frozen(gemma3_ckpt, folder, tmp_path):
+def test_bridge_trains_exactly_its_layers_then_they_stay_frozen(gemma3_ckpt, image_folder, tmp_path):
     ckpt, original = gemma3_ckpt
     out = tmp_path / "bridge"
-    r = run(*tiny_args(ckpt, folder, out, "--bridge-steps", "4", "--bridge-layers", "3-4", "--steps", "2", "--eval-every", "2"))
+    r = run(*tiny_args(ckpt, image_folder, out, "--bridge-steps", "4", "--bridge-layers", "3-4", "--steps", "2", "--eval-every", "2"))
     state = torch.load(out / "last.pt", weights_only=True)
     bridged = state["bridged"]
     assert state["config"]["bridge_layer_ids"] == [3, 4] and "bridge3-4" in json.loads((out / "results.json").read_text())["condition"]
@@ -145,24 +123,24 @@ def test_bridge_trains_exactly_its_layers_then_they_stay_frozen(gemma3_ckpt, fol
     assert not any(p.requires_grad for p in net.body.parameters())
     # the frozen run after the bridge: 6 more interface steps leave the bridged layers bit-identical
     interface_before = state["model"]
-    run(*tiny_args(ckpt, folder, out, "--bridge-steps", "4", "--bridge-layers", "3-4", "--steps", "8", "--eval-every", "2", "--resume"))
+    run(*tiny_args(ckpt, image_folder, out, "--bridge-steps", "4", "--bridge-layers", "3-4", "--steps", "8", "--eval-every", "2", "--resume"))
     later = torch.load(out / "last.pt", weights_only=True)
     assert later["step"] == 12 and all(torch.equal(later["bridged"][k], v) for k, v in bridged.items())
     assert not torch.equal(later["model"]["w_in.weight"], interface_before["w_in.weight"])
     assert set(later["model"]) == {"w_in.weight", "w_in.bias", "w_out.weight", "w_out.bias"}   # the run's interface only
     # a bridge needs a Gemma slice, and its layers must lie inside it
-    bad = run(*tiny_args(ckpt, folder, tmp_path / "bad", "--bridge-steps", "2", "--bridge-layers", "1-3"), check=False)
+    bad = run(*tiny_args(ckpt, image_folder, tmp_path / "bad", "--bridge-steps", "2", "--bridge-layers", "1-3"), check=False)
     assert bad.returncode == 2 and "inside --layers" in bad.stderr
-    bad = run(*tiny_args(ckpt, folder, tmp_path / "bad2", "--bridge-steps", "2", "--substrate", "none"), check=False)
+    bad = run(*tiny_args(ckpt, image_folder, tmp_path / "bad2", "--bridge-steps", "2", "--substrate", "none"), check=False)
     assert bad.returncode == 2 and "--substrate gemma" in bad.stderr
 
 
-def test_bridge_interrupted_mid_stage_resumes_to_the_same_weights(gemma3_ckpt, folder, tmp_path):
+def test_bridge_interrupted_mid_stage_resumes_to_the_same_weights(gemma3_ckpt, image_folder, tmp_path):
     ckpt = gemma3_ckpt[0]
     straight, cut = tmp_path / "straight", tmp_path / "cut"
-    run(*tiny_args(ckpt, folder, straight, "--bridge-steps", "4", "--steps", "2", "--eval-every", "2"))
-    run(*tiny_args(ckpt, folder, cut, "--bridge-steps", "4", "--steps", "1", "--eval-every", "2"))   # never reaches eval
-    run(*tiny_args(ckpt, folder, cut, "--bridge-steps", "4", "--steps", "2", "--eval-every", "2", "--resume"))
+    run(*tiny_args(ckpt, image_folder, straight, "--bridge-steps", "4", "--steps", "2", "--eval-every", "2"))
+    run(*tiny_args(ckpt, image_folder, cut, "--bridge-steps", "4", "--steps", "1", "--eval-every", "2"))   # never reaches eval
+    run(*tiny_args(ckpt, image_folder, cut, "--bridge-steps", "4", "--steps", "2", "--eval-every", "2", "--resume"))
     a = torch.load(straight / "last.pt", weights_only=True)
     b = torch.load(cut / "last.pt", weights_only=True)
     for k in a["bridged"]:
@@ -185,9 +163,9 @@ def test_bridge_keeps_the_body_dtype(gemma3_ckpt):
     assert {k.split(".")[1] for k in bridged} == {"2"}
 
 
-def test_evaluate_and_ablate_image_checkpoints(gemma3_ckpt, folder, tmp_path):
+def test_evaluate_and_ablate_image_checkpoints(gemma3_ckpt, image_folder, tmp_path):
     out = tmp_path / "run"
-    run(*tiny_args(gemma3_ckpt[0], folder, out, "--steps", "6", "--eval-every", "3"))
+    run(*tiny_args(gemma3_ckpt[0], image_folder, out, "--steps", "6", "--eval-every", "3"))
     r = json.loads((out / "results.json").read_text())
     for key in ("config", "trainable_params", "frozen_params", "git_commit", "wall_time_s", "best", "final", "history"):
         assert key in r
@@ -203,10 +181,10 @@ def test_evaluate_and_ablate_image_checkpoints(gemma3_ckpt, folder, tmp_path):
     assert "images" in agg and "test=" in agg
 
 
-def test_torchrun_matches_single_process(gemma3_ckpt, folder, tmp_path):
+def test_torchrun_matches_single_process(gemma3_ckpt, image_folder, tmp_path):
     common = ("--steps", "6", "--eval-every", "3", "--augment")
-    run(*tiny_args(gemma3_ckpt[0], folder, tmp_path / "one", *common))
-    run(*tiny_args(gemma3_ckpt[0], folder, tmp_path / "two", *common), torchrun=True)
+    run(*tiny_args(gemma3_ckpt[0], image_folder, tmp_path / "one", *common))
+    run(*tiny_args(gemma3_ckpt[0], image_folder, tmp_path / "two", *common), torchrun=True)
     a = json.loads((tmp_path / "one" / "results.json").read_text())
     b = json.loads((tmp_path / "two" / "results.json").read_text())
     assert b["world_size"] == 2

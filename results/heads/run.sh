@@ -1,7 +1,8 @@
 #!/bin/bash
 # Head analysis on solved checkpoints only (see results/README.md, "heads/"): a checkpoint counts as
 # solved when its held-out per-bit error at the ablation length is at most 0.1 (a fifth of chance).
-# On the mqar suite that admits the three pretrained seeds; no other condition gets there.
+# On the mqar suite that admits the three pretrained and the three random-init seeds; the other
+# controls stay far above it.
 set -e
 cd "$(dirname "$0")/../.."
 S=results/token_suite/mqar/runs
@@ -12,6 +13,13 @@ for s in 0 1 2; do      # every head of slice 6-11 zeroed in turn, same 512 held
   if [ $s = 1 ]; then wait; fi
 done
 wait
+for s in 0 1 2; do      # the random-init slice's seeds, same sequences: does a re-initialised slice use other heads?
+  OMP_NUM_THREADS=1 python ablate.py --ckpt $S/mqar__random-init__$s/best.pt --lengths 8 --samples 512 \
+      --out $H/ablate_mqar_random-init_s$s.json
+done
 python ablate.py --joint results/probe/probe_gemma3-270m.json $H/ablate_mqar_pretrained_s0.json --out $H/joint_mqar_L6-11.json
 python ablate.py --stability $H/ablate_mqar_pretrained_s0.json $H/ablate_mqar_pretrained_s1.json \
     $H/ablate_mqar_pretrained_s2.json --out $H/stability_mqar.json
+python ablate.py --stability $H/ablate_mqar_random-init_s0.json $H/ablate_mqar_random-init_s1.json \
+    $H/ablate_mqar_random-init_s2.json $H/ablate_mqar_pretrained_s0.json $H/ablate_mqar_pretrained_s1.json \
+    $H/ablate_mqar_pretrained_s2.json --out $H/stability_mqar_random-init.json
