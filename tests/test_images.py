@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -200,3 +201,37 @@ def test_mnist5k_end_to_end_on_the_embedded_model(tmp_path):
     r = json.loads((out / "results.json").read_text())
     assert r["config"]["num_patches"] == 16 and r["slice"] == "6-11"
     assert r["final"]["test_accuracy"] > 0.3, r["final"]           # chance is 0.1
+
+
+def test_torchvision_datasets_are_converted_and_split(tmp_path, monkeypatch):
+    """The torchvision path without torchvision (its CUDA wheel does not import next to a CPU torch):
+    a stand-in module with torchvision's attributes (CIFAR: HWC numpy + list; MNIST: tensor [N,H,W])."""
+    import types
+    rng = np.random.default_rng(0)
+
+    class CIFAR10:
+        def __init__(self, root, train, download):
+            n = 200 if train else 50
+            self.data = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            self.targets = [i % 10 for i in range(n)]
+
+    class MNIST:
+        def __init__(self, root, train, download):
+            n = 100 if train else 20
+            self.data = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8)
+            self.targets = torch.arange(n) % 10
+
+    fake = types.ModuleType("torchvision")
+    fake.datasets = types.SimpleNamespace(CIFAR10=CIFAR10, MNIST=MNIST)
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake.datasets)
+    monkeypatch.setattr(images, "host_reachable", lambda host: pytest.fail("already downloaded: no network check"))
+    for name in ("cifar10", "mnist"):
+        marker = tmp_path / images.ONLINE[name][2]
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    d = images.load_dataset("cifar10", str(tmp_path), None, 0)
+    assert d["train"][0].shape == (180, 3, 32, 32) and len(d["val"][1]) == 20 and len(d["test"][1]) == 50
+    assert torch.bincount(d["val"][1]).tolist() == [2] * 10 and d["channels"] == 3 and d["size"] == 32
+    m = images.load_dataset("mnist", str(tmp_path), 32, 0)          # resized on request
+    assert m["train"][0].shape == (90, 1, 32, 32) and m["train"][0].dtype == torch.uint8
