@@ -121,8 +121,12 @@ def train_cmd(args, cond, lr, scale, seed, steps, eval_every, out):
 
 
 def finished(out, steps):
+    """Has the run in `out` done `steps` training steps (an image run's bridge steps come on top)?"""
     f = out / "results.json"
-    return f.exists() and json.loads(f.read_text())["steps_done"] >= steps
+    if not f.exists():
+        return False
+    r = json.loads(f.read_text())
+    return r["steps_done"] - r["config"].get("bridge_steps", 0) >= steps
 
 
 def run(cmd, log):

@@ -449,7 +449,8 @@ def main(argv=None):
                          "condition": condition, "body": info, **counts, **env, "metric": "top1_accuracy",
                          "selection": "best.pt: highest validation accuracy; test accuracy is the reported number",
                          "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "history": history,
-                         "best": best, "final": history[-1] if history else None}, out / "results.json")
+                         "best": best, "final": next((h for h in reversed(history) if h["phase"] == "train"), None),
+                         "bridge_steps_done": min(step, args.bridge_steps)}, out / "results.json")
 
     model = torch.nn.parallel.DistributedDataParallel(current, device_ids=[device] if device.type == "cuda" else None) \
         if world > 1 else current

@@ -82,3 +82,10 @@ def test_images_sweep_with_bridge_conditions(gemma3_ckpt, image_folder, tmp_path
     assert d["values"] == [pre[i] - bri[i] for i in range(2)]
     table = subprocess.run([sys.executable, "sweep.py", "--table", "--out", str(out)], cwd=REPO, capture_output=True, text=True)
     assert table.returncode == 0 and "test accuracy" in table.stdout and "pretrained - bridge-partial" in table.stdout
+
+
+def test_a_run_stopped_after_its_bridge_is_not_finished(tmp_path):
+    import sweep
+    for done, bridge, want in ((4, 4, False), (5, 4, False), (6, 4, True), (6, 0, True), (5, 0, False)):
+        (tmp_path / "results.json").write_text(json.dumps({"steps_done": done, "config": {"bridge_steps": bridge}}))
+        assert sweep.finished(tmp_path, 2 if bridge else 6) is want, (done, bridge)
