@@ -87,7 +87,7 @@ def images_measure(ckpt, device, dtype=None):
     """Top-1 accuracy on the run's test images (higher is better); the same images every call."""
     from tasks import images
     net, cfg, info, state = images.load_trained(ckpt, device, dtype)
-    data = images.load_dataset(cfg["dataset"], cfg["data_dir"], cfg["image_size"], cfg["split_seed"])
+    data = images.load_run_data(cfg)
     x, y = data["test"]
     device = next(net.parameters()).device
 

@@ -74,7 +74,7 @@ def evaluate_images(ckpt_path, device="auto", dtype=None):
     from tasks import images
     t0 = time.time()
     net, cfg, info, state = images.load_trained(ckpt_path, device, dtype)
-    data = images.load_dataset(cfg["dataset"], cfg["data_dir"], cfg["image_size"], cfg["split_seed"])
+    data = images.load_run_data(cfg)
     device = next(net.parameters()).device
     acc = {k: images.accuracy(net, *data[k], cfg, device) for k in ("val", "test")}
     return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,

@@ -155,15 +155,15 @@ def need_package(module, pip_name, what):
         raise UserError(f"{what} needs `pip install {pip_name}` (see requirements.txt)")
 
 
-def host_reachable(host, timeout=3.0):
-    """Can a direct connection reach host:443 within seconds? Dataset downloaders retry a dead
+def host_reachable(host, timeout=3.0, port=443):
+    """Can a direct connection reach host:port within seconds? Dataset downloaders retry a dead
     connection for tens of seconds; this answers first. Behind a proxy a direct probe proves
     nothing, so the download itself decides."""
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return True
     try:
         import socket
-        socket.create_connection((host, 443), timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()
         return True
     except OSError:
         return False

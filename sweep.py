@@ -80,6 +80,9 @@ def get_parser():
     p.add_argument("--select-len", type=int, help="token tasks: length whose validation error picks the setting and best.pt (required)")
     p.add_argument("--dataset", default="mnist5k", help="images: as train.py --task images --dataset (default mnist5k)")
     p.add_argument("--patch", type=int, default=4, help="images: patch side (default 4)")
+    p.add_argument("--data-dir", default="data/images", help="images: as train.py --data-dir (default data/images)")
+    p.add_argument("--readout", default="mean", choices=("mean", "last"), help="images: as train.py --readout (default mean)")
+    p.add_argument("--augment", action="store_true", help="images: CIFAR's crop and flip while training, every condition")
     p.add_argument("--image-size", type=int, default=None, help="images: resize to this size (default: the dataset's)")
     p.add_argument("--bridge-steps", type=int, default=0,
                    help="images: > 0 adds the bridge conditions (bridge, bridge-partial, bridge-random-init) with this many bridge steps")
@@ -106,7 +109,8 @@ def get_parser():
 def train_cmd(args, cond, lr, scale, seed, steps, eval_every, out):
     flags = conditions_of(args)[cond][0]
     if args.task == "images":
-        task_flags = ["--dataset", args.dataset, "--patch", str(args.patch)]
+        task_flags = ["--dataset", args.dataset, "--patch", str(args.patch), "--data-dir", args.data_dir, "--readout", args.readout]
+        task_flags += ["--augment"] if args.augment else []
         task_flags += ["--image-size", str(args.image_size)] if args.image_size else []
         if cond in BRIDGES:
             task_flags += ["--bridge-steps", str(args.bridge_steps)]

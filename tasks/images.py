@@ -44,13 +44,13 @@ from runs import (all_sum, barrier, check_finite, condition_name, data_parallel,
                   host_reachable, load_checkpoint, need_at_least, need_positive_float, open_run, save_atomic)
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
-# --dataset NAME -> (torchvision class, host it downloads from, a file that exists once downloaded, classes)
+# --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
 ONLINE = {
-    "mnist": ("MNIST", "ossci-datasets.s3.amazonaws.com", "MNIST/raw/train-images-idx3-ubyte", 10),
-    "fashion-mnist": ("FashionMNIST", "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
-                      "FashionMNIST/raw/train-images-idx3-ubyte", 10),
-    "cifar10": ("CIFAR10", "www.cs.toronto.edu", "cifar-10-batches-py/data_batch_1", 10),
-    "cifar100": ("CIFAR100", "www.cs.toronto.edu", "cifar-100-python/train", 100),
+    "mnist": ("MNIST", "ossci-datasets.s3.amazonaws.com", 443, "MNIST/raw/train-images-idx3-ubyte"),
+    "fashion-mnist": ("FashionMNIST", "fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80,   # plain http
+                      "FashionMNIST/raw/train-images-idx3-ubyte"),
+    "cifar10": ("CIFAR10", "www.cs.toronto.edu", 443, "cifar-10-batches-py/data_batch_1"),
+    "cifar100": ("CIFAR100", "www.cs.toronto.edu", 443, "cifar-100-python/train"),
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IDENTITY = ("model", "layers", "substrate", "init", "seed", "input_scale", "dataset", "image_size", "patch", "readout",
@@ -119,9 +119,9 @@ def load_torchvision(name, data_dir):
     """(train x, train y, test x, test y) of a torchvision dataset as uint8 [N, C, H, W] tensors.
 
     Offline and not downloaded yet: one line naming the download, before torchvision retries."""
-    cls_name, host, marker, _ = ONLINE[name]
+    cls_name, host, port, marker = ONLINE[name]
     root = Path(data_dir)
-    if not (root / marker).exists() and not host_reachable(host):
+    if not (root / marker).exists() and not host_reachable(host, port=port):
         raise M.UserError(f"--dataset {name} is not in {root} and {host} cannot be reached to download it (offline?); "
                           f"run once on a machine with internet (it downloads into --data-dir) and copy {root} here")
     try:
@@ -169,6 +169,24 @@ def load_dataset(name, data_dir, image_size, split_seed):
     x = splits["train"][0]
     classes = int(max(int(v[1].max()) for v in splits.values()) + 1)
     return {**splits, "classes": classes, "channels": x.shape[1], "size": x.shape[-1], "source": source}
+
+
+def fingerprint(images, labels):
+    """A short hash of a split: evaluate and ablate refuse a dataset whose test split is not the one the
+    run was scored on (a folder that gained images, another --data-dir copy)."""
+    import hashlib
+    h = hashlib.sha256(images.contiguous().numpy().tobytes())
+    h.update(labels.numpy().astype(np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_run_data(cfg):
+    """The dataset of a trained run, checked against the test split it was scored on."""
+    data = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["image_size"], cfg["split_seed"])
+    if fingerprint(*data["test"]) != cfg["test_fingerprint"]:
+        raise M.UserError(f"--dataset {cfg['dataset']}: the test split is not the one this run was scored on "
+                          f"(images added, removed or changed?)")
+    return data
 
 
 def augment(x, gen):
@@ -256,6 +274,10 @@ def load_trained(ckpt_path, device="auto", dtype=None):
     """(net, cfg, info, checkpoint dict): an image checkpoint's model with its weights (and its
     bridged layers) in place."""
     state = load_checkpoint(ckpt_path, ("images",))
+    if state["step"] < state["config"].get("bridge_steps", 0):
+        raise M.UserError(f"{ckpt_path} was saved during the bridge stage (step {state['step']} of "
+                          f"{state['config']['bridge_steps']}): it holds the throwaway random-label interface; "
+                          f"resume the run to get past the bridge")
     cfg = state["config"] if dtype is None else {**state["config"], "dtype": dtype}
     device = M.pick_device(device)
     net, info = build(cfg, device, known_scale=state["body"]["input_scale"])
@@ -360,6 +382,8 @@ def start_bridge(net, cfg, info, device):
 def end_bridge(net, cfg):
     """Freeze the bridged layers back in the body's own dtype; their weights from now on."""
     for layer in bridged_modules(net.body, cfg["bridge_layer_ids"]):
+        for p in layer.parameters():
+            p.grad = None                                  # the bridge's last gradients: dead memory from here on
         layer.to(net.body.compute_dtype).requires_grad_(False)
     M.check_dtype(net.body, net.body.compute_dtype)
     return bridged_state(net.body, cfg["bridge_layer_ids"])
@@ -368,7 +392,6 @@ def end_bridge(net, cfg):
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
-    cfg = vars(args).copy()
     need_at_least(args, 1, "steps", "batch_size", "eval_every", "patch")
     need_at_least(args, 0, "warmup", "bridge_steps")
     need_positive_float(args, "lr", "bridge_lr")
@@ -377,11 +400,17 @@ def main(argv=None):
         raise M.UserError("--image-size must be at least 1")
     if args.bridge_steps and args.substrate != "gemma":
         raise M.UserError("--bridge-steps trains layers of a Gemma slice; it needs --substrate gemma")
+    if Path(args.dataset).is_dir() and args.dataset not in ONLINE:
+        args.dataset = str(Path(args.dataset).resolve())   # evaluate/ablate find it from anywhere
     rank, world, device = data_parallel(args.batch_size, args.device)
     main_rank = rank == 0
-    data = load_dataset(args.dataset, args.data_dir, args.image_size, args.split_seed)
+    # rank 0 first: a first download happens once, then the other ranks read the files
+    data = load_dataset(args.dataset, args.data_dir, args.image_size, args.split_seed) if main_rank else None
+    barrier()
+    data = data or load_dataset(args.dataset, args.data_dir, args.image_size, args.split_seed)
     train_x, train_y = data["train"]
-    cfg.update(classes=data["classes"], channels=data["channels"], size=data["size"],
+    cfg = vars(args).copy()
+    cfg.update(test_fingerprint=fingerprint(*data["test"]), classes=data["classes"], channels=data["channels"], size=data["size"],
                num_patches=check_geometry(data["size"], args.patch), data_source=data["source"],
                split_sizes={k: len(data[k][1]) for k in ("train", "val", "test")},
                pixel_mean=(train_x.float() / 255).mean((0, 2, 3)).tolist(),
@@ -401,8 +430,10 @@ def main(argv=None):
         raise M.UserError(f"--resume: {out} was trained with input scale {state['body']['input_scale']!r}, "
                           f"--input-scale {args.input_scale} now gives {info['input_scale']!r}")
     total = args.bridge_steps + args.steps                # bridge steps first, then the normal run
-    gen = torch.Generator().manual_seed(args.seed)
-    # one fixed random label per training image, its own stream (the batches' stream is `gen`)
+    gen = torch.Generator().manual_seed(args.seed)                # batches and augmentation of the frozen run
+    bridge_gen = torch.Generator().manual_seed(args.seed + 13)    # the bridge's own: the frozen run sees the same
+                                                                  # batches with or without a bridge (paired seeds)
+    # one fixed random label per training image, its own stream
     random_labels = torch.randint(0, cfg["bridge_classes"], (len(train_y),), generator=torch.Generator().manual_seed(args.seed + 7)) \
         if args.bridge_steps else None
     step, history, best, wall_before, bridged = 0, [], None, 0.0, None
@@ -412,6 +443,12 @@ def main(argv=None):
         if bridged:
             load_bridged(net.body, bridged)
         gen.set_state(state["data_rng"])
+        if state.get("bridge_rng") is not None:
+            bridge_gen.set_state(state["bridge_rng"])
+    counts = M.param_counts(net)          # the run's interface against the frozen body (bridged layers included)
+    if args.bridge_steps:                 # what the bridge stage trained on top, then froze
+        counts["bridge_trained_params"] = sum(p.numel() for layer in bridged_modules(net.body, cfg["bridge_layer_ids"])
+                                              for p in layer.parameters())
 
     def phase_model():
         """(module trained now, its parameters, learning rate, labels) for the current step."""
@@ -427,7 +464,6 @@ def main(argv=None):
         opt.load_state_dict(state["optimizer"])
         if main_rank:
             print(f"resuming {out} at step {step}" + (" (bridge stage)" if step < args.bridge_steps else ""))
-    counts = M.param_counts(net)
     if main_rank:
         print(f"images {dataset_tag} | {condition} | {cfg['num_patches']} tokens of {cfg['channels'] * args.patch ** 2} values "
               f"+ position | trainable {counts['trainable_params']:,} | frozen {counts['frozen_params']:,} | "
@@ -440,7 +476,7 @@ def main(argv=None):
     def checkpoint(name):
         if main_rank:
             save_atomic({"config": cfg, "body": info, "step": step, "model": current.trainable_state(),
-                         "bridged": bridged, "optimizer": opt.state_dict(), "data_rng": gen.get_state(),
+                         "bridged": bridged, "optimizer": opt.state_dict(), "data_rng": gen.get_state(), "bridge_rng": bridge_gen.get_state(),
                          "history": history, "best": best, "wall_time_s": wall_before + time.time() - t0}, out / name)
 
     def write_results():
@@ -458,8 +494,9 @@ def main(argv=None):
     loss_sum, loss_n = 0.0, 0
     while step < total:
         # every rank draws the global batch from the same stream and keeps its share
-        idx = torch.randint(0, len(train_y), (args.batch_size,), generator=gen)
-        x = augment(train_x[idx], gen) if args.augment else train_x[idx]
+        g = bridge_gen if step < args.bridge_steps else gen
+        idx = torch.randint(0, len(train_y), (args.batch_size,), generator=g)
+        x = augment(train_x[idx], g) if args.augment else train_x[idx]
         share = slice(rank * args.batch_size // world, (rank + 1) * args.batch_size // world)
         x, y = to_tokens(x[share], cfg).to(device), labels[idx][share].to(device)
         phase_step = step - (args.bridge_steps if step >= args.bridge_steps else 0)
@@ -488,7 +525,7 @@ def main(argv=None):
             continue
         if step > args.bridge_steps and (phase_step + 1) % args.eval_every == 0 or step == total:
             acc = {k: accuracy(net, *data[k], cfg, device, rank=rank, world=world) for k in ("val", "test")}
-            history.append({"step": step, "phase": "train", "loss": loss_sum / loss_n, "val_accuracy": acc["val"],
+            history.append({"step": step, "phase": "train", "train_step": phase_step + 1, "loss": loss_sum / loss_n, "val_accuracy": acc["val"],
                             "test_accuracy": acc["test"], "input_scale": net.input_scale()})
             loss_sum, loss_n = 0.0, 0
             if best is None or acc["val"] > best["val_accuracy"]:

@@ -87,11 +87,11 @@ def test_augment_crops_and_flips_within_the_padding():
 
 
 def test_offline_download_fails_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(images, "host_reachable", lambda host: False)
+    monkeypatch.setattr(images, "host_reachable", lambda *a, **k: False)
     with pytest.raises(M.UserError, match="www.cs.toronto.edu cannot be reached"):
         images.load_dataset("cifar10", str(tmp_path), None, 0)
     # the command line: exit 2, one line, in seconds (the host is made unreachable for the subprocess too)
-    code = ("import sys, model as M, tasks.images as I; I.host_reachable = lambda h: False; "
+    code = ("import sys, model as M, tasks.images as I; I.host_reachable = lambda *a, **k: False; "
             f"M.run_main(lambda: I.main(['--dataset', 'fashion-mnist', '--data-dir', {str(tmp_path)!r}]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
@@ -136,18 +136,48 @@ def test_bridge_trains_exactly_its_layers_then_they_stay_frozen(gemma3_ckpt, ima
     assert bad.returncode == 2 and "--substrate gemma" in bad.stderr
 
 
-def test_bridge_interrupted_mid_stage_resumes_to_the_same_weights(gemma3_ckpt, image_folder, tmp_path):
+def test_bridge_interrupted_mid_stage_resumes_to_the_same_weights(gemma3_ckpt, image_folder, tmp_path, monkeypatch):
     ckpt = gemma3_ckpt[0]
-    straight, cut = tmp_path / "straight", tmp_path / "cut"
-    run(*tiny_args(ckpt, image_folder, straight, "--bridge-steps", "4", "--steps", "2", "--eval-every", "2"))
-    run(*tiny_args(ckpt, image_folder, cut, "--bridge-steps", "4", "--steps", "1", "--eval-every", "2"))   # never reaches eval
-    run(*tiny_args(ckpt, image_folder, cut, "--bridge-steps", "4", "--steps", "2", "--eval-every", "2", "--resume"))
+    straight, cut, plain = tmp_path / "straight", tmp_path / "cut", tmp_path / "plain"
+    flags = ("--bridge-steps", "4", "--steps", "2", "--eval-every", "2")
+    run(*tiny_args(ckpt, image_folder, straight, *flags))
+    # stop the run inside the bridge: last.pt of step 2 (the bridge checkpoints every --eval-every steps)
+    def crash(*a):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(images, "end_bridge", crash)
+    with pytest.raises(KeyboardInterrupt):
+        images.main(tiny_args(ckpt, image_folder, cut, *flags)[1:])
+    monkeypatch.undo()
+    mid = torch.load(cut / "last.pt", weights_only=True)
+    assert mid["step"] == 2 and mid["bridged"] is None and any(k.startswith("body.layers.") for k in mid["model"])
+    with pytest.raises(M.UserError, match="during the bridge stage"):      # evaluate/ablate refuse it
+        images.load_trained(cut / "last.pt", "cpu")
+    run(*tiny_args(ckpt, image_folder, cut, *flags, "--resume"))
     a = torch.load(straight / "last.pt", weights_only=True)
     b = torch.load(cut / "last.pt", weights_only=True)
     for k in a["bridged"]:
         assert torch.equal(a["bridged"][k], b["bridged"][k]), k
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+    # the frozen stage draws the same batches as an unbridged run of the seed (the bridge has its own stream)
+    run(*tiny_args(ckpt, image_folder, plain, "--steps", "2", "--eval-every", "2"))
+    p = torch.load(plain / "last.pt", weights_only=True)
+    assert torch.equal(p["data_rng"], a["data_rng"])
+    ra, rp = (json.loads((d / "results.json").read_text()) for d in (straight, plain))
+    assert ra["trainable_params"] == rp["trainable_params"] and ra["frozen_params"] == rp["frozen_params"]
+    assert ra["bridge_trained_params"] == sum(v.numel() for v in a["bridged"].values())
+    assert ra["final"]["train_step"] == 2 and ra["final"]["step"] == 6
+
+
+def test_evaluate_refuses_a_changed_test_split(gemma3_ckpt, image_folder, tmp_path):
+    import shutil
+    data = tmp_path / "imgs"
+    shutil.copytree(image_folder, data)
+    out = tmp_path / "run"
+    run(*tiny_args(gemma3_ckpt[0], data, out, "--steps", "2", "--eval-every", "2"))
+    shutil.copy(data / "a_top" / "0.png", data / "a_top" / "extra.png")
+    bad = run("evaluate.py", "--ckpt", str(out / "last.pt"), check=False)
+    assert bad.returncode == 2 and "not the one this run was scored on" in bad.stderr
 
 
 def test_bridge_keeps_the_body_dtype(gemma3_ckpt):
@@ -225,9 +255,9 @@ def test_torchvision_datasets_are_converted_and_split(tmp_path, monkeypatch):
     fake.datasets = types.SimpleNamespace(CIFAR10=CIFAR10, MNIST=MNIST)
     monkeypatch.setitem(sys.modules, "torchvision", fake)
     monkeypatch.setitem(sys.modules, "torchvision.datasets", fake.datasets)
-    monkeypatch.setattr(images, "host_reachable", lambda host: pytest.fail("already downloaded: no network check"))
+    monkeypatch.setattr(images, "host_reachable", lambda *a, **k: pytest.fail("already downloaded: no network check"))
     for name in ("cifar10", "mnist"):
-        marker = tmp_path / images.ONLINE[name][2]
+        marker = tmp_path / images.ONLINE[name][3]
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
     d = images.load_dataset("cifar10", str(tmp_path), None, 0)
