@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 import model as M
 import stats
-from runs import (all_gather, distributed, environment, finish_distributed, load_checkpoint, need_at_least,
+from runs import (all_gather, condition_name, distributed, environment, finish_distributed, load_checkpoint, need_at_least,
                   need_positive_float, save_atomic)
 from tasks.tokens import bit_errors, fresh_seed, load_trained, parse_lengths
 
@@ -197,7 +197,7 @@ def stability(ablation_files, n_perm=10000, seed=0):
         if "heads" not in a:
             raise M.UserError(f"{f} is not a per-head ablation sweep (run ablate.py without --heads)")
         sweeps.append({"file": str(f), "task": a["task"], "seed": a["config"]["seed"],
-                       "condition": f"{a['config']['init']}" if a["config"].get("substrate") == "gemma" else a["config"].get("substrate"),
+                       "condition": condition_name(a["config"]),
                        "impact": {h: v["impact"] for h, v in a["heads"].items()}})
     heads = sorted(set.intersection(*(set(s["impact"]) for s in sweeps)))
     if len(heads) < 3:
@@ -206,12 +206,21 @@ def stability(ablation_files, n_perm=10000, seed=0):
     for i in range(len(sweeps)):
         for j in range(i + 1, len(sweeps)):
             a, b = sweeps[i], sweeps[j]
-            r = stats.spearman_permutation([a["impact"][h] for h in heads], [b["impact"][h] for h in heads], n_perm, seed)
-            pairs.append({"a": a["file"], "b": b["file"], "kind": "same task" if a["task"] == b["task"] else "across tasks",
-                          "tasks": [a["task"], b["task"]], "seeds": [a["seed"], b["seed"]], **r})
+            va, vb = [a["impact"][h] for h in heads], [b["impact"][h] for h in heads]
+            r = stats.spearman_permutation(va, vb, n_perm, seed)
+            # the same rho against a null that keeps each head in its layer: a profile over layers
+            # shared by any two networks (early layers matter more, say) does not count as a fingerprint
+            within = stats.spearman_permutation(va, vb, n_perm, seed, groups=[h.split(".")[0] for h in heads])
+            kind = "across tasks" if a["task"] != b["task"] else \
+                "same task, same condition" if a["condition"] == b["condition"] else "same task, other condition"
+            pairs.append({"a": a["file"], "b": b["file"], "kind": kind, "tasks": [a["task"], b["task"]],
+                          "conditions": [a["condition"], b["condition"]], "seeds": [a["seed"], b["seed"]], **r,
+                          "p_perm_within_layer": within["p_perm"]})
+    kinds = ("same task, same condition", "same task, other condition", "across tasks")
     return {"files": [s["file"] for s in sweeps], "heads": heads, "pairs": pairs,
+            "null": "p_perm: head labels shuffled over all heads; p_perm_within_layer: shuffled within each layer",
             "mean_rho": {k: float(sum(p["rho"] for p in pairs if p["kind"] == k) / max(1, sum(p["kind"] == k for p in pairs)))
-                         for k in ("same task", "across tasks") if any(p["kind"] == k for p in pairs)}}
+                         for k in kinds if any(p["kind"] == k for p in pairs)}}
 
 
 def main():
@@ -247,7 +256,8 @@ def main():
         out = Path(args.out or "stability.json")
         save_atomic(result, out)
         for p in result["pairs"]:
-            print(f"{p['kind']:12s} {p['tasks']} seeds {p['seeds']}: rho {p['rho']:+.3f}, permutation P {p['p_perm']:.4g}")
+            print(f"{p['kind']:27s} {p['tasks']} {p['conditions']} seeds {p['seeds']}: rho {p['rho']:+.3f}, "
+                  f"permutation P {p['p_perm']:.4g} (within layers {p['p_perm_within_layer']:.4g})")
         print(f"wrote {out}")
         return
     if args.joint:

@@ -274,16 +274,26 @@ def mean_std(values):
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
 
 
-def spearman_permutation(x, y, n_perm=10000, seed=0):
+def spearman_permutation(x, y, n_perm=10000, seed=0, groups=None):
     """Spearman rho of two per-head vectors and a two-sided permutation P (head labels of y shuffled).
 
     With 24 heads and a few dominant ones the t approximation is rough; the permutation null makes
-    no distributional assumption. P = (1 + #{|rho_perm| >= |rho|}) / (1 + n_perm)."""
+    no distributional assumption. P = (1 + #{|rho_perm| >= |rho|}) / (1 + n_perm).
+    groups (e.g. each head's layer): labels are shuffled only within a group, so a shared profile
+    over the groups (say, early layers matter more in any network) is part of the null, and only
+    agreement on which head within its layer is tested."""
     rho = spearman(x, y)[0]
     ry = _average_ranks(y)
     rx = _average_ranks(x)
     rng = np.random.default_rng(seed)
-    perms = np.array([rng.permutation(ry) for _ in range(n_perm)])
+    if groups is None:
+        perms = np.array([rng.permutation(ry) for _ in range(n_perm)])
+    else:
+        groups = np.asarray(groups)
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+        perms = np.tile(ry, (n_perm, 1))
+        for idx in members:
+            perms[:, idx] = ry[idx][rng.permuted(np.tile(np.arange(len(idx)), (n_perm, 1)), axis=1)]
     rxc = rx - rx.mean()
     pc = perms - perms.mean(1, keepdims=True)
     null = (pc @ rxc) / (np.sqrt((pc ** 2).sum(1)) * np.sqrt((rxc ** 2).sum()))

@@ -89,7 +89,7 @@ def test_stability_of_fingerprints(trained, tmp_path):
         "--out", str(tmp_path / "stab.json"))
     r = json.loads((tmp_path / "stab.json").read_text())
     (pair,) = r["pairs"]
-    assert pair["kind"] == "same task" and pair["n"] == 16 and -1 <= pair["rho"] <= 1 and 0 < pair["p_perm"] <= 1
+    assert pair["kind"] == "same task, same condition" and pair["n"] == 16 and 0 < pair["p_perm_within_layer"] <= 1 and -1 <= pair["rho"] <= 1 and 0 < pair["p_perm"] <= 1
     a = json.loads((tmp_path / "s5.json").read_text())["heads"]
     b = json.loads((tmp_path / "s6.json").read_text())["heads"]
     import stats

@@ -239,3 +239,24 @@ def test_spearman_permutation_matches_scipy_rho_and_finds_structure():
     z = rng.normal(size=24)                         # unrelated: P spread over (0, 1], not tiny
     ps = [S.spearman_permutation(rng.normal(size=24), z, n_perm=500, seed=s)["p_perm"] for s in range(40)]
     assert 0.3 < float(np.mean(ps)) < 0.7
+
+
+def test_within_layer_null_absorbs_a_shared_layer_profile():
+    """Two unrelated networks whose heads share only a per-layer level (early layers matter more):
+    the all-heads null calls that a fingerprint, the within-layer null does not; a head-level match
+    passes both."""
+    rng = np.random.default_rng(2)
+    layers = np.repeat(np.arange(6), 4)
+    level = 3.0 * (5 - layers)
+    ps_all, ps_within = [], []
+    for s in range(30):
+        a, b = level + rng.normal(size=24), level + rng.normal(size=24)
+        ps_all.append(S.spearman_permutation(a, b, n_perm=400, seed=s)["p_perm"])
+        ps_within.append(S.spearman_permutation(a, b, n_perm=400, seed=s, groups=layers)["p_perm"])
+    assert np.mean(ps_all) < 0.05 and 0.3 < np.mean(ps_within) < 0.7
+    head = rng.normal(size=24) * 5
+    a, b = level + head + rng.normal(size=24) * 0.3, level + head + rng.normal(size=24) * 0.3
+    assert S.spearman_permutation(a, b, n_perm=2000, seed=0, groups=layers)["p_perm"] < 0.01
+    # ranks constant within each layer: every within-layer permutation gives the same rho, so P = 1
+    c = level.astype(float)
+    assert S.spearman_permutation(c, c + 1, n_perm=50, seed=0, groups=layers)["p_perm"] == 1.0
