@@ -113,10 +113,7 @@ def aggregate(folder, which="best"):
         row = {"task": task, "condition": condition, "n": len(runs), "seeds": [r["seed"] for r in runs],
                "curve": which, "runs": [r["run"] for r in runs], name: {}}
         for key in runs[0]["values"]:
-            vals = [r["values"][key] for r in runs if key in r["values"]]
-            mean, std = stats.mean_std(vals)
-            _, lo, hi = stats.bootstrap_ci(vals, n_boot=10000, seed=0)
-            row[name][key] = {"mean": mean, "std": std, "ci95": [lo, hi], "values": vals}
+            row[name][key] = stats.describe([r["values"][key] for r in runs if key in r["values"]])
         out.append(row)
     return out
 

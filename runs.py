@@ -76,6 +76,20 @@ def load_checkpoint(path, tasks=None):
     return state
 
 
+def load_weights(net, weights, path):
+    """Put a checkpoint's trained weights into the model its config rebuilt. Refuses, with one line,
+    weights of another shape (another task, model or slice) and a checkpoint that lacks a trainable
+    weight or holds one the model does not have."""
+    try:
+        missing, unexpected = net.load_state_dict(weights, strict=False)
+    except RuntimeError as e:  # shape mismatch
+        raise UserError(f"{path} does not fit the model its config describes: {str(e).splitlines()[1].strip()}")
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    if unexpected or trainable & set(missing):
+        raise UserError(f"{path} does not fit the model its config describes "
+                        f"(missing {sorted(trainable & set(missing))[:3]}, unexpected {unexpected[:3]})")
+
+
 def open_run(out, cfg, identity, resume, defaults=None, check_write=True):
     """The checkpoint to resume from (None for a new run); refuses to mix or overwrite runs.
 
@@ -193,6 +207,14 @@ def data_parallel(batch_size, device_name):
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     return rank, world, device
+
+
+def wrap_ddp(net, device, world):
+    """What a training step calls: DDP around net under torchrun (it averages the ranks' gradients;
+    every rank holds its own frozen body), net itself in a single process."""
+    if world == 1:
+        return net
+    return torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
 
 
 def all_sum(values):

@@ -274,6 +274,14 @@ def mean_std(values):
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
 
 
+def describe(values):
+    """Mean, sample std, bootstrap 95% CI of the mean (10,000 resamples, seed 0) and the values: the
+    summary every results JSON gives over seeds."""
+    mean, std = mean_std(values)
+    _, lo, hi = bootstrap_ci(values, n_boot=10000, seed=0)
+    return {"mean": mean, "std": std, "ci95": [lo, hi], "values": list(values)}
+
+
 def spearman_permutation(x, y, n_perm=10000, seed=0, groups=None):
     """Spearman rho of two per-head vectors and a two-sided permutation P (head labels of y shuffled).
 

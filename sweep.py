@@ -172,10 +172,7 @@ def paired_ratios(values, reference, one_error):
     bits), so its ratio is a lower bound and is flagged, not an infinity."""
     n = min(len(values), len(reference))
     ratios = [values[i] / max(reference[i], one_error) for i in range(n)]
-    mean, std = stats.mean_std(ratios)
-    _, lo, hi = stats.bootstrap_ci(ratios, n_boot=10000, seed=0)
-    return {"mean": mean, "std": std, "ci95": [lo, hi], "values": ratios,
-            "lower_bound": any(reference[i] == 0 for i in range(n))}
+    return {**stats.describe(ratios), "lower_bound": any(reference[i] == 0 for i in range(n))}
 
 
 def scored_bits(task_name, length, samples):
@@ -244,7 +241,7 @@ def main():
         if str(args.select_len) not in [s.strip() for s in args.track_lengths.split(",")]:
             raise M.UserError(f"--track-lengths {args.track_lengths} must include --select-len {args.select_len}")
     elif args.bridge_steps and not args.bridge_partial:
-        first, last = (int(x) for x in (args.layers.split("-") * 2)[:2])
+        first, last = M.parse_layers(args.layers, M.Checkpoint(args.model).num_layers)
         if last - first < 2:
             raise M.UserError(f"--layers {args.layers} is too short for a partial bridge; give --bridge-partial")
         args.bridge_partial = f"{first + 2}-{last}"
@@ -325,12 +322,6 @@ def main():
     print(f"wrote {out / 'summary.json'}")
 
 
-def spread(vals):
-    mean, std = stats.mean_std(vals)
-    _, lo, hi = stats.bootstrap_ci(vals, n_boot=10000, seed=0)
-    return {"mean": mean, "std": std, "ci95": [lo, hi], "values": vals}
-
-
 def summarise(args, per, chosen):
     """Token tasks: held-out per-bit error per length, and per-seed ratios control / pretrained.
     Images: validation and test accuracy, and per-seed differences pretrained - control in test accuracy."""
@@ -350,7 +341,7 @@ def summarise(args, per, chosen):
             "input_scale": chosen[c]["input_scale"], "input_scale_value": [r["body"]["input_scale"] for r in results],
             "trainable_params": results[0]["trainable_params"], "frozen_params": results[0]["frozen_params"],
             "best_step": [r["checkpoint_step"] for r in results],
-            summary["values"]: {k: spread([get(r, k) for r in results]) for k in keys}}
+            summary["values"]: {k: stats.describe([get(r, k) for r in results]) for k in keys}}
     if "pretrained" not in per:
         return summary
     ref = per["pretrained"]
@@ -360,7 +351,7 @@ def summarise(args, per, chosen):
         n = min(len(per[c]), len(ref))    # seeds paired by index
         if images:
             summary["differences_to_pretrained"][c] = {
-                "test": spread([get(ref[i], "test") - get(per[c][i], "test") for i in range(n)])}
+                "test": stats.describe([get(ref[i], "test") - get(per[c][i], "test") for i in range(n)])}
         else:
             summary["ratios_to_pretrained"][c] = {
                 L: paired_ratios([get(r, L) for r in per[c]], [get(r, L) for r in ref],

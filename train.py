@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import model as M
 from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, environment, finish_distributed,
-                  need_at_least, need_positive_float, open_run, save_atomic)
+                  need_at_least, need_positive_float, open_run, save_atomic, wrap_ddp)
 from tasks.tokens import TASKS, bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 OWN_LOOP_TASKS = ("walker2d", "ogbench", "images")   # tasks with their own training loop and flags (tasks/<name>.py)
@@ -157,9 +157,7 @@ def main():
                           f"change?); resuming would change the model under the trained interface")
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
-    # DDP averages the gradients of the ranks' shares of the batch; every rank holds its own frozen slice
-    model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) \
-        if world > 1 else net
+    model = wrap_ddp(net, device, world)
     data_gen = torch.Generator().manual_seed(args.seed)
     step, history, best, wall_before = 0, [], None, 0.0
     if args.resume:

@@ -30,7 +30,6 @@ class 80 / 10 / 10. best.pt is chosen on validation accuracy; test accuracy is w
 import argparse
 import gzip
 import importlib.resources
-import math
 import time
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from tqdm import tqdm
 
 import model as M
 from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, environment, finish_distributed,
-                  host_reachable, load_checkpoint, need_at_least, need_positive_float, open_run, save_atomic)
+                  host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float, open_run, save_atomic, wrap_ddp)
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -283,11 +282,7 @@ def load_trained(ckpt_path, device="auto", dtype=None):
     net, info = build(cfg, device, known_scale=state["body"]["input_scale"])
     if state.get("bridged"):
         load_bridged(net.body, state["bridged"])
-    missing, unexpected = net.load_state_dict(state["model"], strict=False)
-    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
-    if unexpected or trainable & set(missing):
-        raise M.UserError(f"{ckpt_path} does not fit the model its config describes "
-                          f"(missing {sorted(trainable & set(missing))[:3]}, unexpected {unexpected[:3]})")
+    load_weights(net, state["model"], ckpt_path)
     return net, cfg, info, state
 
 
@@ -488,8 +483,7 @@ def main(argv=None):
                          "best": best, "final": next((h for h in reversed(history) if h["phase"] == "train"), None),
                          "bridge_steps_done": min(step, args.bridge_steps)}, out / "results.json")
 
-    model = torch.nn.parallel.DistributedDataParallel(current, device_ids=[device] if device.type == "cuda" else None) \
-        if world > 1 else current
+    model = wrap_ddp(current, device, world)
     bar = tqdm(total=total, initial=step, desc="images", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
     while step < total:
@@ -518,8 +512,7 @@ def main(argv=None):
             loss_sum, loss_n = 0.0, 0
             current, params, lr, labels = phase_model()
             opt = torch.optim.Adam(params, lr=lr)
-            model = torch.nn.parallel.DistributedDataParallel(current, device_ids=[device] if device.type == "cuda" else None) \
-                if world > 1 else current
+            model = wrap_ddp(current, device, world)
             checkpoint("last.pt")
             write_results()
             continue

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import model as M
-from runs import all_sum, load_checkpoint
+from runs import all_sum, load_checkpoint, load_weights
 
 TASKS = ("mqar", "ar", "rule90", "copy", "addition")
 
@@ -40,14 +40,7 @@ def load_trained(ckpt_path, device="auto", dtype=None):
     device = M.pick_device(device)
     # the number the interface was trained with, not a fresh calibration (which may have changed)
     task, net, info = build(cfg, device, known_scale=state["body"]["input_scale"])
-    try:
-        missing, unexpected = net.load_state_dict(state["model"], strict=False)
-    except RuntimeError as e:  # shape mismatch: weights from another task, model or slice
-        raise M.UserError(f"{ckpt_path} does not fit the model its config describes: {str(e).splitlines()[1].strip()}")
-    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
-    if unexpected or trainable & set(missing):
-        raise M.UserError(f"{ckpt_path} does not fit the model its config describes "
-                          f"(missing {sorted(trainable & set(missing))[:3]}, unexpected {unexpected[:3]})")
+    load_weights(net, state["model"], ckpt_path)
     return task, net, cfg, info, state["step"], device
 
 

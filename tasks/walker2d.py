@@ -28,7 +28,7 @@ from tqdm import tqdm
 import model as M
 from runs import (all_gather, all_sum, barrier, check_finite, condition_name, data_parallel, environment, episode_seed_base,
                   finish_distributed, host_reachable, load_checkpoint, need_at_least, need_package, need_positive_float,
-                  open_run, save_atomic)
+                  open_run, save_atomic, wrap_ddp)
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -406,8 +406,7 @@ def main(argv=None):
     net, body = build_from_config(cfg, device)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None) \
-        if world > 1 else net
+    model = wrap_ddp(net, device, world)
     data_gen = torch.Generator().manual_seed(args.seed)
     step, history, best, wall_before = 0, [], None, 0.0
     if args.resume:
