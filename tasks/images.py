@@ -329,7 +329,7 @@ def get_parser():
     p.add_argument("--patch", type=int, default=4, help="patch side P: one token per P x P patch (default 4, FPT's)")
     p.add_argument("--readout", default="mean", choices=("mean", "last"),
                    help="classify from the mean over tokens of the normalised final states, or the last token's (default mean)")
-    p.add_argument("--augment", action="store_true", help="random crop (4-pixel padding) and horizontal flip while training (CIFAR's standard)")
+    p.add_argument("--augment", action="store_true", help="random crop (4-pixel padding) and horizontal flip while training (CIFAR's standard; not for digits)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split, fixed across run seeds (default 0)")
     p.add_argument("--model", default=M.DEFAULT_MODEL, help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
     p.add_argument("--layers", default="6-11", help="slice of decoder layers, 0-based inclusive (default 6-11)")
@@ -404,6 +404,8 @@ def main(argv=None):
     barrier()
     data = data or load_dataset(args.dataset, args.data_dir, args.image_size, args.split_seed)
     train_x, train_y = data["train"]
+    if args.augment and "mnist" in args.dataset.lower() and main_rank:
+        print("warning: --augment flips images left-right (CIFAR's recipe); a mirrored digit is not the same digit")
     cfg = vars(args).copy()
     cfg.update(test_fingerprint=fingerprint(*data["test"]), classes=data["classes"], channels=data["channels"], size=data["size"],
                num_patches=check_geometry(data["size"], args.patch), data_source=data["source"],
