@@ -1,7 +1,7 @@
 """Numbers quoted in the results READMEs (and the main README) are the numbers in the JSON files.
 
 A number that comes from a results file carries a marker right after it, invisible when rendered:
-    5,000<!-- json: ogbench/mlp/results.json config.steps -->
+    50,000<!-- json: ogbench/mlp_50k/results.json config.steps -->
 (path relative to results/, then a dotted key path; list indices are numbers). The number is
 compared with the JSON value at the precision it is written with; a trailing % means the JSON holds
 a fraction. Drift between the text and the files fails here."""
@@ -49,6 +49,6 @@ def test_quoted_numbers_match_their_json(readme):
 
 
 def test_a_drifted_number_is_caught(tmp_path):
-    shown, percent, path, key = MARKED.findall("batch 64, 6,000<!-- json: ogbench/mlp/results.json config.steps --> steps")[0]
+    shown, percent, path, key = MARKED.findall("batch 256, 60,000<!-- json: ogbench/mlp_50k/results.json config.steps --> steps")[0]
     value = lookup(json.loads((RESULTS / path).read_text()), key)
     assert float(shown.replace(",", "")) != value
