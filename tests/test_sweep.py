@@ -43,6 +43,12 @@ def test_sweep_searches_alike_then_seeds_then_summarises(gemma3_wide_ckpt, tmp_p
     # the table names every number's JSON field
     table = subprocess.run([sys.executable, "sweep.py", "--table", "--out", str(out)], cwd=REPO, capture_output=True, text=True)
     assert table.returncode == 0 and table.stdout.count("<!-- json:") >= 2 * 3 * 2, table.stdout
+    # a seed run finished elsewhere, never evaluated, its checkpoints gone: a clear error, not a crash
+    lost = out / "runs" / "copy__none__1"
+    (lost / "eval_best.json").unlink()
+    (lost / "best.pt").unlink()
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "copy__none__1" in r.stderr and "delete those folders" in r.stderr, r.stderr[-2000:]
 
 
 def test_condition_words_are_the_same_in_folders_and_json():
