@@ -309,14 +309,15 @@ def main():
 
     # 3. held-out evaluation of best.pt and the summary
     evals = [(d / "best.pt", d / "eval_best.json") for ds in seed_runs.values() for d in ds]
+    pending = [(ck, e) for ck, e in evals if not e.exists()]
     # checkpoints are not committed: a seed run finished in another sitting or on another machine,
     # but never evaluated, has nothing left to evaluate
-    lost = [str(ck.parent) for ck, e in evals if not e.exists() and not ck.exists()]
+    lost = [str(ck.parent) for ck, _ in pending if not ck.exists()]
     if lost:
         raise M.UserError(f"{len(lost)} finished seed run(s) have no best.pt and no eval_best.json (checkpoints are "
                           f"not kept in git): {', '.join(lost)}; delete those folders and rerun this command to retrain them")
     extra = [] if args.task == "images" else ["--lengths", args.eval_lengths, "--samples", str(args.eval_samples_final)]
-    todo = [(["evaluate.py", "--ckpt", str(ck), *extra, "--out", str(e)], e.parent / "eval.log") for ck, e in evals if not e.exists()]
+    todo = [(["evaluate.py", "--ckpt", str(ck), *extra, "--out", str(e)], e.parent / "eval.log") for ck, e in pending]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda a: run(*a), todo))
     per = {c: [json.loads((d / "eval_best.json").read_text()) for d in ds] for c, ds in seed_runs.items()}
