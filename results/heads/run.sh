@@ -2,7 +2,8 @@
 # Head analysis on solved checkpoints only (see results/README.md, "heads/"): a checkpoint counts as
 # solved when its held-out per-bit error at the ablation length is at most 0.1 (a fifth of chance).
 # On the mqar suite that admits the three pretrained and the three random-init seeds; the other
-# controls stay far above it.
+# controls stay far above it. Image checkpoints count as solved at a test accuracy of at least 0.5
+# (five times chance); results/images/ runs must exist with their best.pt (sweep.py, see results/README.md).
 set -e
 cd "$(dirname "$0")/../.."
 S=results/token_suite/mqar/runs
@@ -23,3 +24,20 @@ python ablate.py --stability $H/ablate_mqar_pretrained_s0.json $H/ablate_mqar_pr
 python ablate.py --stability $H/ablate_mqar_random-init_s0.json $H/ablate_mqar_random-init_s1.json \
     $H/ablate_mqar_random-init_s2.json $H/ablate_mqar_pretrained_s0.json $H/ablate_mqar_pretrained_s1.json \
     $H/ablate_mqar_pretrained_s2.json --out $H/stability_mqar_random-init.json
+
+# Across tasks: the image classifiers on the same slice 6-11 (results/images/, mnist5k), each head
+# zeroed in turn and the same 1,000 test images re-scored (impact = accuracy drop)
+I=results/images/runs
+for c in pretrained random-init; do
+  for s in 0 1 2; do
+    OMP_NUM_THREADS=1 python ablate.py --ckpt $I/images__${c}__$s/best.pt --out $H/ablate_images_${c}_s$s.json &
+    if [ $s = 1 ]; then wait; fi
+  done
+  wait
+done
+python ablate.py --stability $H/ablate_images_pretrained_s0.json $H/ablate_images_pretrained_s1.json \
+    $H/ablate_images_pretrained_s2.json $H/ablate_mqar_pretrained_s0.json $H/ablate_mqar_pretrained_s1.json \
+    $H/ablate_mqar_pretrained_s2.json --out $H/stability_images_mqar.json
+python ablate.py --stability $H/ablate_images_random-init_s0.json $H/ablate_images_random-init_s1.json \
+    $H/ablate_images_random-init_s2.json $H/ablate_images_pretrained_s0.json $H/ablate_images_pretrained_s1.json \
+    $H/ablate_images_pretrained_s2.json --out $H/stability_images_random-init.json
