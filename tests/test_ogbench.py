@@ -58,6 +58,17 @@ def test_generate_is_cheap_to_rerun(data_dir):
     assert "nothing to do" in out.stdout and os.path.getmtime(data_dir / "scene-play-v0.npz") == before
 
 
+def test_generate_same_seed_same_data(data_dir, tmp_path):
+    """One machine, one seed, one file (the README says why two machines may still differ)."""
+    run("-m", "tasks.ogbench", "generate", "--env", "scene-play-v0", "--episodes", "2",
+        "--episode-steps", "200", "--out", str(tmp_path))
+    for name in ("scene-play-v0.npz", "scene-play-v0-val.npz"):
+        a, b = np.load(data_dir / name), np.load(tmp_path / name)
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            assert np.array_equal(a[k], b[k]), (name, k)
+
+
 def quat_yaw(wxyz):
     from ogbench.manipspace import lie
     return lie.SO3(wxyz=np.asarray(wxyz)).compute_yaw_radians()
