@@ -52,7 +52,7 @@ def evaluate(ckpt_path, lengths=None, samples=1024, eval_seed=None, device="auto
     return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
             **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": step,
             "metric": "per_bit_error", "eval_seed": seed, "eval_samples": samples, "errors": errors,
-            "wall_time_s": time.time() - t0}
+            "regime": M.regime(net.body, net.input_scale()), "wall_time_s": time.time() - t0}
 
 
 def evaluate_control(ckpt_path, task, episodes=None, device="auto"):
@@ -80,7 +80,7 @@ def evaluate_images(ckpt_path, device="auto", dtype=None):
     return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
             **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": state["step"],
             "metric": "top1_accuracy", "accuracy": acc, "images": {k: len(data[k][1]) for k in ("val", "test")},
-            "wall_time_s": time.time() - t0}
+            "regime": M.regime(net.body, net.input_scale()), "wall_time_s": time.time() - t0}
 
 
 def aggregate(folder, which="best"):

@@ -421,7 +421,7 @@ def freeze(module):
 # ----------------------------------------------------------------------------- 4. controls
 
 @torch.no_grad()
-def reinit_slice(body, seed=0):
+def reinit_slice(body, seed=0, layers=None):
     """Re-initialise every weight of the slice in place (same shapes, still frozen).
 
     Written out rather than via transformers' _init_weights, which skips modules it already
@@ -430,17 +430,103 @@ def reinit_slice(body, seed=0):
     std = body.config.initializer_range
     # Gemma 3 norms scale by (1 + w), Gemma 4 norms by w: the neutral value differs.
     norm_value = 1.0 if body.is_gemma4 else 0.0
-    for name, p in body.layers.named_parameters():
+    layers = body.layers if layers is None else layers
+    for name, p in layers.named_parameters():
         if p.ndim >= 2:
             p.copy_(torch.randn(p.shape, generator=g) * std)
         elif "norm" in name:
             p.fill_(norm_value)
         else:  # biases
             p.zero_()
-    for name, b in body.layers.named_buffers():
+    for name, b in layers.named_buffers():
         if name.endswith("layer_scalar"):
             b.fill_(1.0)
     return body
+
+
+def slice_tensors(layers):
+    """Every tensor of the slice's layers that holds learned values: parameters (matrices, norm
+    vectors, biases) and Gemma 4's per-layer scalar buffer. Rotary tables are computed, not learned."""
+    out = [(n, p) for n, p in layers.named_parameters()]
+    return out + [(n, b) for n, b in layers.named_buffers() if n.endswith("layer_scalar")]
+
+
+@torch.no_grad()
+def shuffle_slice(body, seed=0, layers=None):
+    """Control that keeps every tensor's values and removes its structure: the entries of each
+    tensor (matrix, norm vector, scalar) are permuted at random within that tensor.
+
+    The value distribution of every tensor, so the scale each norm and branch runs at, is the
+    pretrained one; which entry sits where (the learned structure) is gone. `layers`: restrict to
+    these modules (probe.py keeps the layers below the probed ones intact)."""
+    g = torch.Generator().manual_seed(seed)
+    for _, t in slice_tensors(body.layers if layers is None else layers):
+        perm = torch.randperm(t.numel(), generator=g).to(t.device)
+        t.copy_(t.flatten()[perm].view_as(t))
+    return body
+
+
+@torch.no_grad()
+def match_slice(body, seed=0, layers=None):
+    """Control that keeps every tensor's first two moments: each tensor redrawn i.i.d. Gaussian with
+    its own pretrained mean and standard deviation (norm vectors included; a one-element tensor keeps
+    its value). Unlike `shuffled`, heavy tails and outlier entries are not kept."""
+    g = torch.Generator().manual_seed(seed)
+    for _, t in slice_tensors(body.layers if layers is None else layers):
+        if t.numel() < 2:
+            continue
+        v = t.double()
+        t.copy_((torch.randn(t.shape, generator=g, dtype=torch.float64) * v.std().cpu() + v.mean().cpu()).to(t.dtype))
+    return body
+
+
+def apply_init(body, init, seed=0, layers=None):
+    """Turn a loaded pretrained slice into the control `init` names (in place, still frozen)."""
+    if init == "random":
+        return reinit_slice(body, seed, layers)
+    if init == "shuffled":
+        return shuffle_slice(body, seed, layers)
+    if init == "matched":
+        return match_slice(body, seed, layers)
+    return body
+
+
+REGIME_BATCH, REGIME_LEN = 8, 24
+
+
+@torch.no_grad()
+def regime(body, scale, seed=0):
+    """Which regime a body runs in at input scale `scale`, measured on random tokens.
+
+    The tokens are random unit directions times `scale` (RMS = scale per token), batch 8 x 24, the
+    same tokens for every body (fixed seed). Two numbers:
+      stream_change  |body(x) - x| / |x|: ~0 means the body is close to the identity at this scale
+      token0_effect  replace token 0 by another random token: the change this makes to the outputs of
+                     positions 1.., over the size of those outputs; ~0 means the positions barely mix
+      token0_share_of_update  the same change over the body's own update at those positions,
+                     |body(x) - x|: how much of what the body adds depends on another position
+    A control can differ from the pretrained body through its operating point alone; these numbers
+    put that regime next to every result."""
+    if body is None:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    d = body.d_model
+    x = torch.randn(REGIME_BATCH, REGIME_LEN + 1, d, generator=g)
+    x = x / x.pow(2).mean(-1, keepdim=True).sqrt() * float(scale)
+    x0, spare = x[:, :REGIME_LEN], x[:, REGIME_LEN]
+    x1 = x0.clone()
+    x1[:, 0] = spare
+    dev = next(body.parameters()).device
+    was_training = body.training
+    body.eval()
+    y0 = run_body(body, x0.to(dev)).float().cpu()
+    y1 = run_body(body, x1.to(dev)).float().cpu()
+    body.train(was_training)
+    moved, update = (y1 - y0)[:, 1:].norm(), (y0 - x0)[:, 1:].norm()
+    return {"input_scale": float(scale), "stream_change": float((y0 - x0).norm() / x0.norm()),
+            "token0_effect": float(moved / y0[:, 1:].norm()),
+            "token0_share_of_update": float(moved / update) if update > 0 else float("nan"),
+            "tokens": f"{REGIME_BATCH}x{REGIME_LEN} random unit directions at RMS input_scale, seed {seed}"}
 
 
 class Block(nn.Module):
@@ -722,7 +808,11 @@ def parse_input_scale(spec):
 # ----------------------------------------------------------------------------- build
 
 SUBSTRATES = ("gemma", "gpt2-random", "scratch", "none")
-INITS = ("pretrained", "random")
+INITS = ("pretrained", "random", "shuffled", "matched")
+INIT_HELP = ("pretrained weights, or a control of the same slice, frozen and seeded by --seed: random (re-initialised "
+             "by the model's initializer), shuffled (each tensor's entries permuted within it: pretrained value "
+             "statistics, no structure), matched (each tensor redrawn Gaussian with its own mean and std) "
+             "(default pretrained)")
 
 
 def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pretrained",
@@ -731,7 +821,9 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
 
     substrate: gemma (the frozen slice), gpt2-random (frozen random GPT-2-style stack of the same
     width/depth/heads/MLP size), scratch (the same stack, fully trainable), none (no layers).
-    init: pretrained or random (Gemma only: same slice, weights re-initialised, still frozen).
+    init: pretrained, or a control of the same slice (Gemma only, still frozen, seeded): random
+    (re-initialised), shuffled (entries permuted within each tensor), matched (Gaussian, each tensor's
+    own mean and std).
     input_scale: 'auto' (Gemma: typical_rms of the residual stream entering the slice, see
     stream_stats; GPT-2 controls: 1), 'learn' (the same start, times a trainable scalar), or a number.
     known_scale: use this number and skip calibration (rebuilding a trained checkpoint)."""
@@ -739,8 +831,8 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
         raise UserError(f"unknown --substrate {substrate!r}; choose from {', '.join(SUBSTRATES)}")
     if init not in INITS:
         raise UserError(f"unknown --init {init!r}; choose from {', '.join(INITS)}")
-    if init == "random" and substrate != "gemma":
-        raise UserError("--init random applies to --substrate gemma only")
+    if init != "pretrained" and substrate != "gemma":
+        raise UserError(f"--init {init} applies to --substrate gemma only")
     ckpt = Checkpoint(model)
     cfg = ckpt.text_config
     first, last = parse_layers(layers, ckpt.num_layers)
@@ -762,8 +854,7 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
         scale = mode
     if substrate == "gemma":
         body = load_slice(ckpt, first, last, device, dtype)
-        if init == "random":
-            reinit_slice(body, seed)
+        apply_init(body, init, seed)
     elif substrate in ("gpt2-random", "scratch"):
         body = GPT2Body(cfg.hidden_size, last - first + 1, cfg.num_attention_heads, cfg.intermediate_size,
                         first=first, seed=seed).to(device)
@@ -780,4 +871,5 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
     info["input_scale"] = scale               # the number multiplied in (learn: its starting value)
     info["input_scale_mode"] = mode if mode in ("auto", "learn") else "fixed"
     info["slice_bytes_read"] = ckpt.bytes_read
+    info["regime"] = regime(body, scale)      # at the starting scale; runs record it again at their end
     return body, info

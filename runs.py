@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from model import REPO, UserError, pick_device
+from model import REPO, UserError, pick_device, regime
 
 
 @functools.cache
@@ -141,6 +141,12 @@ def check_finite(loss, step, out):
     if not math.isfinite(loss):
         raise UserError(f"the loss became {loss} at step {step}; stopped. The last good checkpoint is kept in "
                         f"{out}/last.pt; resume it with a lower --lr")
+
+
+def end_regime(net):
+    """The input scale a run ends at (a learnt gain moves it) and the body's regime at that scale."""
+    scale = net.input_scale()
+    return {"input_scale_end": scale, "regime_end": regime(net.body, scale)}
 
 
 def condition_name(cfg):

@@ -49,6 +49,8 @@ LADDER = ("1e-5", "3e-5", "1e-4", "3e-4", "1e-3", "3e-3", "1e-2", "3e-2", "1e-1"
 CONDITIONS = {
     "pretrained": (["--substrate", "gemma", "--init", "pretrained"], 3, FROZEN_LRS, True),
     "random-init": (["--substrate", "gemma", "--init", "random"], 3, FROZEN_LRS, True),
+    "shuffled": (["--substrate", "gemma", "--init", "shuffled"], 3, FROZEN_LRS, True),   # pretrained values, no structure
+    "matched": (["--substrate", "gemma", "--init", "matched"], 3, FROZEN_LRS, True),     # pretrained moments, no structure
     "gpt2-random": (["--substrate", "gpt2-random"], 2, FROZEN_LRS, True),
     "scratch": (["--substrate", "scratch"], 2, SCRATCH_LRS, True),
     "none": (["--substrate", "none"], 2, FROZEN_LRS, False),  # W_out RMSNorm(s W_in x): s cancels, first choice only
@@ -63,6 +65,18 @@ BRIDGES = {
 
 def conditions_of(args):
     return {**CONDITIONS, **(BRIDGES if args.task == "images" and args.bridge_steps else {})}
+
+
+def scale_choices(condition, choices):
+    """The input scales one condition is searched over: none for a body-less condition (s cancels in
+    W_out RMSNorm(s W_in x), so the first choice only), and for the GPT-2 stacks no numeric 1, which
+    is exactly what their 'auto' gives (running it twice would only repeat a run)."""
+    flags, _, _, has_scale = condition
+    if not has_scale:
+        return choices[:1]
+    if "gemma" not in flags and "auto" in choices:
+        return [s for s in choices if s in ("auto", "learn") or float(s) != 1.0]
+    return choices
 
 
 def get_parser():
@@ -88,9 +102,11 @@ def get_parser():
                    help="images: > 0 adds the bridge conditions (bridge, bridge-partial, bridge-random-init) with this many bridge steps")
     p.add_argument("--bridge-partial", default=None,
                    help="images: --bridge-layers of the bridge-partial condition (default: the slice without its first two layers)")
-    p.add_argument("--input-scales", default="auto,learn",
+    p.add_argument("--input-scales", default="auto,learn,1",
                    help="input-scale choices every condition with a body is searched over, as train.py --input-scale "
-                        "(default auto,learn; give numbers for a model without a tokenizer to calibrate with)")
+                        "(default auto,learn,1: the calibrated scale, the same learnt, and a small start; the GPT-2 "
+                        "stacks skip a 1, which is what their auto already is; give numbers for a model without a "
+                        "tokenizer to calibrate with)")
     p.add_argument("--search-steps", type=int, default=200, help="steps per search run (default 200)")
     p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
@@ -156,6 +172,22 @@ def train_all(jobs, n_jobs):
     with ThreadPoolExecutor(n_jobs) as pool:
         for _ in pool.map(lambda a: run(*a), todo):
             pass
+
+
+def set_aside_if_other_setting(run_dir, out, chosen):
+    """A seed run trained at another setting than the one chosen now (the search grew, e.g. a new
+    input-scale choice won) is moved to OUT/superseded/, kept but never summarised, and retrained."""
+    f = run_dir / "results.json"
+    if not f.exists():
+        return
+    cfg = json.loads(f.read_text())["config"]
+    if float(cfg["lr"]) == float(chosen["lr"]) and str(cfg["input_scale"]) == str(chosen["input_scale"]):
+        return
+    dest = out / "superseded" / f"{run_dir.name}__lr{cfg['lr']:g}__scale-{cfg['input_scale']}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(run_dir, dest)
+    print(f"{run_dir} was trained at lr {cfg['lr']:g}, scale {cfg['input_scale']}; the search now chose "
+          f"lr {chosen['lr']}, scale {chosen['input_scale']}: moved to {dest}, retraining", flush=True)
 
 
 def selection_error(out, args):
@@ -256,7 +288,7 @@ def main():
     choices = [s.strip() for s in args.input_scales.split(",") if s.strip()]
     for s in choices:
         M.parse_input_scale(s)                      # a clear error now, not in the 30th subprocess
-    scales = lambda c: choices if CONDS[c][3] else choices[:1]
+    scales = lambda c: scale_choices(CONDS[c], choices)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -300,6 +332,9 @@ def main():
 
     # 2. seeds at the chosen setting
     seed_runs = {c: [out / "runs" / f"{args.task}__{c}__{s}" for s in range(CONDS[c][1])] for c in conditions}
+    for c in conditions:
+        for d in seed_runs[c]:
+            set_aside_if_other_setting(d, out, chosen[c])
     train_all([(d, train_cmd(args, c, chosen[c]["lr"], chosen[c]["input_scale"], s, args.steps, args.eval_every, d), args.steps)
                for c in conditions for s, d in enumerate(seed_runs[c])], args.jobs)
     record["seed_runs"] = {c: [str(d) for d in ds] for c, ds in seed_runs.items()}
@@ -321,7 +356,7 @@ def main():
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda a: run(*a), todo))
     per = {c: [json.loads((d / "eval_best.json").read_text()) for d in ds] for c, ds in seed_runs.items()}
-    summary = summarise(args, per, chosen)
+    summary = summarise(args, per, chosen, seed_runs)
     summary["wall_time_s_this_call"] = time.time() - t0
     save_atomic(summary, out / "summary.json")
     for c, row in summary["conditions"].items():
@@ -329,7 +364,21 @@ def main():
     print(f"wrote {out / 'summary.json'}")
 
 
-def summarise(args, per, chosen):
+def checkpoint_regime(run_dir, ev):
+    """The regime (model.regime) the evaluated checkpoint's body ran in, at that checkpoint's input
+    scale: from eval_best.json, or, for runs evaluated before it was recorded there, rebuilt from the
+    run's config (frozen bodies only: a trained scratch stack needs its lost weights)."""
+    if "regime" in ev or ev["config"]["substrate"] in ("scratch", "none"):
+        return ev.get("regime")
+    history = json.loads((run_dir / "results.json").read_text())["history"]
+    scale = next(h["input_scale"] for h in history if h["step"] == ev["checkpoint_step"] and "input_scale" in h)
+    cfg = ev["config"]
+    body, _ = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], seed=cfg["seed"],
+                           input_scale=cfg["input_scale"], known_scale=scale)
+    return M.regime(body, scale)
+
+
+def summarise(args, per, chosen, seed_runs):
     """Token tasks: held-out per-bit error per length, and per-seed ratios control / pretrained.
     Images: validation and test accuracy, and per-seed differences pretrained - control in test accuracy."""
     images = args.task == "images"
@@ -348,6 +397,7 @@ def summarise(args, per, chosen):
             "input_scale": chosen[c]["input_scale"], "input_scale_value": [r["body"]["input_scale"] for r in results],
             "trainable_params": results[0]["trainable_params"], "frozen_params": results[0]["frozen_params"],
             "best_step": [r["checkpoint_step"] for r in results],
+            "regime": [checkpoint_regime(d, r) for d, r in zip(seed_runs[c], results)],
             summary["values"]: {k: stats.describe([get(r, k) for r in results]) for k in keys}}
     if "pretrained" not in per:
         return summary

@@ -23,8 +23,8 @@ import torch
 from tqdm import tqdm
 
 import model as M
-from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, environment, finish_distributed,
-                  need_at_least, need_positive_float, open_run, save_atomic, wrap_ddp)
+from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, end_regime, environment,
+                  finish_distributed, need_at_least, need_positive_float, open_run, save_atomic, wrap_ddp)
 from tasks.tokens import TASKS, bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 OWN_LOOP_TASKS = ("walker2d", "ogbench", "images")   # tasks with their own training loop and flags (tasks/<name>.py)
@@ -45,8 +45,7 @@ def get_parser():
     p.add_argument("--substrate", default="gemma", choices=M.SUBSTRATES,
                    help="gemma: frozen slice; gpt2-random: frozen random GPT-2-style stack of the same shape; "
                         "scratch: that stack fully trainable; none: interface only (default gemma)")
-    p.add_argument("--init", default="pretrained", choices=M.INITS,
-                   help="pretrained weights, or random: the same slice re-initialised and frozen (default pretrained)")
+    p.add_argument("--init", default="pretrained", choices=M.INITS, help=M.INIT_HELP)
     p.add_argument("--input-scale", default="auto",
                    help="multiplier on the input map's output. 'auto': Gemma: the RMS of an ordinary dimension of the "
                         "residual stream entering the slice (English text, BOS and the few massive outlier dimensions "
@@ -186,7 +185,7 @@ def main():
                      "condition": condition_name(cfg), "body": info, **counts, **env,
                      "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "per_bit_error",
                      "select_len": args.select_len, "history": history, "best": best,
-                     "final": history[-1] if history else None}, out / "results.json")
+                     "final": history[-1] if history else None, **end_regime(net)}, out / "results.json")
 
     t0 = time.time()
     last_sel = history[-1]["errors"][str(args.select_len)] if history else float("nan")

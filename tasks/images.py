@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import model as M
-from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, environment, finish_distributed,
+from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, end_regime, environment, finish_distributed,
                   host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float, open_run, save_atomic, wrap_ddp)
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
@@ -336,7 +336,7 @@ def get_parser():
     p.add_argument("--substrate", default="gemma", choices=M.SUBSTRATES,
                    help="gemma: frozen slice; gpt2-random: frozen random stack of the same shape; scratch: that stack "
                         "fully trainable; none: interface only (default gemma)")
-    p.add_argument("--init", default="pretrained", choices=M.INITS, help="pretrained, or random: the same slice re-initialised, frozen (default pretrained)")
+    p.add_argument("--init", default="pretrained", choices=M.INITS, help=M.INIT_HELP)
     p.add_argument("--input-scale", default="auto", help="as for the token tasks: auto, learn, or a number (default auto)")
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps of the interface (default 2000)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step, global under torchrun (default 64)")
@@ -483,7 +483,7 @@ def main(argv=None):
                          "selection": "best.pt: highest validation accuracy; test accuracy is the reported number",
                          "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "history": history,
                          "best": best, "final": next((h for h in reversed(history) if h["phase"] == "train"), None),
-                         "bridge_steps_done": min(step, args.bridge_steps)}, out / "results.json")
+                         "bridge_steps_done": min(step, args.bridge_steps), **end_regime(net)}, out / "results.json")
 
     model = wrap_ddp(current, device, world)
     bar = tqdm(total=total, initial=step, desc="images", dynamic_ncols=True, disable=not main_rank)

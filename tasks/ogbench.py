@@ -473,7 +473,7 @@ def get_parser():
     p.add_argument("--model", default=M.DEFAULT_MODEL, help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
     p.add_argument("--layers", default="8", help="slice, 0-based inclusive; default 8, mid-depth of the 270M's 18 layers (26 on Gemma 4 31B)")
     p.add_argument("--substrate", default="gemma", choices=SUBSTRATES, help="gemma (frozen slice), gpt2-random, scratch, none, or mlp: plain IQL MLPs (default gemma)")
-    p.add_argument("--init", default="pretrained", choices=M.INITS, help="pretrained, or random: the same slice re-initialised, frozen (default pretrained)")
+    p.add_argument("--init", default="pretrained", choices=M.INITS, help=M.INIT_HELP)
     p.add_argument("--input-scale", default="auto", help="multiplier on the tokens; 'auto' = RMS of an ordinary residual dimension entering the slice (README: input scale), or a number (default auto)")
     p.add_argument("--obs-tokens", type=int, default=4, help="chunks the observation is cut into, one token each (default 4)")
     p.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers of each V/Q/policy head (default 256)")
@@ -516,7 +516,7 @@ def main(argv=None):
     if args.eval_batch is not None and args.eval_batch < 1:
         raise M.UserError("--eval-batch must be >= 1")
     if args.substrate == "mlp" and args.init != "pretrained":
-        raise M.UserError("--init random applies to --substrate gemma only")
+        raise M.UserError(f"--init {args.init} applies to --substrate gemma only")
     need_at_least(args, 1, "batch_size")
     need_positive_float(args, "lr", "temperature")
     if not 0 < args.discount <= 1 or not 0 < args.expectile < 1 or not 0 < args.tau <= 1:

@@ -347,7 +347,7 @@ def get_parser():
     p.add_argument("--model", default=M.DEFAULT_MODEL, help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
     p.add_argument("--layers", default="6-10", help="slice of decoder layers, 0-based inclusive (default 6-10)")
     p.add_argument("--substrate", default="gemma", choices=M.SUBSTRATES, help="body: frozen gemma slice, gpt2-random, scratch (trainable) or none (default gemma)")
-    p.add_argument("--init", default="pretrained", choices=M.INITS, help="pretrained, or random: the same slice re-initialised, frozen (default pretrained)")
+    p.add_argument("--init", default="pretrained", choices=M.INITS, help=M.INIT_HELP)
     p.add_argument("--input-scale", default="auto", help="multiplier on the token embeddings; 'auto' = RMS of an ordinary residual dimension entering the slice (README: input scale), or a number (default auto)")
     p.add_argument("--dataset", default=DEFAULT_DATASET, help=f"Minari dataset id, local or downloaded (default {DEFAULT_DATASET})")
     p.add_argument("--d4rl-hdf5", default=None, help="a D4RL-format HDF5 file instead of --dataset")
