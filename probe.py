@@ -3,6 +3,7 @@ Score every attention head of a frozen model on attention-pattern primitives, on
 
     python probe.py                                   # embedded Gemma 3 270M, all 18 layers x 4 heads
     python probe.py --layers 6-11 --text my.txt --out probe.json
+    python probe.py --layers 6-11 --init shuffled      # the same heads with their weights shuffled (a control)
 
 Primitives (per head, averaged over query positions t >= 1 of every sentence, pooled):
   copying        attention mass onto earlier positions holding the same token id as t ("TxtCopy"),
@@ -62,9 +63,11 @@ def head_scores(att, ids):
 
 
 @torch.no_grad()
-def probe(ckpt, first, last, sentences, device="cpu", dtype=torch.float32):
+def probe(ckpt, first, last, sentences, device="cpu", dtype=torch.float32, init="pretrained", seed=0):
     tok = load_tokenizer(ckpt)
     body = M.load_slice(ckpt, 0, last, device, dtype)  # layers before `first` are needed to reach it
+    # a control replaces the probed layers only: they still read the real text stream of the layers below
+    M.apply_init(body, init, seed, layers=body.layers[first:])
     emb = ckpt.embedding().to(device, dtype)
     scale = torch.tensor(ckpt.text_config.hidden_size ** 0.5, dtype=dtype)  # Gemma scales its embeddings
     H = body.num_heads
@@ -98,6 +101,10 @@ def main():
     p.add_argument("--layers", default="all", help="layers to score, 'a-b' or 'a' (default: all)")
     p.add_argument("--text", default=str(M.PROBE_TEXT), help="one sentence per line (default: data/probe_sentences.txt)")
     p.add_argument("--out", default=None, help="JSON path (default results/probe/probe_<model>.json)")
+    p.add_argument("--init", default="pretrained", choices=M.INITS,
+                   help="weights of the probed layers (the layers below them stay pretrained, so they still see "
+                        "real text): " + M.INIT_HELP)
+    p.add_argument("--seed", type=int, default=0, help="seed of a control's weights (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
                    help="precision of the model: auto = bf16 on CUDA, fp32 on CPU; scores are summed in fp64 (default auto)")
@@ -112,11 +119,14 @@ def main():
     if not sentences:
         raise M.UserError(f"--text {args.text}: no sentences in it (one per line)")
     t0 = time.time()
-    heads, means, counts = probe(ckpt, first, last, sentences, device, M.resolve_dtype(args.dtype, device))
-    out = Path(args.out or f"results/probe/probe_{Path(args.model).name}.json")
+    heads, means, counts = probe(ckpt, first, last, sentences, device, M.resolve_dtype(args.dtype, device),
+                                 args.init, args.seed)
+    tag = "" if args.init == "pretrained" else f"_{args.init}{args.seed}"
+    out = Path(args.out or f"results/probe/probe_{Path(args.model).name}{tag}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     ranking = {p: sorted(heads, key=lambda h: -heads[h]["scores"][p])[:5] for p in PRIMITIVES}
-    save_atomic({"model": args.model, "layers": f"{first}-{last}", "text": args.text, "sentences": len(sentences),
+    save_atomic({"model": args.model, "layers": f"{first}-{last}", "init": args.init, "seed": args.seed,
+                 "text": args.text, "sentences": len(sentences),
                  "primitives": list(PRIMITIVES), "means": means, "positions_counted": counts, "top5": ranking,
                  "heads": heads, "dtype": args.dtype, **environment(device), "wall_time_s": time.time() - t0}, out)
     for prim in ("copying", "induction", "prev_token"):

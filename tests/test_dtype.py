@@ -32,7 +32,8 @@ def test_a_slice_left_in_fp32_is_caught(gemma3_ckpt):
         M.check_dtype(body, BF16)
 
 
-@pytest.mark.parametrize("substrate,init", [("gemma", "pretrained"), ("gemma", "random"), ("gpt2-random", "pretrained"),
+@pytest.mark.parametrize("substrate,init", [("gemma", "pretrained"), ("gemma", "random"), ("gemma", "shuffled"),
+                                            ("gemma", "matched"), ("gpt2-random", "pretrained"),
                                             ("scratch", "pretrained"), ("none", "pretrained")])
 def test_every_condition_bf16_body_fp32_interface(gemma3_ckpt, substrate, init):
     body, info = M.build_body(str(gemma3_ckpt[0]), "2-5", substrate=substrate, init=init, dtype=BF16, input_scale=1.0)

@@ -265,3 +265,17 @@ def test_torchvision_datasets_are_converted_and_split(tmp_path, monkeypatch):
     assert torch.bincount(d["val"][1]).tolist() == [2] * 10 and d["channels"] == 3 and d["size"] == 32
     m = images.load_dataset("mnist", str(tmp_path), 32, 0)          # resized on request
     assert m["train"][0].shape == (90, 1, 32, 32) and m["train"][0].dtype == torch.uint8
+
+
+def test_statistics_controls_train_evaluate_and_ablate(gemma3_ckpt, image_folder, tmp_path):
+    for init in ("shuffled", "matched"):
+        out = tmp_path / init
+        run(*tiny_args(gemma3_ckpt[0], image_folder, out, "--steps", "2", "--eval-every", "2", "--init", init))
+        r = json.loads((out / "results.json").read_text())
+        assert r["body"]["init"] == init and r["condition"].startswith(init)
+        assert r["regime_end"]["input_scale"] == r["input_scale_end"] == 1.0
+        run("evaluate.py", "--ckpt", str(out / "best.pt"))
+        e = json.loads((out / "eval_best.json").read_text())
+        assert e["accuracy"]["test"] == r["best"]["test_accuracy"] and e["regime"] == r["regime_end"]
+    run("ablate.py", "--ckpt", str(out / "best.pt"), "--out", str(tmp_path / "sweep.json"))
+    assert len(json.loads((tmp_path / "sweep.json").read_text())["heads"]) == 16

@@ -375,3 +375,11 @@ def test_fql_budget_is_one_flag(data_dir, tmp_path):
     out = run("train.py", "--task", "ogbench", "--dataset-dir", str(data_dir), "--substrate", "mlp", "--fql-budget",
               "--steps", "5", "--out", str(tmp_path / "x"), "--batch-size", "0", check=False)
     assert out.returncode == 2 and "--batch-size" in out.stderr    # flags still checked; budget set before
+
+
+def test_statistics_control_trains(gemma3_ckpt, data_dir, tmp_path):
+    out = tmp_path / "shuffled"
+    run(*train_args(gemma3_ckpt[0], data_dir, out, "--steps", "2", "--eval-every", "2", "--eval-episodes", "1",
+                    "--init", "shuffled"))
+    r = json.loads((out / "results.json").read_text())
+    assert r["body"]["init"] == "shuffled" and r["body"]["regime"]["stream_change"] > 0

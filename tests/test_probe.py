@@ -88,3 +88,15 @@ def test_probe_bad_input_one_line_exit_2(gemma3_ckpt, tmp_path, args, message):
                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.embedded
+def test_probe_a_control_is_seeded_and_changes_the_probed_heads():
+    # (that layers below the probed ones stay pretrained: tests/test_controls.py)
+    ckpt = M.Checkpoint()
+    sentences = M.PROBE_TEXT.read_text().splitlines()[:4]
+    pre, _, _ = probe(ckpt, 6, 7, sentences)
+    shuf, _, _ = probe(ckpt, 6, 7, sentences, init="shuffled", seed=0)
+    again, _, _ = probe(ckpt, 6, 7, sentences, init="shuffled", seed=0)
+    assert shuf == again                                                   # seeded
+    assert all(pre[h]["scores"]["copying"] != shuf[h]["scores"]["copying"] for h in pre)

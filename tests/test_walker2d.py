@@ -219,3 +219,10 @@ def test_evaluation_env_follows_the_data(gemma3_ckpt, standin, tmp_path):
     run(*train_args(gemma3_ckpt[0], out, "--steps", "2", "--eval-every", "2"), minari_dir=standin)
     r = json.loads((out / "results.json").read_text())
     assert r["eval"]["env"] == "Walker2d-v5"
+
+
+def test_statistics_control_trains(gemma3_ckpt, standin, tmp_path):
+    out = tmp_path / "matched"
+    run(*train_args(gemma3_ckpt[0], out, "--steps", "2", "--eval-every", "2", "--init", "matched"), minari_dir=standin)
+    r = json.loads((out / "results.json").read_text())
+    assert r["body"]["init"] == "matched" and r["body"]["regime"]["stream_change"] > 0
