@@ -143,6 +143,15 @@ def check_finite(loss, step, out):
                         f"{out}/last.pt; resume it with a lower --lr")
 
 
+def refuse_changed_scale(state, scale, out, flag):
+    """--resume: the input scale the run starts with now must be the one it was trained with (a changed
+    calibration would change the model under the trained interface)."""
+    if state is not None and state["body"]["input_scale"] != scale:
+        raise UserError(f"--resume: {out} was trained with input scale {state['body']['input_scale']!r}, but "
+                        f"--input-scale {flag} now gives {scale!r} (did the calibration change?); resuming would "
+                        f"change the model under the trained interface")
+
+
 def end_regime(net):
     """The input scale a run ends at (a learnt gain moves it) and the body's regime at that scale."""
     scale = net.input_scale()

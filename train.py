@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import model as M
 from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, end_regime, environment,
-                  finish_distributed, need_at_least, need_positive_float, open_run, save_atomic, wrap_ddp)
+                  finish_distributed, need_at_least, need_positive_float, open_run, refuse_changed_scale, save_atomic, wrap_ddp)
 from tasks.tokens import TASKS, bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 OWN_LOOP_TASKS = ("walker2d", "ogbench", "images")   # tasks with their own training loop and flags (tasks/<name>.py)
@@ -150,10 +150,7 @@ def main():
     main_rank = rank == 0
 
     task, net, info = build(cfg, device)
-    if state is not None and state["body"]["input_scale"] != info["input_scale"]:
-        raise M.UserError(f"--resume: {out} was trained with input scale {state['body']['input_scale']!r}, but "
-                          f"--input-scale {args.input_scale} now gives {info['input_scale']!r} (did the calibration "
-                          f"change?); resuming would change the model under the trained interface")
+    refuse_changed_scale(state, info["input_scale"], out, args.input_scale)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
     model = wrap_ddp(net, device, world)

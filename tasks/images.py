@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 import model as M
 from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, end_regime, environment, finish_distributed,
-                  host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float, open_run, save_atomic, wrap_ddp)
+                  host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float, open_run, refuse_changed_scale, save_atomic, wrap_ddp)
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -423,9 +423,7 @@ def main(argv=None):
     state = open_run(out, cfg, IDENTITY, args.resume, {k: parser.get_default(k) for k in IDENTITY}, check_write=main_rank)
     barrier()
     net, info = build(cfg, device)                       # the run's own interface: same init with or without a bridge
-    if state is not None and state["body"]["input_scale"] != info["input_scale"]:
-        raise M.UserError(f"--resume: {out} was trained with input scale {state['body']['input_scale']!r}, "
-                          f"--input-scale {args.input_scale} now gives {info['input_scale']!r}")
+    refuse_changed_scale(state, info["input_scale"], out, args.input_scale)
     total = args.bridge_steps + args.steps                # bridge steps first, then the normal run
     gen = torch.Generator().manual_seed(args.seed)                # batches and augmentation of the frozen run
     bridge_gen = torch.Generator().manual_seed(args.seed + 13)    # the bridge's own: the frozen run sees the same

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 import model as M
 from runs import (check_finite, condition_name, environment, episode_seed_base, host_reachable, load_checkpoint,
-                  need_at_least, need_package, need_positive_float, open_run, save_atomic)
+                  need_at_least, need_package, need_positive_float, open_run, refuse_changed_scale, save_atomic)
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -323,20 +323,21 @@ def trainable_state(net):
     return {k: v for k, v in net.state_dict().items() if k not in frozen and k not in buffers}
 
 
-def build_from_config(cfg, device):
-    """The agent a run config describes; net.info describes its body for results."""
+def build_from_config(cfg, device, known_scale=None):
+    """The agent a run config describes; net.info describes its body for results. known_scale: a
+    trained checkpoint's input scale, used as it is (never recalibrated)."""
     torch.manual_seed(cfg["seed"])
     if cfg["substrate"] == "mlp":
         return MLPIQL(cfg["obs_dim"], cfg["act_dim"]).to(device)
     body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"])
+                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
     return SliceIQL(body, info, cfg["obs_dim"], cfg["act_dim"], cfg["obs_tokens"], cfg["hidden"]).to(device)
 
 
 def load_from_checkpoint(path, device="auto"):
     """(net, checkpoint dict) with the trained weights in place."""
     state = load_checkpoint(path, ("ogbench",))
-    net = build_from_config(state["config"], M.pick_device(device))
+    net = build_from_config(state["config"], M.pick_device(device), known_scale=state["body"]["input_scale"])
     missing, unexpected = net.load_state_dict(state["model"], strict=False)
     if unexpected or set(trainable_state(net)) - set(state["model"]):
         raise M.UserError(f"{path} does not fit the agent its config builds (unexpected {unexpected[:3]})")
@@ -534,6 +535,7 @@ def main(argv=None):
     cfg.update(obs_mean=obs_mean, obs_std=obs_std, obs_dim=data_stats["obs_dim"], act_dim=data_stats["act_dim"])
     out.mkdir(parents=True, exist_ok=True)
     net = build_from_config(cfg, device)
+    refuse_changed_scale(state, net.info["input_scale"], out, args.input_scale)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
     data_gen = torch.Generator().manual_seed(args.seed)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 import model as M
 from runs import (all_gather, all_sum, barrier, check_finite, condition_name, data_parallel, environment, episode_seed_base,
                   finish_distributed, host_reachable, load_checkpoint, need_at_least, need_package, need_positive_float,
-                  open_run, save_atomic, wrap_ddp)
+                  open_run, refuse_changed_scale, save_atomic, wrap_ddp)
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -243,11 +243,12 @@ class DecisionTransformer(nn.Module):
         return {k: v for k, v in self.state_dict().items() if k in names}
 
 
-def build_from_config(cfg, device):
-    """(net, body) from a run config; net.info describes the body for results."""
+def build_from_config(cfg, device, known_scale=None):
+    """(net, body) from a run config; net.info describes the body for results. known_scale: a trained
+    checkpoint's input scale, used as it is (never recalibrated)."""
     torch.manual_seed(cfg["seed"])
     body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"])
+                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
     net = DecisionTransformer(body, info, cfg["dropout"]).to(device)
     return net, body
 
@@ -256,7 +257,7 @@ def load_from_checkpoint(path, device="auto"):
     """(net, body, checkpoint dict) with the trained weights in place."""
     state = load_checkpoint(path, ("walker2d",))
     device = M.pick_device(device)
-    net, body = build_from_config(state["config"], device)
+    net, body = build_from_config(state["config"], device, known_scale=state["body"]["input_scale"])
     missing, unexpected = net.load_state_dict(state["model"], strict=False)
     if unexpected or set(net.trainable_state()) - set(state["model"]):
         raise M.UserError(f"{path} does not fit the model its config builds (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -333,7 +334,7 @@ def evaluate_checkpoint(ckpt_path, episodes=10, targets=(5000.0, 2500.0), seed=N
     cfg = state["config"]
     seed = episode_seed_base(cfg["seed"], 2) if seed is None else seed
     scores = episode_scores(net, cfg, episodes, list(targets), seed, max_ep_len, next(net.parameters()).device)
-    return {"checkpoint": str(ckpt_path), "checkpoint_step": state["step"], "slice": net.info["layers"],
+    return {"checkpoint": str(ckpt_path), "checkpoint_step": state["step"], "slice": net.info["layers"], "body": net.info,
             "episode_seed_base": seed, "episodes": episodes, "max_ep_len": max_ep_len, "scores": scores,
             "dataset": cfg["d4rl_hdf5"] or cfg["dataset"], "dataset_is_standin": cfg["dataset_is_standin"],
             "normalisation": NORMALISATION, "eval_env": eval_env_id(cfg)}
@@ -404,6 +405,7 @@ def main(argv=None):
     cfg.update(state_mean=data["state_mean"], state_std=data["state_std"], dataset_is_standin=standin)
     out.mkdir(parents=True, exist_ok=True)
     net, body = build_from_config(cfg, device)
+    refuse_changed_scale(state, net.info["input_scale"], out, args.input_scale)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     model = wrap_ddp(net, device, world)

@@ -383,3 +383,19 @@ def test_statistics_control_trains(gemma3_ckpt, data_dir, tmp_path):
                     "--init", "shuffled"))
     r = json.loads((out / "results.json").read_text())
     assert r["body"]["init"] == "shuffled" and r["body"]["regime"]["stream_change"] > 0
+
+
+def test_resume_refuses_another_input_scale_and_evaluate_uses_the_stored_one(gemma3_ckpt, data_dir, tmp_path):
+    out = tmp_path / "scale"
+    run(*train_args(gemma3_ckpt[0], data_dir, out, "--steps", "2", "--eval-every", "2", "--eval-episodes", "1"))
+    state = torch.load(out / "last.pt", weights_only=True)
+    state["body"]["input_scale"] = 1.5
+    torch.save(state, out / "last.pt")
+    before = (out / "last.pt").read_bytes()
+    res = run(*train_args(gemma3_ckpt[0], data_dir, out, "--steps", "4", "--eval-every", "2", "--eval-episodes", "1",
+                          "--resume"), check=False)
+    assert res.returncode == 2 and "input scale 1.5" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert (out / "last.pt").read_bytes() == before
+    net, _ = O.load_from_checkpoint(out / "last.pt")
+    assert net.info["input_scale"] == 1.5
+    assert all(float(t.in_scale) == 1.5 for t in (net.critic_in, net.actor_in))

@@ -226,3 +226,17 @@ def test_statistics_control_trains(gemma3_ckpt, standin, tmp_path):
     run(*train_args(gemma3_ckpt[0], out, "--steps", "2", "--eval-every", "2", "--init", "matched"), minari_dir=standin)
     r = json.loads((out / "results.json").read_text())
     assert r["body"]["init"] == "matched" and r["body"]["regime"]["stream_change"] > 0
+
+
+def test_resume_refuses_another_input_scale_and_evaluate_uses_the_stored_one(gemma3_ckpt, standin, tmp_path):
+    out = tmp_path / "scale"
+    run(*train_args(gemma3_ckpt[0], out, "--steps", "2", "--eval-every", "2"), minari_dir=standin)
+    state = torch.load(out / "last.pt", weights_only=True)
+    state["body"]["input_scale"] = 1.5                    # as if the run had been calibrated differently
+    torch.save(state, out / "last.pt")
+    before = (out / "last.pt").read_bytes()
+    res = run(*train_args(gemma3_ckpt[0], out, "--steps", "4", "--eval-every", "2", "--resume"), minari_dir=standin, check=False)
+    assert res.returncode == 2 and "input scale 1.5" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert (out / "last.pt").read_bytes() == before
+    net, _, _ = W.load_from_checkpoint(out / "last.pt")
+    assert float(net.in_scale) == 1.5 and net.info["input_scale"] == 1.5   # the checkpoint's number, not a fresh one
