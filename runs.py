@@ -8,9 +8,9 @@ import functools
 import json
 import math
 import os
-import pickle
 import platform
 import subprocess
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -65,9 +65,18 @@ def load_checkpoint(path, tasks=None):
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError) as e:
-        raise UserError(f"{path} is not a readable checkpoint (truncated, or not a torch file?): {type(e).__name__}")
+        # torch's reader does not check the zip's CRC32s: a flipped bit in a tensor would load silently
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+        if bad is not None:
+            raise UserError(f"{path} is corrupted: the checksum of {bad} does not match its bytes")
+        with warnings.catch_warnings():      # a damaged pickle header warns before it fails: keep one line
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except UserError:
+        raise
+    except Exception as e:   # damaged bytes fail anywhere in the unpickler (IndexError, KeyError, TypeError, ...)
+        raise UserError(f"{path} is not a readable checkpoint (truncated, damaged, or not a torch file?): {type(e).__name__}")
     if not (isinstance(state, dict) and isinstance(state.get("config"), dict) and "task" in state["config"]
             and isinstance(state.get("model"), dict) and isinstance(state.get("step"), int)):
         raise UserError(f"{path} is a torch file but not a checkpoint of this project (no config/model/step)")
