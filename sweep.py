@@ -40,6 +40,7 @@ from pathlib import Path
 
 import model as M
 import stats
+import tables
 from runs import save_atomic
 
 REPO = Path(__file__).resolve().parent
@@ -117,8 +118,8 @@ def get_parser():
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each (default 2)")
     p.add_argument("--phase", default="all", choices=("search", "seeds", "evaluate", "all"), help="stop after this phase")
     p.add_argument("--table", action="store_true",
-                   help="only print OUT/summary.json as markdown tables for the results README (numbers carry "
-                        "<!-- json: ... --> markers that tests/test_results_readme.py checks)")
+                   help="only print OUT/summary.json as markdown tables (report.py puts the same tables into the "
+                        "results READMEs)")
     return p
 
 
@@ -216,52 +217,15 @@ def scored_bits(task_name, length, samples):
     return samples * int(mask.sum()) * task.OUT_DIM
 
 
-def markdown_tables(out):
-    """The summary as markdown, every number followed by the marker that ties it to its JSON field."""
-    summary = json.loads((out / "summary.json").read_text())
-    where = (out / "summary.json").resolve()
-    # markers name paths relative to results/ (what tests/test_results_readme.py reads); elsewhere, in full
-    rel = where.relative_to((REPO / "results").resolve()) if where.is_relative_to((REPO / "results").resolve()) else where
-    mark = lambda value, key, fmt="{:.4f}": f"{fmt.format(value)}<!-- json: {rel} {key} -->"
-    conds = summary["conditions"]
-    what = summary.get("values", "errors")               # token tasks: errors per length; images: accuracy
-    keys = list(next(iter(conds.values()))[what])
-    head = [f"len{k}" for k in keys] if what == "errors" else [f"{k} accuracy" for k in keys]
-    lines = ["| condition | trainable | lr | input scale | seeds | " + " | ".join(head) + " |",
-             "|---|---|---|---|---|" + "---|" * len(keys)]
-    for c, row in conds.items():
-        cells = []
-        for key in keys:
-            e, k = row[what][key], f"conditions.{c}.{what}.{key}"
-            cells.append(f"{mark(e['mean'], k + '.mean')} [{mark(e['ci95'][0], k + '.ci95.0')}, {mark(e['ci95'][1], k + '.ci95.1')}]")
-        lines.append(f"| {c} | {mark(row['trainable_params'], f'conditions.{c}.trainable_params', '{:,}')} | {row['lr']} | "
-                     f"{row['input_scale']} | {row['n']} | " + " | ".join(cells) + " |")
-    if what == "accuracy":
-        lines += ["", "| pretrained - condition, test accuracy (mean of per-seed differences) | |", "|---|---|"]
-        for c, d in summary["differences_to_pretrained"].items():
-            r, k = d["test"], f"differences_to_pretrained.{c}.test"
-            lines.append(f"| pretrained - {c} | {mark(r['mean'], k + '.mean')} [{mark(r['ci95'][0], k + '.ci95.0')}, "
-                         f"{mark(r['ci95'][1], k + '.ci95.1')}] |")
-        return "\n".join(lines)
-    lines += ["", "| ratio to pretrained (mean of per-seed ratios) | " + " | ".join(head) + " |",
-              "|---|" + "---|" * len(keys)]
-    for c, per_len in summary["ratios_to_pretrained"].items():
-        cells = []
-        for L in keys:
-            r, k = per_len[L], f"ratios_to_pretrained.{c}.{L}"
-            bound = ">= " if r.get("lower_bound") else ""    # a pretrained seed made no error at all
-            cells.append(f"{bound}{mark(r['mean'], k + '.mean', '{:.1f}')} [{mark(r['ci95'][0], k + '.ci95.0', '{:.1f}')}, "
-                         f"{mark(r['ci95'][1], k + '.ci95.1', '{:.1f}')}]")
-        lines.append(f"| {c} / pretrained | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main():
     args = get_parser().parse_args()
     if args.table:
         if not (Path(args.out) / "summary.json").is_file():
             raise M.UserError(f"no summary.json in {args.out} yet: run the sweep to the end first")
-        print(markdown_tables(Path(args.out)))
+        try:
+            print(tables.summary_tables(tables.load(Path(args.out) / "summary.json")))
+        except (ValueError, KeyError) as e:
+            raise M.UserError(f"{args.out}/summary.json: {e}")
         return
     if args.task is None:
         raise M.UserError("--task is required (or pass --table)")

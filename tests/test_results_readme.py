@@ -1,54 +1,74 @@
-"""Numbers quoted in the results READMEs (and the main README) are the numbers in the JSON files.
+"""The READMEs' numbers and tables are rendered from the results JSON (report.py), never typed.
 
-A number that comes from a results file carries a marker right after it, invisible when rendered:
-    50,000<!-- json: ogbench/mlp_50k/results.json config.steps -->
-(path relative to results/, then a dotted key path; list indices are numbers). The number is
-compared with the JSON value at the precision it is written with; a trailing % means the JSON holds
-a fraction. Drift between the text and the files fails here."""
+Every README.md that quotes results has a README.src.md beside it in which each number is a
+reference into a JSON file under results/. These tests re-render every source and compare: a
+README edited by hand, or a JSON changed without `python report.py`, fails here."""
 import json
-import re
-from pathlib import Path
+import shutil
+import subprocess
+import sys
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "results"
-MARKED = re.compile(r"([-+]?\d[\d,]*(?:\.\d+)?)(%?)(?:\*\*)?<!-- json: (\S+) (\S+) -->")
-READMES = sorted(RESULTS.rglob("README.md")) + [REPO / "README.md"]
+import report
+import tables
+from model import UserError
+
+REPO = report.REPO
+SOURCES = report.sources()
 
 
-def lookup(obj, dotted):
-    """Follow a dotted key path; a key may itself hold dots (head labels such as L11.2)."""
-    parts = dotted.split(".")
-    while parts:
-        if isinstance(obj, list):
-            obj = obj[int(parts.pop(0))]
-            continue
-        n = next(n for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in obj)   # longest key that exists
-        obj, parts = obj[".".join(parts[:n])], parts[n:]
-    return obj
+def test_the_results_readmes_are_generated():
+    names = {str(s.relative_to(REPO)) for s in SOURCES}
+    assert {"README.src.md", "results/README.src.md", "results/ogbench/README.src.md"} <= names
+    for readme in [REPO / "README.md", *REPO.joinpath("results").rglob("README.md")]:
+        assert "<!-- json:" not in readme.read_text(), readme          # the old hand-placed markers are gone
 
 
-def test_every_results_folder_with_json_has_a_readme_with_markers():
-    assert RESULTS / "README.md" in READMES
-    marked = [r for r in READMES if MARKED.search(r.read_text())]
-    assert len(marked) >= 2, marked
-
-
-@pytest.mark.parametrize("readme", READMES, ids=lambda p: str(p.relative_to(REPO)))
-def test_quoted_numbers_match_their_json(readme):
-    text = readme.read_text()
-    assert text.count("<!-- json:") == len(MARKED.findall(text)), "a marker not right after a number"
-    for shown, percent, path, key in MARKED.findall(text):
-        value = lookup(json.loads((RESULTS / path).read_text()), key)
-        if percent:
-            value *= 100
-        decimals = len(shown.split(".")[1]) if "." in shown else 0
-        number = float(shown.replace(",", ""))
-        assert abs(number - value) <= 0.5 * 10 ** -decimals + 1e-9, f"{readme.name}: {shown}{percent} but {path} {key} = {value}"
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: str(p.relative_to(REPO)))
+def test_readme_is_what_its_source_renders_to(src):
+    assert report.render(src) == report.target(src).read_text(), f"run python report.py ({src.relative_to(REPO)})"
 
 
 def test_a_drifted_number_is_caught(tmp_path):
-    shown, percent, path, key = MARKED.findall("batch 256, 60,000<!-- json: ogbench/mlp_50k/results.json config.steps --> steps")[0]
-    value = lookup(json.loads((RESULTS / path).read_text()), key)
-    assert float(shown.replace(",", "")) != value
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "results" / "ogbench" / "mlp_50k", results / "ogbench" / "mlp_50k")
+    src = tmp_path / "README.src.md"
+    src.write_text("<!-- alias mlp = ogbench/mlp_50k/results.json -->\n# x\n{{mlp config.steps ,.0f}} steps, "
+                   "{{ogbench/mlp_50k/results.json config.batch_size .0f}} per batch\n")
+    before = report.render(src, results)
+    assert before == "# x\n50,000 steps, 256 per batch\n"
+    f = results / "ogbench" / "mlp_50k" / "results.json"
+    r = json.loads(f.read_text())
+    r["config"]["steps"] = 60000
+    f.write_text(json.dumps(r))
+    assert report.render(src, results) != before
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "no such file"),
+    ("{not json", "not valid JSON"),
+    ('{"config": {}}', "no key"),
+])
+def test_missing_or_malformed_json_is_one_line(tmp_path, content, message):
+    results = tmp_path / "results"
+    results.mkdir()
+    if content is not None:
+        (results / "r.json").write_text(content)
+    src = tmp_path / "README.src.md"
+    src.write_text("# x\n\nsteps {{r.json config.steps .0f}}\n")
+    with pytest.raises(UserError, match=message) as e:
+        report.render(src, results)
+    assert "\n" not in str(e.value) and "README.src.md:3" in str(e.value)
+
+
+def test_tables_render_a_sweep_summary():
+    s = tables.load(REPO / "results" / "images" / "summary.json")
+    table = tables.summary_tables(s)
+    assert all(f"| pretrained - {c} |" in table for c in s["differences_to_pretrained"])
+    assert f"{s['conditions']['pretrained']['accuracy']['test']['mean']:.4f}" in table
+
+
+def test_check_mode_names_a_stale_readme(tmp_path):
+    out = subprocess.run([sys.executable, "report.py", "--check"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -40,9 +40,12 @@ def test_sweep_searches_alike_then_seeds_then_summarises(gemma3_wide_ckpt, tmp_p
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     to_go = [line for line in r.stdout.splitlines() if "to go" in line]
     assert r.returncode == 0 and len(to_go) >= 2 and all(line.endswith(" 0 to go") for line in to_go), r.stdout
-    # the table names every number's JSON field
+    # the regime each evaluated checkpoint ran in, per seed (none has no body)
+    reg = summary["conditions"]["pretrained"]["regime"]
+    assert len(reg) == 3 and all(r["input_scale"] == float(sweep["chosen"]["pretrained"]["input_scale"]) for r in reg)
+    assert summary["conditions"]["none"]["regime"] == [None, None]
     table = subprocess.run([sys.executable, "sweep.py", "--table", "--out", str(out)], cwd=REPO, capture_output=True, text=True)
-    assert table.returncode == 0 and table.stdout.count("<!-- json:") >= 2 * 3 * 2, table.stdout
+    assert table.returncode == 0 and "| pretrained |" in table.stdout and "| none / pretrained |" in table.stdout, table.stdout
     # a seed run finished elsewhere, never evaluated, its checkpoints gone: a clear error, not a crash
     lost = out / "runs" / "copy__none__1"
     (lost / "eval_best.json").unlink()
@@ -94,3 +97,18 @@ def test_a_run_stopped_after_its_bridge_is_not_finished(tmp_path):
     for done, bridge, want in ((4, 4, False), (5, 4, False), (6, 4, True), (6, 0, True), (5, 0, False)):
         (tmp_path / "results.json").write_text(json.dumps({"steps_done": done, "config": {"bridge_steps": bridge}}))
         assert sweep.finished(tmp_path, 2 if bridge else 6) is want, (done, bridge)
+
+
+def test_scale_choices_and_superseded_seed_runs(tmp_path):
+    import sweep
+    choices = ["auto", "learn", "1"]
+    assert sweep.scale_choices(sweep.CONDITIONS["shuffled"], choices) == choices
+    assert sweep.scale_choices(sweep.CONDITIONS["gpt2-random"], choices) == ["auto", "learn"]   # its auto is 1
+    assert sweep.scale_choices(sweep.CONDITIONS["none"], choices) == ["auto"]
+    run = tmp_path / "runs" / "mqar__random-init__0"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"config": {"lr": 0.01, "input_scale": "learn"}}))
+    sweep.set_aside_if_other_setting(run, tmp_path, {"lr": "1e-2", "input_scale": "learn"})
+    assert run.exists()                                                   # same setting: kept
+    sweep.set_aside_if_other_setting(run, tmp_path, {"lr": "1e-2", "input_scale": "1"})
+    assert not run.exists() and (tmp_path / "superseded" / "mqar__random-init__0__lr0.01__scale-learn" / "results.json").exists()

@@ -1,0 +1,91 @@
+"""
+Markdown tables and numbers from results JSON: what report.py fills into the READMEs and what
+`sweep.py --table` prints. Every number is formatted here, so a table in a README is exactly what
+its JSON holds (tests/test_results_readme.py re-renders them).
+"""
+import json
+from pathlib import Path
+
+
+def load(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})")
+
+
+def lookup(obj, dotted):
+    """Follow a dotted key path; list indices are numbers, and a key may itself hold dots (head
+    labels such as L11.2): at each step the longest key that exists is taken."""
+    parts = dotted.split(".")
+    while parts:
+        if isinstance(obj, list):
+            obj = obj[int(parts.pop(0))]
+            continue
+        n = next((n for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in obj), None)
+        if n is None:
+            raise KeyError(dotted)
+        obj, parts = obj[".".join(parts[:n])], parts[n:]
+    return obj
+
+
+def ci(d, fmt="{:.4f}"):
+    return f"{fmt.format(d['mean'])} [{fmt.format(d['ci95'][0])}, {fmt.format(d['ci95'][1])}]"
+
+
+def summary_tables(summary):
+    """sweep.py's summary.json as markdown: per condition the held-out numbers with CIs, then the
+    per-seed ratios (token tasks) or differences (images) to pretrained."""
+    conds = summary["conditions"]
+    what = summary.get("values", "errors")               # token tasks: errors per length; images: accuracy
+    keys = list(next(iter(conds.values()))[what])
+    head = [f"len{k}" for k in keys] if what == "errors" else [f"{k} accuracy" for k in keys]
+    lines = ["| condition | trainable | lr | input scale | seeds | " + " | ".join(head) + " |",
+             "|---|---|---|---|---|" + "---|" * len(keys)]
+    for c, row in conds.items():
+        lines.append(f"| {c} | {row['trainable_params']:,} | {row['lr']} | {row['input_scale']} | {row['n']} | "
+                     + " | ".join(ci(row[what][k]) for k in keys) + " |")
+    if what == "accuracy":
+        lines += ["", "| pretrained - condition, test accuracy (mean of per-seed differences) | |", "|---|---|"]
+        for c, d in summary["differences_to_pretrained"].items():
+            lines.append(f"| pretrained - {c} | {ci(d['test'])} |")
+        return "\n".join(lines)
+    lines += ["", "| ratio to pretrained (mean of per-seed ratios) | " + " | ".join(head) + " |",
+              "|---|" + "---|" * len(keys)]
+    for c, per_len in summary["ratios_to_pretrained"].items():
+        # ">=": a pretrained seed made no error at all, counted as one wrong bit
+        lines.append(f"| {c} / pretrained | " + " | ".join((">= " if per_len[L].get("lower_bound") else "")
+                                                          + ci(per_len[L], "{:.1f}") for L in keys) + " |")
+    return "\n".join(lines)
+
+
+def regime_summary_table(summary):
+    """Per condition of a sweep summary: the regime each seed's evaluated checkpoint ran in."""
+    lines = ["| condition | input scale (per seed) | stream change | token-0 effect |", "|---|---|---|---|"]
+    for c, row in summary["conditions"].items():
+        reg = [r for r in row.get("regime", []) if r]
+        if not reg:
+            lines.append(f"| {c} | - | - | - |")
+            continue
+        cell = lambda k, f: " / ".join(f.format(r[k]) for r in reg)
+        lines.append(f"| {c} | {cell('input_scale', '{:.2f}')} | {cell('stream_change', '{:.3g}')} | "
+                     f"{cell('token0_effect', '{:.2f}')} |")
+    return "\n".join(lines)
+
+
+def regime_table(result):
+    """regime.py's JSON: stream change and token-0 effect per body and scale (mean over seeds)."""
+    scales = result["scales"]
+    lines = ["| body | " + " | ".join(f"stream change, s = {s}" for s in scales) + " | "
+             + " | ".join(f"token-0 effect, s = {s}" for s in scales) + " |",
+             "|---|" + "---|" * (2 * len(scales))]
+    for b, d in result["bodies"].items():
+        sm = d["summary"]
+        lines.append(f"| {b} | " + " | ".join(f"{sm[s]['stream_change']['mean']:.3g}" for s in scales) + " | "
+                     + " | ".join(f"{sm[s]['token0_effect']['mean']:.2f}" for s in scales) + " |")
+    return "\n".join(lines)
+
+
+TABLES = {"summary": summary_tables, "regime": regime_table, "summary-regime": regime_summary_table}
