@@ -1,0 +1,404 @@
+"""
+Draw the figures from the committed results JSON (no training, no model load, no network).
+
+    python plot.py                      # every figure into results/figures/
+    python plot.py --only heads         # one kind: heads, curves, lengths, images, control
+    python plot.py --results R --out F  # another results folder / figure folder
+
+Kinds (each reads only JSON under --results):
+  heads     per task and seed: every head's ablation impact (layers x heads), the text probe's copy and
+            induction scores on the same grid, and probe score against impact
+            (heads/ablate_<task>_<condition>_s<seed>.json, probe/probe_*.json, heads/joint_*.json)
+  curves    validation metric against step for every condition of a suite: mean over seeds, the seed
+            range shaded (<suite>/runs/*/results.json; token tasks on a log scale)
+  lengths   held-out per-bit error against length per condition with bootstrap CIs, the training edge
+            marked; rule90 beside the paper's Table B.6 (data/paper, Gemma 4 31B) (<suite>/summary.json)
+  images    test accuracy per condition with CIs, FPT's numbers as reference lines (images/summary.json)
+  control   OGBench success rate and Walker2d normalised score against step, with published references
+            (ogbench/*/results.json, walker2d/*/results.json)
+
+A condition has one colour, marker and line style in every figure (readable in greyscale); each figure
+names its source JSON in small print.
+"""
+import argparse
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")          # files only, no display
+import matplotlib  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+
+from model import REPO, UserError, run_main  # noqa: E402
+
+KINDS = ("heads", "curves", "lengths", "images", "control")
+PAPER_RULE90 = REPO / "data" / "paper" / "ca_rule90_length_curve.json"
+
+# condition -> (colour, marker, line style); Okabe-Ito colours with distinct markers and dashes
+STYLE = {
+    "pretrained": ("#000000", "o", "-"),
+    "random-init": ("#E69F00", "s", "--"),
+    "shuffled": ("#0072B2", "^", "-."),
+    "matched": ("#009E73", "v", ":"),
+    "gpt2-random": ("#CC79A7", "D", (0, (5, 1))),
+    "scratch": ("#56B4E9", "x", (0, (3, 1, 1, 1))),
+    "none": ("#999999", ".", (0, (1, 2))),
+    "bridge": ("#D55E00", "P", "-"),
+    "bridge-partial": ("#882255", "*", "--"),
+    "bridge-random-init": ("#F0E442", "h", ":"),
+    "mlp": ("#D55E00", "P", "-"),
+    "dt": ("#56B4E9", "x", "--"),
+}
+OTHER = ("#444444", "d", "-")
+
+# published numbers drawn as reference lines (the project's README cites their sources)
+ANCHORS = {
+    "images": [("FPT frozen GPT-2, full MNIST", 0.980), ("FPT random-init GPT-2", 0.917), ("FPT trained GPT-2", 0.991)],
+    "ogbench": [("paper: frozen Gemma layer", 0.9733), ("GCIQL (OGBench)", 0.930), ("paper: random-init layer", 0.87)],
+    "walker2d": [("paper: frozen slice DT", 76.2), ("DT (Chen et al.)", 74.0)],
+}
+
+
+def style(condition):
+    base = condition.split("-L")[0] if condition.startswith(("pretrained-L", "random-init-L", "shuffled-L", "matched-L")) else condition
+    return STYLE.get(base, OTHER)
+
+
+def load(path):
+    """JSON from a results file; a missing or malformed file is one line."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({type(e).__name__})")
+
+
+def field(obj, *keys, where=""):
+    for k in keys:
+        try:
+            obj = obj[k]
+        except (KeyError, IndexError, TypeError):
+            raise UserError(f"{where}: expected key {'.'.join(map(str, keys))} (malformed results JSON)")
+    return obj
+
+
+def rel(path, results):
+    """The source path as printed under a figure: relative to the results folder's parent."""
+    path = Path(path).resolve()
+    base = Path(results).resolve().parent
+    return str(path.relative_to(base)) if path.is_relative_to(base) else path.name
+
+
+def save(fig, out, name, sources, results):
+    fig.text(0.005, 0.003, "source: " + ", ".join(sorted({rel(s, results) for s in sources}))[:220],
+             fontsize=5.5, color="#555555", ha="left", va="bottom")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- heads
+
+def head_grid(values, layers, heads):
+    return [[values.get(f"L{layer}.{h}", math.nan) for h in range(heads)] for layer in layers]
+
+
+def heads_figures(results, out):
+    files = sorted((results / "heads").glob("ablate_*_s*.json"))
+    if not files:
+        raise UserError(f"no heads/ablate_*_s<seed>.json under {results}")
+    probes = sorted((results / "probe").glob("probe_*.json"))
+    probe = load(probes[0]) if probes else None
+    groups = {}
+    for f in files:
+        m = re.fullmatch(r"ablate_(.+)_s(\d+)", f.stem)
+        groups.setdefault(m.group(1), []).append((int(m.group(2)), f))
+    written = []
+    for group, seeds in sorted(groups.items()):
+        seeds.sort()
+        joint = next((j for j in (results / "heads").glob(f"joint_{group.split('_')[0]}_*.json")), None)
+        cols = 4 if probe else 1
+        fig, axes = plt.subplots(len(seeds), cols, figsize=(3.1 * cols, 2.5 * len(seeds) + 0.6), squeeze=False)
+        sources = [f for _, f in seeds] + ([probes[0]] if probe else [])
+        for row, (seed, f) in enumerate(seeds):
+            a = load(f)
+            impacts = {h: field(v, "impact", where=str(f)) for h, v in field(a, "heads", where=str(f)).items()}
+            layers = sorted({int(h[1:].split(".")[0]) for h in impacts})
+            n_heads = 1 + max(int(h.split(".")[1]) for h in impacts)
+            grid = head_grid(impacts, layers, n_heads)
+            vmax = max(abs(v) for v in impacts.values()) or 1.0
+            ax = axes[row][0]
+            im = ax.imshow(grid, cmap="Greys", vmin=0, vmax=vmax, aspect="auto")
+            ax.grid(False)
+            ax.set_yticks(range(len(layers)), [f"L{layer}" for layer in layers])
+            ax.set_xticks(range(n_heads))
+            ax.set_xlabel("head")
+            metric = a.get("metric", "metric").replace("_", " ")
+            ax.set_title(f"{group} seed {seed}: ablation impact\n(intact {metric} {a.get('intact', math.nan):.3g})", fontsize=8)
+            fig.colorbar(im, ax=ax, fraction=0.046)
+            if not probe:
+                continue
+            pheads = field(probe, "heads", where=str(probes[0]))
+            for col, prim in ((1, "copying"), (2, "induction")):
+                scores = {h: pheads[h]["scores"][prim] for h in impacts if h in pheads}
+                ax = axes[row][col]
+                im = ax.imshow(head_grid(scores, layers, n_heads), cmap="Greys", vmin=0, aspect="auto")
+                ax.grid(False)
+                ax.set_yticks(range(len(layers)), [f"L{layer}" for layer in layers])
+                ax.set_xticks(range(n_heads))
+                ax.set_xlabel("head")
+                ax.set_title(f"text probe: {prim} score", fontsize=8)
+                fig.colorbar(im, ax=ax, fraction=0.046)
+            ax = axes[row][3]
+            j = load(joint) if joint is not None else {}
+            # the primitive the joint test found the strongest overlap on (else copying)
+            prim = j.get("permutation", {}).get("primitive", "copying")
+            hs = [h for h in impacts if h in pheads]
+            ax.scatter([pheads[h]["scores"][prim] for h in hs], [impacts[h] for h in hs], c="#000000", s=12, marker="o")
+            for h in sorted(hs, key=lambda h: -impacts[h])[:3]:
+                ax.annotate(h, (pheads[h]["scores"][prim], impacts[h]), fontsize=6)
+            ax.set_xlabel(f"{prim} score (English text)")
+            ax.set_ylabel("ablation impact")
+            caption = f"probe ({prim}) vs ablation"
+            if j:
+                perm = j.get("permutation", {})
+                caption += (f"\ntop-tier overlap {perm.get('k', '?')} of {perm.get('n', '?')}, "
+                            f"permutation P = {perm.get('p_perm', math.nan):.3g}")
+                sources.append(joint)
+            ax.set_title(caption, fontsize=8)
+        fig.tight_layout(rect=(0, 0.02, 1, 1))
+        written.append(save(fig, out, f"heads_{group}", sources, results))
+    return written
+
+
+# ----------------------------------------------------------------------------- curves and lengths
+
+def suites(results):
+    """Folders holding a sweep: <suite>/summary.json or <suite>/runs/."""
+    return sorted({p.parent for p in results.rglob("summary.json") if "archive" not in p.parts and (p.parent / "runs").is_dir()})
+
+
+def curve_figures(results, out):
+    written = []
+    for suite in suites(results):
+        runs = sorted((suite / "runs").glob("*/results.json"))
+        if not runs:
+            continue
+        by_cond = {}
+        for f in runs:
+            r = load(f)
+            cond = f.parent.name.split("__")[1] if f.parent.name.count("__") >= 2 else r.get("condition", "?")
+            hist = [h for h in field(r, "history", where=str(f)) if h.get("phase", "train") == "train"]
+            if r.get("metric") == "top1_accuracy":
+                pts = [(h.get("train_step", h["step"]), h["val_accuracy"]) for h in hist]
+                ylabel, log = "validation accuracy", False
+            else:
+                sel = str(field(r, "select_len", where=str(f)))
+                pts = [(h["step"], h["errors"][sel]) for h in hist]
+                ylabel, log = f"validation per-bit error at length {sel}", True
+            by_cond.setdefault(cond, []).append(pts)
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for cond, curves in by_cond.items():
+            steps = sorted({s for c in curves for s, _ in c})
+            at = [[dict(c).get(s) for c in curves] for s in steps]
+            mean = [sum(v for v in vs if v is not None) / max(1, sum(v is not None for v in vs)) for vs in at]
+            lo = [min(v for v in vs if v is not None) for vs in at]
+            hi = [max(v for v in vs if v is not None) for vs in at]
+            colour, marker, line = style(cond)
+            floor = 1e-5 if log else None
+            clip = (lambda xs: [max(x, floor) for x in xs]) if log else (lambda xs: xs)
+            ax.plot(steps, clip(mean), color=colour, marker=marker, linestyle=line, label=f"{cond} (n={len(curves)})")
+            ax.fill_between(steps, clip(lo), clip(hi), color=colour, alpha=0.15, linewidth=0)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{suite.name}: learning curves (mean over seeds, range shaded)", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        written.append(save(fig, out, f"curves_{suite.name}", runs, results))
+    if not written:
+        raise UserError(f"no <suite>/runs/*/results.json under {results}")
+    return written
+
+
+def length_figures(results, out):
+    written = []
+    for suite in suites(results):
+        f = suite / "summary.json"
+        s = load(f)
+        if s.get("values", "errors") != "errors":
+            continue
+        sweep = load(suite / "sweep.json") if (suite / "sweep.json").exists() else {}
+        edge = sweep.get("protocol", {}).get("train_len")
+        fig, ax = plt.subplots(figsize=(6, 4))
+        sources = [f]
+        for cond, row in field(s, "conditions", where=str(f)).items():
+            lengths = sorted(field(row, "errors", where=str(f)), key=int)
+            x = [int(L) for L in lengths]
+            mean = [row["errors"][L]["mean"] for L in lengths]
+            err = [[m - row["errors"][L]["ci95"][0] for L, m in zip(lengths, mean)],
+                   [row["errors"][L]["ci95"][1] - m for L, m in zip(lengths, mean)]]
+            colour, marker, line = style(cond)
+            ax.errorbar(x, mean, yerr=err, color=colour, marker=marker, linestyle=line, capsize=2,
+                        label=f"{cond} (n={row['n']})")
+        if suite.name == "rule90" and PAPER_RULE90.exists():
+            paper = load(PAPER_RULE90)
+            for i, (name, curve) in enumerate(paper["conditions"].items()):
+                xs = sorted(curve, key=int)
+                ax.plot([int(L) for L in xs], [curve[L] for L in xs], color="#777777", linestyle=":",
+                        marker="os^D"[i % 4], markersize=3, linewidth=1, label=f"paper (31B): {name}")
+            sources.append(PAPER_RULE90)
+        if edge:
+            ax.axvline(edge, color="#777777", linewidth=0.8)
+            ax.text(edge, ax.get_ylim()[1], " training edge", fontsize=7, va="top", color="#555555")
+        ax.axhline(0.5, color="#bbbbbb", linewidth=0.8, linestyle="--")
+        ax.set_xlabel("length (" + ("pairs" if suite.name == "mqar" else "items" if suite.name == "ar" else "cells") + ")")
+        ax.set_ylabel("held-out per-bit error (chance 0.5)")
+        ax.set_title(f"{suite.name}: length generalisation (mean over seeds, bootstrap 95% CI)", fontsize=9)
+        ax.legend(fontsize=6)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        written.append(save(fig, out, f"lengths_{suite.name}", sources, results))
+    demo = sorted((results / "demo").glob("*/results.json")) if (results / "demo").is_dir() else []
+    if demo:     # README's ten-minute demo: one run per body, the last evaluation's error per length
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        for f in demo:
+            r = load(f)
+            errors = field(r, "final", "errors", where=str(f))
+            cond = "random-init" if field(r, "config", "init", where=str(f)) == "random" else r["config"]["init"]
+            colour, marker, line = style(cond)
+            xs = sorted(errors, key=int)
+            ax.plot([int(L) for L in xs], [errors[L] for L in xs], color=colour, marker=marker, linestyle=line,
+                    label=f"{cond} slice ({r['config']['steps']} steps)")
+        ax.axhline(0.5, color="#bbbbbb", linewidth=0.8, linestyle="--")
+        ax.axvline(field(r, "config", "train_len", where=str(f)), color="#777777", linewidth=0.8)
+        ax.set_xlabel("key-value pairs")
+        ax.set_ylabel("per-bit error (chance 0.5)")
+        ax.set_title("demo: MQAR through a frozen slice, pretrained vs re-initialised", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        written.append(save(fig, out, "lengths_demo", demo, results))
+    if not written:
+        raise UserError(f"no token-task summary.json under {results}")
+    return written
+
+
+# ----------------------------------------------------------------------------- images and control
+
+def image_figures(results, out):
+    f = results / "images" / "summary.json"
+    s = load(f)
+    conds = field(s, "conditions", where=str(f))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, (cond, row) in enumerate(conds.items()):
+        d = field(row, "accuracy", "test", where=str(f))
+        colour, marker, _ = style(cond)
+        ax.errorbar([i], [d["mean"]], yerr=[[d["mean"] - d["ci95"][0]], [d["ci95"][1] - d["mean"]]], color=colour,
+                    marker=marker, markersize=7, capsize=3)
+        ax.scatter([i] * len(d["values"]), d["values"], color=colour, s=8, alpha=0.5)
+    for j, (name, value) in enumerate(ANCHORS["images"]):
+        ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":", "-."][j])
+        ax.text(-0.4 + 2.2 * j, value, name, fontsize=6, ha="left", va="bottom", color="#555555")
+    ax.set_xticks(range(len(conds)), [f"{c}\n(n={r['n']})" for c, r in conds.items()], fontsize=7, rotation=20)
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"images ({s.get('dataset', '?')}): test accuracy per condition, mean and bootstrap 95% CI", fontsize=9)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return [save(fig, out, "images_accuracy", [f], results)]
+
+
+def wilson(k, n, z=1.96):
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    c = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    return max(0.0, mid - c), min(1.0, mid + c)
+
+
+def control_figures(results, out):
+    written = []
+    og = sorted(f for f in (results / "ogbench").glob("*/results.json")) if (results / "ogbench").is_dir() else []
+    if og:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        seen = {}
+        for f in og:
+            r = load(f)
+            hist = field(r, "history", where=str(f))
+            steps = [h["step"] for h in hist]
+            rate = [h["eval"]["success_rate"] for h in hist]
+            n = [len(h["eval"]["successes"]) for h in hist]
+            lo, hi = zip(*(wilson(round(p * k), k) for p, k in zip(rate, n))) if hist else ((), ())
+            cond = r.get("condition", f.parent.name)
+            colour, marker, line = style(cond)
+            k = seen[cond] = seen.get(cond, -1) + 1          # several runs of one condition: other dashes
+            line = line if k == 0 else ["--", ":", "-."][(k - 1) % 3]
+            ax.plot(steps, rate, color=colour, marker=marker, linestyle=line, markersize=5 - k,
+                    label=f"{f.parent.name} ({cond})")
+            ax.fill_between(steps, lo, hi, color=colour, alpha=0.12, linewidth=0)
+        for j, (name, value) in enumerate(ANCHORS["ogbench"]):
+            ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":", "-."][j])
+            ax.text(ax.get_xlim()[0], value, " " + name, fontsize=6, va="bottom", color="#555555")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("success rate (95% Wilson interval shaded)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title("OGBench scene task1: success against step (generated data; references at 1M steps)", fontsize=9)
+        ax.legend(fontsize=6)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        written.append(save(fig, out, "control_ogbench", og, results))
+    wk = sorted(f for f in (results / "walker2d").glob("*/results.json")) if (results / "walker2d").is_dir() else []
+    if wk:
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        for f in wk:
+            r = load(f)
+            hist = field(r, "history", where=str(f))
+            for target in (hist[0]["scores"] if hist else {}):
+                steps = [h["step"] for h in hist]
+                score = [h["scores"][target]["score_mean"] for h in hist]
+                colour, marker, line = style(r.get("condition", f.parent.name))
+                ax.plot(steps, score, color=colour, marker=marker, linestyle=line,
+                        label=f"{f.parent.name}, target {target}" + (" (STAND-IN data)" if r.get("dataset_is_standin") else ""))
+        for j, (name, value) in enumerate(ANCHORS["walker2d"]):
+            ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":"][j])
+            ax.text(ax.get_xlim()[0], value, " " + name + " (D4RL medium)", fontsize=6, va="bottom", color="#555555")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("D4RL-normalised score")
+        ax.set_title("Walker2d: normalised score against step", fontsize=9)
+        ax.legend(fontsize=6)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        written.append(save(fig, out, "control_walker2d", wk, results))
+    if not written:
+        raise UserError(f"no ogbench/*/results.json or walker2d/*/results.json under {results}")
+    return written
+
+
+DRAW = {"heads": heads_figures, "curves": curve_figures, "lengths": length_figures, "images": image_figures,
+        "control": control_figures}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default=None, help=f"comma-separated figure kinds: {', '.join(KINDS)} (default: all)")
+    p.add_argument("--results", default=str(REPO / "results"), help="results folder to read (default results/)")
+    p.add_argument("--out", default=None, help="folder for the PNG files (default RESULTS/figures)")
+    args = p.parse_args()
+    kinds = [k.strip() for k in (args.only or ",".join(KINDS)).split(",") if k.strip()]
+    for k in kinds:
+        if k not in KINDS:
+            raise UserError(f"unknown figure kind {k!r}; choose from {', '.join(KINDS)}")
+    results = Path(args.results)
+    if not results.is_dir():
+        raise UserError(f"--results {results}: no such folder")
+    out = Path(args.out) if args.out else results / "figures"
+    matplotlib.rcParams.update({"font.size": 8, "axes.grid": True, "grid.alpha": 0.3})
+    for k in kinds:
+        for path in DRAW[k](results, out):
+            print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,92 @@
+"""plot.py draws every figure kind from small synthetic results JSON, and refuses bad JSON in one line."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+REPO = __import__("model").REPO
+pytest.importorskip("matplotlib")
+
+
+def ci(m):
+    return {"mean": m, "std": 0.01, "ci95": [m - 0.02, m + 0.02], "values": [m - 0.01, m + 0.01]}
+
+
+def write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def synthetic_results(root):
+    heads = [f"L{layer}.{h}" for layer in (2, 3) for h in range(2)]
+    for seed in (0, 1):
+        write(root / "heads" / f"ablate_mqar_pretrained_s{seed}.json",
+              {"metric": "per_bit_error", "intact": 0.01, "heads": {h: {"impact": 0.1 * i} for i, h in enumerate(heads)}})
+    write(root / "probe" / "probe_tiny.json",
+          {"heads": {h: {"scores": {"copying": 0.05 * i, "induction": 0.2 - 0.05 * i}} for i, h in enumerate(heads)}})
+    write(root / "heads" / "joint_mqar_L2-3.json", {"permutation": {"primitive": "induction", "k": 1, "n": 2, "p_perm": 0.2}})
+    for cond, err in (("pretrained", 0.01), ("random-init", 0.3)):
+        for seed in (0, 1):
+            write(root / "token_suite" / "mqar" / "runs" / f"mqar__{cond}__{seed}" / "results.json",
+                  {"metric": "per_bit_error", "select_len": 8, "condition": cond,
+                   "history": [{"step": s, "errors": {"8": err * (2 - s / 100)}} for s in (50, 100)]})
+    write(root / "token_suite" / "mqar" / "summary.json",
+          {"values": "errors", "conditions": {c: {"n": 2, "errors": {L: ci(e) for L in ("4", "8", "16")}}
+                                              for c, e in (("pretrained", 0.05), ("random-init", 0.3))}})
+    write(root / "token_suite" / "mqar" / "sweep.json", {"protocol": {"train_len": 6}})
+    write(root / "images" / "summary.json", {"values": "accuracy", "dataset": "tiny", "conditions": {
+        c: {"n": 2, "accuracy": {"test": ci(a)}} for c, a in (("pretrained", 0.8), ("shuffled", 0.7))}})
+    write(root / "ogbench" / "mlp" / "results.json", {"condition": "mlp", "history": [
+        {"step": s, "eval": {"success_rate": r, "successes": [1] * int(r * 10) + [0] * (10 - int(r * 10))}}
+        for s, r in ((1000, 0.1), (2000, 0.5))]})
+    write(root / "walker2d" / "dt" / "results.json", {"condition": "pretrained-L8", "dataset_is_standin": False, "history": [
+        {"step": s, "scores": {"5000": {"score_mean": v}}} for s, v in ((100, 20.0), (200, 40.0))]})
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "plot.py", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_every_figure_kind_renders(tmp_path):
+    from matplotlib.image import imread
+    root = tmp_path / "results"
+    synthetic_results(root)
+    out = run("--results", str(root))
+    assert out.returncode == 0, out.stderr
+    figs = sorted((root / "figures").glob("*.png"))
+    names = {f.stem for f in figs}
+    assert names == {"heads_mqar_pretrained", "curves_mqar", "lengths_mqar", "images_accuracy", "control_ogbench",
+                     "control_walker2d"}, names
+    for f in figs:
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        img = imread(f)
+        assert img.shape[0] > 100 and img.shape[1] > 100 and img[..., :3].std() > 0.05, f.name   # not blank
+    only = run("--results", str(root), "--only", "images", "--out", str(tmp_path / "one"))
+    assert only.returncode == 0 and [p.name for p in (tmp_path / "one").iterdir()] == ["images_accuracy.png"]
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("missing", "no such file"),
+    ("malformed", "not valid JSON"),
+    ("wrong keys", "malformed results JSON"),
+])
+def test_missing_or_malformed_json_is_one_line(tmp_path, damage, message):
+    root = tmp_path / "results"
+    synthetic_results(root)
+    f = root / "images" / "summary.json"
+    if damage == "missing":
+        f.unlink()
+    elif damage == "malformed":
+        f.write_text("{not json")
+    else:
+        f.write_text(json.dumps({"conditions": {"pretrained": {"n": 1}}}))
+    out = run("--results", str(root), "--only", "images")
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_bad_flags_one_line(tmp_path):
+    out = run("--only", "pictures")
+    assert out.returncode == 2 and "unknown figure kind" in out.stderr
+    out = run("--results", str(tmp_path / "nowhere"))
+    assert out.returncode == 2 and "no such folder" in out.stderr
