@@ -7,7 +7,8 @@ Speed and memory of the frozen slice, printed as JSON.
 
 Reports: slice forward+backward throughput (tokens/s; the backward pass computes input gradients
 only, since the slice is frozen) and achieved FLOP/s next to a plain matmul peak measured in the
-same run; slice-only load time and peak RSS against loading the full model with transformers.
+same run on the slice's own weight shapes; with --compare-dtypes, which of fp32 and bf16 is faster
+on this machine; slice-only load time and peak RSS against loading the full model with transformers.
 With --iql: seconds per IQL gradient step for the slice agent and the MLP baseline at two batch
 sizes, and evaluation throughput in the real MuJoCo env, 1 episode alone against a lockstep batch.
 """
@@ -72,25 +73,31 @@ def bench_iql(args, device):
            "obs_dim": obs_dim, "act_dim": act_dim, "obs_tokens": 4, "hidden": 256, "discount": 0.99,
            "expectile": 0.9, "temperature": 10.0, "env": args.iql_env, "obs_mean": [0.0] * obs_dim, "obs_std": [1.0] * obs_dim}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    out = {"env": args.iql_env, "device": str(device), "threads": torch.get_num_threads(), "slice": args.iql_layers,
+    out = {"env": args.iql_env, "device": str(device), "dtype": args.dtype, "threads": torch.get_num_threads(), "slice": args.iql_layers,
            "model": args.model, "step_s": {}, "trainable_params": {}}
-    for substrate in ("gemma", "mlp"):
-        net = O.build_from_config({**cfg, "substrate": substrate}, device)
+    # the reference agent, then the cheaper settings one flag away (fewer observation tokens, a target
+    # critic that reuses the online pass), then the MLP baseline
+    variants = {"gemma": {}, "gemma_obs2": {"obs_tokens": 2}, "gemma_target-shared": {"target": "shared"},
+                "gemma_obs2_target-shared": {"obs_tokens": 2, "target": "shared"}, "mlp": {"substrate": "mlp"}}
+    for name, extra in variants.items():
+        substrate = extra.get("substrate", "gemma")
+        net = O.build_from_config({**cfg, "substrate": substrate, "dtype": args.dtype, **extra}, device)
+        vcfg = {**cfg, **extra}
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], 3e-4)
-        out["trainable_params"][substrate] = sum(p.numel() for p in net.parameters() if p.requires_grad)
-        for bs in (64, 256):
+        out["trainable_params"][name] = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        for bs in args.iql_batches:
             batch = {"observations": torch.randn(bs, obs_dim, device=device), "actions": torch.rand(bs, act_dim, device=device) * 2 - 1,
                      "next_observations": torch.randn(bs, obs_dim, device=device), "rewards": -torch.rand(bs, device=device),
                      "masks": torch.ones(bs, device=device)}
 
             def step():
-                loss, _ = O.iql_losses(net, batch, cfg)
+                loss, _ = O.iql_losses(net, batch, vcfg)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 O.polyak(net, 0.005)
-            out["step_s"][f"{substrate}_batch{bs}"] = timeit(step, args.iters, sync)
-        if substrate == "gemma":
+            out["step_s"][f"{name}_batch{bs}"] = timeit(step, args.iters, sync)
+        if name == "gemma" and not args.iql_skip_eval:
             evals = {}
             for n in (1, args.iql_episodes):
                 t = time.time()
@@ -112,6 +119,53 @@ def bench_iql(args, device):
     return out
 
 
+def matmul_peak(body, tokens, device, dtype, iters, sync):
+    """The best FLOP/s of a plain matmul on the slice's own shapes ([tokens, in] @ [in, out] for every
+    distinct weight shape of its linear layers): a peak measured on an unrepresentative shape can sit
+    far from what the slice can reach (on a CPU without bf16 matrix units, a large bf16 square matmul
+    measured 0.0003 TFLOP/s, and the slice then 'ran at 6.6x its peak')."""
+    shapes = sorted({tuple(m.weight.shape) for m in body.modules() if isinstance(m, torch.nn.Linear)})
+    per_shape = {}
+    for out_f, in_f in shapes:
+        a = torch.randn(tokens, in_f, device=device, dtype=dtype)
+        w = torch.randn(in_f, out_f, device=device, dtype=dtype)
+        per_shape[f"{tokens}x{in_f}@{in_f}x{out_f}"] = 2 * tokens * in_f * out_f / timeit(lambda: a @ w, iters, sync)
+    return max(per_shape.values()), per_shape
+
+
+def slice_speed(args, device, dtype, sync):
+    """Forward+backward throughput of the slice in `dtype`, against a matmul peak on its own shapes."""
+    body, info = M.build_body(args.model, args.layers, device=device, dtype=dtype, input_scale=1.0)
+    net = M.InterfaceModel(body, info["d_model"], 16, 16).to(device)
+    assert info["dtype"] == M.dtype_name(dtype)   # the slice runs in the dtype this bench reports
+    x = torch.randn(args.batch_size, args.seq_len, 16, device=device)
+
+    def step():
+        net(x).pow(2).mean().backward()
+
+    tokens = args.batch_size * args.seq_len
+    peak, per_shape = matmul_peak(body, tokens, device, dtype, args.iters, sync)
+    frozen = M.param_counts(net)["frozen_params"]
+    t_step = timeit(step, args.iters, sync)
+    with torch.no_grad():
+        t_fwd = timeit(lambda: net(x), args.iters, sync)
+    # Matmul FLOPs only: 2 per weight per token forward, 2 more backward for the input gradient
+    # (no weight gradients: the slice is frozen). Attention scores are left out (small at these lengths).
+    flops_step = 4 * frozen * tokens
+    result = {"device": str(device), "dtype": info["dtype"], "model": args.model, "slice": info["layers"],
+              "frozen_params": frozen, "batch_size": args.batch_size, "seq_len": args.seq_len, "threads": torch.get_num_threads(),
+              "matmul_peak_tflops": peak / 1e12, "matmul_tflops_per_shape": {k: v / 1e12 for k, v in per_shape.items()},
+              "fwd_bwd_tokens_per_s": tokens / t_step, "fwd_bwd_tflops": flops_step / t_step / 1e12,
+              "fwd_bwd_fraction_of_matmul_peak": flops_step / t_step / peak,
+              "fwd_tokens_per_s": tokens / t_fwd,
+              "matmul_peak_measured_in": f"{info['dtype']} on the slice's own weight shapes, {tokens} tokens, {device}"}
+    if result["fwd_bwd_fraction_of_matmul_peak"] > 1:
+        result["warning"] = "the slice ran faster than the measured matmul peak: timing noise or a machine under load"
+    if device.type == "cuda":   # model FLOPs utilisation against the peak measured above, same dtype and device
+        result["mfu_vs_measured_peak"] = result["fwd_bwd_fraction_of_matmul_peak"]
+    return result
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=M.DEFAULT_MODEL, help="model id or path (default: embedded gemma3-270m)")
@@ -124,49 +178,41 @@ def main():
                    help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU. "
                         "The trainable interface keeps fp32 weights; losses and metrics are fp32 (default auto)")
     p.add_argument("--skip-load", action="store_true", help="skip the load-time/RSS comparison")
+    p.add_argument("--compare-dtypes", action="store_true",
+                   help="also time the slice in the other precision (bf16 <-> fp32) and say which is faster here: "
+                        "on CPUs bf16 can be much faster or much slower than fp32, so measure before a long run")
     p.add_argument("--iql", action="store_true", help="bench the OGBench IQL agent instead of the slice")
     p.add_argument("--iql-env", default="scene-play-singletask-task1-v0", help="--iql: single-task env (default scene task1)")
     p.add_argument("--iql-layers", default="8", help="--iql: slice of the agent (default 8)")
     p.add_argument("--iql-episodes", type=int, default=50, help="--iql: episodes in the lockstep evaluation (default 50)")
     p.add_argument("--iql-eval-steps", type=int, default=100, help="--iql: timesteps timed per evaluation (default 100)")
+    p.add_argument("--iql-batches", default="64,256", help="--iql: batch sizes timed (default 64,256)")
+    p.add_argument("--iql-skip-eval", action="store_true", help="--iql: time the gradient steps only")
     args = p.parse_args()
     need_at_least(args, 1, "batch_size", "seq_len", "iters", "iql_episodes", "iql_eval_steps")
     device = M.pick_device(args.device)
     if args.iql:
+        try:
+            args.iql_batches = [int(b) for b in args.iql_batches.split(",") if b.strip()]
+        except ValueError:
+            raise M.UserError(f"--iql-batches must be comma-separated integers, got {args.iql_batches!r}")
         print(json.dumps(bench_iql(args, device), indent=1))
         return
     dtype = M.resolve_dtype(args.dtype, device)
     # synchronise the device the work runs on (torch.cuda.synchronize() alone syncs the current one)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
-    n = 2048 if device.type == "cpu" else 8192
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    peak = 2 * n ** 3 / timeit(lambda: a @ b, args.iters, sync)
-
-    body, info = M.build_body(args.model, args.layers, device=device, dtype=dtype, input_scale=1.0)
-    net = M.InterfaceModel(body, info["d_model"], 16, 16).to(device)
-    assert info["dtype"] == M.dtype_name(dtype)   # the slice runs in the dtype this bench reports
-    x = torch.randn(args.batch_size, args.seq_len, 16, device=device)
-
-    def step():
-        net(x).pow(2).mean().backward()
-
-    tokens = args.batch_size * args.seq_len
-    frozen = M.param_counts(net)["frozen_params"]
-    t_step = timeit(step, args.iters, sync)
-    with torch.no_grad():
-        t_fwd = timeit(lambda: net(x), args.iters, sync)
-    # Matmul FLOPs only: 2 per weight per token forward, 2 more backward for the input gradient
-    # (no weight gradients: the slice is frozen). Attention scores are left out (small at these lengths).
-    flops_step = 4 * frozen * tokens
-    result = {"device": str(device), "dtype": info["dtype"], "model": args.model, "slice": info["layers"],
-              "frozen_params": frozen, "batch_size": args.batch_size, "seq_len": args.seq_len, "threads": torch.get_num_threads(),
-              "matmul_peak_tflops": peak / 1e12,
-              "fwd_bwd_tokens_per_s": tokens / t_step, "fwd_bwd_tflops": flops_step / t_step / 1e12,
-              "fwd_bwd_fraction_of_matmul_peak": flops_step / t_step / peak,
-              "fwd_tokens_per_s": tokens / t_fwd, "matmul_peak_measured_in": f"{info['dtype']} {n}x{n} on {device}"}
-    if device.type == "cuda":   # model FLOPs utilisation against the peak measured above, same dtype and device
-        result["mfu_vs_measured_peak"] = result["fwd_bwd_fraction_of_matmul_peak"]
+    result = slice_speed(args, device, dtype, sync)
+    if args.compare_dtypes:
+        other = M.DTYPES["fp32" if dtype == torch.bfloat16 else "bf16"]
+        alt = slice_speed(args, device, other, sync)
+        speeds = {result["dtype"]: result["fwd_bwd_tokens_per_s"], alt["dtype"]: alt["fwd_bwd_tokens_per_s"]}
+        faster = max(speeds, key=speeds.get)
+        result["dtype_comparison"] = {
+            "fwd_bwd_tokens_per_s": speeds, "matmul_peak_tflops": {result["dtype"]: result["matmul_peak_tflops"],
+                                                                   alt["dtype"]: alt["matmul_peak_tflops"]},
+            "faster": faster, "speedup": speeds[faster] / min(speeds.values()),
+            "advice": f"on this machine pass --dtype {faster} for long runs (CPU bf16 speed depends on bf16 matrix units)"}
     if not args.skip_load:
         ckpt = M.Checkpoint(args.model)
         ckpt_dir = str(ckpt.dir or args.model)

@@ -46,7 +46,8 @@ DATA_HOST = "rail.eecs.berkeley.edu"     # where ogbench downloads its datasets 
 SUBSTRATES = M.SUBSTRATES + ("mlp",)
 # Flags that define what a checkpoint is; a resumed run must agree on all of them.
 IDENTITY = ("env", "model", "layers", "substrate", "init", "seed", "input_scale", "obs_tokens", "hidden",
-            "discount", "expectile", "temperature", "tau", "batch_size", "lr", "dataset_dir", "dtype", "success_timing")
+            "discount", "expectile", "temperature", "tau", "batch_size", "lr", "dataset_dir", "dtype", "success_timing",
+            "target")
 
 
 # Harmless on headless machines (nothing here renders) and printed once per env otherwise.
@@ -243,18 +244,22 @@ class SliceIQL(nn.Module):
     networks separate: a shared interface let the critic's gradients move the policy's inputs
     faster than the advantage-weighted actor loss could follow (see results/ogbench/README.md)."""
 
-    def __init__(self, body, info, obs_dim, act_dim, k, hidden):
+    def __init__(self, body, info, obs_dim, act_dim, k, hidden, target="separate"):
         super().__init__()
         d = info["d_model"]
-        self.body, self.info, self.k = body, info, k
+        self.body, self.info, self.k, self.shared_target = body, info, k, target == "shared"
         self.critic_in = TokenInterface(obs_dim, act_dim, d, k, info["input_scale"])
         self.actor_in = TokenInterface(obs_dim, None, d, k, info["input_scale"])
         self.v = mlp([k * d, hidden, hidden, 1], layer_norm=True)
         self.q = nn.ModuleList([mlp([(k + 1) * d, hidden, hidden, 1], layer_norm=True) for _ in range(2)])
         self.pi = mlp([k * d, hidden, hidden, act_dim], final_scale=0.01)
         # Target critic: its own interface and Q heads, moved by Polyak averaging; the trunk is frozen anyway.
-        self.target_critic_in, self.target_q = copy.deepcopy(self.critic_in), copy.deepcopy(self.q)
-        for p in list(self.target_critic_in.parameters()) + list(self.target_q.parameters()):
+        # --target shared: only the Q heads are averaged and they read the online critic's pass, which
+        # saves one pass of the slice per step (the target interface is then the online one).
+        self.target_critic_in = None if self.shared_target else copy.deepcopy(self.critic_in)
+        self.target_q = copy.deepcopy(self.q)
+        for p in self.target_q.parameters() if self.shared_target else \
+                list(self.target_critic_in.parameters()) + list(self.target_q.parameters()):
             p.requires_grad_(False)
 
     def trunk(self, interface, obs, act=None):
@@ -263,23 +268,28 @@ class SliceIQL(nn.Module):
             h = M.run_body(self.body, h)
         return M.rms_norm(h).flatten(1)       # (B, tokens * d): obs tokens first, the action token last
 
-    def forward(self, obs, act):
-        """V(s) and (Q1, Q2)(s, a) from one pass over [o_1 .. o_k, a]; the policy mean from [o_1 .. o_k]."""
+    def forward(self, obs, act, with_trunk=False):
+        """V(s) and (Q1, Q2)(s, a) from one pass over [o_1 .. o_k, a]; the policy mean from [o_1 .. o_k].
+        with_trunk: also return that pass's states (what a shared target critic reads)."""
         h = self.trunk(self.critic_in, obs, act)
         v = self.v(h[:, :self.k * self.info["d_model"]]).squeeze(-1)
-        return v, [q(h).squeeze(-1) for q in self.q], self.policy(obs)
+        out = (v, [q(h).squeeze(-1) for q in self.q], self.policy(obs))
+        return out + (h,) if with_trunk else out
 
     def value(self, obs):
         return self.v(self.trunk(self.critic_in, obs)).squeeze(-1)
 
-    def target(self, obs, act):
-        h = self.trunk(self.target_critic_in, obs, act)
+    def target(self, obs, act, trunk=None):
+        """min of the target twin Q. Shared target: on `trunk`, the online critic pass's states."""
+        h = trunk if self.shared_target else self.trunk(self.target_critic_in, obs, act)
         return torch.min(*[q(h).squeeze(-1) for q in self.target_q])
 
     def policy(self, obs):
         return self.pi(self.trunk(self.actor_in, obs))
 
     def target_pairs(self):
+        if self.shared_target:
+            return list(zip(self.q.parameters(), self.target_q.parameters()))
         return list(zip(list(self.critic_in.parameters()) + list(self.q.parameters()),
                         list(self.target_critic_in.parameters()) + list(self.target_q.parameters())))
 
@@ -331,7 +341,8 @@ def build_from_config(cfg, device, known_scale=None):
         return MLPIQL(cfg["obs_dim"], cfg["act_dim"]).to(device)
     body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
                               M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
-    return SliceIQL(body, info, cfg["obs_dim"], cfg["act_dim"], cfg["obs_tokens"], cfg["hidden"]).to(device)
+    return SliceIQL(body, info, cfg["obs_dim"], cfg["act_dim"], cfg["obs_tokens"], cfg["hidden"],
+                    cfg.get("target", "separate")).to(device)
 
 
 def load_from_checkpoint(path, device="auto"):
@@ -347,9 +358,15 @@ def load_from_checkpoint(path, device="auto"):
 def iql_losses(net, batch, cfg):
     """Value (expectile), critic (TD) and actor (AWR) losses of one batch, as in OGBench/FQL IQL."""
     obs, act = batch["observations"], batch["actions"]
-    v, qs, mean = net(obs, act)
+    if getattr(net, "shared_target", False):
+        v, qs, mean, h = net(obs, act, with_trunk=True)
+        with torch.no_grad():
+            q_target = net.target(obs, act, trunk=h.detach())
+    else:
+        v, qs, mean = net(obs, act)
+        with torch.no_grad():
+            q_target = net.target(obs, act)
     with torch.no_grad():
-        q_target = net.target(obs, act)
         y = batch["rewards"] + cfg["discount"] * batch["masks"] * net.value(batch["next_observations"])
     diff = q_target - v
     weight = torch.where(diff > 0, cfg["expectile"], 1 - cfg["expectile"])
@@ -485,6 +502,10 @@ def get_parser():
     p.add_argument("--expectile", type=float, default=0.9, help="IQL expectile for V (default 0.9)")
     p.add_argument("--temperature", type=float, default=10.0, help="AWR inverse temperature alpha; weights exp(alpha * adv), capped at 100 (default 10)")
     p.add_argument("--tau", type=float, default=0.005, help="target critic Polyak rate (default 0.005)")
+    p.add_argument("--target", default="separate", choices=("separate", "shared"),
+                   help="target critic of the slice agent: separate = its own Polyak-averaged interface and Q heads "
+                        "with its own pass of the slice (the reference); shared = only the Q heads are averaged and "
+                        "read the online critic's pass (one slice pass fewer per step) (default separate)")
     p.add_argument("--seed", type=int, default=0, help="seeds init, batches and evaluation episodes (default 0)")
     p.add_argument("--eval-every", type=int, default=10_000, help="evaluate and checkpoint every N steps (default 10000)")
     p.add_argument("--fql-budget", action="store_true",
@@ -516,6 +537,8 @@ def main(argv=None):
         raise M.UserError("need --obs-tokens, --hidden, --eval-episodes, --steps and --eval-every >= 1")
     if args.eval_batch is not None and args.eval_batch < 1:
         raise M.UserError("--eval-batch must be >= 1")
+    if args.substrate == "mlp" and args.target != "separate":
+        raise M.UserError("--target shared is for the slice agent (the MLP agent has no shared trunk)")
     if args.substrate == "mlp" and args.init != "pretrained":
         raise M.UserError(f"--init {args.init} applies to --substrate gemma only")
     need_at_least(args, 1, "batch_size")

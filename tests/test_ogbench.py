@@ -399,3 +399,47 @@ def test_resume_refuses_another_input_scale_and_evaluate_uses_the_stored_one(gem
     net, _ = O.load_from_checkpoint(out / "last.pt")
     assert net.info["input_scale"] == 1.5
     assert all(float(t.in_scale) == 1.5 for t in (net.critic_in, net.actor_in))
+
+
+def test_shared_target_reads_the_online_pass_and_averages_only_the_q_heads(gemma3_ckpt):
+    cfg = {**tiny_agent_cfg(gemma3_ckpt[0]), "target": "shared"}
+    net = O.build_from_config(cfg, torch.device("cpu"))
+    assert net.target_critic_in is None
+    pairs = net.target_pairs()
+    assert len(pairs) == len(list(net.q.parameters())) and all(not tp.requires_grad for _, tp in pairs)
+    obs, act = torch.randn(6, 10), torch.rand(6, 3) * 2 - 1
+    v, qs, mean, h = net(obs, act, with_trunk=True)
+    with torch.no_grad():
+        for p, tp in pairs:
+            tp.copy_(p)                                  # target heads = online heads
+    torch.testing.assert_close(net.target(obs, act, trunk=h), torch.min(*qs))
+    # one pass of the slice fewer per step than the separate target
+    calls = []
+    hook = net.body.register_forward_hook(lambda *a: calls.append(1))
+    batch = {"observations": obs, "actions": act, "next_observations": torch.randn(6, 10), "rewards": -torch.rand(6),
+             "masks": torch.ones(6)}
+    O.iql_losses(net, batch, cfg)
+    shared_calls = len(calls)
+    hook.remove()
+    ref = O.build_from_config(tiny_agent_cfg(gemma3_ckpt[0]), torch.device("cpu"))
+    calls.clear()
+    ref.body.register_forward_hook(lambda *a: calls.append(1))
+    O.iql_losses(ref, batch, tiny_agent_cfg(gemma3_ckpt[0]))
+    assert shared_calls == len(calls) - 1
+    # it learns, and its target lags
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], 1e-3)
+    first = None
+    for _ in range(40):
+        loss, logs = O.iql_losses(net, batch, cfg)
+        first = first or logs
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        O.polyak(net, 0.005)
+    assert logs["critic_loss"] < first["critic_loss"]
+    assert any(not torch.equal(p, tp) for p, tp in net.target_pairs())
+
+
+def test_shared_target_refused_for_the_mlp(data_dir, tmp_path):
+    res = run(*train_args("unused", data_dir, tmp_path / "x", "--substrate", "mlp", "--target", "shared"), check=False)
+    assert res.returncode == 2 and "--target shared" in res.stderr and len(res.stderr.strip().splitlines()) == 1
