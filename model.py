@@ -68,6 +68,31 @@ def parse_layers(spec, num_layers):
     return a, b
 
 
+def add_body_args(p, layers="6-11", substrates=None, learn=True):
+    """The flags that say which body a run uses, the same in every training parser: --model,
+    --layers, --substrate, --init, --input-scale, --device, --dtype."""
+    substrates = substrates or SUBSTRATES
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
+    p.add_argument("--layers", default=layers, help=f"slice of decoder layers, 0-based inclusive: 'a-b' or 'a' (default {layers})")
+    p.add_argument("--substrate", default="gemma", choices=substrates,
+                   help="gemma: the frozen slice; gpt2-random: a frozen random GPT-2-style stack of the same shape; "
+                        "scratch: that stack fully trainable; none: the interface alone"
+                        + ("; mlp: the task's plain MLP baseline" if "mlp" in substrates else "") + " (default gemma)")
+    p.add_argument("--init", default="pretrained", choices=INITS, help=INIT_HELP)
+    p.add_argument("--input-scale", default="auto",
+                   help="multiplier on the input map's output. 'auto': Gemma: the RMS of an ordinary dimension of the "
+                        "residual stream entering the slice (English text; BOS and the few massive outlier dimensions "
+                        "left out); GPT-2 controls: 1. "
+                        + ("'learn': the same start times a trainable scalar (1 more trainable parameter). " if learn else "")
+                        + "A number: that value (default auto)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU (on some "
+                        "CPUs bf16 is faster: bench.py --compare-dtypes). The trainable interface keeps fp32 weights; "
+                        "losses and metrics are fp32 (default auto)")
+
+
 def pick_device(name=None):
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -806,6 +831,14 @@ def parse_input_scale(spec):
 
 
 # ----------------------------------------------------------------------------- build
+
+def body_from_config(cfg, device, known_scale=None):
+    """build_body() for a run config (the flags add_body_args defines, and --seed). known_scale: the
+    input scale a checkpoint was trained with, used as it is: every loader passes it, so evaluating,
+    ablating or resuming never recalibrates."""
+    return build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
+                      resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
+
 
 SUBSTRATES = ("gemma", "gpt2-random", "scratch", "none")
 INITS = ("pretrained", "random", "shuffled", "matched")

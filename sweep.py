@@ -337,8 +337,7 @@ def checkpoint_regime(run_dir, ev):
     history = json.loads((run_dir / "results.json").read_text())["history"]
     scale = next(h["input_scale"] for h in history if h["step"] == ev["checkpoint_step"] and "input_scale" in h)
     cfg = ev["config"]
-    body, _ = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], seed=cfg["seed"],
-                           input_scale=cfg["input_scale"], known_scale=scale)
+    body, _ = M.body_from_config(cfg, M.pick_device("cpu"), known_scale=scale)
     return M.regime(body, scale)
 
 

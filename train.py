@@ -39,18 +39,7 @@ def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True,
                    help=f"one of {', '.join(TASKS)}; or walker2d / ogbench / images (their own flags: train.py --task images --help)")
-    p.add_argument("--model", default=M.DEFAULT_MODEL,
-                   help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
-    p.add_argument("--layers", default="6-11", help="slice of decoder layers, 0-based inclusive: 'a-b' or 'a' (default 6-11)")
-    p.add_argument("--substrate", default="gemma", choices=M.SUBSTRATES,
-                   help="gemma: frozen slice; gpt2-random: frozen random GPT-2-style stack of the same shape; "
-                        "scratch: that stack fully trainable; none: interface only (default gemma)")
-    p.add_argument("--init", default="pretrained", choices=M.INITS, help=M.INIT_HELP)
-    p.add_argument("--input-scale", default="auto",
-                   help="multiplier on the input map's output. 'auto': Gemma: the RMS of an ordinary dimension of the "
-                        "residual stream entering the slice (English text, BOS and the few massive outlier dimensions "
-                        "left out; 31.9 for slice 6-11 of the 270M); GPT-2 controls: 1. 'learn': the same start times "
-                        "a trainable scalar (1 more trainable parameter). A number: that value (default auto)")
+    M.add_body_args(p)
     p.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per step (default 32)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -67,10 +56,6 @@ def get_parser():
     p.add_argument("--dry-run", action="store_true",
                    help="print the bytes to download and the peak weight memory of this slice in the chosen --dtype, "
                         "then exit; fetches only config and index (works with every --task)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU. "
-                        "The trainable interface keeps fp32 weights; losses and metrics are fp32 (default auto)")
     return p
 
 

@@ -235,8 +235,7 @@ def check_geometry(size, patch):
 def build(cfg, device, known_scale=None):
     """(net, body info): the interface around the run's body, initialised from the run's seed."""
     torch.manual_seed(cfg["seed"])
-    body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
+    body, info = M.body_from_config(cfg, device, known_scale)
     in_dim = cfg["channels"] * cfg["patch"] ** 2 + cfg["num_patches"]
     net = M.InterfaceModel(body, info["d_model"], in_dim, cfg["classes"], info["input_scale"],
                            learn_scale=info["input_scale_mode"] == "learn").to(device)
@@ -331,13 +330,7 @@ def get_parser():
                    help="classify from the mean over tokens of the normalised final states, or the last token's (default mean)")
     p.add_argument("--augment", action="store_true", help="random crop (4-pixel padding) and horizontal flip while training (CIFAR's standard; not for digits)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split, fixed across run seeds (default 0)")
-    p.add_argument("--model", default=M.DEFAULT_MODEL, help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
-    p.add_argument("--layers", default="6-11", help="slice of decoder layers, 0-based inclusive (default 6-11)")
-    p.add_argument("--substrate", default="gemma", choices=M.SUBSTRATES,
-                   help="gemma: frozen slice; gpt2-random: frozen random stack of the same shape; scratch: that stack "
-                        "fully trainable; none: interface only (default gemma)")
-    p.add_argument("--init", default="pretrained", choices=M.INITS, help=M.INIT_HELP)
-    p.add_argument("--input-scale", default="auto", help="as for the token tasks: auto, learn, or a number (default auto)")
+    M.add_body_args(p)
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps of the interface (default 2000)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step, global under torchrun (default 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
@@ -353,9 +346,6 @@ def get_parser():
     p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
     p.add_argument("--out", default=None, help="run folder (default runs/images__{dataset}__{condition}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU (default auto)")
     return p
 
 

@@ -339,8 +339,7 @@ def build_from_config(cfg, device, known_scale=None):
     torch.manual_seed(cfg["seed"])
     if cfg["substrate"] == "mlp":
         return MLPIQL(cfg["obs_dim"], cfg["act_dim"]).to(device)
-    body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
+    body, info = M.body_from_config(cfg, device, known_scale)
     return SliceIQL(body, info, cfg["obs_dim"], cfg["act_dim"], cfg["obs_tokens"], cfg["hidden"],
                     cfg.get("target", "separate")).to(device)
 
@@ -488,11 +487,7 @@ def get_parser():
     p.add_argument("--task", default="ogbench", choices=("ogbench",), help="always ogbench (lets train.py pass its flags on)")
     p.add_argument("--env", default=DEFAULT_ENV, help=f"OGBench single-task dataset name (default {DEFAULT_ENV})")
     p.add_argument("--dataset-dir", default=DEFAULT_DATA_DIR, help=f"where the .npz files are, or go (default {DEFAULT_DATA_DIR})")
-    p.add_argument("--model", default=M.DEFAULT_MODEL, help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
-    p.add_argument("--layers", default="8", help="slice, 0-based inclusive; default 8, mid-depth of the 270M's 18 layers (26 on Gemma 4 31B)")
-    p.add_argument("--substrate", default="gemma", choices=SUBSTRATES, help="gemma (frozen slice), gpt2-random, scratch, none, or mlp: plain IQL MLPs (default gemma)")
-    p.add_argument("--init", default="pretrained", choices=M.INITS, help=M.INIT_HELP)
-    p.add_argument("--input-scale", default="auto", help="multiplier on the tokens; 'auto' = RMS of an ordinary residual dimension entering the slice (README: input scale), or a number (default auto)")
+    M.add_body_args(p, layers="8", substrates=SUBSTRATES, learn=False)
     p.add_argument("--obs-tokens", type=int, default=4, help="chunks the observation is cut into, one token each (default 4)")
     p.add_argument("--hidden", type=int, default=256, help="width of the two hidden layers of each V/Q/policy head (default 256)")
     p.add_argument("--steps", type=int, default=100_000, help="gradient steps (default 100000)")
@@ -519,10 +514,6 @@ def get_parser():
                                                                   "(default: all --eval-episodes at once)")
     p.add_argument("--out", default=None, help="run folder (default runs/ogbench-{env}__{condition}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU. "
-                        "The trainable interface keeps fp32 weights; losses and metrics are fp32 (default auto)")
     return p
 
 

@@ -23,8 +23,7 @@ def build(cfg, device, known_scale=None):
     known_scale: the numeric input scale a checkpoint was trained with (skips calibration)."""
     task = get_task(cfg["task"])
     torch.manual_seed(cfg["seed"])
-    body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
+    body, info = M.body_from_config(cfg, device, known_scale)
     net = M.InterfaceModel(body, info["d_model"], task.IN_DIM, task.OUT_DIM, info["input_scale"],
                            learn_scale=info["input_scale_mode"] == "learn").to(device)
     net.longest = max_length(task, info["sliding_window"])   # longest task length this model takes

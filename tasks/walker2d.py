@@ -247,8 +247,7 @@ def build_from_config(cfg, device, known_scale=None):
     """(net, body) from a run config; net.info describes the body for results. known_scale: a trained
     checkpoint's input scale, used as it is (never recalibrated)."""
     torch.manual_seed(cfg["seed"])
-    body, info = M.build_body(cfg["model"], cfg["layers"], cfg["substrate"], cfg["init"], device,
-                              M.resolve_dtype(cfg.get("dtype"), device), cfg["seed"], cfg["input_scale"], known_scale)
+    body, info = M.body_from_config(cfg, device, known_scale)
     net = DecisionTransformer(body, info, cfg["dropout"]).to(device)
     return net, body
 
@@ -345,11 +344,7 @@ def evaluate_checkpoint(ckpt_path, episodes=10, targets=(5000.0, 2500.0), seed=N
 def get_parser():
     p = argparse.ArgumentParser(prog="python -m tasks.walker2d train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="walker2d", choices=("walker2d",), help="always walker2d (lets train.py pass its flags on)")
-    p.add_argument("--model", default=M.DEFAULT_MODEL, help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
-    p.add_argument("--layers", default="6-10", help="slice of decoder layers, 0-based inclusive (default 6-10)")
-    p.add_argument("--substrate", default="gemma", choices=M.SUBSTRATES, help="body: frozen gemma slice, gpt2-random, scratch (trainable) or none (default gemma)")
-    p.add_argument("--init", default="pretrained", choices=M.INITS, help=M.INIT_HELP)
-    p.add_argument("--input-scale", default="auto", help="multiplier on the token embeddings; 'auto' = RMS of an ordinary residual dimension entering the slice (README: input scale), or a number (default auto)")
+    M.add_body_args(p, layers="6-10", learn=False)
     p.add_argument("--dataset", default=DEFAULT_DATASET, help=f"Minari dataset id, local or downloaded (default {DEFAULT_DATASET})")
     p.add_argument("--d4rl-hdf5", default=None, help="a D4RL-format HDF5 file instead of --dataset")
     p.add_argument("--context", type=int, default=20, help="context length K in timesteps, 3K tokens (default 20)")
@@ -369,10 +364,6 @@ def get_parser():
     p.add_argument("--max-ep-len", type=int, default=MAX_TIMESTEP, help=f"cut evaluation episodes at this many steps (default {MAX_TIMESTEP})")
     p.add_argument("--out", default=None, help="run folder (default runs/walker2d__{condition}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
-                   help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU. "
-                        "The trainable interface keeps fp32 weights; losses and metrics are fp32 (default auto)")
     return p
 
 
