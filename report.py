@@ -1,17 +1,17 @@
 """
 Fill the READMEs' numbers and tables from the committed results JSON.
 
-    python report.py             # render every README.src.md into the README.md beside it
-    python report.py --check     # exit 1 naming each README.md that differs from what its source renders to
+    python report.py             # render every X.src.md into the X.md beside it (READMEs, docs/)
+    python report.py --check     # exit 1 naming each X.md that differs from what its source renders to
 
-A README.src.md is the README with its numbers left as references into results/:
+A X.src.md is the page with its numbers left as references into results/:
     {{token_suite/mqar/summary.json conditions.pretrained.errors.8.mean .4f}}   one number: file, dotted key, format
     <!-- alias mqar = token_suite/mqar/summary.json -->                          a short name for a file (not rendered)
     {{mqar conditions.pretrained.errors.8.mean .4f}}                            a number through the short name
     {{table summary mqar}}                                                       a whole table (tables.py: summary,
                                                                                  summary-regime, regime)
 The format is Python's (.4f, ,.0f, .1% for a fraction shown as a percentage, +.3f). Edit the source,
-never the README.md beside it; tests/test_results_readme.py fails when the two disagree, so a number
+never the page beside it; tests/test_results_readme.py fails when the two disagree, so a number
 in a README cannot drift from its JSON.
 """
 import argparse
@@ -28,7 +28,7 @@ FIELD = re.compile(r"\{\{(.+?)\}\}")
 
 
 def sources(root=REPO):
-    return sorted(p for p in root.rglob("README.src.md") if ".git" not in p.parts)
+    return sorted(p for p in root.rglob("*.src.md") if ".git" not in p.parts)
 
 
 def render(src, results=RESULTS):
@@ -64,7 +64,7 @@ def render(src, results=RESULTS):
 
 
 def target(src):
-    return Path(src).with_name("README.md")
+    return Path(src).with_name(Path(src).name.replace(".src.md", ".md"))
 
 
 def main():

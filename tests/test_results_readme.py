@@ -72,3 +72,15 @@ def test_tables_render_a_sweep_summary():
 def test_check_mode_names_a_stale_readme(tmp_path):
     out = subprocess.run([sys.executable, "report.py", "--check"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_links_in_the_pages_point_at_files_the_repo_has():
+    import re
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "results").rglob("README.md"))]
+    missing = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                missing.append(f"{page.relative_to(REPO)} -> {target}")
+    assert not missing, missing
+    assert "shared/" not in (REPO / "README.md").read_text()        # a clone has no ../shared
