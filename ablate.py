@@ -28,89 +28,13 @@ import model as M
 import stats
 from runs import (all_gather, condition_name, distributed, environment, finish_distributed, load_checkpoint, need_at_least,
                   need_positive_float, save_atomic)
-from tasks.tokens import bit_errors, fresh_seed, load_trained, parse_lengths
+import tasks
 
 
-def token_measure(ckpt, lengths, samples, eval_seed, device, dtype=None):
-    """Mean per-bit error over the evaluation lengths (lower is better) on fixed sequences."""
-    task, net, cfg, info, _, device = load_trained(ckpt, device, dtype)
-    lengths = parse_lengths(lengths, task, net.longest)
-    seed = fresh_seed(cfg, eval_seed)
-
-    def measure():
-        errors = bit_errors(net, task, lengths, samples, seed, device)
-        return sum(errors.values()) / len(errors), errors
-
-    meta = {"metric": "per_bit_error", "higher_is_better": False, "lengths": lengths, "samples": samples,
-            "eval_seed": seed, "slice": info["layers"]}
-    return net.body, measure, cfg, meta, device
-
-
-def walker2d_measure(ckpt, episodes, max_ep_len, device):
-    """Mean D4RL-normalised score over the target returns (higher is better); same episode seeds every call."""
-    from tasks import walker2d
-    net, body, state = walker2d.load_from_checkpoint(ckpt, device)
-    cfg = state["config"]
-    device = next(net.parameters()).device
-    seed = walker2d.episode_seed_base(cfg["seed"], 2)
-    targets = [float(t) for t in cfg["targets"].split(",")]
-    max_ep_len = max_ep_len or cfg["max_ep_len"]
-
-    def measure():
-        scores = walker2d.episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device)
-        return sum(v["score_mean"] for v in scores.values()) / len(scores), scores
-
-    meta = {"metric": "d4rl_normalised_score", "higher_is_better": True, "episodes": episodes, "targets": targets,
-            "max_ep_len": max_ep_len, "episode_seed_base": seed, "slice": net.info["layers"],
-            "dataset": cfg["d4rl_hdf5"] or cfg["dataset"], "dataset_is_standin": cfg["dataset_is_standin"]}
-    return body, measure, cfg, meta, device
-
-
-def ogbench_measure(ckpt, episodes, max_ep_len, device):
-    """Success rate of the IQL policy (higher is better); episode i always resets with the same seed."""
-    from tasks import ogbench
-    net, state = ogbench.load_from_checkpoint(ckpt, device)
-    cfg = state["config"]
-    device = next(net.parameters()).device
-    seed = ogbench.episode_seed_base(cfg["seed"], 2)
-
-    def measure():
-        result = ogbench.success_rate(net, cfg, episodes, seed, device, max_ep_len)
-        return result["success_rate"], {k: result[k] for k in ("successes", "best_reward_mean", "best_rewards")}
-
-    meta = {"metric": "success_rate", "higher_is_better": True, "episodes": episodes, "max_ep_len": max_ep_len,
-            "episode_seed_base": seed, "slice": net.info["layers"], "env": cfg["env"], "checkpoint_step": state["step"]}
-    return net.body, measure, cfg, meta, device
-
-
-def images_measure(ckpt, device, dtype=None):
-    """Top-1 accuracy on the run's test images (higher is better); the same images every call."""
-    from tasks import images
-    net, cfg, info, state = images.load_trained(ckpt, device, dtype)
-    data = images.load_run_data(cfg)
-    x, y = data["test"]
-    device = next(net.parameters()).device
-
-    def measure():
-        correct = images.predictions(net, x, cfg, device) == y
-        return correct.sum().item() / len(correct), {"correct": correct.tolist()}
-
-    meta = {"metric": "top1_accuracy", "higher_is_better": True, "split": "test", "images": len(y),
-            "slice": info["layers"], "checkpoint_step": state["step"]}
-    return net.body, measure, cfg, meta, device
-
-
-def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only=False, device="auto",
-          episodes=None, max_ep_len=None, dtype=None):
-    cfg = load_checkpoint(ckpt)["config"]
-    if cfg["task"] == "walker2d":
-        body, measure, cfg, meta, device = walker2d_measure(ckpt, episodes or 10, max_ep_len, device)
-    elif cfg["task"] == "ogbench":
-        body, measure, cfg, meta, device = ogbench_measure(ckpt, episodes or 50, max_ep_len, device)
-    elif cfg["task"] == "images":
-        body, measure, cfg, meta, device = images_measure(ckpt, device, dtype)
-    else:
-        body, measure, cfg, meta, device = token_measure(ckpt, lengths or str(cfg["select_len"]), samples, eval_seed, device, dtype)
+def sweep(ckpt, opts, heads=None, keep_only=False):
+    """Zero heads of a checkpoint's body and re-measure (opts: ablate.py's flags, read by the task)."""
+    task = tasks.module(load_checkpoint(ckpt)["config"]["task"])
+    body, measure, cfg, meta, device = task.ablation_target(ckpt, opts)
     if body is None:
         raise M.UserError("this checkpoint has no body (--substrate none): nothing to ablate")
     sign = -1 if meta["higher_is_better"] else 1  # impact > 0: the model got worse without the head
@@ -126,9 +50,9 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
         M.set_ablation(body, {})
         out.update({"ablated_heads": sorted(f"L{l}.{h}" for l, hs in chosen.items() for h in hs), "keep_only": keep_only,
                     "ablated": value, "ablated_detail": detail, "delta": value - intact, "impact": sign * (value - intact)})
-        paired = {"ogbench": "successes", "images": "correct"}.get(cfg["task"])   # per episode / per image outcomes
-        if paired:
-            out["mcnemar"] = dict(zip(("intact_only", "ablated_only", "p"), stats.mcnemar_exact(intact_detail[paired], detail[paired])))
+        if task.PAIRED:      # per episode / per image 0/1 outcomes, paired with the intact model's
+            out["mcnemar"] = dict(zip(("intact_only", "ablated_only", "p"),
+                                      stats.mcnemar_exact(intact_detail[task.PAIRED], detail[task.PAIRED])))
     else:
         labels = M.head_labels(body)
         rank, world, _ = distributed()    # under torchrun each rank sweeps every world-th head
@@ -144,15 +68,11 @@ def sweep(ckpt, lengths=None, samples=256, eval_seed=None, heads=None, keep_only
         impact = {l: sign * d for l, d in deltas.items()}
         z = dict(zip(labels, stats.zscores([impact[l] for l in labels]).tolist()))
         order = sorted(labels, key=lambda l: -impact[l])
-        out["heads"] = {l: {"delta": deltas[l], "impact": impact[l], "rank": order.index(l) + 1, "z": z[l]} for l in labels}
-        if cfg["task"] == "ogbench":   # per-episode successes, paired with the intact run's
+        out["heads"] = {l: {"delta": deltas[l], "impact": impact[l], "rank": order.index(l) + 1, "z": z[l],
+                            **task.head_extra(intact_detail, details[l])} for l in labels}
+        if task.PAIRED:
             for l in labels:
-                out["heads"][l].update(details[l])
-                out["heads"][l]["best_reward_delta"] = details[l]["best_reward_mean"] - intact_detail["best_reward_mean"]
-                out["heads"][l]["mcnemar_p"] = stats.mcnemar_exact(intact_detail["successes"], details[l]["successes"])[2]
-        if cfg["task"] == "images":   # paired per image with the intact model; the 0/1 lists are not kept per head
-            for l in labels:
-                out["heads"][l]["mcnemar_p"] = stats.mcnemar_exact(intact_detail["correct"], details[l]["correct"])[2]
+                out["heads"][l]["mcnemar_p"] = stats.mcnemar_exact(intact_detail[task.PAIRED], details[l][task.PAIRED])[2]
         out["top5"] = order[:5]
     out.update(environment(device))
     out["world_size"] = distributed()[1]
@@ -281,8 +201,7 @@ def main():
     rank, world, local_rank = distributed()
     if world > 1 and args.device in ("auto", "cuda") and torch.cuda.is_available():
         args.device = f"cuda:{local_rank}"      # one GPU per rank
-    result = sweep(args.ckpt, args.lengths, args.samples, args.eval_seed, args.heads, args.keep_only, args.device,
-                   args.episodes, args.max_ep_len, args.dtype)
+    result = sweep(args.ckpt, args, args.heads, args.keep_only)
     tag = "sweep" if args.heads is None else ("keep_" if args.keep_only else "ablate_") + args.heads.replace(",", "_")
     out = Path(args.out or Path(args.ckpt).with_name(f"ablate_{Path(args.ckpt).stem}_{tag}.json"))
     rank = distributed()[0]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import model as M
 import stats
-from runs import environment, load_checkpoint, need_at_least, save_atomic
-from tasks.tokens import bit_errors, fresh_seed, load_trained, parse_lengths
+import tasks
+from runs import load_checkpoint, need_at_least, save_atomic
 
 
 def get_parser():
@@ -43,69 +43,16 @@ def get_parser():
     return p
 
 
-def evaluate(ckpt_path, lengths=None, samples=1024, eval_seed=None, device="auto", dtype=None):
-    task, net, cfg, info, step, device = load_trained(ckpt_path, device, dtype)
-    lengths = parse_lengths(lengths or cfg["eval_lengths"], task, net.longest)
-    seed = fresh_seed(cfg, eval_seed)
-    t0 = time.time()
-    errors = bit_errors(net, task, lengths, samples, seed, device)
-    return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
-            **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": step,
-            "metric": "per_bit_error", "eval_seed": seed, "eval_samples": samples, "errors": errors,
-            "regime": M.regime(net.body, net.input_scale()), "wall_time_s": time.time() - t0}
-
-
-def evaluate_control(ckpt_path, task, episodes=None, device="auto"):
-    """walker2d / ogbench checkpoints: fresh episode seeds (stream 2), never used during training."""
-    t0 = time.time()
-    if task == "walker2d":
-        from tasks import walker2d
-        result = walker2d.evaluate_checkpoint(ckpt_path, episodes or 10, device=device)
-        result["scores_mean"] = {k: v["score_mean"] for k, v in result["scores"].items()}
-    else:
-        from tasks import ogbench
-        result = ogbench.evaluate_checkpoint(ckpt_path, episodes or 50, device=device)
-    return {**result, **environment(M.pick_device(device)), "wall_time_s": time.time() - t0}
-
-
-def evaluate_images(ckpt_path, device="auto", dtype=None):
-    """An image checkpoint's top-1 accuracy on its validation and test splits (the split is fixed by
-    the run's --split-seed, so this is the number training reported, recomputed)."""
-    from tasks import images
-    t0 = time.time()
-    net, cfg, info, state = images.load_trained(ckpt_path, device, dtype)
-    data = images.load_run_data(cfg)
-    device = next(net.parameters()).device
-    acc = {k: images.accuracy(net, *data[k], cfg, device) for k in ("val", "test")}
-    return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
-            **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": state["step"],
-            "metric": "top1_accuracy", "accuracy": acc, "images": {k: len(data[k][1]) for k in ("val", "test")},
-            "regime": M.regime(net.body, net.input_scale()), "wall_time_s": time.time() - t0}
-
-
 def aggregate(folder, which="best"):
-    """Group results.json files by condition; mean, std and bootstrap 95% CI of each length's error."""
+    """Group results.json files by task and condition; mean, std and bootstrap 95% CI of each value the
+    task reports for a run (tasks/<module>.run_values: errors per length, scores per target, ...)."""
     groups = defaultdict(list)
     for f in sorted(Path(folder).rglob("results.json")):
         r = json.loads(f.read_text())
-        if r["config"]["task"] == "images":
-            curve = r["best"] if which == "best" else r["final"]
-            if curve is None:
-                continue
-            name, values = "accuracy", {"val": curve["val_accuracy"], "test": curve["test_accuracy"]}
-        elif r["config"]["task"] == "ogbench":
-            # IQL runs keep no best checkpoint: the summary is the mean of the last three evaluations
-            if not r["history"]:
-                continue
-            curve = r["final"]
-            name, values = "success", {"last_three_mean": r["last_three_mean"], "final": curve["eval"]["success_rate"]}
-        else:
-            curve = r["best"] if which == "best" else r["final"]
-            if curve is None:
-                continue
-            # token tasks: per-bit error per length; control tasks: normalised score per target return
-            name, values = ("errors", curve["errors"]) if "errors" in curve else \
-                ("scores", {t: v["score_mean"] for t, v in curve["scores"].items()})
+        found = tasks.module(r["config"]["task"]).run_values(r, which)
+        if found is None:          # nothing evaluated yet
+            continue
+        name, curve, values = found
         key = (r["config"]["task"], r["condition"], name)
         groups[key].append({"seed": r["seed"], "step": curve["step"], "values": values, "run": str(f.parent)})
     out = []
@@ -138,19 +85,11 @@ def main():
         return
     if not args.ckpt:
         raise M.UserError("give --ckpt PATH or --aggregate DIR")
-    task = load_checkpoint(args.ckpt)["config"]["task"]
-    if task == "images":
-        result = evaluate_images(args.ckpt, args.device, args.dtype)
-        summary = " ".join(f"{k} accuracy {v:.4f}" for k, v in result["accuracy"].items())
-    elif task in ("walker2d", "ogbench"):
-        result = evaluate_control(args.ckpt, task, args.episodes, args.device)
-        summary = json.dumps({k: v for k, v in result.items() if k in ("success_rate", "scores_mean", "episodes")})
-    else:
-        result = evaluate(args.ckpt, args.lengths, args.samples, args.eval_seed, args.device, args.dtype)
-        summary = " ".join(f"len{L}={e:.4f}" for L, e in result["errors"].items())
+    task = tasks.module(load_checkpoint(args.ckpt)["config"]["task"])
+    result = task.evaluate_run(args.ckpt, args)
     out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
     save_atomic(result, out)
-    print(summary, f"-> {out}")
+    print(task.summary_line(result), f"-> {out}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Steps: parse flags -> build body (model.py) -> build task (tasks/) -> loop -> ev
 Writes OUT/last.pt, OUT/best.pt (trainable weights + full config) and OUT/results.json.
 """
 import argparse
-import importlib
 import json
 import sys
 import time
@@ -23,11 +22,11 @@ import torch
 from tqdm import tqdm
 
 import model as M
+import tasks
 from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, end_regime, environment,
                   finish_distributed, need_at_least, need_positive_float, open_run, refuse_changed_scale, save_atomic, wrap_ddp)
-from tasks.tokens import TASKS, bit_errors, build, get_task, max_length, parse_lengths, task_loss
+from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
-OWN_LOOP_TASKS = ("walker2d", "ogbench", "images")   # tasks with their own training loop and flags (tasks/<name>.py)
 
 # Flags that define what a run is: --resume refuses to continue with any of them changed
 # (--steps may grow, --eval-every may change: neither changes what is trained).
@@ -38,7 +37,8 @@ IDENTITY = ("task", "model", "layers", "substrate", "init", "seed", "input_scale
 def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True,
-                   help=f"one of {', '.join(TASKS)}; or walker2d / ogbench / images (their own flags: train.py --task images --help)")
+                   help=f"one of {', '.join(tasks.TABLE)} (tasks/__init__.py); walker2d, ogbench and images have "
+                        "flags of their own: train.py --task images --help")
     M.add_body_args(p)
     p.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per step (default 32)")
@@ -64,15 +64,12 @@ def gigabytes(n):
 
 
 def dry_run(args):
-    """Print what a run would download and hold, before any weight is fetched (config and index only)."""
-    layers = args.layers
-    if layers is None:   # the task's own default slice
-        layers = (importlib.import_module(f"tasks.{args.task}").get_parser().get_default("layers")
-                  if args.task in OWN_LOOP_TASKS else get_parser().get_default("layers"))
+    """Print what a run would download and hold, before any weight is fetched (config and index only).
+    args: the task's own flags (its default slice included)."""
     device = M.pick_device(args.device)
     dtype = M.resolve_dtype(args.dtype, device)
     ckpt = M.Checkpoint(args.model)
-    first, last = M.parse_layers(layers, ckpt.num_layers)
+    first, last = M.parse_layers(args.layers, ckpt.num_layers)
     if args.substrate != "gemma":
         print(f"dry run: --substrate {args.substrate} loads no Gemma weights (config only)")
         print(json.dumps({"substrate": args.substrate, "bytes_to_fetch": 0}))
@@ -96,22 +93,18 @@ def dry_run(args):
 
 
 def main():
-    # The control tasks own their training loop and flags; the token tasks share the one below.
+    # Which module runs --task comes from the task table (tasks/__init__.py): the token tasks share
+    # the loop below, the others own their loop and flags.
     pre = argparse.ArgumentParser(add_help=False)
-    for flag in ("--task", "--model", "--layers", "--substrate", "--input-scale", "--dtype", "--device"):
-        pre.add_argument(flag)
+    pre.add_argument("--task")
     pre.add_argument("--dry-run", action="store_true")
     known = pre.parse_known_args()[0]
+    module = tasks.module(known.task) if known.task is not None else None
+    own_loop = module is not None and module.__name__ != "tasks.tokens"
     if known.dry_run:
-        defaults = {"model": M.DEFAULT_MODEL, "substrate": "gemma", "input_scale": "auto", "dtype": "auto", "device": "auto"}
-        for k, v in defaults.items():
-            if getattr(known, k) is None:
-                setattr(known, k, v)
-        if known.task not in TASKS + OWN_LOOP_TASKS:
-            raise M.UserError(f"unknown --task {known.task!r}; choose from {', '.join(TASKS + OWN_LOOP_TASKS)}")
-        return dry_run(known)
-    if known.task in OWN_LOOP_TASKS:
-        return importlib.import_module(f"tasks.{known.task}").main(sys.argv[1:])
+        return dry_run((module.get_parser() if own_loop else get_parser()).parse_known_args()[0])
+    if own_loop:
+        return module.main(sys.argv[1:])
     parser = get_parser()
     args = parser.parse_args()
     cfg = vars(args).copy()

@@ -268,6 +268,59 @@ def load_bridged(body, bridged):
     body.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in bridged.items()}})
 
 
+PAIRED = "correct"   # key of the per-item 0/1 outcomes in a measurement's detail (McNemar), if any
+METRIC, HIGHER_IS_BETTER = "top1_accuracy", True
+
+
+def load(ckpt_path, device="auto", dtype=None):
+    net, cfg, _, state = load_trained(ckpt_path, device, dtype)
+    return net, cfg, state
+
+
+def evaluate_run(ckpt_path, opts):
+    """Top-1 accuracy on the run's validation and test splits (the split is fixed by the run's
+    --split-seed, so this is the number training reported, recomputed)."""
+    t0 = time.time()
+    net, cfg, info, state = load_trained(ckpt_path, opts.device, opts.dtype)
+    data = load_run_data(cfg)
+    device = next(net.parameters()).device
+    acc = {k: accuracy(net, *data[k], cfg, device) for k in ("val", "test")}
+    return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
+            **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": state["step"],
+            "metric": METRIC, "accuracy": acc, "images": {k: len(data[k][1]) for k in ("val", "test")},
+            "regime": M.regime(net.body, net.input_scale()), "wall_time_s": time.time() - t0}
+
+
+def summary_line(result):
+    return " ".join(f"{k} accuracy {v:.4f}" for k, v in result["accuracy"].items())
+
+
+def ablation_target(ckpt_path, opts):
+    """Top-1 accuracy on the run's test images; the same images every call."""
+    net, cfg, info, state = load_trained(ckpt_path, opts.device, opts.dtype)
+    x, y = load_run_data(cfg)["test"]
+    device = next(net.parameters()).device
+
+    def measure():
+        correct = predictions(net, x, cfg, device) == y
+        return correct.sum().item() / len(correct), {"correct": correct.tolist()}
+
+    meta = {"metric": METRIC, "higher_is_better": HIGHER_IS_BETTER, "split": "test", "images": len(y),
+            "slice": info["layers"], "checkpoint_step": state["step"]}
+    return net.body, measure, cfg, meta, device
+
+
+def run_values(r, which="best"):
+    """(name, curve entry, {val, test accuracy}) of a results.json."""
+    curve = r["best"] if which == "best" else r["final"]
+    return None if curve is None else ("accuracy", curve, {"val": curve["val_accuracy"], "test": curve["test_accuracy"]})
+
+
+def head_extra(intact_detail, detail):
+    """The 0/1 lists are not kept per head (the McNemar P is)."""
+    return {}
+
+
 def load_trained(ckpt_path, device="auto", dtype=None):
     """(net, cfg, info, checkpoint dict): an image checkpoint's model with its weights (and its
     bridged layers) in place."""

@@ -22,6 +22,7 @@ env, all episodes stepped in lockstep so the policy runs once per timestep for t
 """
 import argparse
 import copy
+import json
 import math
 import os
 import sys
@@ -461,6 +462,56 @@ def success_rate(net, cfg, episodes, seed, device, max_steps=None, batch=None):
             "lengths": lengths.tolist(), "episode_seed_base": seed,
             "best_reward_mean": float(best.mean()), "final_reward_mean": float(final.mean()),
             "best_rewards": best.tolist(), "final_rewards": final.tolist()}
+
+
+PAIRED = "successes"   # key of the per-item 0/1 outcomes in a measurement's detail (McNemar), if any
+METRIC, HIGHER_IS_BETTER = "success_rate", True
+
+
+def load(ckpt_path, device="auto", dtype=None):
+    net, state = load_from_checkpoint(ckpt_path, device)
+    return net, state["config"], state
+
+
+def evaluate_run(ckpt_path, opts):
+    """Success rate on fresh episode seeds (stream 2), never used in training."""
+    t0 = time.time()
+    result = evaluate_checkpoint(ckpt_path, opts.episodes or 50, max_steps=getattr(opts, "max_ep_len", None),
+                                 device=opts.device)
+    return {**result, **environment(M.pick_device(opts.device)), "wall_time_s": time.time() - t0}
+
+
+def summary_line(result):
+    return json.dumps({k: result[k] for k in ("success_rate", "episodes")})
+
+
+def ablation_target(ckpt_path, opts):
+    """Success rate of the IQL policy; episode i always resets with the same seed."""
+    net, state = load_from_checkpoint(ckpt_path, opts.device)
+    cfg = state["config"]
+    device = next(net.parameters()).device
+    seed = episode_seed_base(cfg["seed"], 2)
+    episodes, max_ep_len = opts.episodes or 50, opts.max_ep_len
+
+    def measure():
+        result = success_rate(net, cfg, episodes, seed, device, max_ep_len)
+        return result["success_rate"], {k: result[k] for k in ("successes", "best_reward_mean", "best_rewards")}
+
+    meta = {"metric": METRIC, "higher_is_better": HIGHER_IS_BETTER, "episodes": episodes, "max_ep_len": max_ep_len,
+            "episode_seed_base": seed, "slice": net.info["layers"], "env": cfg["env"], "checkpoint_step": state["step"]}
+    return net.body, measure, cfg, meta, device
+
+
+def run_values(r, which="best"):
+    """IQL runs keep no best checkpoint: the last three evaluations' mean success and the last one."""
+    if not r["history"]:
+        return None
+    return "success", r["final"], {"last_three_mean": r["last_three_mean"], "final": r["final"]["eval"]["success_rate"]}
+
+
+def head_extra(intact_detail, detail):
+    """Each head's per-episode outcomes, and the change in best reward."""
+    return {**detail, "best_reward_delta": detail["best_reward_mean"] - intact_detail["best_reward_mean"]}
 
 
 def evaluate_checkpoint(ckpt_path, episodes=50, seed=None, max_steps=None, device="auto"):

@@ -1,19 +1,24 @@
-"""What the token tasks share: the task registry, the model a run config describes, the loss,
-length limits and the per-bit error. Used by train.py, evaluate.py and ablate.py."""
+"""What the token tasks share: the model a run config describes, the loss, length limits, the
+per-bit error, and the task protocol (tasks/__init__.py) for evaluate.py and ablate.py. The
+training loop is train.py's own."""
 import importlib
+import time
 
 import torch
 import torch.nn.functional as F
 
 import model as M
-from runs import all_sum, load_checkpoint, load_weights
+from runs import all_sum, environment, load_checkpoint, load_weights
+from tasks import TABLE
 
-TASKS = ("mqar", "ar", "rule90", "copy", "addition")
+PAIRED = None   # key of the per-item 0/1 outcomes in a measurement's detail (McNemar), if any
+METRIC, HIGHER_IS_BETTER = "per_bit_error", False
 
 
 def get_task(name):
-    if name not in TASKS:
-        raise M.UserError(f"unknown --task {name!r}; choose from {', '.join(TASKS)}")
+    """The data module of a token task (tasks/<name>.py), for a name the task table gives to this module."""
+    if TABLE.get(name) != "tokens":
+        raise M.UserError(f"unknown token task {name!r}; choose from {', '.join(t for t, m in TABLE.items() if m == 'tokens')}")
     return importlib.import_module(f"tasks.{name}")
 
 
@@ -27,20 +32,26 @@ def build(cfg, device, known_scale=None):
     net = M.InterfaceModel(body, info["d_model"], task.IN_DIM, task.OUT_DIM, info["input_scale"],
                            learn_scale=info["input_scale_mode"] == "learn").to(device)
     net.longest = max_length(task, info["sliding_window"])   # longest task length this model takes
+    net.info = info
     return task, net, info
 
 
-def load_trained(ckpt_path, device="auto", dtype=None):
-    """(task, net, cfg, info, step, device): the model a checkpoint describes, with its weights in place.
+def load(ckpt_path, device="auto", dtype=None):
+    """(net, cfg, checkpoint dict): the model a checkpoint describes, with its weights in place.
 
     dtype: precision of the frozen body (None: the run's own --dtype)."""
-    state = load_checkpoint(ckpt_path, TASKS)
+    state = load_checkpoint(ckpt_path, tuple(t for t, m in TABLE.items() if m == "tokens"))
     cfg = state["config"] if dtype is None else {**state["config"], "dtype": dtype}
-    device = M.pick_device(device)
     # the number the interface was trained with, not a fresh calibration (which may have changed)
-    task, net, info = build(cfg, device, known_scale=state["body"]["input_scale"])
+    _, net, _ = build(cfg, M.pick_device(device), known_scale=state["body"]["input_scale"])
     load_weights(net, state["model"], ckpt_path)
-    return task, net, cfg, info, state["step"], device
+    return net, cfg, state
+
+
+def load_trained(ckpt_path, device="auto", dtype=None):
+    """(task, net, cfg, info, step, device), the pieces evaluation and ablation use."""
+    net, cfg, state = load(ckpt_path, device, dtype)
+    return get_task(cfg["task"]), net, cfg, net.info, state["step"], M.pick_device(device)
 
 
 def fresh_seed(cfg, eval_seed=None):
@@ -100,3 +111,48 @@ def bit_errors(net, task, lengths, samples, seed, device, batch=64, rank=0, worl
     counts = all_sum(counts) if world > 1 else counts
     net.train()
     return {str(L): counts[2 * i] / counts[2 * i + 1] for i, L in enumerate(lengths)}
+
+
+# ----------------------------------------------------------------------------- the task protocol
+
+
+def evaluate_run(ckpt_path, opts):
+    """Per-bit error per length on a stream no selection used (default: run seed + 2)."""
+    task, net, cfg, info, step, device = load_trained(ckpt_path, opts.device, opts.dtype)
+    lengths = parse_lengths(opts.lengths or cfg["eval_lengths"], task, net.longest)
+    seed = fresh_seed(cfg, opts.eval_seed)
+    t0 = time.time()
+    errors = bit_errors(net, task, lengths, opts.samples, seed, device)
+    return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
+            **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": step,
+            "metric": METRIC, "eval_seed": seed, "eval_samples": opts.samples, "errors": errors,
+            "regime": M.regime(net.body, net.input_scale()), "wall_time_s": time.time() - t0}
+
+
+def summary_line(result):
+    return " ".join(f"len{L}={e:.4f}" for L, e in result["errors"].items())
+
+
+def ablation_target(ckpt_path, opts):
+    """Mean per-bit error over the lengths (default: the run's selection length) on fixed sequences."""
+    task, net, cfg, info, _, device = load_trained(ckpt_path, opts.device, opts.dtype)
+    lengths = parse_lengths(opts.lengths or str(cfg["select_len"]), task, net.longest)
+    seed = fresh_seed(cfg, opts.eval_seed)
+
+    def measure():
+        errors = bit_errors(net, task, lengths, opts.samples, seed, device)
+        return sum(errors.values()) / len(errors), errors
+
+    meta = {"metric": METRIC, "higher_is_better": HIGHER_IS_BETTER, "lengths": lengths, "samples": opts.samples,
+            "eval_seed": seed, "slice": info["layers"]}
+    return net.body, measure, cfg, meta, device
+
+
+def run_values(r, which="best"):
+    """(name, curve entry, {length: error}) of a results.json: its best checkpoint's or last evaluation's."""
+    curve = r["best"] if which == "best" else r["final"]
+    return None if curve is None else ("errors", curve, curve["errors"])
+
+
+def head_extra(intact_detail, detail):
+    return {}

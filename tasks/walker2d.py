@@ -14,6 +14,7 @@ embeddings, the LayerNorm and the action head train. Scores are D4RL-normalised 
 Walker2d-v5 for each target return. Writes OUT/last.pt, OUT/best.pt and OUT/results.json.
 """
 import argparse
+import json
 import os
 import re
 import sys
@@ -325,6 +326,57 @@ def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device, rank=0
                               "return_std": sd(ret), "returns": ret.tolist(), "scores": score.tolist(),
                               "lengths": lengths[rows].tolist()}
     return out
+
+
+PAIRED = None   # key of the per-item 0/1 outcomes in a measurement's detail (McNemar), if any
+METRIC, HIGHER_IS_BETTER = "d4rl_normalised_score", True
+
+
+def load(ckpt_path, device="auto", dtype=None):
+    net, _, state = load_from_checkpoint(ckpt_path, device)
+    return net, state["config"], state
+
+
+def evaluate_run(ckpt_path, opts):
+    """Normalised score per target return on fresh episode seeds (stream 2), never used in training."""
+    t0 = time.time()
+    result = evaluate_checkpoint(ckpt_path, opts.episodes or 10, max_ep_len=getattr(opts, "max_ep_len", None) or MAX_TIMESTEP,
+                                 device=opts.device)
+    result["scores_mean"] = {k: v["score_mean"] for k, v in result["scores"].items()}
+    return {**result, **environment(M.pick_device(opts.device)), "wall_time_s": time.time() - t0}
+
+
+def summary_line(result):
+    return json.dumps({k: result[k] for k in ("scores_mean", "episodes")})
+
+
+def ablation_target(ckpt_path, opts):
+    """Mean D4RL-normalised score over the run's target returns; the same episode seeds every call."""
+    net, body, state = load_from_checkpoint(ckpt_path, opts.device)
+    cfg = state["config"]
+    device = next(net.parameters()).device
+    seed = episode_seed_base(cfg["seed"], 2)
+    targets = [float(t) for t in cfg["targets"].split(",")]
+    episodes, max_ep_len = opts.episodes or 10, opts.max_ep_len or cfg["max_ep_len"]
+
+    def measure():
+        scores = episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device)
+        return sum(v["score_mean"] for v in scores.values()) / len(scores), scores
+
+    meta = {"metric": METRIC, "higher_is_better": HIGHER_IS_BETTER, "episodes": episodes, "targets": targets,
+            "max_ep_len": max_ep_len, "episode_seed_base": seed, "slice": net.info["layers"],
+            "dataset": cfg["d4rl_hdf5"] or cfg["dataset"], "dataset_is_standin": cfg["dataset_is_standin"]}
+    return body, measure, cfg, meta, device
+
+
+def run_values(r, which="best"):
+    """(name, curve entry, {target return: mean normalised score}) of a results.json."""
+    curve = r["best"] if which == "best" else r["final"]
+    return None if curve is None else ("scores", curve, {t: v["score_mean"] for t, v in curve["scores"].items()})
+
+
+def head_extra(intact_detail, detail):
+    return {}
 
 
 def evaluate_checkpoint(ckpt_path, episodes=10, targets=(5000.0, 2500.0), seed=None, max_ep_len=MAX_TIMESTEP, device="auto"):

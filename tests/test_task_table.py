@@ -1,0 +1,62 @@
+"""Adding a task is one module and one line in the task table: a toy task defined here runs through
+train.py, evaluate.py and ablate.py without any of them naming it."""
+import json
+import sys
+import types
+
+import pytest
+import torch
+
+import model as M
+import tasks
+
+
+def toy_module():
+    """Echo the previous token's single bit: the smallest token task."""
+    mod = types.ModuleType("tasks.toy")
+    mod.NAME, mod.IN_DIM, mod.OUT_DIM, mod.MIN_LEN, mod.MAX_LEN = "toy", 1, 1, 2, 16
+    mod.num_tokens = lambda length: length
+
+    def make_batch(batch_size, length, generator):
+        bits = torch.randint(0, 2, (batch_size, length, 1), generator=generator).float()
+        y = torch.zeros_like(bits)
+        y[:, 1:] = bits[:, :-1]
+        mask = torch.zeros(batch_size, length, 1, dtype=torch.bool)
+        mask[:, 1:] = True
+        return bits, y, mask[..., 0]
+    mod.make_batch = make_batch
+    return mod
+
+
+def run_script(monkeypatch, script, *argv):
+    module = __import__(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *map(str, argv)])
+    module.main()
+
+
+def test_a_toy_task_added_through_the_table(gemma3_wide_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setitem(tasks.TABLE, "toy", "tokens")
+    monkeypatch.setitem(sys.modules, "tasks.toy", toy_module())
+    out = tmp_path / "toy"
+    run_script(monkeypatch, "train", "--task", "toy", "--model", gemma3_wide_ckpt[0], "--layers", "2-5",
+               "--input-scale", "1.0", "--steps", "4", "--eval-every", "2", "--train-len", "6", "--eval-lengths", "4,8",
+               "--select-len", "8", "--eval-samples", "16", "--batch-size", "8", "--out", out)
+    r = json.loads((out / "results.json").read_text())
+    assert r["config"]["task"] == "toy" and r["steps_done"] == 4 and set(r["final"]["errors"]) == {"4", "8"}
+    run_script(monkeypatch, "evaluate", "--ckpt", out / "best.pt", "--samples", "16", "--device", "cpu")
+    e = json.loads((out / "eval_best.json").read_text())
+    assert e["metric"] == "per_bit_error" and set(e["errors"]) == {"4", "8"} and e["body"]["input_scale"] == 1.0
+    run_script(monkeypatch, "ablate", "--ckpt", out / "best.pt", "--samples", "16", "--out", tmp_path / "abl.json")
+    a = json.loads((tmp_path / "abl.json").read_text())
+    assert a["task"] == "toy" and len(a["heads"]) == 4 * 4 and a["higher_is_better"] is False
+
+
+def test_every_table_entry_offers_the_protocol():
+    for name in tasks.TABLE:
+        mod = tasks.module(name)
+        for attr in ("load", "evaluate_run", "summary_line", "ablation_target", "head_extra", "run_values",
+                     "PAIRED", "METRIC", "HIGHER_IS_BETTER"):
+            assert hasattr(mod, attr), (name, attr)
+        assert mod.__name__ == "tasks.tokens" or (hasattr(mod, "main") and hasattr(mod, "get_parser")), name
+    with pytest.raises(M.UserError, match="unknown --task"):
+        tasks.module("nope")
