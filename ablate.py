@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 import model as M
 import stats
-from runs import (all_gather, condition_name, distributed, environment, finish_distributed, load_checkpoint, need_at_least,
-                  need_positive_float, save_atomic)
+from runs import (all_gather, condition_name, distributed, environment, finish_distributed, load_checkpoint,
+                  need_at_least, need_positive_float, portable, save_atomic)
 import tasks
 
 
@@ -40,7 +40,7 @@ def sweep(ckpt, opts, heads=None, keep_only=False):
     sign = -1 if meta["higher_is_better"] else 1  # impact > 0: the model got worse without the head
     t0 = time.time()
     intact, intact_detail = measure()
-    out = {"checkpoint": str(ckpt), "config": cfg, "task": cfg["task"], **meta, "intact": intact, "intact_detail": intact_detail}
+    out = {"checkpoint": portable(ckpt), "config": cfg, "task": cfg["task"], **meta, "intact": intact, "intact_detail": intact_detail}
     if heads is not None:
         chosen = M.parse_heads(heads, body)
         if keep_only:
@@ -101,7 +101,7 @@ def joint(probe_file, ablation_files, probe_ratio=1.5, ablate_z=2.0, primitives=
                                    lambda imp: stats.top_by_z(imp, ablate_z))
     perm = stats.permutation_test(scores, impact, thresholds=thresholds, z_min=z_mins, n_perm=n_perm, seed=seed)
     per_task_top = {t: sorted(stats.top_by_z({t: v}, ablate_z)) for t, v in impact.items()}
-    return {"probe": str(probe_file), "ablations": [str(f) for f in ablation_files], "tasks": sorted(impact),
+    return {"probe": portable(probe_file), "ablations": [portable(f) for f in ablation_files], "tasks": sorted(impact),
             "rule": {"probe": f"copying score >= {probe_ratio}x the mean over the ablated heads",
                      "ablation": f"within-task z >= {ablate_z} on any task"},
             "both": main["heads"], "hypergeometric": main, "per_task_ablation_top": per_task_top,
@@ -116,7 +116,7 @@ def stability(ablation_files, n_perm=10000, seed=0):
         a = json.loads(Path(f).read_text())
         if "heads" not in a:
             raise M.UserError(f"{f} is not a per-head ablation sweep (run ablate.py without --heads)")
-        sweeps.append({"file": str(f), "task": a["task"], "seed": a["config"]["seed"],
+        sweeps.append({"file": portable(f), "task": a["task"], "seed": a["config"]["seed"],
                        "condition": condition_name(a["config"]),
                        "impact": {h: v["impact"] for h, v in a["heads"].items()}})
     heads = sorted(set.intersection(*(set(s["impact"]) for s in sweeps)))

@@ -21,7 +21,7 @@ from pathlib import Path
 import model as M
 import stats
 import tasks
-from runs import load_checkpoint, need_at_least, save_atomic
+from runs import load_checkpoint, need_at_least, portable, save_atomic
 
 
 def get_parser():
@@ -54,7 +54,7 @@ def aggregate(folder, which="best"):
             continue
         name, curve, values = found
         key = (r["config"]["task"], r["condition"], name)
-        groups[key].append({"seed": r["seed"], "step": curve["step"], "values": values, "run": str(f.parent)})
+        groups[key].append({"seed": r["seed"], "step": curve["step"], "values": values, "run": portable(f.parent)})
     out = []
     for (task, condition, name), runs in sorted(groups.items()):
         row = {"task": task, "condition": condition, "n": len(runs), "seeds": [r["seed"] for r in runs],
@@ -75,7 +75,7 @@ def main():
         if not rows:
             raise M.UserError(f"no results.json under {args.aggregate}")
         out = Path(args.out or Path(args.aggregate) / f"summary_{args.metric}.json")
-        save_atomic({"source": args.aggregate, "curve": args.metric, "conditions": rows}, out)
+        save_atomic({"source": portable(args.aggregate), "curve": args.metric, "conditions": rows}, out)
         for r in rows:
             name = next(k for k in ("errors", "scores", "success", "accuracy") if k in r)
             label = {"errors": "len", "scores": "target ", "success": "", "accuracy": ""}[name]

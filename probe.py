@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 import model as M
-from runs import environment, save_atomic
+from runs import environment, portable, save_atomic
 
 PRIMITIVES = ("copying", "induction", "prev_token", "bos_sink", "entropy", "mean_distance")
 
@@ -126,7 +126,7 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     ranking = {p: sorted(heads, key=lambda h: -heads[h]["scores"][p])[:5] for p in PRIMITIVES}
     save_atomic({"model": args.model, "layers": f"{first}-{last}", "init": args.init, "seed": args.seed,
-                 "text": args.text, "sentences": len(sentences),
+                 "text": portable(args.text), "sentences": len(sentences),
                  "primitives": list(PRIMITIVES), "means": means, "positions_counted": counts, "top5": ranking,
                  "heads": heads, "dtype": args.dtype, **environment(device), "wall_time_s": time.time() - t0}, out)
     for prim in ("copying", "induction", "prev_token"):

@@ -33,6 +33,19 @@ def git_commit():
         return None
 
 
+def portable(path):
+    """A path as results JSON records it: relative to the repository when inside it, '~/...' when
+    under the home folder, else as given. Committed JSON must not hold one machine's absolute paths."""
+    if path is None:
+        return None
+    p = Path(os.path.expanduser(str(path))).absolute()
+    for base, shown in ((REPO, None), (Path.home(), "~")):
+        if p.is_relative_to(base):
+            rel = p.relative_to(base)
+            return str(rel) if shown is None else f"{shown}/{rel}"
+    return str(path)
+
+
 def environment(device):
     import transformers
     return {"git_commit": git_commit(), "device": str(device), "torch": torch.__version__,

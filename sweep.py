@@ -41,7 +41,7 @@ from pathlib import Path
 import model as M
 import stats
 import tables
-from runs import save_atomic
+from runs import portable, save_atomic
 
 REPO = Path(__file__).resolve().parent
 # condition -> (train.py flags, seeds in phase 2, learning-rate grid, whether --input-scales applies)
@@ -268,7 +268,7 @@ def main():
         train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, args.search_steps, folder(c, lr, s)),
                     args.search_steps) for c, lr, s in search], args.jobs)
         record["search"] = [{"condition": c, "lr": lr, "input_scale": s, "seed": 0, "steps": args.search_steps,
-                             "val_error": selection_error(folder(c, lr, s), args), "run": str(folder(c, lr, s))}
+                             "val_error": selection_error(folder(c, lr, s), args), "run": portable(folder(c, lr, s))}
                             for c, lr, s in search]
         chosen = {}
         for c in conditions:

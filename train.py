@@ -24,7 +24,8 @@ from tqdm import tqdm
 import model as M
 import tasks
 from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, end_regime, environment,
-                  finish_distributed, need_at_least, need_positive_float, open_run, refuse_changed_scale, save_atomic, wrap_ddp)
+                  finish_distributed, need_at_least, need_positive_float, open_run, portable, refuse_changed_scale,
+                  save_atomic, wrap_ddp)
 from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 
@@ -107,7 +108,7 @@ def main():
         return module.main(sys.argv[1:])
     parser = get_parser()
     args = parser.parse_args()
-    cfg = vars(args).copy()
+    cfg = {**vars(args), "out": portable(args.out)}   # as recorded in JSON: no machine's absolute path
     need_at_least(args, 1, "steps", "batch_size", "eval_every", "eval_samples", "train_len")
     need_at_least(args, 0, "warmup")
     need_positive_float(args, "lr")

@@ -39,8 +39,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import model as M
-from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, end_regime, environment, finish_distributed,
-                  host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float, open_run, refuse_changed_scale, save_atomic, wrap_ddp)
+from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, end_regime, environment,
+                  finish_distributed, host_reachable, load_checkpoint, load_weights, need_at_least,
+                  need_positive_float, open_run, portable, refuse_changed_scale, save_atomic, wrap_ddp)
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -286,7 +287,7 @@ def evaluate_run(ckpt_path, opts):
     device = next(net.parameters()).device
     acc = {k: accuracy(net, *data[k], cfg, device) for k in ("val", "test")}
     return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
-            **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": state["step"],
+            **M.param_counts(net), **environment(device), "checkpoint": portable(ckpt_path), "checkpoint_step": state["step"],
             "metric": METRIC, "accuracy": acc, "images": {k: len(data[k][1]) for k in ("val", "test")},
             "regime": M.regime(net.body, net.input_scale()), "wall_time_s": time.time() - t0}
 
@@ -449,7 +450,7 @@ def main(argv=None):
     train_x, train_y = data["train"]
     if args.augment and "mnist" in args.dataset.lower() and main_rank:
         print("warning: --augment flips images left-right (CIFAR's recipe); a mirrored digit is not the same digit")
-    cfg = vars(args).copy()
+    cfg = {**vars(args), "out": portable(args.out)}   # as recorded in JSON: no machine's absolute path
     cfg.update(test_fingerprint=fingerprint(*data["test"]), classes=data["classes"], channels=data["channels"], size=data["size"],
                num_patches=check_geometry(data["size"], args.patch), data_source=data["source"],
                split_sizes={k: len(data[k][1]) for k in ("train", "val", "test")},

@@ -39,7 +39,8 @@ from tqdm import tqdm
 
 import model as M
 from runs import (check_finite, condition_name, environment, episode_seed_base, host_reachable, load_checkpoint,
-                  need_at_least, need_package, need_positive_float, open_run, refuse_changed_scale, save_atomic)
+                  need_at_least, need_package, need_positive_float, open_run, portable, refuse_changed_scale,
+                  save_atomic)
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -521,7 +522,7 @@ def evaluate_checkpoint(ckpt_path, episodes=50, seed=None, max_steps=None, devic
     seed = episode_seed_base(cfg["seed"], 2) if seed is None else seed
     result = success_rate(net, cfg, episodes, seed, next(net.parameters()).device, max_steps)
     return {"config": cfg, "seed": cfg["seed"], "env": cfg["env"], "slice": net.info["layers"], "body": net.info,
-            "checkpoint": str(ckpt_path), "checkpoint_step": state["step"], "metric": "success_rate",
+            "checkpoint": portable(ckpt_path), "checkpoint_step": state["step"], "metric": "success_rate",
             "episodes": episodes, **result}
 
 
@@ -574,7 +575,7 @@ def main(argv=None):
         raise M.UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
     if args.fql_budget:
         args.steps, args.eval_every = 1_000_000, 100_000
-    cfg = vars(args).copy()
+    cfg = {**vars(args), "out": portable(args.out)}   # as recorded in JSON: no machine's absolute path
     if args.obs_tokens < 1 or args.hidden < 1 or args.eval_episodes < 1 or args.steps < 1 or args.eval_every < 1:
         raise M.UserError("need --obs-tokens, --hidden, --eval-episodes, --steps and --eval-every >= 1")
     if args.eval_batch is not None and args.eval_batch < 1:
@@ -628,7 +629,7 @@ def main(argv=None):
     def write_results():
         save_atomic({"config": cfg, "seed": args.seed, "model": None if args.substrate == "mlp" else args.model,
                      "slice": net.info["layers"], "condition": condition, "body": net.info, **counts,
-                     "env": args.env, "dataset_dir": str(Path(os.path.expanduser(args.dataset_dir))),
+                     "env": args.env, "dataset_dir": portable(args.dataset_dir),
                      "dataset_stats": data_stats, **environment(device),
                      "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "success_rate",
                      "eval": {"episodes": args.eval_episodes, "batch": args.eval_batch or args.eval_episodes,

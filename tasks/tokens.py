@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import model as M
-from runs import all_sum, environment, load_checkpoint, load_weights
+from runs import all_sum, environment, load_checkpoint, load_weights, portable
 from tasks import TABLE
 
 PAIRED = None   # key of the per-item 0/1 outcomes in a measurement's detail (McNemar), if any
@@ -124,7 +124,7 @@ def evaluate_run(ckpt_path, opts):
     t0 = time.time()
     errors = bit_errors(net, task, lengths, opts.samples, seed, device)
     return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "body": info,
-            **M.param_counts(net), **environment(device), "checkpoint": str(ckpt_path), "checkpoint_step": step,
+            **M.param_counts(net), **environment(device), "checkpoint": portable(ckpt_path), "checkpoint_step": step,
             "metric": METRIC, "eval_seed": seed, "eval_samples": opts.samples, "errors": errors,
             "regime": M.regime(net.body, net.input_scale()), "wall_time_s": time.time() - t0}
 

@@ -27,9 +27,9 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import model as M
-from runs import (all_gather, all_sum, barrier, check_finite, condition_name, data_parallel, environment, episode_seed_base,
-                  finish_distributed, host_reachable, load_checkpoint, need_at_least, need_package, need_positive_float,
-                  open_run, refuse_changed_scale, save_atomic, wrap_ddp)
+from runs import (all_gather, all_sum, barrier, check_finite, condition_name, data_parallel, environment,
+                  episode_seed_base, finish_distributed, host_reachable, load_checkpoint, need_at_least,
+                  need_package, need_positive_float, open_run, portable, refuse_changed_scale, save_atomic, wrap_ddp)
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -385,7 +385,7 @@ def evaluate_checkpoint(ckpt_path, episodes=10, targets=(5000.0, 2500.0), seed=N
     cfg = state["config"]
     seed = episode_seed_base(cfg["seed"], 2) if seed is None else seed
     scores = episode_scores(net, cfg, episodes, list(targets), seed, max_ep_len, next(net.parameters()).device)
-    return {"checkpoint": str(ckpt_path), "checkpoint_step": state["step"], "slice": net.info["layers"], "body": net.info,
+    return {"checkpoint": portable(ckpt_path), "checkpoint_step": state["step"], "slice": net.info["layers"], "body": net.info,
             "episode_seed_base": seed, "episodes": episodes, "max_ep_len": max_ep_len, "scores": scores,
             "dataset": cfg["d4rl_hdf5"] or cfg["dataset"], "dataset_is_standin": cfg["dataset_is_standin"],
             "normalisation": NORMALISATION, "eval_env": eval_env_id(cfg)}
@@ -423,7 +423,7 @@ def main(argv=None):
     args = get_parser().parse_args(argv)
     if M.parse_input_scale(args.input_scale) == "learn":
         raise M.UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
-    cfg = vars(args).copy()
+    cfg = {**vars(args), "out": portable(args.out)}   # as recorded in JSON: no machine's absolute path
     try:
         targets = [float(s) for s in args.targets.split(",") if s.strip()]
     except ValueError:

@@ -84,3 +84,19 @@ def test_links_in_the_pages_point_at_files_the_repo_has():
                 missing.append(f"{page.relative_to(REPO)} -> {target}")
     assert not missing, missing
     assert "shared/" not in (REPO / "README.md").read_text()        # a clone has no ../shared
+
+
+def test_committed_json_holds_no_absolute_paths_of_the_machine_that_ran():
+    import re
+    absolute = re.compile(r'"(/(?:work|root|home|tmp|Users|mnt|scratch)/[^"]*)"')
+    found = []
+    for f in sorted((REPO / "results").rglob("*.json")):
+        found += [f"{f.relative_to(REPO)}: {m}" for m in absolute.findall(f.read_text())[:1]]
+    assert not found, found[:5]
+
+
+def test_portable_paths():
+    from runs import portable
+    assert portable(REPO / "results" / "x.json") == "results/x.json"
+    assert portable("~/.ogbench/data") == "~/.ogbench/data"
+    assert portable(None) is None
