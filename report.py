@@ -9,7 +9,7 @@ A X.src.md is the page with its numbers left as references into results/:
     <!-- alias mqar = token_suite/mqar/summary.json -->                          a short name for a file (not rendered)
     {{mqar conditions.pretrained.errors.8.mean .4f}}                            a number through the short name
     {{table summary mqar}}                                                       a whole table (tables.py: summary,
-                                                                                 summary-regime, regime)
+                                                                                 summary-regime, regime, search)
 The format is Python's (.4f, ,.0f, .1% for a fraction shown as a percentage, +.3f). Edit the source,
 never the page beside it; tests/test_results_readme.py fails when the two disagree, so a number
 in a README cannot drift from its JSON.

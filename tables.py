@@ -88,4 +88,23 @@ def regime_table(result):
     return "\n".join(lines)
 
 
-TABLES = {"summary": summary_tables, "regime": regime_table, "summary-regime": regime_summary_table}
+def search_table(sweep):
+    """sweep.py's search: the selection error of every (condition, learning rate, input scale) run,
+    the chosen setting in bold."""
+    rows = sweep["search"]
+    lrs = sorted({r["lr"] for r in rows}, key=float)
+    lines = ["| condition | input scale | " + " | ".join(f"lr {lr}" for lr in lrs) + " |", "|---|---|" + "---|" * len(lrs)]
+    for c in dict.fromkeys(r["condition"] for r in rows):
+        chosen = sweep["chosen"][c]
+        for scale in dict.fromkeys(r["input_scale"] for r in rows if r["condition"] == c):
+            cells = []
+            for lr in lrs:
+                hit = [r for r in rows if (r["condition"], r["lr"], r["input_scale"]) == (c, lr, scale)]
+                v = f"{hit[0]['val_error']:.4f}" if hit else "-"
+                cells.append(f"**{v}**" if hit and (lr, scale) == (chosen["lr"], chosen["input_scale"]) else v)
+            lines.append(f"| {c} | {scale} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TABLES = {"summary": summary_tables, "regime": regime_table, "summary-regime": regime_summary_table,
+          "search": search_table}
