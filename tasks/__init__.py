@@ -6,7 +6,7 @@ tasks/mqar.py, run by tasks/tokens.py; a task with its own data and loop is a mo
 Every module named on the right offers the same surface, used by the scripts instead of branching:
     get_parser(), main(argv)      its training flags and loop (not tasks/tokens.py: the token tasks
                                   share train.py's own parser and loop)
-    load(ckpt, device, dtype)     -> (net, cfg, state)   a checkpoint's model, weights in place, its stored
+    load_run(ckpt, device, dtype) -> (net, cfg, state)   a checkpoint's model, weights in place, its stored
                                                          input scale (never recalibrated)
     evaluate_run(ckpt, opts)      -> JSON dict           what evaluate.py writes (opts: its flags)
     summary_line(result)          -> str                 evaluate.py's one-line summary

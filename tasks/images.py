@@ -273,7 +273,7 @@ PAIRED = "correct"   # key of the per-item 0/1 outcomes in a measurement's detai
 METRIC, HIGHER_IS_BETTER = "top1_accuracy", True
 
 
-def load(ckpt_path, device="auto", dtype=None):
+def load_run(ckpt_path, device="auto", dtype=None):
     net, cfg, _, state = load_trained(ckpt_path, device, dtype)
     return net, cfg, state
 

@@ -469,7 +469,7 @@ PAIRED = "successes"   # key of the per-item 0/1 outcomes in a measurement's det
 METRIC, HIGHER_IS_BETTER = "success_rate", True
 
 
-def load(ckpt_path, device="auto", dtype=None):
+def load_run(ckpt_path, device="auto", dtype=None):
     net, state = load_from_checkpoint(ckpt_path, device)
     return net, state["config"], state
 

@@ -36,7 +36,7 @@ def build(cfg, device, known_scale=None):
     return task, net, info
 
 
-def load(ckpt_path, device="auto", dtype=None):
+def load_run(ckpt_path, device="auto", dtype=None):
     """(net, cfg, checkpoint dict): the model a checkpoint describes, with its weights in place.
 
     dtype: precision of the frozen body (None: the run's own --dtype)."""
@@ -50,7 +50,7 @@ def load(ckpt_path, device="auto", dtype=None):
 
 def load_trained(ckpt_path, device="auto", dtype=None):
     """(task, net, cfg, info, step, device), the pieces evaluation and ablation use."""
-    net, cfg, state = load(ckpt_path, device, dtype)
+    net, cfg, state = load_run(ckpt_path, device, dtype)
     return get_task(cfg["task"]), net, cfg, net.info, state["step"], M.pick_device(device)
 
 

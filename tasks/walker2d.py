@@ -332,7 +332,7 @@ PAIRED = None   # key of the per-item 0/1 outcomes in a measurement's detail (Mc
 METRIC, HIGHER_IS_BETTER = "d4rl_normalised_score", True
 
 
-def load(ckpt_path, device="auto", dtype=None):
+def load_run(ckpt_path, device="auto", dtype=None):
     net, _, state = load_from_checkpoint(ckpt_path, device)
     return net, state["config"], state
 
