@@ -11,6 +11,9 @@ held-out evaluation and a summary with bootstrap CIs. Resumable: run it again an
    the validation stream (seed + 1) at the end of the short run. A condition whose winning rate is
    at an end of its grid gets the next rate beyond it (x ~3.3), up to twice, so no condition is held
    back by where its grid happened to stop. Every search run is kept.
+   With --confirm, each condition's best learning rate for every input-scale choice is then rerun
+   on seed 0 for --steps (the seed budget) and the setting is chosen again on validation at that
+   budget: a short search can favour a setting that starts fast and plateaus.
 2. seeds (--steps, fixed in advance): each condition at its winning setting, seeds 0..n-1
    (pretrained and random-init: 3, the other controls: 2).
 3. evaluate: best.pt of every seed on the held-out stream (seed + 2, --eval-samples-final sequences
@@ -110,6 +113,10 @@ def get_parser():
                         "tokenizer to calibrate with)")
     p.add_argument("--search-steps", type=int, default=200, help="steps per search run (default 200)")
     p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
+    p.add_argument("--confirm", action="store_true",
+                   help="after the search, rerun each condition's best learning rate for every input-scale choice on "
+                        "seed 0 for --steps and choose among them by validation at that budget (default: the short "
+                        "search decides alone)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences (images) per step (default 32)")
     p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps (default 50)")
@@ -173,6 +180,14 @@ def train_all(jobs, n_jobs):
     with ThreadPoolExecutor(n_jobs) as pool:
         for _ in pool.map(lambda a: run(*a), todo):
             pass
+
+
+def best_selection_error(out, args):
+    """The lowest selection error over a run's evaluations (what best.pt keeps)."""
+    r = json.loads((out / "results.json").read_text())
+    if args.task == "images":
+        return min(1 - h["val_accuracy"] for h in r["history"] if h.get("phase", "train") == "train")
+    return min(h["errors"][str(args.select_len)] for h in r["history"])
 
 
 def set_aside_if_other_setting(run_dir, out, chosen):
@@ -288,6 +303,29 @@ def main():
         record["grids"] = {c: {**record["grids"][c], "lr": grids[c]} for c in conditions}
         if not grown:
             break
+    # 1b. confirmation: a short search can misjudge what a setting reaches at the full budget (a
+    # setting that starts fast may plateau), so for every condition and input-scale choice the best
+    # learning rate of the search is rerun on seed 0 for --steps, and the winner is chosen again on
+    # the same validation stream
+    if args.confirm:
+        confirm = lambda c, lr, sc: out / "confirm" / f"{c}__lr{lr}__scale-{sc}"
+        top = {c: [min((r for r in record["search"] if r["condition"] == c and r["input_scale"] == sc),
+                       key=lambda r: r["val_error"]) for sc in scales(c)] for c in conditions}
+        runs = [(c, r["lr"], r["input_scale"]) for c in conditions for r in top[c]]
+        train_all([(confirm(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm(c, lr, sc)), args.steps)
+                   for c, lr, sc in runs], args.jobs)
+        # the best validation error over the run's evaluations: the checkpoint a seed run would keep
+        best_of = lambda d: best_selection_error(d, args)
+        record["confirm"] = [{"condition": c, "lr": lr, "input_scale": sc, "seed": 0, "steps": args.steps,
+                              "search_val_error": next(r["val_error"] for r in top[c] if (r["lr"], r["input_scale"]) == (lr, sc)),
+                              "val_error": best_of(confirm(c, lr, sc)), "run": portable(confirm(c, lr, sc))}
+                             for c, lr, sc in runs]
+        record["chosen_by_search"] = chosen
+        chosen = {}
+        for c in conditions:
+            best = min((r for r in record["confirm"] if r["condition"] == c), key=lambda r: r["val_error"])
+            chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"],
+                         "confirmed_at_steps": args.steps}
     record["chosen"] = chosen
     save_atomic(record, out / "sweep.json")
     print("chosen:", json.dumps(chosen), flush=True)
