@@ -312,8 +312,18 @@ def main():
         top = {c: [min((r for r in record["search"] if r["condition"] == c and r["input_scale"] == sc),
                        key=lambda r: r["val_error"]) for sc in scales(c)] for c in conditions}
         runs = [(c, r["lr"], r["input_scale"]) for c in conditions for r in top[c]]
-        train_all([(confirm(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm(c, lr, sc)), args.steps)
-                   for c, lr, sc in runs], args.jobs)
+
+        def confirm_dir(c, lr, sc):
+            """A seed-0 run already trained at this setting and budget is the same run: reuse it."""
+            seed0 = out / "runs" / f"{args.task}__{c}__0"
+            if finished(seed0, args.steps):
+                cfg = json.loads((seed0 / "results.json").read_text())["config"]
+                if float(cfg["lr"]) == float(lr) and str(cfg["input_scale"]) == str(sc):
+                    return seed0
+            return confirm(c, lr, sc)
+        train_all([(confirm_dir(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm_dir(c, lr, sc)),
+                    args.steps) for c, lr, sc in runs], args.jobs)
+        confirm = confirm_dir
         # the best validation error over the run's evaluations: the checkpoint a seed run would keep
         best_of = lambda d: best_selection_error(d, args)
         record["confirm"] = [{"condition": c, "lr": lr, "input_scale": sc, "seed": 0, "steps": args.steps,
