@@ -31,6 +31,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")          # files only, no display
 import matplotlib  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
+import stats  # noqa: E402
 from model import REPO, UserError, run_main  # noqa: E402
 
 KINDS = ("heads", "curves", "lengths", "images", "control")
@@ -167,9 +168,13 @@ def heads_figures(results, out):
             caption = f"probe ({prim}) vs ablation"
             if j:
                 perm = j.get("permutation", {})
-                caption += (f"\ntop-tier overlap {perm.get('k', '?')} of {perm.get('n', '?')}, "
+                caption += (f"\ntop-tier overlap {perm.get('k', '?')}/{perm.get('n', '?')}\n"
                             f"permutation P = {perm.get('p_perm', math.nan):.3g}")
                 sources.append(joint)
+            else:   # no joint test on file: the overlap under the default rules of ablate.py --joint
+                h = stats.joint_coincidence({x: pheads[x]["scores"][prim] for x in hs}, {"task": impacts},
+                                            lambda sc: stats.top_by_ratio(sc, 1.5), lambda imp: stats.top_by_z(imp, 2.0))
+                caption += f"\noverlap {h['k']}/{h['n']} (ratio>=1.5, z>=2)\nhypergeometric P = {h['p']:.3g}"
             ax.set_title(caption, fontsize=8)
         fig.tight_layout(rect=(0, 0.02, 1, 1))
         written.append(save(fig, out, f"heads_{group}", sources, results))
