@@ -222,7 +222,7 @@ def main():
                 result[key] = {"skipped": "hub id: loading the full model would download every shard; "
                                           "pass a local directory to --model to compare"}
                 continue
-            out = subprocess.run([sys.executable, "-c", LOAD, str(M.REPO), ckpt_dir, what, info["dtype"]],
+            out = subprocess.run([sys.executable, "-c", LOAD, str(M.REPO), ckpt_dir, what, result["dtype"]],
                                  capture_output=True, text=True)
             if out.returncode != 0:
                 result[key] = {"error": out.stderr.strip().splitlines()[-1]}

@@ -14,7 +14,6 @@ free of selection bias.
 """
 import argparse
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 

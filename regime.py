@@ -14,7 +14,6 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
 
 import model as M
 import stats
