@@ -93,7 +93,9 @@ def rel(path, results):
     return str(path.relative_to(base)) if path.is_relative_to(base) else path.name
 
 
-def save(fig, out, name, sources, results):
+def save(fig, out, name, sources, results, bottom=0.03):
+    """Lay the figure out (room at the bottom for the source line), name its JSON, write the PNG."""
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.text(0.005, 0.003, "source: " + ", ".join(sorted({rel(s, results) for s in sources}))[:220],
              fontsize=5.5, color="#555555", ha="left", va="bottom")
     out.mkdir(parents=True, exist_ok=True)
@@ -176,8 +178,7 @@ def heads_figures(results, out):
                                             lambda sc: stats.top_by_ratio(sc, 1.5), lambda imp: stats.top_by_z(imp, 2.0))
                 caption += f"\noverlap {h['k']}/{h['n']} (ratio>=1.5, z>=2)\nhypergeometric P = {h['p']:.3g}"
             ax.set_title(caption, fontsize=8)
-        fig.tight_layout(rect=(0, 0.02, 1, 1))
-        written.append(save(fig, out, f"heads_{group}", sources, results))
+        written.append(save(fig, out, f"heads_{group}", sources, results, bottom=0.02))
     return written
 
 
@@ -225,7 +226,6 @@ def curve_figures(results, out):
         ax.set_ylabel(ylabel)
         ax.set_title(f"{suite.name}: learning curves (mean over seeds, range shaded)", fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
         written.append(save(fig, out, f"curves_{suite.name}", runs, results))
     if not written:
         raise UserError(f"no <suite>/runs/*/results.json under {results}")
@@ -267,7 +267,6 @@ def length_figures(results, out):
         ax.set_ylabel("held-out per-bit error (chance 0.5)")
         ax.set_title(f"{suite.name}: length generalisation (mean over seeds, bootstrap 95% CI)", fontsize=9)
         ax.legend(fontsize=6)
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
         written.append(save(fig, out, f"lengths_{suite.name}", sources, results))
     demo = sorted((results / "demo").glob("*/results.json")) if (results / "demo").is_dir() else []
     if demo:     # README's ten-minute demo: one run per body, the last evaluation's error per length
@@ -286,7 +285,6 @@ def length_figures(results, out):
         ax.set_ylabel("per-bit error (chance 0.5)")
         ax.set_title("demo: MQAR through a frozen slice, pretrained vs re-initialised", fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
         written.append(save(fig, out, "lengths_demo", demo, results))
     if not written:
         raise UserError(f"no token-task summary.json under {results}")
@@ -312,7 +310,6 @@ def image_figures(results, out):
     ax.set_xticks(range(len(conds)), [f"{c}\n(n={r['n']})" for c, r in conds.items()], fontsize=7, rotation=20)
     ax.set_ylabel("test accuracy")
     ax.set_title(f"images ({s.get('dataset', '?')}): test accuracy per condition, mean and bootstrap 95% CI", fontsize=9)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return [save(fig, out, "images_accuracy", [f], results)]
 
 
@@ -353,7 +350,6 @@ def control_figures(results, out):
         ax.set_ylim(-0.02, 1.02)
         ax.set_title("OGBench scene task1: success against step (generated data; references at 1M steps)", fontsize=9)
         ax.legend(fontsize=6)
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
         written.append(save(fig, out, "control_ogbench", og, results))
     wk = sorted(f for f in (results / "walker2d").glob("*/results.json")) if (results / "walker2d").is_dir() else []
     if wk:
@@ -374,7 +370,6 @@ def control_figures(results, out):
         ax.set_ylabel("D4RL-normalised score")
         ax.set_title("Walker2d: normalised score against step", fontsize=9)
         ax.legend(fontsize=6)
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
         written.append(save(fig, out, "control_walker2d", wk, results))
     if not written:
         raise UserError(f"no ogbench/*/results.json or walker2d/*/results.json under {results}")

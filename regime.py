@@ -14,7 +14,6 @@ import argparse
 import time
 from pathlib import Path
 
-
 import model as M
 import stats
 from runs import environment, save_atomic
