@@ -21,7 +21,6 @@ A condition has one colour, marker and line style in every figure (readable in g
 names its source JSON in small print.
 """
 import argparse
-import json
 import math
 import os
 import re
@@ -32,6 +31,7 @@ import matplotlib  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 import stats  # noqa: E402
+import tables  # noqa: E402
 from model import REPO, UserError, run_main  # noqa: E402
 
 KINDS = ("heads", "curves", "lengths", "images", "control")
@@ -68,13 +68,11 @@ def style(condition):
 
 
 def load(path):
-    """JSON from a results file; a missing or malformed file is one line."""
+    """JSON from a results file (tables.load); a missing or malformed file is one line."""
     try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({type(e).__name__})")
+        return tables.load(path)
+    except ValueError as e:
+        raise UserError(str(e))
 
 
 def field(obj, *keys, where=""):

@@ -182,14 +182,6 @@ def train_all(jobs, n_jobs):
             pass
 
 
-def best_selection_error(out, args):
-    """The lowest selection error over a run's evaluations (what best.pt keeps)."""
-    r = json.loads((out / "results.json").read_text())
-    if args.task == "images":
-        return min(1 - h["val_accuracy"] for h in r["history"] if h.get("phase", "train") == "train")
-    return min(h["errors"][str(args.select_len)] for h in r["history"])
-
-
 def set_aside_if_other_setting(run_dir, out, chosen):
     """A seed run trained at another setting than the one chosen now (the search grew, e.g. a new
     input-scale choice won) is moved to OUT/superseded/, kept but never summarised, and retrained."""
@@ -206,11 +198,15 @@ def set_aside_if_other_setting(run_dir, out, chosen):
           f"lr {chosen['lr']}, scale {chosen['input_scale']}: moved to {dest}, retraining", flush=True)
 
 
-def selection_error(out, args):
-    """What the search minimises, on the validation stream at the end of the short run: the per-bit
-    error at --select-len, or for images the validation error rate (1 - accuracy)."""
+def selection_error(out, args, best=False):
+    """What the search minimises, on the validation stream: the per-bit error at --select-len, or for
+    images the validation error rate (1 - accuracy); at the end of the run, or with best=True the
+    lowest over its evaluations (what best.pt keeps)."""
     r = json.loads((out / "results.json").read_text())
-    return 1 - r["final"]["val_accuracy"] if args.task == "images" else r["final"]["errors"][str(args.select_len)]
+    history = [h for h in r["history"] if h.get("phase", "train") == "train"] if best else [r["final"]]
+    if args.task == "images":
+        return min(1 - h["val_accuracy"] for h in history)
+    return min(h["errors"][str(args.select_len)] for h in history)
 
 
 def paired_ratios(values, reference, one_error):
@@ -308,27 +304,26 @@ def main():
     # learning rate of the search is rerun on seed 0 for --steps, and the winner is chosen again on
     # the same validation stream
     if args.confirm:
-        confirm = lambda c, lr, sc: out / "confirm" / f"{c}__lr{lr}__scale-{sc}"
         top = {c: [min((r for r in record["search"] if r["condition"] == c and r["input_scale"] == sc),
                        key=lambda r: r["val_error"]) for sc in scales(c)] for c in conditions}
         runs = [(c, r["lr"], r["input_scale"]) for c in conditions for r in top[c]]
 
         def confirm_dir(c, lr, sc):
-            """A seed-0 run already trained at this setting and budget is the same run: reuse it."""
+            """The run folder of one confirmation; a seed-0 run already trained at this setting and
+            budget is the same run, so it is reused."""
             seed0 = out / "runs" / f"{args.task}__{c}__0"
             if finished(seed0, args.steps):
                 cfg = json.loads((seed0 / "results.json").read_text())["config"]
                 if float(cfg["lr"]) == float(lr) and str(cfg["input_scale"]) == str(sc):
                     return seed0
-            return confirm(c, lr, sc)
+            return out / "confirm" / f"{c}__lr{lr}__scale-{sc}"
         train_all([(confirm_dir(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm_dir(c, lr, sc)),
                     args.steps) for c, lr, sc in runs], args.jobs)
-        confirm = confirm_dir
         # the best validation error over the run's evaluations: the checkpoint a seed run would keep
-        best_of = lambda d: best_selection_error(d, args)
+        best_of = lambda d: selection_error(d, args, best=True)
         record["confirm"] = [{"condition": c, "lr": lr, "input_scale": sc, "seed": 0, "steps": args.steps,
                               "search_val_error": next(r["val_error"] for r in top[c] if (r["lr"], r["input_scale"]) == (lr, sc)),
-                              "val_error": best_of(confirm(c, lr, sc)), "run": portable(confirm(c, lr, sc))}
+                              "val_error": best_of(confirm_dir(c, lr, sc)), "run": portable(confirm_dir(c, lr, sc))}
                              for c, lr, sc in runs]
         record["chosen_by_search"] = chosen
         chosen = {}

@@ -14,6 +14,8 @@ def load(path):
         raise ValueError(f"{path}: no such file")
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not valid JSON (not UTF-8 text)")
 
 
 def lookup(obj, dotted):

@@ -112,3 +112,25 @@ def test_scale_choices_and_superseded_seed_runs(tmp_path):
     assert run.exists()                                                   # same setting: kept
     sweep.set_aside_if_other_setting(run, tmp_path, {"lr": "1e-2", "input_scale": "1"})
     assert not run.exists() and (tmp_path / "superseded" / "mqar__random-init__0__lr0.01__scale-learn" / "results.json").exists()
+
+
+def test_confirm_reruns_each_scales_best_rate_at_the_full_budget(gemma3_wide_ckpt, tmp_path):
+    out = tmp_path / "suite"
+    cmd = [sys.executable, "sweep.py", "--task", "copy", "--model", str(gemma3_wide_ckpt[0]), "--layers", "2-5",
+           "--conditions", "pretrained", "--input-scales", "1.0,2.0", "--train-len", "3", "--eval-lengths", "2,4",
+           "--select-len", "4", "--search-steps", "2", "--steps", "4", "--eval-every", "2", "--batch-size", "4",
+           "--warmup", "1", "--eval-samples", "8", "--jobs", "2", "--confirm", "--phase", "search", "--out", str(out)]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    sweep = json.loads((out / "sweep.json").read_text())
+    rows = sweep["confirm"]
+    # one row per input-scale choice, at the best learning rate the short search found for it
+    assert sorted(x["input_scale"] for x in rows) == ["1.0", "2.0"]
+    for x in rows:
+        search = [s for s in sweep["search"] if s["input_scale"] == x["input_scale"]]
+        assert x["lr"] == min(search, key=lambda s: s["val_error"])["lr"] and x["steps"] == 4
+        res = json.loads((out / "confirm" / f"pretrained__lr{x['lr']}__scale-{x['input_scale']}" / "results.json").read_text())
+        assert res["steps_done"] == 4 and x["val_error"] == min(h["errors"]["4"] for h in res["history"])
+    best = min(rows, key=lambda x: x["val_error"])
+    assert sweep["chosen"]["pretrained"]["lr"] == best["lr"] and sweep["chosen"]["pretrained"]["input_scale"] == best["input_scale"]
+    assert sweep["chosen_by_search"]["pretrained"]["val_error"] == min(s["val_error"] for s in sweep["search"])
