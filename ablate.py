@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 import model as M
 import stats
-from runs import (all_gather, condition_name, distributed, environment, finish_distributed, load_checkpoint,
-                  need_at_least, need_positive_float, portable, save_atomic)
+from runs import (UserError, all_gather, condition_name, distributed, environment, finish_distributed,
+                  load_checkpoint, need_at_least, need_positive_float, portable, run_main, save_atomic)
 import tasks
 
 
@@ -36,7 +36,7 @@ def sweep(ckpt, opts, heads=None, keep_only=False):
     task = tasks.module(load_checkpoint(ckpt)["config"]["task"])
     body, measure, cfg, meta, device = task.ablation_target(ckpt, opts)
     if body is None:
-        raise M.UserError("this checkpoint has no body (--substrate none): nothing to ablate")
+        raise UserError("this checkpoint has no body (--substrate none): nothing to ablate")
     sign = -1 if meta["higher_is_better"] else 1  # impact > 0: the model got worse without the head
     t0 = time.time()
     intact, intact_detail = measure()
@@ -88,14 +88,14 @@ def joint(probe_file, ablation_files, probe_ratio=1.5, ablate_z=2.0, primitives=
     for f in ablation_files:
         a = json.loads(Path(f).read_text())
         if "heads" not in a:
-            raise M.UserError(f"{f} is not a per-head ablation sweep (run ablate.py without --heads)")
+            raise UserError(f"{f} is not a per-head ablation sweep (run ablate.py without --heads)")
         if a["task"] in impact:
-            raise M.UserError(f"two ablation files for task {a['task']}; give one per task")
+            raise UserError(f"two ablation files for task {a['task']}; give one per task")
         impact[a["task"]] = {h: v.get("impact", v["delta"]) for h, v in a["heads"].items()}
     ablated = set.intersection(*(set(v) for v in impact.values()))
     scores = {p: {h: d["scores"][p] for h, d in probe["heads"].items() if h in ablated} for p in primitives}
     if not scores[primitives[0]]:
-        raise M.UserError("the probe file scores none of the ablated heads (check --layers of probe.py)")
+        raise UserError("the probe file scores none of the ablated heads (check --layers of probe.py)")
     # Ratios are taken against the mean over the ablated heads, the population N of the test.
     main = stats.joint_coincidence(scores["copying"], impact, lambda s: stats.top_by_ratio(s, probe_ratio),
                                    lambda imp: stats.top_by_z(imp, ablate_z))
@@ -115,13 +115,13 @@ def stability(ablation_files, n_perm=10000, seed=0):
     for f in ablation_files:
         a = json.loads(Path(f).read_text())
         if "heads" not in a:
-            raise M.UserError(f"{f} is not a per-head ablation sweep (run ablate.py without --heads)")
+            raise UserError(f"{f} is not a per-head ablation sweep (run ablate.py without --heads)")
         sweeps.append({"file": portable(f), "task": a["task"], "seed": a["config"]["seed"],
                        "condition": condition_name(a["config"]),
                        "impact": {h: v["impact"] for h, v in a["heads"].items()}})
     heads = sorted(set.intersection(*(set(s["impact"]) for s in sweeps)))
     if len(heads) < 3:
-        raise M.UserError("the sweeps share fewer than 3 heads; were they run on the same slice?")
+        raise UserError("the sweeps share fewer than 3 heads; were they run on the same slice?")
     pairs = []
     for i in range(len(sweeps)):
         for j in range(i + 1, len(sweeps)):
@@ -168,10 +168,10 @@ def main():
     need_positive_float(args, "probe_ratio")
     if args.stability:
         if len(args.stability) < 2:
-            raise M.UserError("--stability needs at least two ablation sweeps")
+            raise UserError("--stability needs at least two ablation sweeps")
         for f in args.stability:
             if not Path(f).is_file():
-                raise M.UserError(f"--stability: no such file {f}")
+                raise UserError(f"--stability: no such file {f}")
         result = stability(args.stability, n_perm=args.n_perm)
         out = Path(args.out or "stability.json")
         save_atomic(result, out)
@@ -182,10 +182,10 @@ def main():
         return
     if args.joint:
         if len(args.joint) < 2:
-            raise M.UserError("--joint needs the probe JSON and at least one ablation JSON")
+            raise UserError("--joint needs the probe JSON and at least one ablation JSON")
         for f in args.joint:
             if not Path(f).is_file():
-                raise M.UserError(f"--joint: no such file {f}")
+                raise UserError(f"--joint: no such file {f}")
         result = joint(args.joint[0], args.joint[1:], args.probe_ratio, args.ablate_z, n_perm=args.n_perm)
         out = Path(args.out or "joint.json")
         save_atomic(result, out)
@@ -195,9 +195,9 @@ def main():
         print(f"wrote {out}")
         return
     if not args.ckpt:
-        raise M.UserError("give --ckpt PATH (or --joint FILES)")
+        raise UserError("give --ckpt PATH (or --joint FILES)")
     if args.keep_only and not args.heads:
-        raise M.UserError("--keep-only needs --heads")
+        raise UserError("--keep-only needs --heads")
     rank, world, local_rank = distributed()
     if world > 1 and args.device in ("auto", "cuda") and torch.cuda.is_available():
         args.device = f"cuda:{local_rank}"      # one GPU per rank
@@ -218,4 +218,4 @@ def main():
 
 
 if __name__ == "__main__":
-    M.run_main(main)
+    run_main(main)

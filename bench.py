@@ -21,7 +21,8 @@ import time
 import torch
 
 import model as M
-from runs import need_at_least
+import pretrained
+from runs import DTYPES, REPO, UserError, dtype_name, need_at_least, pick_device, resolve_dtype, run_main
 
 LOAD = r"""
 import json, sys, time, torch
@@ -29,13 +30,13 @@ sys.path.insert(0, sys.argv[1])
 import model as M
 def kb(field):
     return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
-ckpt = M.Checkpoint(sys.argv[2])
+ckpt = pretrained.Checkpoint(sys.argv[2])
 M.gemma_classes(ckpt.text_config)
 from transformers import AutoModelForCausalLM
 base = kb("VmRSS:")
 open("/proc/self/clear_refs", "w").write("5")
 t = time.time()
-dtype = M.DTYPES[sys.argv[4]]
+dtype = DTYPES[sys.argv[4]]
 if sys.argv[3] == "full":
     net = AutoModelForCausalLM.from_pretrained(ckpt.dir, dtype=dtype)
 else:
@@ -137,7 +138,7 @@ def slice_speed(args, device, dtype, sync):
     """Forward+backward throughput of the slice in `dtype`, against a matmul peak on its own shapes."""
     body, info = M.build_body(args.model, args.layers, device=device, dtype=dtype, input_scale=1.0)
     net = M.InterfaceModel(body, info["d_model"], 16, 16).to(device)
-    assert info["dtype"] == M.dtype_name(dtype)   # the slice runs in the dtype this bench reports
+    assert info["dtype"] == dtype_name(dtype)   # the slice runs in the dtype this bench reports
     x = torch.randn(args.batch_size, args.seq_len, 16, device=device)
 
     def step():
@@ -168,7 +169,7 @@ def slice_speed(args, device, dtype, sync):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=M.DEFAULT_MODEL, help="model id or path (default: embedded gemma3-270m)")
+    p.add_argument("--model", default=pretrained.DEFAULT_MODEL, help="model id or path (default: embedded gemma3-270m)")
     p.add_argument("--layers", default="6-11", help="slice, 0-based inclusive (default 6-11)")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per pass (default 16)")
     p.add_argument("--seq-len", type=int, default=64, help="tokens per sequence (default 64)")
@@ -190,21 +191,21 @@ def main():
     p.add_argument("--iql-skip-eval", action="store_true", help="--iql: time the gradient steps only")
     args = p.parse_args()
     need_at_least(args, 1, "batch_size", "seq_len", "iters", "iql_episodes", "iql_eval_steps")
-    device = M.pick_device(args.device)
+    device = pick_device(args.device)
     if args.iql:
         try:
             args.iql_batches = [int(b) for b in args.iql_batches.split(",") if b.strip()]
         except ValueError:
-            raise M.UserError(f"--iql-batches must be comma-separated integers, got {args.iql_batches!r}")
+            raise UserError(f"--iql-batches must be comma-separated integers, got {args.iql_batches!r}")
         print(json.dumps(bench_iql(args, device), indent=1))
         return
-    dtype = M.resolve_dtype(args.dtype, device)
+    dtype = resolve_dtype(args.dtype, device)
     # synchronise the device the work runs on (torch.cuda.synchronize() alone syncs the current one)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     result = slice_speed(args, device, dtype, sync)
     if args.compare_dtypes:
-        other = M.DTYPES["fp32" if dtype == torch.bfloat16 else "bf16"]
+        other = DTYPES["fp32" if dtype == torch.bfloat16 else "bf16"]
         alt = slice_speed(args, device, other, sync)
         speeds = {result["dtype"]: result["fwd_bwd_tokens_per_s"], alt["dtype"]: alt["fwd_bwd_tokens_per_s"]}
         faster = max(speeds, key=speeds.get)
@@ -214,7 +215,7 @@ def main():
             "faster": faster, "speedup": speeds[faster] / min(speeds.values()),
             "advice": f"on this machine pass --dtype {faster} for long runs (CPU bf16 speed depends on bf16 matrix units)"}
     if not args.skip_load:
-        ckpt = M.Checkpoint(args.model)
+        ckpt = pretrained.Checkpoint(args.model)
         ckpt_dir = str(ckpt.dir or args.model)
         for what in (args.layers, "full"):
             key = "load_full" if what == "full" else "load_slice"
@@ -222,7 +223,7 @@ def main():
                 result[key] = {"skipped": "hub id: loading the full model would download every shard; "
                                           "pass a local directory to --model to compare"}
                 continue
-            out = subprocess.run([sys.executable, "-c", LOAD, str(M.REPO), ckpt_dir, what, result["dtype"]],
+            out = subprocess.run([sys.executable, "-c", LOAD, str(REPO), ckpt_dir, what, result["dtype"]],
                                  capture_output=True, text=True)
             if out.returncode != 0:
                 result[key] = {"error": out.stderr.strip().splitlines()[-1]}
@@ -232,4 +233,4 @@ def main():
 
 
 if __name__ == "__main__":
-    M.run_main(main)
+    run_main(main)

@@ -17,10 +17,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-import model as M
 import stats
 import tasks
-from runs import load_checkpoint, need_at_least, portable, save_atomic
+from runs import UserError, load_checkpoint, need_at_least, portable, run_main, save_atomic
 
 
 def get_parser():
@@ -69,10 +68,10 @@ def main():
     need_at_least(args, 1, "samples", "episodes")
     if args.aggregate:
         if not Path(args.aggregate).is_dir():
-            raise M.UserError(f"--aggregate {args.aggregate}: no such folder")
+            raise UserError(f"--aggregate {args.aggregate}: no such folder")
         rows = aggregate(args.aggregate, args.metric)
         if not rows:
-            raise M.UserError(f"no results.json under {args.aggregate}")
+            raise UserError(f"no results.json under {args.aggregate}")
         out = Path(args.out or Path(args.aggregate) / f"summary_{args.metric}.json")
         save_atomic({"source": portable(args.aggregate), "curve": args.metric, "conditions": rows}, out)
         for r in rows:
@@ -83,7 +82,7 @@ def main():
         print(f"wrote {out}")
         return
     if not args.ckpt:
-        raise M.UserError("give --ckpt PATH or --aggregate DIR")
+        raise UserError("give --ckpt PATH or --aggregate DIR")
     task = tasks.module(load_checkpoint(args.ckpt)["config"]["task"])
     result = task.evaluate_run(args.ckpt, args)
     out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
@@ -92,4 +91,4 @@ def main():
 
 
 if __name__ == "__main__":
-    M.run_main(main)
+    run_main(main)

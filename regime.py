@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import model as M
+import pretrained
 import stats
-from runs import environment, save_atomic
+from runs import UserError, dtype_name, environment, pick_device, resolve_dtype, run_main, save_atomic
 
 BODIES = ("pretrained", "random", "shuffled", "matched", "gpt2-random")
 
@@ -33,7 +34,7 @@ def measure(model, layers, body_name, seed, scales, device, dtype):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=M.DEFAULT_MODEL, help="as train.py --model (default gemma3-270m)")
+    p.add_argument("--model", default=pretrained.DEFAULT_MODEL, help="as train.py --model (default gemma3-270m)")
     p.add_argument("--layers", default="6-11", help="as train.py --layers (default 6-11)")
     p.add_argument("--bodies", default=",".join(BODIES), help=f"comma-separated subset of {','.join(BODIES)} (default: all)")
     p.add_argument("--scales", default="1,4,auto",
@@ -47,17 +48,17 @@ def main():
     bodies = [b.strip() for b in args.bodies.split(",") if b.strip()]
     for b in bodies:
         if b not in BODIES:
-            raise M.UserError(f"unknown body {b!r}; choose from {', '.join(BODIES)}")
+            raise UserError(f"unknown body {b!r}; choose from {', '.join(BODIES)}")
     scales = [s.strip() for s in args.scales.split(",") if s.strip()]
     for s in scales:
         if s != "auto" and not isinstance(M.parse_input_scale(s), float):
-            raise M.UserError(f"--scales: {s!r} is not 'auto' or a positive number")
+            raise UserError(f"--scales: {s!r} is not 'auto' or a positive number")
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
-        raise M.UserError(f"--seeds must be comma-separated integers, got {args.seeds!r}")
-    device = M.pick_device(args.device)
-    dtype = M.resolve_dtype(args.dtype, device)
+        raise UserError(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    device = pick_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
     t0 = time.time()
     result = {"model": args.model, "layers": args.layers, "scales": scales, "bodies": {}}
     print(f"{'body':12s} " + " ".join(f"{'change@' + s:>14s} {'token0@' + s:>14s}" for s in scales))
@@ -69,7 +70,7 @@ def main():
         result["bodies"][b] = {"per_seed": per_seed, "summary": summary}
         print(f"{b:12s} " + " ".join(f"{summary[s]['stream_change']['mean']:14.3f} {summary[s]['token0_effect']['mean']:14.3f}"
                                      for s in scales))
-    result.update({**environment(device), "dtype": M.dtype_name(dtype), "wall_time_s": time.time() - t0})
+    result.update({**environment(device), "dtype": dtype_name(dtype), "wall_time_s": time.time() - t0})
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         save_atomic(result, args.out)
@@ -77,4 +78,4 @@ def main():
 
 
 if __name__ == "__main__":
-    M.run_main(main)
+    run_main(main)

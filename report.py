@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import tables
-from model import REPO, UserError, run_main
+from runs import REPO, UserError, run_main
 
 RESULTS = REPO / "results"
 ALIAS = re.compile(r"^<!-- alias (\S+) = (\S+) -->\n", re.M)

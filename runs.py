@@ -1,6 +1,7 @@
 """
-Run bookkeeping shared by every script and task: the run folder guard, atomic writes, the one
-checkpoint loader, the environment block of every results JSON, and checks of user input.
+Run bookkeeping shared by every script and task: the one-line user errors (UserError, run_main),
+device and dtype choice, the run folder guard, atomic writes, the one checkpoint loader, the
+environment block of every results JSON, and checks of user input.
 
 Nothing here runs at import time (the git commit is read on the first call to environment()).
 """
@@ -16,7 +17,61 @@ from pathlib import Path
 
 import torch
 
-from model import REPO, UserError, pick_device, regime
+REPO = Path(__file__).resolve().parent
+
+
+class UserError(Exception):
+    """Bad input from the command line: scripts print it as one line and exit 2."""
+
+
+def run_main(main):
+    """Call main(); a UserError becomes `error: ...` on stderr and exit code 2, no traceback."""
+    import sys
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        # Under torchrun the work is done and saved; leave without the interpreter's shutdown. A gloo
+        # worker thread can still be freeing the last collective's tensors, which takes the GIL; if
+        # Python is finalising by then, the thread exits mid-destructor and the rank dies with SIGABRT
+        # ("terminate called without an active exception"; torch 2.13, a few runs in 100 under load).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def pick_device(name=None):
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name} requested but no CUDA GPU is available (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown --device {name!r} (try cpu, cuda, cuda:1)")
+
+
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def default_dtype(device):
+    # bf16 halves memory on GPU and uses its tensor cores; CPU bf16 matmuls are slow, so fp32 there.
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def resolve_dtype(name, device):
+    """--dtype auto|bf16|fp32 -> the dtype the frozen body holds and computes in."""
+    if name in (None, "auto"):
+        return default_dtype(device)
+    if name not in DTYPES:
+        raise UserError(f"unknown --dtype {name!r}; choose from auto, {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def dtype_name(dtype):
+    return {v: k for k, v in DTYPES.items()}[dtype]
 
 
 @functools.cache
@@ -172,12 +227,6 @@ def refuse_changed_scale(state, scale, out, flag):
         raise UserError(f"--resume: {out} was trained with input scale {state['body']['input_scale']!r}, but "
                         f"--input-scale {flag} now gives {scale!r} (did the calibration change?); resuming would "
                         f"change the model under the trained interface")
-
-
-def end_regime(net):
-    """The input scale a run ends at (a learnt gain moves it) and the body's regime at that scale."""
-    scale = net.input_scale()
-    return {"input_scale_end": scale, "regime_end": regime(net.body, scale)}
 
 
 def condition_name(cfg):

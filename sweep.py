@@ -42,9 +42,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import model as M
+import pretrained
 import stats
 import tables
-from runs import portable, save_atomic
+from runs import UserError, pick_device, portable, run_main, save_atomic
 
 REPO = Path(__file__).resolve().parent
 # condition -> (train.py flags, seeds in phase 2, learning-rate grid, whether --input-scales applies)
@@ -87,7 +88,7 @@ def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", help="token task (mqar, ar, rule90, copy, addition) or images; required unless --table")
     p.add_argument("--out", required=True, help="folder for search/, runs/, sweep.json and summary.json")
-    p.add_argument("--model", default=M.DEFAULT_MODEL, help="as train.py --model (default gemma3-270m)")
+    p.add_argument("--model", default=pretrained.DEFAULT_MODEL, help="as train.py --model (default gemma3-270m)")
     p.add_argument("--layers", default="6-11", help="as train.py --layers (default 6-11)")
     p.add_argument("--conditions", default=None,
                    help=f"subset of {','.join(CONDITIONS)} (images with --bridge-steps also {','.join(BRIDGES)}; default: all)")
@@ -232,34 +233,34 @@ def main():
     args = get_parser().parse_args()
     if args.table:
         if not (Path(args.out) / "summary.json").is_file():
-            raise M.UserError(f"no summary.json in {args.out} yet: run the sweep to the end first")
+            raise UserError(f"no summary.json in {args.out} yet: run the sweep to the end first")
         try:
             print(tables.summary_tables(tables.load(Path(args.out) / "summary.json")))
         except (ValueError, KeyError) as e:
-            raise M.UserError(f"{args.out}/summary.json: {e}")
+            raise UserError(f"{args.out}/summary.json: {e}")
         return
     if args.task is None:
-        raise M.UserError("--task is required (or pass --table)")
+        raise UserError("--task is required (or pass --table)")
     if args.task != "images":
         for name in ("train_len", "eval_lengths", "select_len"):
             if getattr(args, name) is None:
-                raise M.UserError(f"--{name.replace('_', '-')} is required for a token task")
+                raise UserError(f"--{name.replace('_', '-')} is required for a token task")
         args.track_lengths = args.track_lengths or str(args.select_len)
         if str(args.select_len) not in [s.strip() for s in args.track_lengths.split(",")]:
-            raise M.UserError(f"--track-lengths {args.track_lengths} must include --select-len {args.select_len}")
+            raise UserError(f"--track-lengths {args.track_lengths} must include --select-len {args.select_len}")
     elif args.bridge_steps and not args.bridge_partial:
-        first, last = M.parse_layers(args.layers, M.Checkpoint(args.model).num_layers)
+        first, last = M.parse_layers(args.layers, pretrained.Checkpoint(args.model).num_layers)
         if last - first < 2:
-            raise M.UserError(f"--layers {args.layers} is too short for a partial bridge; give --bridge-partial")
+            raise UserError(f"--layers {args.layers} is too short for a partial bridge; give --bridge-partial")
         args.bridge_partial = f"{first + 2}-{last}"
     CONDS = conditions_of(args)
     conditions = [c.strip() for c in (args.conditions or ",".join(CONDS)).split(",") if c.strip()]
     for c in conditions:
         if c not in CONDS:
-            raise M.UserError(f"unknown condition {c!r}; choose from {', '.join(CONDS)}")
+            raise UserError(f"unknown condition {c!r}; choose from {', '.join(CONDS)}")
     for name in ("search_steps", "steps", "eval_every", "batch_size", "jobs", "eval_samples", "eval_samples_final"):
         if getattr(args, name) < 1:
-            raise M.UserError(f"--{name.replace('_', '-')} must be at least 1")
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     choices = [s.strip() for s in args.input_scales.split(",") if s.strip()]
     for s in choices:
         M.parse_input_scale(s)                      # a clear error now, not in the 30th subprocess
@@ -356,7 +357,7 @@ def main():
     # but never evaluated, has nothing left to evaluate
     lost = [str(ck.parent) for ck, _ in pending if not ck.exists()]
     if lost:
-        raise M.UserError(f"{len(lost)} finished seed run(s) have no best.pt and no eval_best.json (checkpoints are "
+        raise UserError(f"{len(lost)} finished seed run(s) have no best.pt and no eval_best.json (checkpoints are "
                           f"not kept in git): {', '.join(lost)}; delete those folders and rerun this command to retrain them")
     extra = [] if args.task == "images" else ["--lengths", args.eval_lengths, "--samples", str(args.eval_samples_final)]
     todo = [(["evaluate.py", "--ckpt", str(ck), *extra, "--out", str(e)], e.parent / "eval.log") for ck, e in pending]
@@ -380,7 +381,7 @@ def checkpoint_regime(run_dir, ev):
     history = json.loads((run_dir / "results.json").read_text())["history"]
     scale = next(h["input_scale"] for h in history if h["step"] == ev["checkpoint_step"] and "input_scale" in h)
     cfg = ev["config"]
-    body, _ = M.body_from_config(cfg, M.pick_device("cpu"), known_scale=scale)
+    body, _ = M.body_from_config(cfg, pick_device("cpu"), known_scale=scale)
     return M.regime(body, scale)
 
 
@@ -422,4 +423,4 @@ def summarise(args, per, chosen, seed_runs):
     return summary
 
 if __name__ == "__main__":
-    M.run_main(main)
+    run_main(main)

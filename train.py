@@ -22,10 +22,11 @@ import torch
 from tqdm import tqdm
 
 import model as M
+import pretrained
 import tasks
-from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, end_regime, environment,
-                  finish_distributed, need_at_least, need_positive_float, open_run, portable, refuse_changed_scale,
-                  save_atomic, wrap_ddp)
+from runs import (UserError, all_sum, barrier, check_finite, condition_name, data_parallel, environment,
+                  finish_distributed, need_at_least, need_positive_float, open_run, pick_device, portable,
+                  refuse_changed_scale, resolve_dtype, run_main, save_atomic, wrap_ddp)
 from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 
@@ -67,17 +68,17 @@ def gigabytes(n):
 def dry_run(args):
     """Print what a run would download and hold, before any weight is fetched (config and index only).
     args: the task's own flags (its default slice included)."""
-    device = M.pick_device(args.device)
-    dtype = M.resolve_dtype(args.dtype, device)
-    ckpt = M.Checkpoint(args.model)
+    device = pick_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    ckpt = pretrained.Checkpoint(args.model)
     first, last = M.parse_layers(args.layers, ckpt.num_layers)
     if args.substrate != "gemma":
         print(f"dry run: --substrate {args.substrate} loads no Gemma weights (config only)")
         print(json.dumps({"substrate": args.substrate, "bytes_to_fetch": 0}))
         return
     mode = M.parse_input_scale(args.input_scale)
-    calibrate = mode in ("auto", "learn") and M.cached_calibration(ckpt, first) is None
-    plan = M.plan_load(ckpt, first, last, dtype, calibrate)
+    calibrate = mode in ("auto", "learn") and pretrained.cached_calibration(ckpt, first) is None
+    plan = pretrained.plan_load(ckpt, first, last, dtype, calibrate)
     print(f"dry run: {ckpt.name}, layers {first}-{last}, {plan['dtype']} on {device}")
     where = "from the Hugging Face hub" if ckpt.repo_id else "already on disk (local files)"
     print(f"  shards needed: {len(plan['shards_to_fetch'])} of {plan['checkpoint_shards']}, "
@@ -115,12 +116,12 @@ def main():
     M.parse_input_scale(args.input_scale)
     task = get_task(args.task)
     rank, world, device = data_parallel(args.batch_size, args.device)   # (0, 1, device) unless under torchrun
-    longest = max_length(task, M.Checkpoint(args.model).text_config.sliding_window)
+    longest = max_length(task, pretrained.Checkpoint(args.model).text_config.sliding_window)
     if not task.MIN_LEN <= args.train_len <= longest:
-        raise M.UserError(f"--train-len {args.train_len}: task {args.task} supports lengths {task.MIN_LEN}-{longest} with this model")
+        raise UserError(f"--train-len {args.train_len}: task {args.task} supports lengths {task.MIN_LEN}-{longest} with this model")
     eval_lengths = parse_lengths(args.eval_lengths, task, longest)
     if args.select_len not in eval_lengths:
-        raise M.UserError(f"--select-len {args.select_len} must be one of --eval-lengths {args.eval_lengths}")
+        raise UserError(f"--select-len {args.select_len} must be one of --eval-lengths {args.eval_lengths}")
     out = Path(args.out or f"runs/{args.task}__{condition_name(cfg)}__{args.seed}")
     defaults = {k: parser.get_default(k) for k in IDENTITY}   # for checkpoints older than a flag
     state = open_run(out, cfg, IDENTITY, args.resume, defaults, check_write=rank == 0)
@@ -161,7 +162,7 @@ def main():
                      "condition": condition_name(cfg), "body": info, **counts, **env,
                      "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "per_bit_error",
                      "select_len": args.select_len, "history": history, "best": best,
-                     "final": history[-1] if history else None, **end_regime(net)}, out / "results.json")
+                     "final": history[-1] if history else None, **M.end_regime(net)}, out / "results.json")
 
     t0 = time.time()
     last_sel = history[-1]["errors"][str(args.select_len)] if history else float("nan")
@@ -205,4 +206,4 @@ def main():
 
 
 if __name__ == "__main__":
-    M.run_main(main)
+    run_main(main)

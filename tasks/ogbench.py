@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import model as M
-from runs import (check_finite, condition_name, environment, episode_seed_base, host_reachable, load_checkpoint,
-                  need_at_least, need_package, need_positive_float, open_run, portable, refuse_changed_scale,
-                  save_atomic)
+from runs import (UserError, check_finite, condition_name, environment, episode_seed_base, host_reachable,
+                  load_checkpoint, need_at_least, need_package, need_positive_float, open_run, pick_device, portable,
+                  refuse_changed_scale, run_main, save_atomic)
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -67,7 +67,7 @@ def split_name(name):
     """'scene-play-singletask-task1-v0' -> (dataset 'scene-play-v0', env 'scene-singletask-task1-v0')."""
     parts = name.split("-")
     if "singletask" not in parts or parts.index("singletask") < 2:
-        raise M.UserError(f"--env {name!r}: expected an OGBench single-task name such as {DEFAULT_ENV}")
+        raise UserError(f"--env {name!r}: expected an OGBench single-task name such as {DEFAULT_ENV}")
     i = parts.index("singletask")
     return "-".join(parts[:i] + parts[-1:]), "-".join(parts[:i - 1] + parts[i:])
 
@@ -79,7 +79,7 @@ def load(name, dataset_dir=DEFAULT_DATA_DIR):
     folder = Path(os.path.expanduser(dataset_dir))
     missing = [f for f in (f"{dataset}.npz", f"{dataset}-val.npz") if not (folder / f).exists()]
     if missing and not host_reachable(DATA_HOST):
-        raise M.UserError(
+        raise UserError(
             f"{folder}/{missing[0]} is missing and {DATA_HOST} cannot be reached. Either download it with internet "
             f"(this command does it on first use, or `python -c \"import ogbench; ogbench.download_datasets(['{dataset}'], "
             f"'{dataset_dir}')\"`), or generate a stand-in offline: "
@@ -101,7 +101,7 @@ def make_oracles(env, env_name, noise, smoothing):
                 "drawer": DrawerPlanOracle(**kw), "window": WindowPlanOracle(**kw)}
     if env_name.startswith("puzzle"):
         return {"button": ButtonPlanOracle(gripper_always_closed=True, **kw)}
-    raise M.UserError(f"generate: no oracle for {env_name!r}; use a cube-*, scene- or puzzle-* play dataset")
+    raise UserError(f"generate: no oracle for {env_name!r}; use a cube-*, scene- or puzzle-* play dataset")
 
 
 def stack_probability(env_name, rng):
@@ -137,9 +137,9 @@ def generate(argv=None):
     import gymnasium
     parts = args.env.split("-")
     if len(parts) < 3 or parts[-2] != "play":
-        raise M.UserError(f"--env {args.env!r}: give a play dataset name such as scene-play-v0")
+        raise UserError(f"--env {args.env!r}: give a play dataset name such as scene-play-v0")
     if args.episodes < 1 or args.episode_steps < 2:
-        raise M.UserError("need --episodes >= 1 and --episode-steps >= 2")
+        raise UserError("need --episodes >= 1 and --episode-steps >= 2")
     env_name = "-".join(parts[:-2] + parts[-1:])
     out = Path(os.path.expanduser(args.out))
     train_path, val_path = out / f"{args.env}.npz", out / f"{args.env}-val.npz"
@@ -349,10 +349,10 @@ def build_from_config(cfg, device, known_scale=None):
 def load_from_checkpoint(path, device="auto"):
     """(net, checkpoint dict) with the trained weights in place."""
     state = load_checkpoint(path, ("ogbench",))
-    net = build_from_config(state["config"], M.pick_device(device), known_scale=state["body"]["input_scale"])
+    net = build_from_config(state["config"], pick_device(device), known_scale=state["body"]["input_scale"])
     missing, unexpected = net.load_state_dict(state["model"], strict=False)
     if unexpected or set(trainable_state(net)) - set(state["model"]):
-        raise M.UserError(f"{path} does not fit the agent its config builds (unexpected {unexpected[:3]})")
+        raise UserError(f"{path} does not fit the agent its config builds (unexpected {unexpected[:3]})")
     return net, state
 
 
@@ -479,7 +479,7 @@ def evaluate_run(ckpt_path, opts):
     t0 = time.time()
     result = evaluate_checkpoint(ckpt_path, opts.episodes or 50, max_steps=getattr(opts, "max_ep_len", None),
                                  device=opts.device)
-    return {**result, **environment(M.pick_device(opts.device)), "wall_time_s": time.time() - t0}
+    return {**result, **environment(pick_device(opts.device)), "wall_time_s": time.time() - t0}
 
 
 def summary_line(result):
@@ -572,24 +572,24 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     if M.parse_input_scale(args.input_scale) == "learn":
-        raise M.UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
+        raise UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
     if args.fql_budget:
         args.steps, args.eval_every = 1_000_000, 100_000
     cfg = {**vars(args), "out": portable(args.out)}   # as recorded in JSON: no machine's absolute path
     if args.obs_tokens < 1 or args.hidden < 1 or args.eval_episodes < 1 or args.steps < 1 or args.eval_every < 1:
-        raise M.UserError("need --obs-tokens, --hidden, --eval-episodes, --steps and --eval-every >= 1")
+        raise UserError("need --obs-tokens, --hidden, --eval-episodes, --steps and --eval-every >= 1")
     if args.eval_batch is not None and args.eval_batch < 1:
-        raise M.UserError("--eval-batch must be >= 1")
+        raise UserError("--eval-batch must be >= 1")
     if args.substrate == "mlp" and args.target != "separate":
-        raise M.UserError("--target shared is for the slice agent (the MLP agent has no shared trunk)")
+        raise UserError("--target shared is for the slice agent (the MLP agent has no shared trunk)")
     if args.substrate == "mlp" and args.init != "pretrained":
-        raise M.UserError(f"--init {args.init} applies to --substrate gemma only")
+        raise UserError(f"--init {args.init} applies to --substrate gemma only")
     need_at_least(args, 1, "batch_size")
     need_positive_float(args, "lr", "temperature")
     if not 0 < args.discount <= 1 or not 0 < args.expectile < 1 or not 0 < args.tau <= 1:
-        raise M.UserError("need 0 < --discount <= 1, 0 < --expectile < 1 and 0 < --tau <= 1")
+        raise UserError("need 0 < --discount <= 1, 0 < --expectile < 1 and 0 < --tau <= 1")
     split_name(args.env)
-    device = M.pick_device(args.device)
+    device = pick_device(args.device)
     condition = "mlp" if args.substrate == "mlp" else condition_name(cfg)
     out = Path(args.out or f"runs/ogbench-{args.env}__{condition}__{args.seed}")
     parser = get_parser()
@@ -674,9 +674,9 @@ def main(argv=None):
 def cli(argv):
     commands = {"train": main, "generate": generate}
     if not argv or argv[0] not in commands:
-        raise M.UserError("usage: python -m tasks.ogbench {train,generate} [flags]  (--help after the command)")
+        raise UserError("usage: python -m tasks.ogbench {train,generate} [flags]  (--help after the command)")
     commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":
-    M.run_main(lambda: cli(sys.argv[1:]))
+    run_main(lambda: cli(sys.argv[1:]))

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import model as M
-from runs import all_sum, environment, load_checkpoint, load_weights, portable
+from runs import UserError, all_sum, environment, load_checkpoint, load_weights, pick_device, portable
 from tasks import TABLE
 
 PAIRED = None   # key of the per-item 0/1 outcomes in a measurement's detail (McNemar), if any
@@ -18,7 +18,7 @@ METRIC, HIGHER_IS_BETTER = "per_bit_error", False
 def get_task(name):
     """The data module of a token task (tasks/<name>.py), for a name the task table gives to this module."""
     if TABLE.get(name) != "tokens":
-        raise M.UserError(f"unknown token task {name!r}; choose from {', '.join(t for t, m in TABLE.items() if m == 'tokens')}")
+        raise UserError(f"unknown token task {name!r}; choose from {', '.join(t for t, m in TABLE.items() if m == 'tokens')}")
     return importlib.import_module(f"tasks.{name}")
 
 
@@ -43,7 +43,7 @@ def load_run(ckpt_path, device="auto", dtype=None):
     state = load_checkpoint(ckpt_path, tuple(t for t, m in TABLE.items() if m == "tokens"))
     cfg = state["config"] if dtype is None else {**state["config"], "dtype": dtype}
     # the number the interface was trained with, not a fresh calibration (which may have changed)
-    _, net, _ = build(cfg, M.pick_device(device), known_scale=state["body"]["input_scale"])
+    _, net, _ = build(cfg, pick_device(device), known_scale=state["body"]["input_scale"])
     load_weights(net, state["model"], ckpt_path)
     return net, cfg, state
 
@@ -51,7 +51,7 @@ def load_run(ckpt_path, device="auto", dtype=None):
 def load_trained(ckpt_path, device="auto", dtype=None):
     """(task, net, cfg, info, step, device), the pieces evaluation and ablation use."""
     net, cfg, state = load_run(ckpt_path, device, dtype)
-    return get_task(cfg["task"]), net, cfg, net.info, state["step"], M.pick_device(device)
+    return get_task(cfg["task"]), net, cfg, net.info, state["step"], pick_device(device)
 
 
 def fresh_seed(cfg, eval_seed=None):
@@ -77,12 +77,12 @@ def parse_lengths(spec, task, longest):
     try:
         lengths = [int(s) for s in str(spec).split(",") if s.strip()]
     except ValueError:
-        raise M.UserError(f"lengths must be comma-separated integers, got {spec!r}")
+        raise UserError(f"lengths must be comma-separated integers, got {spec!r}")
     if not lengths:
-        raise M.UserError(f"no lengths in {spec!r}")
+        raise UserError(f"no lengths in {spec!r}")
     for L in lengths:
         if not task.MIN_LEN <= L <= longest:
-            raise M.UserError(f"length {L} is outside what task {task.NAME} supports with this model ({task.MIN_LEN}-{longest})")
+            raise UserError(f"length {L} is outside what task {task.NAME} supports with this model ({task.MIN_LEN}-{longest})")
     return lengths
 
 

@@ -27,9 +27,10 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import model as M
-from runs import (all_gather, all_sum, barrier, check_finite, condition_name, data_parallel, environment,
-                  episode_seed_base, finish_distributed, host_reachable, load_checkpoint, need_at_least,
-                  need_package, need_positive_float, open_run, portable, refuse_changed_scale, save_atomic, wrap_ddp)
+from runs import (UserError, all_gather, all_sum, barrier, check_finite, condition_name, data_parallel, environment,
+                  episode_seed_base, finish_distributed, host_reachable, load_checkpoint, need_at_least, need_package,
+                  need_positive_float, open_run, pick_device, portable, refuse_changed_scale, run_main, save_atomic,
+                  wrap_ddp)
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -63,16 +64,16 @@ def load_minari(dataset_id):
     except FileNotFoundError:
         ds = None
     except Exception as e:
-        raise M.UserError(f"could not read Minari dataset {dataset_id!r}: {type(e).__name__}: {e}")
+        raise UserError(f"could not read Minari dataset {dataset_id!r}: {type(e).__name__}: {e}")
     if ds is None:
         howto = (f"with internet it is downloaded from the Hugging Face hub; offline, record a stand-in with "
                  f"`python -m tasks.walker2d record --id {dataset_id}` (or pass --d4rl-hdf5 FILE)")
         if os.environ.get("HF_HUB_OFFLINE") == "1" or not host_reachable("huggingface.co"):
-            raise M.UserError(f"Minari dataset {dataset_id!r} is not on this machine and the hub is unreachable; {howto}")
+            raise UserError(f"Minari dataset {dataset_id!r} is not on this machine and the hub is unreachable; {howto}")
         try:
             ds = minari.load_dataset(dataset_id, download=True)
         except Exception as e:
-            raise M.UserError(f"could not get Minari dataset {dataset_id!r} ({type(e).__name__}: "
+            raise UserError(f"could not get Minari dataset {dataset_id!r} ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); {howto}")
     episodes = [{"observations": np.asarray(ep.observations[:-1], np.float32),  # the last is the final state
                  "actions": np.asarray(ep.actions, np.float32), "rewards": np.asarray(ep.rewards, np.float32)}
@@ -87,11 +88,11 @@ def load_d4rl_hdf5(path):
     """Episodes of a D4RL-format HDF5 file: flat arrays, an episode ends at terminals | timeouts."""
     h5py = need_package("h5py", "h5py", "walker2d")
     if not Path(path).is_file():
-        raise M.UserError(f"--d4rl-hdf5: no such file {path}")
+        raise UserError(f"--d4rl-hdf5: no such file {path}")
     with h5py.File(path, "r") as f:
         missing = [k for k in ("observations", "actions", "rewards", "terminals", "timeouts") if k not in f]
         if missing:
-            raise M.UserError(f"{path} is not a D4RL file: missing {', '.join(missing)}")
+            raise UserError(f"{path} is not a D4RL file: missing {', '.join(missing)}")
         obs, act = f["observations"][:].astype(np.float32), f["actions"][:].astype(np.float32)
         rew = f["rewards"][:].astype(np.float32).reshape(-1)
         ends = np.flatnonzero(f["terminals"][:].reshape(-1).astype(bool) | f["timeouts"][:].reshape(-1).astype(bool))
@@ -104,9 +105,9 @@ def prepare(episodes):
     """Flat arrays for window sampling: normalised states, actions, scaled returns-to-go, timesteps."""
     episodes = [e for e in episodes if len(e["rewards"])]
     if not episodes:
-        raise M.UserError("the dataset has no transitions")
+        raise UserError("the dataset has no transitions")
     if episodes[0]["observations"].shape[1] != STATE_DIM or episodes[0]["actions"].shape[1] != ACT_DIM:
-        raise M.UserError(f"expected Walker2d data (state {STATE_DIM}, action {ACT_DIM}), got "
+        raise UserError(f"expected Walker2d data (state {STATE_DIM}, action {ACT_DIM}), got "
                           f"{episodes[0]['observations'].shape[1]} and {episodes[0]['actions'].shape[1]}")
     obs = np.concatenate([e["observations"] for e in episodes])
     mean, std = obs.mean(0), obs.std(0) + 1e-6
@@ -166,11 +167,11 @@ def record(argv=None):
     gym, minari = need_package("gymnasium", "gymnasium[mujoco]", "walker2d"), need_package("minari", "minari h5py", "walker2d")
     from minari.data_collector import EpisodeBuffer  # a plain dataclass; DataCollector would pull in jax
     if args.episodes < 1:
-        raise M.UserError("--episodes must be at least 1")
+        raise UserError("--episodes must be at least 1")
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)*-v\d+", args.id):
-        raise M.UserError(f"--id {args.id!r}: a Minari id looks like 'namespace/name-v0'")
+        raise UserError(f"--id {args.id!r}: a Minari id looks like 'namespace/name-v0'")
     if args.id in minari.list_local_datasets():
-        raise M.UserError(f"Minari dataset {args.id} already exists; remove it with `minari delete {args.id}` or pick another --id")
+        raise UserError(f"Minari dataset {args.id} already exists; remove it with `minari delete {args.id}` or pick another --id")
     env = gym.make(ENV_ID)
     buffers = []
     for i in tqdm(range(args.episodes), desc=f"record {args.policy}"):
@@ -256,11 +257,11 @@ def build_from_config(cfg, device, known_scale=None):
 def load_from_checkpoint(path, device="auto"):
     """(net, body, checkpoint dict) with the trained weights in place."""
     state = load_checkpoint(path, ("walker2d",))
-    device = M.pick_device(device)
+    device = pick_device(device)
     net, body = build_from_config(state["config"], device, known_scale=state["body"]["input_scale"])
     missing, unexpected = net.load_state_dict(state["model"], strict=False)
     if unexpected or set(net.trainable_state()) - set(state["model"]):
-        raise M.UserError(f"{path} does not fit the model its config builds (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise UserError(f"{path} does not fit the model its config builds (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return net, body, state
 
 
@@ -279,7 +280,7 @@ def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device, rank=0
     and the per-episode returns and lengths are gathered on every rank."""
     gym = need_package("gymnasium", "gymnasium[mujoco]", "walker2d")
     if not 1 <= max_ep_len <= MAX_TIMESTEP:
-        raise M.UserError(f"--max-ep-len must be in 1..{MAX_TIMESTEP}, got {max_ep_len}")
+        raise UserError(f"--max-ep-len must be in 1..{MAX_TIMESTEP}, got {max_ep_len}")
     was_training = net.training
     net.eval()
     K = cfg["context"]
@@ -343,7 +344,7 @@ def evaluate_run(ckpt_path, opts):
     result = evaluate_checkpoint(ckpt_path, opts.episodes or 10, max_ep_len=getattr(opts, "max_ep_len", None) or MAX_TIMESTEP,
                                  device=opts.device)
     result["scores_mean"] = {k: v["score_mean"] for k, v in result["scores"].items()}
-    return {**result, **environment(M.pick_device(opts.device)), "wall_time_s": time.time() - t0}
+    return {**result, **environment(pick_device(opts.device)), "wall_time_s": time.time() - t0}
 
 
 def summary_line(result):
@@ -422,19 +423,19 @@ def get_parser():
 def main(argv=None):
     args = get_parser().parse_args(argv)
     if M.parse_input_scale(args.input_scale) == "learn":
-        raise M.UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
+        raise UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
     cfg = {**vars(args), "out": portable(args.out)}   # as recorded in JSON: no machine's absolute path
     try:
         targets = [float(s) for s in args.targets.split(",") if s.strip()]
     except ValueError:
-        raise M.UserError(f"--targets must be comma-separated numbers, got {args.targets!r}")
+        raise UserError(f"--targets must be comma-separated numbers, got {args.targets!r}")
     if not targets or args.context < 1 or args.eval_episodes < 1 or not 1 <= args.max_ep_len <= MAX_TIMESTEP:
-        raise M.UserError(f"need --targets, --context >= 1, --eval-episodes >= 1 and --max-ep-len in 1..{MAX_TIMESTEP}")
+        raise UserError(f"need --targets, --context >= 1, --eval-episodes >= 1 and --max-ep-len in 1..{MAX_TIMESTEP}")
     need_at_least(args, 1, "steps", "batch_size", "eval_every")
     need_at_least(args, 0, "warmup")
     need_positive_float(args, "lr", "grad_clip")
     if not 0 <= args.dropout < 1 or args.weight_decay < 0:
-        raise M.UserError("need 0 <= --dropout < 1 and --weight-decay >= 0")
+        raise UserError("need 0 <= --dropout < 1 and --weight-decay >= 0")
     rank, world, device = data_parallel(args.batch_size, args.device)   # (0, 1, device) unless under torchrun
     main_rank = rank == 0
     condition = condition_name(cfg)
@@ -543,9 +544,9 @@ def main(argv=None):
 def cli(argv):
     commands = {"train": main, "record": record}
     if not argv or argv[0] not in commands:
-        raise M.UserError("usage: python -m tasks.walker2d {train,record} [flags]  (--help after the command)")
+        raise UserError("usage: python -m tasks.walker2d {train,record} [flags]  (--help after the command)")
     commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":
-    M.run_main(lambda: cli(sys.argv[1:]))
+    run_main(lambda: cli(sys.argv[1:]))

@@ -3,13 +3,13 @@ import json
 import subprocess
 import sys
 
-import model as M
+from runs import REPO
 
 
 def test_bench_compares_dtypes_on_the_slices_shapes(gemma3_ckpt):
     out = subprocess.run([sys.executable, "bench.py", "--model", str(gemma3_ckpt[0]), "--layers", "2-3", "--skip-load",
                           "--compare-dtypes", "--iters", "1", "--batch-size", "2", "--seq-len", "8", "--device", "cpu"],
-                         cwd=M.REPO, capture_output=True, text=True)
+                         cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout)
     # q/k/v/o and the MLP's matrices of the tiny config, each timed at 16 tokens

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import model as M
+import pretrained
+from runs import UserError
 from test_train import run, tiny_args
 
 
@@ -14,14 +16,14 @@ def test_stream_stats_ignores_bos_and_separates_outlier_dims():
     states = [torch.randn(n, 64, generator=g) * 3.0 for n in (5, 9, 7)]
     for h in states:
         h[1:, [7, 40]] += 1000.0          # two massive dimensions on every ordinary token
-    s = M.stream_stats(states)
+    s = pretrained.stream_stats(states)
     assert s["outlier_dims"] == [7, 40] and s["outlier_energy"] > 0.99
     assert abs(s["typical_rms"] - 3.0) < 0.4          # the ordinary dimensions' scale
     assert s["token_rms"] > 150                        # the all-dimension mean is dominated by the two
     loud = [h.clone() for h in states]
     for h in loud:
         h[0] *= 1000.0                                 # a BOS position 1000x louder changes only bos_rms
-    t = M.stream_stats(loud)
+    t = pretrained.stream_stats(loud)
     assert {k: v for k, v in t.items() if k != "bos_rms"} == {k: v for k, v in s.items() if k != "bos_rms"}
     assert t["bos_rms"] > 100 * s["bos_rms"]
 
@@ -30,7 +32,7 @@ def test_parse_input_scale():
     assert M.parse_input_scale("auto") == "auto" and M.parse_input_scale("learn") == "learn"
     assert M.parse_input_scale("30") == 30.0
     for bad in ("0", "-1", "nan", "inf", "big"):
-        with pytest.raises(M.UserError, match="--input-scale"):
+        with pytest.raises(UserError, match="--input-scale"):
             M.parse_input_scale(bad)
 
 
@@ -39,11 +41,11 @@ def test_calibration_equals_masked_full_model_and_padding_no_longer_matters(tmp_
     """residual_stats (one sentence at a time) against the full model run on a left-padded batch WITH
     its attention mask; the old measurement (padded batch, no mask, BOS included) differs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    monkeypatch.setattr(M, "CALIBRATION_DIR", tmp_path)          # a fresh calibration, not a cached one
-    ckpt = M.Checkpoint()
+    monkeypatch.setattr(pretrained, "CALIBRATION_DIR", tmp_path)          # a fresh calibration, not a cached one
+    ckpt = pretrained.Checkpoint()
     first = 6
-    stats = M.residual_stats(ckpt, first)[first]
-    sentences = [s for s in M.PROBE_TEXT.read_text().splitlines() if s.strip()][:32]
+    stats = pretrained.residual_stats(ckpt, first)[first]
+    sentences = [s for s in pretrained.PROBE_TEXT.read_text().splitlines() if s.strip()][:32]
     tok = AutoTokenizer.from_pretrained(ckpt.dir)
     assert tok.padding_side == "left"
     batch = tok(sentences, return_tensors="pt", padding=True)
@@ -53,7 +55,7 @@ def test_calibration_equals_masked_full_model_and_padding_no_longer_matters(tmp_
         unmasked = full(input_ids=batch["input_ids"], output_hidden_states=True).hidden_states[first]
     keep = batch["attention_mask"].bool()
     per_sentence = [hidden[b][keep[b]] for b in range(len(sentences))]          # BOS first in each
-    ref = M.stream_stats(per_sentence)
+    ref = pretrained.stream_stats(per_sentence)
     assert abs(ref["typical_rms"] - stats["typical_rms"]) < 1e-3 * stats["typical_rms"]
     assert ref["outlier_dims"] == stats["outlier_dims"] and 2 <= len(stats["outlier_dims"]) <= 8
     assert 20 < stats["typical_rms"] < 45 and stats["bos_rms"] > 20 * stats["typical_rms"]

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 import model as M
+import pretrained
+from runs import REPO, UserError
 
-REPO = M.REPO
+REPO = REPO
 
 
 def slice_state(body):
@@ -21,7 +23,7 @@ def both(gemma3_ckpt, gemma4_ckpt):
 
 def test_shuffled_is_a_permutation_of_every_pretrained_tensor(gemma3_ckpt, gemma4_ckpt):
     for path in both(gemma3_ckpt, gemma4_ckpt):
-        pre = slice_state(M.load_slice(M.Checkpoint(path), 2, 5))
+        pre = slice_state(M.load_slice(pretrained.Checkpoint(path), 2, 5))
         body, info = M.build_body(path, "2-5", init="shuffled", seed=3, input_scale=1.0)
         got = slice_state(body)
         assert got.keys() == pre.keys() and info["init"] == "shuffled"
@@ -35,7 +37,7 @@ def test_shuffled_is_a_permutation_of_every_pretrained_tensor(gemma3_ckpt, gemma
 
 def test_matched_keeps_each_tensors_mean_and_std(gemma3_ckpt, gemma4_ckpt):
     for path in both(gemma3_ckpt, gemma4_ckpt):
-        pre = slice_state(M.load_slice(M.Checkpoint(path), 2, 5))
+        pre = slice_state(M.load_slice(pretrained.Checkpoint(path), 2, 5))
         got = slice_state(M.build_body(path, "2-5", init="matched", seed=3, input_scale=1.0)[0])
         for name, p in pre.items():
             q = got[name]
@@ -59,7 +61,7 @@ def test_control_is_seeded_and_changes_only_the_slice(gemma3_ckpt, init):
     assert all(torch.equal(a[k], b[k]) for k in a)                     # same seed, same body
     assert any(not torch.equal(a[k], c[k]) for k in a)                 # another seed, another body
     # only the slice: the layers around it are read from the checkpoint as they are
-    ckpt = M.Checkpoint(path)
+    ckpt = pretrained.Checkpoint(path)
     before = M.load_slice(ckpt, 1, 1)
     whole = M.load_slice(ckpt, 1, 6)
     M.apply_init(whole, init, seed=1, layers=whole.layers[1:5])       # probe.py's use: layers 2-5 only
@@ -72,8 +74,24 @@ def test_control_is_seeded_and_changes_only_the_slice(gemma3_ckpt, init):
 
 
 def test_controls_refused_off_gemma(gemma3_ckpt):
-    with pytest.raises(M.UserError, match="--init shuffled applies to --substrate gemma only"):
+    with pytest.raises(UserError, match="--init shuffled applies to --substrate gemma only"):
         M.build_body(str(gemma3_ckpt[0]), "2-5", substrate="gpt2-random", init="shuffled")
+
+
+@pytest.mark.parametrize("substrate", ["gpt2-random", "scratch"])
+def test_gpt2_body_draws_from_its_own_generator(gemma3_ckpt, substrate):
+    """The GPT-2 controls are seeded by --seed through a generator of their own: the same seed gives the
+    same stack, another seed another, and the global random state the interface is drawn from after the
+    body is left as it was (so every body of a seed starts from the same interface)."""
+    weights = lambda body: torch.cat([p.detach().flatten().float() for p in body.parameters()])
+    torch.manual_seed(5)
+    a, _ = M.build_body(str(gemma3_ckpt[0]), "2-5", substrate=substrate, seed=0)
+    after = torch.rand(4)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(4))
+    b, _ = M.build_body(str(gemma3_ckpt[0]), "2-5", substrate=substrate, seed=0)
+    c, _ = M.build_body(str(gemma3_ckpt[0]), "2-5", substrate=substrate, seed=1)
+    assert torch.equal(weights(a), weights(b)) and not torch.equal(weights(a), weights(c))
 
 
 def test_regime_tells_an_identity_from_a_mixing_body(gemma3_ckpt):
@@ -94,7 +112,7 @@ def test_regime_tells_an_identity_from_a_mixing_body(gemma3_ckpt):
 
 
 def test_end_regime_follows_a_learnt_scale(gemma3_ckpt):
-    from runs import end_regime
+    from model import end_regime
     body, info = M.build_body(str(gemma3_ckpt[0]), "2-5", input_scale=2.0)
     net = M.InterfaceModel(body, info["d_model"], 5, 3, in_scale=2.0, learn_scale=True)
     with torch.no_grad():

@@ -36,7 +36,7 @@ def test_ddp_curve_matches_single_process_and_resumes(gemma3_wide_ckpt, tmp_path
     common = ("--steps", "20", "--eval-every", "10", "--lr", "1e-2")
     single(*tiny_args(ckpt, tmp_path / "one", *common))
     out = torchrun(*tiny_args(ckpt, tmp_path / "two", *common))
-    # rank 0 prints this after the group is gone and before os._exit (model.run_main)
+    # rank 0 prints this after the group is gone and before os._exit (runs.run_main)
     assert "done: best len8" in out.stdout, out.stdout[-2000:]
     a = json.loads((tmp_path / "one" / "results.json").read_text())
     b = json.loads((tmp_path / "two" / "results.json").read_text())

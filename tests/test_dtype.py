@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import model as M
+import pretrained
 from test_train import run, tiny_args
 
 BF16 = torch.bfloat16
@@ -14,7 +15,7 @@ BF16 = torch.bfloat16
 @pytest.mark.parametrize("which", ["gemma3", "gemma4"])
 def test_slice_weights_really_bf16_and_close_to_fp32(gemma3_ckpt, gemma4_ckpt, which):
     path = (gemma3_ckpt if which == "gemma3" else gemma4_ckpt)[0]
-    ckpt = M.Checkpoint(str(path))
+    ckpt = pretrained.Checkpoint(str(path))
     a = M.load_slice(ckpt, 2, 5, dtype=torch.float32)
     b = M.load_slice(ckpt, 2, 5, dtype=BF16)
     assert {p.dtype for p in b.parameters()} == {BF16} and {p.dtype for p in a.parameters()} == {torch.float32}
@@ -27,7 +28,7 @@ def test_slice_weights_really_bf16_and_close_to_fp32(gemma3_ckpt, gemma4_ckpt, w
 
 
 def test_a_slice_left_in_fp32_is_caught(gemma3_ckpt):
-    body = M.load_slice(M.Checkpoint(str(gemma3_ckpt[0])), 2, 3, dtype=torch.float32)
+    body = M.load_slice(pretrained.Checkpoint(str(gemma3_ckpt[0])), 2, 3, dtype=torch.float32)
     with pytest.raises(RuntimeError, match="holds torch.float32"):
         M.check_dtype(body, BF16)
 
@@ -72,13 +73,13 @@ def test_embedded_bf16_calibration_probe_and_agreement(tmp_path, monkeypatch):
     """The real 270M in bf16: calibration runs (it crashed before) and lands near the fp32 value, the
     probe runs, and slice 6-11 agrees with fp32 to a few percent per token."""
     import probe
-    monkeypatch.setattr(M, "CALIBRATION_DIR", tmp_path)
-    ckpt = M.Checkpoint()
-    s16 = M.residual_stats(ckpt, 6, dtype=BF16)[6]
-    monkeypatch.setattr(M, "CALIBRATION_DIR", tmp_path / "fp32")
-    s32 = M.residual_stats(ckpt, 6, dtype=torch.float32)[6]
+    monkeypatch.setattr(pretrained, "CALIBRATION_DIR", tmp_path)
+    ckpt = pretrained.Checkpoint()
+    s16 = pretrained.residual_stats(ckpt, 6, dtype=BF16)[6]
+    monkeypatch.setattr(pretrained, "CALIBRATION_DIR", tmp_path / "fp32")
+    s32 = pretrained.residual_stats(ckpt, 6, dtype=torch.float32)[6]
     assert abs(s16["typical_rms"] / s32["typical_rms"] - 1) < 0.05 and s16["outlier_dims"] == s32["outlier_dims"]
-    heads, _, _ = probe.probe(ckpt, 5, 6, M.PROBE_TEXT.read_text().splitlines()[:3], dtype=BF16)
+    heads, _, _ = probe.probe(ckpt, 5, 6, pretrained.PROBE_TEXT.read_text().splitlines()[:3], dtype=BF16)
     assert len(heads) == 8 and all(0 <= h["scores"]["copying"] <= 1 for h in heads.values())
     a, b = M.load_slice(ckpt, 6, 11, dtype=torch.float32), M.load_slice(ckpt, 6, 11, dtype=BF16)
     h = torch.randn(4, 24, 640, generator=torch.Generator().manual_seed(0)) * s32["typical_rms"]

@@ -9,10 +9,9 @@ import sys
 import pytest
 import torch
 
-import model as M
-from runs import load_checkpoint
+from runs import REPO, UserError, load_checkpoint
 
-REPO = M.REPO
+REPO = REPO
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +57,7 @@ def test_damaged_checkpoints_are_refused_in_one_line(real_ckpt, tmp_path):
         path.write_bytes(data)
         try:
             state = load_checkpoint(path)
-        except M.UserError as e:
+        except UserError as e:
             assert "\n" not in str(e), (kind, str(e))
             counts["refused"] += 1
             continue
@@ -78,7 +77,7 @@ def test_scripts_refuse_damaged_checkpoints_with_exit_2_and_write_nothing(real_c
         try:
             load_checkpoint(path)
             continue                                                 # harmless flip: the script would run normally
-        except M.UserError:
+        except UserError:
             pass
         out = tmp_path / "out.json"
         res = subprocess.run([sys.executable, script, "--ckpt", str(path), "--out", str(out)], cwd=REPO,

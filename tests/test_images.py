@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import model as M
+from runs import UserError
 from tasks import images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def test_patchify_is_exact():
     cfg = {"pixel_mean": [0.0, 0.0], "pixel_std": [1.0, 1.0], "patch": 2}
     tok = images.to_tokens(torch.zeros(3, 2, 4, 6, dtype=torch.uint8), cfg)
     assert tok.shape == (3, 6, 8 + 6) and torch.equal(tok[0, :, 8:], torch.eye(6))   # one-hot position after the values
-    with pytest.raises(M.UserError):
+    with pytest.raises(UserError):
         images.check_geometry(28, 5)
     assert images.check_geometry(28, 4) == 49 and images.check_geometry(32, 4) == 64
 
@@ -72,9 +73,9 @@ def test_folder_of_class_subfolders(image_folder, tmp_path):
     top = x[y == 0][:, :, :4, :4].float().mean()
     assert top > 200 and x[y == 2][:, :, :4, :4].float().mean() < 80      # resized, class by folder name
     (tmp_path / "only").mkdir()
-    with pytest.raises(M.UserError, match="at least 2 class"):
+    with pytest.raises(UserError, match="at least 2 class"):
         images.load_dataset(str(tmp_path), None, 8, 0)
-    with pytest.raises(M.UserError, match="not mnist5k"):
+    with pytest.raises(UserError, match="not mnist5k"):
         images.load_dataset("no-such-dataset", None, 8, 0)
 
 
@@ -88,11 +89,11 @@ def test_augment_crops_and_flips_within_the_padding():
 
 def test_offline_download_fails_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "host_reachable", lambda *a, **k: False)
-    with pytest.raises(M.UserError, match="www.cs.toronto.edu cannot be reached"):
+    with pytest.raises(UserError, match="www.cs.toronto.edu cannot be reached"):
         images.load_dataset("cifar10", str(tmp_path), None, 0)
     # the command line: exit 2, one line, in seconds (the host is made unreachable for the subprocess too)
-    code = ("import sys, model as M, tasks.images as I; I.host_reachable = lambda *a, **k: False; "
-            f"M.run_main(lambda: I.main(['--dataset', 'fashion-mnist', '--data-dir', {str(tmp_path)!r}]))")
+    code = ("import sys, runs, tasks.images as I; I.host_reachable = lambda *a, **k: False; "
+            f"runs.run_main(lambda: I.main(['--dataset', 'fashion-mnist', '--data-dir', {str(tmp_path)!r}]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "fashion-mnist" in out.stderr and "cannot be reached" in out.stderr
@@ -150,7 +151,7 @@ def test_bridge_interrupted_mid_stage_resumes_to_the_same_weights(gemma3_ckpt, i
     monkeypatch.undo()
     mid = torch.load(cut / "last.pt", weights_only=True)
     assert mid["step"] == 2 and mid["bridged"] is None and any(k.startswith("body.layers.") for k in mid["model"])
-    with pytest.raises(M.UserError, match="during the bridge stage"):      # evaluate/ablate refuse it
+    with pytest.raises(UserError, match="during the bridge stage"):      # evaluate/ablate refuse it
         images.load_trained(cut / "last.pt", "cpu")
     run(*tiny_args(ckpt, image_folder, cut, *flags, "--resume"))
     a = torch.load(straight / "last.pt", weights_only=True)

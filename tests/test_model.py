@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import model as M
+import pretrained
+from runs import UserError
 from conftest import EMBEDDED, save_gemma4_multimodal, tiny_gemma4_text_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +41,7 @@ def reference(full, first, last, input_ids):
 
 
 def check_slice(path, full, first, last, T=12, atol=1e-5):
-    ckpt = M.Checkpoint(str(path))
+    ckpt = pretrained.Checkpoint(str(path))
     body = M.load_slice(ckpt, first, last)
     ids = torch.randint(0, ckpt.text_config.vocab_size, (2, T), generator=torch.Generator().manual_seed(1))
     h_in, h_out = reference(full, first, last, ids)
@@ -81,7 +83,7 @@ def test_naive_cut_would_fail(gemma3_ckpt, gemma4_ckpt, which):
 
 
 def test_multimodal_keys_are_matched_by_pattern(gemma4_ckpt):
-    ckpt = M.Checkpoint(str(gemma4_ckpt[0]))
+    ckpt = pretrained.Checkpoint(str(gemma4_ckpt[0]))
     keys = ckpt.layer_keys(5)
     assert all(k.startswith("model.language_model.layers.5.") for k in keys)
     assert "layer_scalar" in keys.values()  # Gemma 4's per-layer scalar is loaded, not defaulted to 1
@@ -91,9 +93,9 @@ def test_multimodal_keys_are_matched_by_pattern(gemma4_ckpt):
 @pytest.mark.embedded
 def test_slice_matches_full_model_embedded_270m():
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    M.embedded_checkpoint()
+    pretrained.embedded_checkpoint()
     full = AutoModelForCausalLM.from_pretrained(EMBEDDED, dtype=torch.float32).eval()
-    ckpt = M.Checkpoint()
+    ckpt = pretrained.Checkpoint()
     body = M.load_slice(ckpt, 6, 11)
     tok = AutoTokenizer.from_pretrained(EMBEDDED)
     ids = tok(["The cat sat on the mat because the mat was warm and the cat was cold."], return_tensors="pt")["input_ids"]
@@ -142,7 +144,7 @@ def test_all_zero_first_token_keeps_gradients_finite(gemma3_ckpt):
 
 def test_random_init_really_changes_every_weight(gemma3_ckpt, gemma4_ckpt):
     for path, _ in (gemma3_ckpt, gemma4_ckpt):
-        pre = M.load_slice(M.Checkpoint(str(path)), 2, 5)
+        pre = M.load_slice(pretrained.Checkpoint(str(path)), 2, 5)
         rnd, _ = M.build_body(str(path), "2-5", init="random", input_scale=1.0)
         for (name, p), q in zip(pre.named_parameters(), rnd.parameters()):
             assert not torch.equal(p, q), name
@@ -228,7 +230,7 @@ def test_parse_layers():
     assert M.parse_layers("6-11", 18) == (6, 11)
     assert M.parse_layers("26", 60) == (26, 26)
     for bad in ("11-6", "6-18", "x", "-3", "6-"):
-        with pytest.raises(M.UserError):
+        with pytest.raises(UserError):
             M.parse_layers(bad, 18)
 
 
@@ -236,9 +238,10 @@ SLICE_MEMORY = r"""
 import json, sys, torch
 sys.path.insert(0, sys.argv[1])
 import model as M
+import pretrained
 def kb(field):
     return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
-ckpt = M.Checkpoint(sys.argv[2])
+ckpt = pretrained.Checkpoint(sys.argv[2])
 M.gemma_classes(ckpt.text_config)  # import transformers' Gemma code before measuring
 base = kb("VmRSS:")
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
@@ -283,7 +286,7 @@ def test_hub_id_downloads_only_the_slice_shards(gemma4_ckpt, monkeypatch):
         return str(path / filename)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    ckpt = M.Checkpoint("someone/tiny-gemma4")
+    ckpt = pretrained.Checkpoint("someone/tiny-gemma4")
     body = M.load_slice(ckpt, 6, 7)
     shards = {f for f in asked if f.endswith(".safetensors")}
     needed = {ckpt.index[k] for i in (6, 7) for k in ckpt.layer_keys(i)}
@@ -317,15 +320,15 @@ def test_dry_run_on_the_31b_layout_counts_bytes_and_memory(tmp_path, monkeypatch
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     monkeypatch.setattr(huggingface_hub, "get_safetensors_metadata", fake_metadata)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo_id, f: None)
-    monkeypatch.setattr(M, "CALIBRATION_DIR", tmp_path / "cache")
+    monkeypatch.setattr(pretrained, "CALIBRATION_DIR", tmp_path / "cache")
     monkeypatch.setattr(sys, "argv", ["train.py", "--task", "ar", "--model", "org/tiny-31b-layout", "--layers", "6-11",
                                       "--dtype", "bf16", "--dry-run"])
     train.main()
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert not [f for f in asked if f.endswith(".safetensors")]          # nothing big fetched
-    ckpt = M.Checkpoint("org/tiny-31b-layout")
+    ckpt = pretrained.Checkpoint("org/tiny-31b-layout")
     slice_keys = [k for i in range(6, 12) for k in ckpt.layer_keys(i)]
-    calib_keys = [k for i in range(6) for k in ckpt.layer_keys(i)] + [k for k in ckpt.index if M.EMBED_KEY.match(k)]
+    calib_keys = [k for i in range(6) for k in ckpt.layer_keys(i)] + [k for k in ckpt.index if pretrained.EMBED_KEY.match(k)]
     shards = {ckpt.index[k] for k in slice_keys + calib_keys}
     assert plan["calibration"] and set(plan["shards_to_fetch"]) == shards
     # bytes to fetch: the payload of exactly those shards (their files are that plus a small header)

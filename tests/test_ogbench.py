@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import model as M
+from runs import UserError
 from tasks import ogbench as O
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -147,7 +147,7 @@ def test_doing_nothing_does_not_succeed():
 def test_missing_dataset_offline_fails_fast_naming_both_ways(tmp_path, monkeypatch):
     monkeypatch.setattr(O, "host_reachable", lambda *a, **k: False)
     t0 = time.time()
-    with pytest.raises(M.UserError) as e:
+    with pytest.raises(UserError) as e:
         O.load("scene-play-singletask-task1-v0", str(tmp_path))
     assert time.time() - t0 < 5
     assert "download_datasets" in str(e.value) and "python -m tasks.ogbench generate --env scene-play-v0" in str(e.value)

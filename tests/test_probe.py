@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import model as M
+import pretrained
 from probe import head_scores, probe
 
 
@@ -54,8 +54,8 @@ def independent_scores(full, ids):
 @pytest.mark.embedded
 def test_top_copy_and_induction_heads_are_real():
     from transformers import AutoModelForCausalLM
-    ckpt = M.Checkpoint()
-    sentences = M.PROBE_TEXT.read_text().splitlines()[:30]
+    ckpt = pretrained.Checkpoint()
+    sentences = pretrained.PROBE_TEXT.read_text().splitlines()[:30]
     heads, _, _ = probe(ckpt, 0, ckpt.num_layers - 1, sentences)
     top_copy = max(heads, key=lambda h: heads[h]["scores"]["copying"])
     top_ind = max(heads, key=lambda h: heads[h]["scores"]["induction"])
@@ -93,8 +93,8 @@ def test_probe_bad_input_one_line_exit_2(gemma3_ckpt, tmp_path, args, message):
 @pytest.mark.embedded
 def test_probe_a_control_is_seeded_and_changes_the_probed_heads():
     # (that layers below the probed ones stay pretrained: tests/test_controls.py)
-    ckpt = M.Checkpoint()
-    sentences = M.PROBE_TEXT.read_text().splitlines()[:4]
+    ckpt = pretrained.Checkpoint()
+    sentences = pretrained.PROBE_TEXT.read_text().splitlines()[:4]
     pre, _, _ = probe(ckpt, 6, 7, sentences)
     shuf, _, _ = probe(ckpt, 6, 7, sentences, init="shuffled", seed=0)
     again, _, _ = probe(ckpt, 6, 7, sentences, init="shuffled", seed=0)

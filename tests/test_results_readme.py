@@ -12,7 +12,7 @@ import pytest
 
 import report
 import tables
-from model import UserError
+from runs import UserError
 
 REPO = report.REPO
 SOURCES = report.sources()

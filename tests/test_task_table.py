@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-import model as M
+from runs import UserError
 import tasks
 
 
@@ -58,5 +58,5 @@ def test_every_table_entry_offers_the_protocol():
                      "PAIRED", "METRIC", "HIGHER_IS_BETTER"):
             assert hasattr(mod, attr), (name, attr)
         assert mod.__name__ == "tasks.tokens" or (hasattr(mod, "main") and hasattr(mod, "get_parser")), name
-    with pytest.raises(M.UserError, match="unknown --task"):
+    with pytest.raises(UserError, match="unknown --task"):
         tasks.module("nope")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from runs import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -177,12 +178,11 @@ def test_bad_checkpoints_one_line_exit_2(gemma3_wide_ckpt, tmp_path, kind):
 
 
 def test_one_loader_refuses_a_checkpoint_of_another_kind(gemma3_wide_ckpt, tmp_path):
-    import model as M
     import runs
     out = tmp_path / "run"
     run(*tiny_args(gemma3_wide_ckpt[0], out, "--steps", "2", "--eval-every", "2"))
     assert runs.load_checkpoint(out / "last.pt", ("copy",))["step"] == 2
-    with pytest.raises(M.UserError, match="is a copy checkpoint; expected one of walker2d"):
+    with pytest.raises(UserError, match="is a copy checkpoint; expected one of walker2d"):
         runs.load_checkpoint(out / "last.pt", ("walker2d",))
 
 

@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytest.importorskip("gymnasium")
 pytest.importorskip("minari")
 import model as M  # noqa: E402
+from runs import UserError
 from tasks import walker2d as W  # noqa: E402
 
 
@@ -83,7 +84,7 @@ def test_d4rl_hdf5_episodes_rtg_and_windows(tmp_path):
     assert (r[~mask] == 0).all() and (s[~mask] == 0).all()
     # every real step of a window continues its episode: the timestep goes up by one
     assert ((ts[:, 1:] - ts[:, :-1])[mask[:, 1:]] == 1).all()
-    with pytest.raises(M.UserError, match="missing timeouts"):
+    with pytest.raises(UserError, match="missing timeouts"):
         with h5py.File(tmp_path / "bad.hdf5", "w") as f:
             for k in ("observations", "actions", "rewards", "terminals"):
                 f[k] = np.zeros(3)
