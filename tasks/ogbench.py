@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import model as M
-from runs import (UserError, check_finite, condition_name, environment, episode_seed_base, host_reachable,
+from runs import (UserError, condition_name, environment, episode_seed_base, global_loss, host_reachable,
                   load_checkpoint, need_at_least, need_package, need_positive_float, open_run, pick_device, portable,
-                  refuse_changed_scale, run_main, save_atomic)
+                  refuse_changed_scale, results_head, resume_training, run_main, save_atomic, training_state)
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -264,6 +264,9 @@ class SliceIQL(nn.Module):
                 list(self.target_critic_in.parameters()) + list(self.target_q.parameters()):
             p.requires_grad_(False)
 
+    def input_scale(self):
+        return float(self.info["input_scale"])
+
     def trunk(self, interface, obs, act=None):
         h = interface(obs, act)
         if self.body is not None:
@@ -310,6 +313,9 @@ class MLPIQL(nn.Module):
         for p in self.target_q.parameters():
             p.requires_grad_(False)
 
+    def input_scale(self):
+        return None   # no body: nothing is scaled
+
     def forward(self, obs, act):
         sa = torch.cat([obs, act], -1)
         return self.v(obs).squeeze(-1), [q(sa).squeeze(-1) for q in self.q], self.pi(obs)
@@ -328,11 +334,7 @@ class MLPIQL(nn.Module):
         return list(zip(self.q.parameters(), self.target_q.parameters()))
 
 
-def trainable_state(net):
-    """Trained weights and the target critic: everything a checkpoint needs besides the frozen slice."""
-    frozen = {n for n, p in net.named_parameters() if not p.requires_grad and not n.startswith("target")}
-    buffers = {n for n, _ in net.named_buffers()}
-    return {k: v for k, v in net.state_dict().items() if k not in frozen and k not in buffers}
+TARGET = ("target",)   # the target critic's parameters: no gradient, but training moves them (Polyak)
 
 
 def build_from_config(cfg, device, known_scale=None):
@@ -351,7 +353,7 @@ def load_from_checkpoint(path, device="auto"):
     state = load_checkpoint(path, ("ogbench",))
     net = build_from_config(state["config"], pick_device(device), known_scale=state["body"]["input_scale"])
     missing, unexpected = net.load_state_dict(state["model"], strict=False)
-    if unexpected or set(trainable_state(net)) - set(state["model"]):
+    if unexpected or set(M.trainable_state(net, TARGET)) - set(state["model"]):
         raise UserError(f"{path} does not fit the agent its config builds (unexpected {unexpected[:3]})")
     return net, state
 
@@ -605,12 +607,8 @@ def main(argv=None):
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
     data_gen = torch.Generator().manual_seed(args.seed)
-    step, history, wall_before = 0, [], 0.0
-    if args.resume:
-        net.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        data_gen.set_state(state["data_rng"])
-        step, history, wall_before = state["step"], state["history"], state["wall_time_s"]
+    step, history, _, wall_before = resume_training(state, net, opt, data_gen)
+    if state is not None:
         print(f"resuming {out} at step {step}")
     # trainable: what the optimiser moves; target: its Polyak copy; frozen: the body's weights
     counts = {"trainable_params": sum(p.numel() for p in params),
@@ -619,19 +617,18 @@ def main(argv=None):
     print(f"ogbench {args.env} | {condition} | trainable {counts['trainable_params']:,} | frozen {counts['frozen_params']:,} | "
           f"{data_stats['transitions']:,} transitions | {device}")
     eval_seed = episode_seed_base(args.seed, 1)
+    env = environment(device)   # git commit of the code that starts the run
     t0 = time.time()
 
     def checkpoint(name):
-        save_atomic({"config": cfg, "body": net.info, "step": step, "model": trainable_state(net),
-                     "optimizer": opt.state_dict(), "data_rng": data_gen.get_state(),
-                     "history": history, "wall_time_s": wall_before + time.time() - t0}, out / name)
+        save_atomic(training_state(cfg, net.info, step, M.trainable_state(net, TARGET), opt, data_gen, history, None,
+                                   wall_before + time.time() - t0), out / name)
 
     def write_results():
-        save_atomic({"config": cfg, "seed": args.seed, "model": None if args.substrate == "mlp" else args.model,
-                     "slice": net.info["layers"], "condition": condition, "body": net.info, **counts,
+        save_atomic({**results_head(cfg, net.info, condition, counts, env, step, wall_before + time.time() - t0),
+                     "model": None if args.substrate == "mlp" else args.model, **M.end_regime(net),
                      "env": args.env, "dataset_dir": portable(args.dataset_dir),
-                     "dataset_stats": data_stats, **environment(device),
-                     "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "success_rate",
+                     "dataset_stats": data_stats, "metric": "success_rate",
                      "eval": {"episodes": args.eval_episodes, "batch": args.eval_batch or args.eval_episodes,
                               "episode_seed_base": eval_seed},
                      "history": history, "final": history[-1] if history else None,
@@ -643,7 +640,7 @@ def main(argv=None):
     sums, n = defaultdict(float), 0
     while step < args.steps:
         loss, logs = iql_losses(net, sample(data, args.batch_size, data_gen), cfg)
-        check_finite(loss.item(), step + 1, out)
+        global_loss(loss, 1, step, out)   # one process: checks the loss is finite before the update
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

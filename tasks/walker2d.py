@@ -27,10 +27,10 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import model as M
-from runs import (UserError, all_gather, all_sum, barrier, check_finite, condition_name, data_parallel, environment,
-                  episode_seed_base, finish_distributed, host_reachable, load_checkpoint, need_at_least, need_package,
-                  need_positive_float, open_run, pick_device, portable, refuse_changed_scale, run_main, save_atomic,
-                  wrap_ddp)
+from runs import (UserError, all_gather, barrier, condition_name, data_parallel, environment, episode_seed_base,
+                  finish_distributed, global_loss, host_reachable, load_checkpoint, need_at_least, need_package,
+                  need_positive_float, open_run, pick_device, portable, refuse_changed_scale, results_head,
+                  resume_training, run_main, save_atomic, training_state, warm_up, wrap_ddp)
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -230,6 +230,9 @@ class DecisionTransformer(nn.Module):
         # LayerNorm makes every token unit-RMS; the scale puts it at the slice's residual RMS (InterfaceModel).
         self.register_buffer("in_scale", torch.tensor(float(info["input_scale"])))
 
+    def input_scale(self):
+        return float(self.in_scale)
+
     def forward(self, states, actions, rtg, timesteps):
         B, L, _ = states.shape
         t = self.embed_time(timesteps)
@@ -239,10 +242,6 @@ class DecisionTransformer(nn.Module):
         if self.body is not None:
             h = M.run_body(self.body, h)
         return torch.tanh(self.predict_action(M.rms_norm(h[:, 1::3])))   # a_t read at the token of s_t
-
-    def trainable_state(self):
-        names = {n for n, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.state_dict().items() if k in names}
 
 
 def build_from_config(cfg, device, known_scale=None):
@@ -260,7 +259,7 @@ def load_from_checkpoint(path, device="auto"):
     device = pick_device(device)
     net, body = build_from_config(state["config"], device, known_scale=state["body"]["input_scale"])
     missing, unexpected = net.load_state_dict(state["model"], strict=False)
-    if unexpected or set(net.trainable_state()) - set(state["model"]):
+    if unexpected or set(M.trainable_state(net)) - set(state["model"]):
         raise UserError(f"{path} does not fit the model its config builds (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return net, body, state
 
@@ -454,13 +453,9 @@ def main(argv=None):
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     model = wrap_ddp(net, device, world)
     data_gen = torch.Generator().manual_seed(args.seed)
-    step, history, best, wall_before = 0, [], None, 0.0
-    if args.resume:
-        net.load_state_dict(state["model"], strict=False)
-        opt.load_state_dict(state["optimizer"])
-        data_gen.set_state(state["data_rng"])
+    step, history, best, wall_before = resume_training(state, net, opt, data_gen)
+    if state is not None:
         torch.set_rng_state(state["torch_rng"])   # dropout draws from the global generator
-        step, history, best, wall_before = state["step"], state["history"], state["best"], state["wall_time_s"]
         print(f"resuming {out} at step {step}")
     counts = M.param_counts(net)
     official = official_dt_params()
@@ -469,20 +464,20 @@ def main(argv=None):
     if standin:
         print(f"note: {args.dataset} is a STAND-IN dataset recorded by `record`, not D4RL; its scores say nothing about the paper")
     eval_seed = episode_seed_base(args.seed, 1)
+    env = {**environment(device), "world_size": world}   # git commit of the code that starts the run
     t0 = time.time()
 
     def checkpoint(name):
         if not main_rank:
             return
-        save_atomic({"config": cfg, "body": net.info, "step": step, "model": net.trainable_state(),
-                     "optimizer": opt.state_dict(), "data_rng": data_gen.get_state(), "torch_rng": torch.get_rng_state(),
-                     "history": history, "best": best, "wall_time_s": wall_before + time.time() - t0}, out / name)
+        save_atomic(training_state(cfg, net.info, step, M.trainable_state(net), opt, data_gen, history, best,
+                                   wall_before + time.time() - t0, torch_rng=torch.get_rng_state()), out / name)
 
     def write_results():
         if not main_rank:
             return
-        save_atomic({"config": cfg, "seed": args.seed, "model": args.model, "slice": net.info["layers"],
-                     "condition": condition, "body": net.info, **counts, "official_dt_trainable_params": official,
+        save_atomic({**results_head(cfg, net.info, condition, counts, env, step, wall_before + time.time() - t0),
+                     **M.end_regime(net), "official_dt_trainable_params": official,
                      "trainable_ratio_to_official_dt": counts["trainable_params"] / official,
                      "official_dt_config": "kzl/decision-transformer gym: 3 layers, 1 head, d_model 128, 4x ReLU MLP, "
                                            "K=20, max_ep_len 1000, state 17, action 6 (wpe removed, all heads counted)",
@@ -490,8 +485,7 @@ def main(argv=None):
                      "dataset_is_standin": standin,
                      "dataset_note": ("STAND-IN data from `python -m tasks.walker2d record`, not D4RL: a test of the "
                                       "pipeline, not of the paper's claim") if standin else "offline RL data as given",
-                     "dataset_stats": data["stats"], "normalisation": NORMALISATION, **environment(device), "world_size": world,
-                     "wall_time_s": wall_before + time.time() - t0, "steps_done": step, "metric": "d4rl_normalised_score",
+                     "dataset_stats": data["stats"], "normalisation": NORMALISATION, "metric": "d4rl_normalised_score",
                      "eval": {"env": eval_env_id(cfg), "targets": targets, "episodes": args.eval_episodes, "max_ep_len": args.max_ep_len,
                               "episode_seed_base": eval_seed},
                      "history": history, "final": history[-1] if history else None,
@@ -508,12 +502,10 @@ def main(argv=None):
         share = slice(rank * args.batch_size // world, (rank + 1) * args.batch_size // world)
         real_steps = batch[-1].sum() * ACT_DIM
         s, a, r, ts, mask = (x[share].to(device) for x in batch)
-        for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, (step + 1) / max(1, args.warmup))
+        warm_up(opt, args.lr, step, args.warmup)
         pred = model(s, a, r, ts)
         loss = ((pred - a) ** 2 * mask.unsqueeze(-1)).sum() / real_steps * world   # MSE on real (unpadded) steps
-        loss_value = all_sum([loss.item()])[0] / world if world > 1 else loss.item()
-        check_finite(loss_value, step + 1, out)
+        loss_value = global_loss(loss, world, step, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, args.grad_clip)

@@ -128,7 +128,7 @@ def test_substrate_frozen_and_bit_identical_through_training(gemma3_ckpt):
     counts = M.param_counts(net)
     assert counts["trainable_params"] == 5 * 64 + 64 + 64 * 3 + 3
     assert counts["frozen_params"] == sum(p.numel() for p in net.body.parameters())
-    assert set(net.trainable_state()) == {"w_in.weight", "w_in.bias", "w_out.weight", "w_out.bias"}
+    assert set(M.trainable_state(net)) == {"w_in.weight", "w_in.bias", "w_out.weight", "w_out.bias"}
 
 
 def test_all_zero_first_token_keeps_gradients_finite(gemma3_ckpt):

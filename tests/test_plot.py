@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-REPO = __import__("model").REPO
+REPO = __import__("runs").REPO
 pytest.importorskip("matplotlib")
 
 
