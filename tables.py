@@ -108,5 +108,17 @@ def search_table(sweep):
     return "\n".join(lines)
 
 
+def confirm_table(sweep):
+    """sweep.py --confirm: each condition's best learning rate per input-scale choice, rerun on seed 0 at
+    the full budget; the error the short search saw beside the error at the end, the final choice in bold."""
+    lines = ["| condition | lr | input scale | search error | full-budget error |", "|---|---|---|---|---|"]
+    for r in sweep["confirm"]:
+        chosen = sweep["chosen"][r["condition"]]
+        mark = "**" if (r["lr"], r["input_scale"]) == (chosen["lr"], chosen["input_scale"]) else ""
+        lines.append(f"| {r['condition']} | {r['lr']} | {r['input_scale']} | {r['search_val_error']:.4f} "
+                     f"| {mark}{r['val_error']:.4f}{mark} |")
+    return "\n".join(lines)
+
+
 TABLES = {"summary": summary_tables, "regime": regime_table, "summary-regime": regime_summary_table,
-          "search": search_table}
+          "search": search_table, "confirm": confirm_table}

@@ -6,7 +6,7 @@
 # (five times chance); results/images/ runs must exist with their best.pt (sweep.py, see results/README.md).
 set -e
 cd "$(dirname "$0")/../.."
-S=results/token_suite/mqar/runs
+S=results/archive/mqar_first/runs   # the first MQAR suite (results/README.md: archive/mqar_first)
 H=results/heads
 for s in 0 1 2; do      # every head of slice 6-11 zeroed in turn, same 512 held-out sequences of 8 pairs
   OMP_NUM_THREADS=1 python ablate.py --ckpt $S/mqar__pretrained__$s/best.pt --lengths 8 --samples 512 \
