@@ -51,11 +51,11 @@ def aggregate(folder, which="best"):
         if found is None:          # nothing evaluated yet
             continue
         name, curve, values = found
-        key = (r["config"]["task"], r["condition"], name)
+        key = (r["config"]["task"], r["condition"], r.get("slice"), name)
         groups[key].append({"seed": r["seed"], "step": curve["step"], "values": values, "run": portable(f.parent)})
     out = []
-    for (task, condition, name), runs in sorted(groups.items()):
-        row = {"task": task, "condition": condition, "n": len(runs), "seeds": [r["seed"] for r in runs],
+    for (task, condition, slice_, name), runs in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        row = {"task": task, "condition": condition, "slice": slice_, "n": len(runs), "seeds": [r["seed"] for r in runs],
                "curve": which, "runs": [r["run"] for r in runs], name: {}}
         for key in runs[0]["values"]:
             row[name][key] = stats.describe([r["values"][key] for r in runs if key in r["values"]])

@@ -547,7 +547,8 @@ def build_body(model=pretrained.DEFAULT_MODEL, layers="6-11", substrate="gemma",
     cfg = ckpt.text_config
     first, last = parse_layers(layers, ckpt.num_layers)
     info = {"model": model, "model_type": cfg.model_type, "layers": f"{first}-{last}",
-            "layer_types": cfg.layer_types[first:last + 1], "substrate": substrate, "init": init,
+            "layer_types": cfg.layer_types[first:last + 1], "substrate": substrate,
+            "init": init if substrate == "gemma" else None,    # a control of the Gemma slice only
             "d_model": cfg.hidden_size, "dtype": dtype_name(dtype), "sliding_window": getattr(cfg, "sliding_window", None)}
     mode = parse_input_scale(input_scale)
     # The scale is measured first, so the calibration's embedding and streamed layers are freed

@@ -272,14 +272,26 @@ def refuse_changed_scale(state, scale, out, flag):
 
 
 def condition_name(cfg):
+    """A run's one condition name, the same in sweep keys, run folders, results JSON ("condition"),
+    summaries, ablation files and figures: the slice's control (pretrained, random-init, shuffled,
+    matched) or the substrate (gpt2-random, scratch, none, mlp); an image run with a random-label
+    bridge: bridge, bridge-partial (only some layers bridged), then the control if not pretrained
+    (bridge-random-init). The slice is not part of it: JSON records it as "slice", folders add it."""
     if cfg["substrate"] != "gemma":
         return cfg["substrate"]
-    # the same words sweep.py uses for its conditions: pretrained, random-init (then the slice)
-    name = f"{'random-init' if cfg['init'] == 'random' else cfg['init']}-L{cfg['layers']}"
-    if cfg.get("bridge_steps"):    # images: layers trained on random labels first (tasks/images.py)
-        ids = cfg["bridge_layer_ids"]
-        name += f"-bridge{ids[0]}-{ids[-1]}"
-    return name
+    init = "random-init" if cfg["init"] == "random" else cfg["init"]
+    if not cfg.get("bridge_steps"):
+        return init
+    first, _, last = str(cfg["layers"]).partition("-")
+    partial = list(cfg["bridge_layer_ids"]) != list(range(int(first), int(last or first) + 1))
+    return "-".join(["bridge"] + (["partial"] if partial else []) + ([init] if init != "pretrained" else []))
+
+
+def run_folder(label, cfg):
+    """Default folder of a run: runs/<task label>__<condition>[-L<slice>]__<seed> (the slice where the
+    body has layers, so runs of two slices do not collide)."""
+    sliced = cfg["substrate"] not in ("none", "mlp")
+    return Path("runs") / f"{label}__{condition_name(cfg)}{'-L' + str(cfg['layers']) if sliced else ''}__{cfg['seed']}"
 
 
 def episode_seed_base(run_seed, stream):

@@ -26,8 +26,8 @@ import pretrained
 import tasks
 from runs import (UserError, barrier, condition_name, data_parallel, environment, finish_distributed, global_loss,
                   need_at_least, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
-                  resolve_dtype, results_head, resume_training, run_main, save_atomic, training_state, warm_up,
-                  wrap_ddp)
+                  resolve_dtype, results_head, resume_training, run_folder, run_main, save_atomic, training_state,
+                  warm_up, wrap_ddp)
 from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 
@@ -54,7 +54,7 @@ def get_parser():
     p.add_argument("--eval-lengths", default="10,20,30,40,60", help="comma-separated lengths to evaluate (default 10,20,30,40,60)")
     p.add_argument("--eval-samples", type=int, default=256, help="sequences per length per evaluation (default 256)")
     p.add_argument("--select-len", type=int, default=30, help="length whose error picks best.pt (default 30: 'L30')")
-    p.add_argument("--out", default=None, help="run folder (default runs/{task}__{condition}__{seed})")
+    p.add_argument("--out", default=None, help="run folder (default runs/{task}__{condition}-L{layers}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--dry-run", action="store_true",
                    help="print the bytes to download and the peak weight memory of this slice in the chosen --dtype, "
@@ -123,7 +123,7 @@ def main():
     eval_lengths = parse_lengths(args.eval_lengths, task, longest)
     if args.select_len not in eval_lengths:
         raise UserError(f"--select-len {args.select_len} must be one of --eval-lengths {args.eval_lengths}")
-    out = Path(args.out or f"runs/{args.task}__{condition_name(cfg)}__{args.seed}")
+    out = Path(args.out or run_folder(args.task, cfg))
     defaults = {k: parser.get_default(k) for k in IDENTITY}   # for checkpoints older than a flag
     state = open_run(out, cfg, IDENTITY, args.resume, defaults, check_write=rank == 0)
     barrier()                   # nobody starts while rank 0 might still refuse the folder

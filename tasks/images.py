@@ -43,8 +43,8 @@ import model as M
 import pretrained
 from runs import (UserError, all_sum, barrier, condition_name, data_parallel, environment, finish_distributed,
                   global_loss, host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float,
-                  open_run, pick_device, portable, refuse_changed_scale, results_head, resume_training, run_main,
-                  save_atomic, training_state, warm_up, wrap_ddp)
+                  open_run, pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder,
+                  run_main, save_atomic, training_state, warm_up, wrap_ddp)
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -401,7 +401,7 @@ def get_parser():
                    help="Adam learning rate of the bridge stage (default 2.5e-4: 1e-3 x batch/256 at batch 64, README)")
     p.add_argument("--seed", type=int, default=0, help="seeds the interface, batches, augmentation, random labels and random-init weights (default 0)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
-    p.add_argument("--out", default=None, help="run folder (default runs/images__{dataset}__{condition}__{seed})")
+    p.add_argument("--out", default=None, help="run folder (default runs/images__{dataset}__{condition}-L{layers}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     return p
 
@@ -514,7 +514,7 @@ def main(argv=None):
         cfg["bridge_layer_ids"] = bridge_layer_ids(cfg, pretrained.Checkpoint(args.model).num_layers)
     condition = condition_name(cfg)
     dataset_tag = Path(args.dataset).name if Path(args.dataset).is_dir() else args.dataset
-    out = Path(args.out or f"runs/images__{dataset_tag}__{condition}__{args.seed}")
+    out = Path(args.out or run_folder(f"images__{dataset_tag}", cfg))
     state = open_run(out, cfg, IDENTITY, args.resume, {k: parser.get_default(k) for k in IDENTITY}, check_write=main_rank)
     barrier()
     net, info = build(cfg, device)                       # the run's own interface: same init with or without a bridge

@@ -40,7 +40,8 @@ from tqdm import tqdm
 import model as M
 from runs import (UserError, condition_name, environment, episode_seed_base, global_loss, host_reachable,
                   load_checkpoint, need_at_least, need_package, need_positive_float, open_run, pick_device, portable,
-                  refuse_changed_scale, results_head, resume_training, run_main, save_atomic, training_state)
+                  refuse_changed_scale, results_head, resume_training, run_folder, run_main, save_atomic,
+                  training_state)
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -566,7 +567,7 @@ def get_parser():
     p.add_argument("--eval-episodes", type=int, default=50, help="episodes per evaluation (default 50)")
     p.add_argument("--eval-batch", type=int, default=None, help="episodes stepped together; each live env holds ~170 MB of RAM "
                                                                   "(default: all --eval-episodes at once)")
-    p.add_argument("--out", default=None, help="run folder (default runs/ogbench-{env}__{condition}__{seed})")
+    p.add_argument("--out", default=None, help="run folder (default runs/ogbench-{env}__{condition}-L{layers}__{seed}; mlp: no -L part)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     return p
 
@@ -592,8 +593,8 @@ def main(argv=None):
         raise UserError("need 0 < --discount <= 1, 0 < --expectile < 1 and 0 < --tau <= 1")
     split_name(args.env)
     device = pick_device(args.device)
-    condition = "mlp" if args.substrate == "mlp" else condition_name(cfg)
-    out = Path(args.out or f"runs/ogbench-{args.env}__{condition}__{args.seed}")
+    condition = condition_name(cfg)
+    out = Path(args.out or run_folder(f"ogbench-{args.env}", cfg))
     parser = get_parser()
     state = open_run(out, cfg, IDENTITY, args.resume, {k: parser.get_default(k) for k in IDENTITY})
 

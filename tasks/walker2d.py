@@ -30,7 +30,7 @@ import model as M
 from runs import (UserError, all_gather, barrier, condition_name, data_parallel, environment, episode_seed_base,
                   finish_distributed, global_loss, host_reachable, load_checkpoint, need_at_least, need_package,
                   need_positive_float, open_run, pick_device, portable, refuse_changed_scale, results_head,
-                  resume_training, run_main, save_atomic, training_state, warm_up, wrap_ddp)
+                  resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp)
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -414,7 +414,7 @@ def get_parser():
                         "for reference runs: all episodes run in lockstep, so it costs little more)")
     p.add_argument("--targets", default="5000,2500", help="comma-separated target returns (default 5000,2500)")
     p.add_argument("--max-ep-len", type=int, default=MAX_TIMESTEP, help=f"cut evaluation episodes at this many steps (default {MAX_TIMESTEP})")
-    p.add_argument("--out", default=None, help="run folder (default runs/walker2d__{condition}__{seed})")
+    p.add_argument("--out", default=None, help="run folder (default runs/walker2d__{condition}-L{layers}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     return p
 
@@ -438,7 +438,7 @@ def main(argv=None):
     rank, world, device = data_parallel(args.batch_size, args.device)   # (0, 1, device) unless under torchrun
     main_rank = rank == 0
     condition = condition_name(cfg)
-    out = Path(args.out or f"runs/walker2d__{condition}__{args.seed}")
+    out = Path(args.out or run_folder("walker2d", cfg))
     parser = get_parser()
     state = open_run(out, cfg, IDENTITY, args.resume, {k: parser.get_default(k) for k in IDENTITY}, check_write=main_rank)
     barrier()

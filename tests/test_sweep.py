@@ -54,15 +54,17 @@ def test_sweep_searches_alike_then_seeds_then_summarises(gemma3_wide_ckpt, tmp_p
     assert r.returncode == 2 and "copy__none__1" in r.stderr and "delete those folders" in r.stderr, r.stderr[-2000:]
 
 
-def test_condition_words_are_the_same_in_folders_and_json():
-    """sweep.py's condition (run folder names) is the start of runs.condition_name (every results JSON)."""
+def test_one_condition_name_for_sweep_keys_folders_and_json():
+    """Every sweep condition (its keys name folders and summaries) is runs.condition_name of its own
+    flags (what every results JSON records), bridge variants included."""
     import sweep
     from runs import condition_name
-    for cond, (flags, *_rest) in sweep.CONDITIONS.items():
+    for cond, (flags, *_rest) in {**sweep.CONDITIONS, **sweep.BRIDGES}.items():
         cfg = {"substrate": "gemma", "init": "pretrained", "layers": "6-11"}
         cfg.update({flags[i].lstrip("-"): flags[i + 1] for i in range(0, len(flags), 2)})
-        name = condition_name(cfg)
-        assert name == cond or name == f"{cond}-L6-11", (cond, name)
+        if cond in sweep.BRIDGES:
+            cfg.update(bridge_steps=200, bridge_layer_ids=[9, 10, 11] if cond == "bridge-partial" else list(range(6, 12)))
+        assert condition_name(cfg) == cond, (cond, condition_name(cfg))
 
 
 def test_images_sweep_with_bridge_conditions(gemma3_ckpt, image_folder, tmp_path):
