@@ -82,7 +82,7 @@ def bench_iql(args, device):
                 "gemma_obs2_target-shared": {"obs_tokens": 2, "target": "shared"}, "mlp": {"substrate": "mlp"}}
     for name, extra in variants.items():
         substrate = extra.get("substrate", "gemma")
-        net = O.build_from_config({**cfg, "substrate": substrate, "dtype": args.dtype, **extra}, device)
+        net = O.build({**cfg, "substrate": substrate, "dtype": args.dtype, **extra}, device)
         vcfg = {**cfg, **extra}
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], 3e-4)
         out["trainable_params"][name] = sum(p.numel() for p in net.parameters() if p.requires_grad)

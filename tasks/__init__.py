@@ -6,6 +6,8 @@ tasks/mqar.py, run by tasks/tokens.py; a task with its own data and loop is a mo
 Every module named on the right offers the same surface, used by the scripts instead of branching:
     get_parser(), main(argv)      its training flags and loop (not tasks/tokens.py: the token tasks
                                   share train.py's own parser and loop)
+    build(cfg, device, known_scale=None)                 the run's network from its config (its body through
+                                                         model.body_from_config; load_run passes the stored scale)
     load_run(ckpt, device, dtype) -> (net, cfg, state)   a checkpoint's model, weights in place, its stored
                                                          input scale (never recalibrated)
     evaluate_run(ckpt, opts)      -> JSON dict           what evaluate.py writes (opts: its flags)

@@ -338,7 +338,7 @@ class MLPIQL(nn.Module):
 TARGET = ("target",)   # the target critic's parameters: no gradient, but training moves them (Polyak)
 
 
-def build_from_config(cfg, device, known_scale=None):
+def build(cfg, device, known_scale=None):
     """The agent a run config describes; net.info describes its body for results. known_scale: a
     trained checkpoint's input scale, used as it is (never recalibrated)."""
     torch.manual_seed(cfg["seed"])
@@ -349,10 +349,10 @@ def build_from_config(cfg, device, known_scale=None):
                     cfg.get("target", "separate")).to(device)
 
 
-def load_from_checkpoint(path, device="auto"):
+def load_trained(path, device="auto"):
     """(net, checkpoint dict) with the trained weights in place."""
     state = load_checkpoint(path, ("ogbench",))
-    net = build_from_config(state["config"], pick_device(device), known_scale=state["body"]["input_scale"])
+    net = build(state["config"], pick_device(device), known_scale=state["body"]["input_scale"])
     missing, unexpected = net.load_state_dict(state["model"], strict=False)
     if unexpected or set(M.trainable_state(net, TARGET)) - set(state["model"]):
         raise UserError(f"{path} does not fit the agent its config builds (unexpected {unexpected[:3]})")
@@ -473,7 +473,7 @@ METRIC, HIGHER_IS_BETTER = "success_rate", True
 
 
 def load_run(ckpt_path, device="auto", dtype=None):
-    net, state = load_from_checkpoint(ckpt_path, device)
+    net, state = load_trained(ckpt_path, device)
     return net, state["config"], state
 
 
@@ -491,7 +491,7 @@ def summary_line(result):
 
 def ablation_target(ckpt_path, opts):
     """Success rate of the IQL policy; episode i always resets with the same seed."""
-    net, state = load_from_checkpoint(ckpt_path, opts.device)
+    net, state = load_trained(ckpt_path, opts.device)
     cfg = state["config"]
     device = next(net.parameters()).device
     seed = episode_seed_base(cfg["seed"], 2)
@@ -520,7 +520,7 @@ def head_extra(intact_detail, detail):
 
 def evaluate_checkpoint(ckpt_path, episodes=50, seed=None, max_steps=None, device="auto"):
     """Rebuild a checkpoint's agent and measure it; seed None = the run's fresh stream (never used in training)."""
-    net, state = load_from_checkpoint(ckpt_path, device)
+    net, state = load_trained(ckpt_path, device)
     cfg = state["config"]
     seed = episode_seed_base(cfg["seed"], 2) if seed is None else seed
     result = success_rate(net, cfg, episodes, seed, next(net.parameters()).device, max_steps)
@@ -603,7 +603,7 @@ def main(argv=None):
     data, obs_mean, obs_std, data_stats = prepare(train_set, device)
     cfg.update(obs_mean=obs_mean, obs_std=obs_std, obs_dim=data_stats["obs_dim"], act_dim=data_stats["act_dim"])
     out.mkdir(parents=True, exist_ok=True)
-    net = build_from_config(cfg, device)
+    net = build(cfg, device)
     refuse_changed_scale(state, net.info["input_scale"], out, args.input_scale)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)

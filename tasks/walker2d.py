@@ -244,7 +244,7 @@ class DecisionTransformer(nn.Module):
         return torch.tanh(self.predict_action(M.rms_norm(h[:, 1::3])))   # a_t read at the token of s_t
 
 
-def build_from_config(cfg, device, known_scale=None):
+def build(cfg, device, known_scale=None):
     """(net, body) from a run config; net.info describes the body for results. known_scale: a trained
     checkpoint's input scale, used as it is (never recalibrated)."""
     torch.manual_seed(cfg["seed"])
@@ -253,11 +253,11 @@ def build_from_config(cfg, device, known_scale=None):
     return net, body
 
 
-def load_from_checkpoint(path, device="auto"):
+def load_trained(path, device="auto"):
     """(net, body, checkpoint dict) with the trained weights in place."""
     state = load_checkpoint(path, ("walker2d",))
     device = pick_device(device)
-    net, body = build_from_config(state["config"], device, known_scale=state["body"]["input_scale"])
+    net, body = build(state["config"], device, known_scale=state["body"]["input_scale"])
     missing, unexpected = net.load_state_dict(state["model"], strict=False)
     if unexpected or set(M.trainable_state(net)) - set(state["model"]):
         raise UserError(f"{path} does not fit the model its config builds (missing {missing[:3]}, unexpected {unexpected[:3]})")
@@ -333,7 +333,7 @@ METRIC, HIGHER_IS_BETTER = "d4rl_normalised_score", True
 
 
 def load_run(ckpt_path, device="auto", dtype=None):
-    net, _, state = load_from_checkpoint(ckpt_path, device)
+    net, _, state = load_trained(ckpt_path, device)
     return net, state["config"], state
 
 
@@ -352,7 +352,7 @@ def summary_line(result):
 
 def ablation_target(ckpt_path, opts):
     """Mean D4RL-normalised score over the run's target returns; the same episode seeds every call."""
-    net, body, state = load_from_checkpoint(ckpt_path, opts.device)
+    net, body, state = load_trained(ckpt_path, opts.device)
     cfg = state["config"]
     device = next(net.parameters()).device
     seed = episode_seed_base(cfg["seed"], 2)
@@ -381,7 +381,7 @@ def head_extra(intact_detail, detail):
 
 def evaluate_checkpoint(ckpt_path, episodes=10, targets=(5000.0, 2500.0), seed=None, max_ep_len=MAX_TIMESTEP, device="auto"):
     """Rebuild a checkpoint's model and score it; seed None = the run's fresh stream (never used for selection)."""
-    net, body, state = load_from_checkpoint(ckpt_path, device)
+    net, body, state = load_trained(ckpt_path, device)
     cfg = state["config"]
     seed = episode_seed_base(cfg["seed"], 2) if seed is None else seed
     scores = episode_scores(net, cfg, episodes, list(targets), seed, max_ep_len, next(net.parameters()).device)
@@ -447,7 +447,7 @@ def main(argv=None):
     data = prepare(episodes)
     cfg.update(state_mean=data["state_mean"], state_std=data["state_std"], dataset_is_standin=standin)
     out.mkdir(parents=True, exist_ok=True)
-    net, body = build_from_config(cfg, device)
+    net, body = build(cfg, device)
     refuse_changed_scale(state, net.info["input_scale"], out, args.input_scale)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)

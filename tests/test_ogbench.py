@@ -162,7 +162,7 @@ def tiny_agent_cfg(ckpt, substrate="gemma"):
 def test_one_critic_pass_serves_v_and_q(gemma3_ckpt):
     """Observation tokens cannot see the action (causal), so V from the joint [o, a] pass equals the
     observation-only pass and does not move with the action; Q does. The policy has its own interface."""
-    net = O.build_from_config(tiny_agent_cfg(gemma3_ckpt[0]), torch.device("cpu"))
+    net = O.build(tiny_agent_cfg(gemma3_ckpt[0]), torch.device("cpu"))
     obs, a1, a2 = torch.randn(5, 10), torch.randn(5, 3), torch.randn(5, 3)
     v1, q1, pi1 = net(obs, a1)
     v2, q2, pi2 = net(obs, a2)
@@ -185,7 +185,7 @@ def test_iql_losses_learn_and_target_lags(gemma3_ckpt):
     torch.manual_seed(0)
     for substrate in ("gemma", "mlp"):
         cfg = tiny_agent_cfg(gemma3_ckpt[0], substrate)
-        net = O.build_from_config(cfg, torch.device("cpu"))
+        net = O.build(cfg, torch.device("cpu"))
         batch = {"observations": torch.randn(64, 10), "actions": torch.rand(64, 3) * 2 - 1,
                  "next_observations": torch.randn(64, 10), "rewards": -torch.rand(64), "masks": torch.ones(64)}
         opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], 1e-3)
@@ -396,14 +396,14 @@ def test_resume_refuses_another_input_scale_and_evaluate_uses_the_stored_one(gem
                           "--resume"), check=False)
     assert res.returncode == 2 and "input scale 1.5" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert (out / "last.pt").read_bytes() == before
-    net, _ = O.load_from_checkpoint(out / "last.pt")
+    net, _ = O.load_trained(out / "last.pt")
     assert net.info["input_scale"] == 1.5
     assert all(float(t.in_scale) == 1.5 for t in (net.critic_in, net.actor_in))
 
 
 def test_shared_target_reads_the_online_pass_and_averages_only_the_q_heads(gemma3_ckpt):
     cfg = {**tiny_agent_cfg(gemma3_ckpt[0]), "target": "shared"}
-    net = O.build_from_config(cfg, torch.device("cpu"))
+    net = O.build(cfg, torch.device("cpu"))
     assert net.target_critic_in is None
     pairs = net.target_pairs()
     assert len(pairs) == len(list(net.q.parameters())) and all(not tp.requires_grad for _, tp in pairs)
@@ -421,7 +421,7 @@ def test_shared_target_reads_the_online_pass_and_averages_only_the_q_heads(gemma
     O.iql_losses(net, batch, cfg)
     shared_calls = len(calls)
     hook.remove()
-    ref = O.build_from_config(tiny_agent_cfg(gemma3_ckpt[0]), torch.device("cpu"))
+    ref = O.build(tiny_agent_cfg(gemma3_ckpt[0]), torch.device("cpu"))
     calls.clear()
     ref.body.register_forward_hook(lambda *a: calls.append(1))
     O.iql_losses(ref, batch, tiny_agent_cfg(gemma3_ckpt[0]))

@@ -54,8 +54,8 @@ def test_a_toy_task_added_through_the_table(gemma3_wide_ckpt, tmp_path, monkeypa
 def test_every_table_entry_offers_the_protocol():
     for name in tasks.TABLE:
         mod = tasks.module(name)
-        for attr in ("load_run", "evaluate_run", "summary_line", "ablation_target", "head_extra", "run_values",
-                     "PAIRED", "METRIC", "HIGHER_IS_BETTER"):
+        for attr in ("build", "load_run", "evaluate_run", "summary_line", "ablation_target", "head_extra",
+                     "run_values", "PAIRED", "METRIC", "HIGHER_IS_BETTER"):
             assert hasattr(mod, attr), (name, attr)
         assert mod.__name__ == "tasks.tokens" or (hasattr(mod, "main") and hasattr(mod, "get_parser")), name
     with pytest.raises(UserError, match="unknown --task"):

@@ -130,7 +130,7 @@ def test_train_evaluate_and_results(gemma3_ckpt, standin, tmp_path):
     assert ev["episode_seed_base"] == W.episode_seed_base(0, 2) and set(ev["scores_mean"]) == {"5000", "2500"}
 
     # ablate.py's route: zeroing heads of the body changes the actions
-    net, body, st = W.load_from_checkpoint(out / "best.pt", "cpu")
+    net, body, st = W.load_trained(out / "best.pt", "cpu")
     net.eval()
     g = torch.Generator().manual_seed(1)
     batch = (torch.randn(4, 5, 17, generator=g), torch.rand(4, 5, 6, generator=g), torch.rand(4, 5, generator=g),
@@ -239,5 +239,5 @@ def test_resume_refuses_another_input_scale_and_evaluate_uses_the_stored_one(gem
     res = run(*train_args(gemma3_ckpt[0], out, "--steps", "4", "--eval-every", "2", "--resume"), minari_dir=standin, check=False)
     assert res.returncode == 2 and "input scale 1.5" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert (out / "last.pt").read_bytes() == before
-    net, _, _ = W.load_from_checkpoint(out / "last.pt")
+    net, _, _ = W.load_trained(out / "last.pt")
     assert float(net.in_scale) == 1.5 and net.info["input_scale"] == 1.5   # the checkpoint's number, not a fresh one
