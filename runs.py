@@ -153,15 +153,16 @@ def load_checkpoint(path, tasks=None):
     return state
 
 
-def load_weights(net, weights, path):
-    """Put a checkpoint's trained weights into the model its config rebuilt. Refuses, with one line,
-    weights of another shape (another task, model or slice) and a checkpoint that lacks a trainable
-    weight or holds one the model does not have."""
+def load_weights(net, weights, path, also=()):
+    """Put a checkpoint's trained weights into the model its config rebuilt (every task's loader does).
+    Refuses, with one line, weights of another shape (another task, model or slice) and a checkpoint
+    that lacks a trainable weight or holds one the model does not have. `also`: name prefixes of
+    weights training moves without a gradient (IQL's target critic), required as well."""
     try:
         missing, unexpected = net.load_state_dict(weights, strict=False)
     except RuntimeError as e:  # shape mismatch
         raise UserError(f"{path} does not fit the model its config describes: {str(e).splitlines()[1].strip()}")
-    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad or n.startswith(tuple(also))}
     if unexpected or trainable & set(missing):
         raise UserError(f"{path} does not fit the model its config describes "
                         f"(missing {sorted(trainable & set(missing))[:3]}, unexpected {unexpected[:3]})")

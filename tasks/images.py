@@ -431,6 +431,15 @@ def end_bridge(net, cfg):
     return bridged_state(net.body, cfg["bridge_layer_ids"])
 
 
+def draw_batch(images, labels, cfg, gen, device, rank=0, world=1):
+    """One training batch as tokens and labels: every rank draws the global batch (and its augmentation)
+    from the same stream and keeps its share, so N ranks see exactly the images one process would."""
+    idx = torch.randint(0, len(labels), (cfg["batch_size"],), generator=gen)
+    x = augment(images[idx], gen) if cfg["augment"] else images[idx]
+    share = slice(rank * cfg["batch_size"] // world, (rank + 1) * cfg["batch_size"] // world)
+    return to_tokens(x[share], cfg).to(device), labels[idx][share].to(device)
+
+
 def run_bridge(net, cfg, info, train_x, device, out, saved=None, rank=0, world=1):
     """Stage 1 (Luo & Shen's bridge), run to its end before the run's own training: the bridged layers
     and a throwaway interface learn one fixed random label per training image for cfg['bridge_steps']
@@ -453,10 +462,7 @@ def run_bridge(net, cfg, info, train_x, device, out, saved=None, rank=0, world=1
     bar = tqdm(total=steps, initial=step, desc="bridge", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
     while step < steps:
-        idx = torch.randint(0, len(train_x), (cfg["batch_size"],), generator=gen)
-        x = augment(train_x[idx], gen) if cfg["augment"] else train_x[idx]
-        share = slice(rank * cfg["batch_size"] // world, (rank + 1) * cfg["batch_size"] // world)
-        x, y = to_tokens(x[share], cfg).to(device), labels[idx][share].to(device)
+        x, y = draw_batch(train_x, labels, cfg, gen, device, rank, world)
         warm_up(opt, lr, step, cfg["warmup"])
         loss = F.cross_entropy(class_logits(model, x, cfg["readout"]), y)
         loss_value = global_loss(loss, world, step, out)
@@ -574,11 +580,7 @@ def main(argv=None):
     bar = tqdm(total=total, initial=step, desc="images", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
     while step < total:
-        # every rank draws the global batch from the same stream and keeps its share
-        idx = torch.randint(0, len(train_y), (args.batch_size,), generator=gen)
-        x = augment(train_x[idx], gen) if args.augment else train_x[idx]
-        share = slice(rank * args.batch_size // world, (rank + 1) * args.batch_size // world)
-        x, y = to_tokens(x[share], cfg).to(device), train_y[idx][share].to(device)
+        x, y = draw_batch(train_x, train_y, cfg, gen, device, rank, world)
         train_step = step - args.bridge_steps          # 0-based step of this stage
         warm_up(opt, args.lr, train_step, args.warmup)
         loss = F.cross_entropy(class_logits(model, x, cfg["readout"]), y)

@@ -39,9 +39,9 @@ from tqdm import tqdm
 
 import model as M
 from runs import (UserError, condition_name, environment, episode_seed_base, global_loss, host_reachable,
-                  load_checkpoint, need_at_least, need_package, need_positive_float, open_run, pick_device, portable,
-                  refuse_changed_scale, results_head, resume_training, run_folder, run_main, save_atomic,
-                  training_state)
+                  load_checkpoint, load_weights, need_at_least, need_package, need_positive_float, open_run,
+                  pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder, run_main,
+                  save_atomic, training_state)
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -353,9 +353,7 @@ def load_trained(path, device="auto"):
     """(net, checkpoint dict) with the trained weights in place."""
     state = load_checkpoint(path, ("ogbench",))
     net = build(state["config"], pick_device(device), known_scale=state["body"]["input_scale"])
-    missing, unexpected = net.load_state_dict(state["model"], strict=False)
-    if unexpected or set(M.trainable_state(net, TARGET)) - set(state["model"]):
-        raise UserError(f"{path} does not fit the agent its config builds (unexpected {unexpected[:3]})")
+    load_weights(net, state["model"], path, also=TARGET)
     return net, state
 
 

@@ -28,9 +28,9 @@ from tqdm import tqdm
 
 import model as M
 from runs import (UserError, all_gather, barrier, condition_name, data_parallel, environment, episode_seed_base,
-                  finish_distributed, global_loss, host_reachable, load_checkpoint, need_at_least, need_package,
-                  need_positive_float, open_run, pick_device, portable, refuse_changed_scale, results_head,
-                  resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp)
+                  finish_distributed, global_loss, host_reachable, load_checkpoint, load_weights, need_at_least,
+                  need_package, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
+                  results_head, resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp)
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -258,9 +258,7 @@ def load_trained(path, device="auto"):
     state = load_checkpoint(path, ("walker2d",))
     device = pick_device(device)
     net, body = build(state["config"], device, known_scale=state["body"]["input_scale"])
-    missing, unexpected = net.load_state_dict(state["model"], strict=False)
-    if unexpected or set(M.trainable_state(net)) - set(state["model"]):
-        raise UserError(f"{path} does not fit the model its config builds (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    load_weights(net, state["model"], path)
     return net, body, state
 
 
