@@ -23,6 +23,7 @@ env, all episodes stepped in lockstep so the policy runs once per timestep for t
 import argparse
 import copy
 import json
+import hashlib
 import math
 import os
 import sys
@@ -86,6 +87,17 @@ def load(name, dataset_dir=DEFAULT_DATA_DIR):
             f"'{dataset_dir}')\"`), or generate a stand-in offline: "
             f"`python -m tasks.ogbench generate --env {dataset} --episodes 100 --out {dataset_dir}`")
     return ogbench.make_env_and_datasets(name, dataset_dir=str(folder))
+
+
+def data_file_sha256(name, dataset_dir=DEFAULT_DATA_DIR):
+    """SHA-256 of the training .npz a run reads: generated files differ between machines, and runs
+    compare only on one file."""
+    dataset, _ = split_name(name)
+    h = hashlib.sha256()
+    with open(Path(os.path.expanduser(dataset_dir)) / f"{dataset}.npz", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def make_oracles(env, env_name, noise, smoothing):
@@ -599,6 +611,10 @@ def main(argv=None):
     env, train_set, _ = load(args.env, args.dataset_dir)
     env.close()
     data, obs_mean, obs_std, data_stats = prepare(train_set, device)
+    data_stats["sha256"] = data_file_sha256(args.env, args.dataset_dir)
+    if state is not None and state.get("data_sha256") not in (None, data_stats["sha256"]):
+        raise UserError(f"--resume: {out} was trained on another {args.env} file (sha256 {state['data_sha256'][:12]}..., "
+                        f"now {data_stats['sha256'][:12]}...); a run continues only on the data it started on")
     cfg.update(obs_mean=obs_mean, obs_std=obs_std, obs_dim=data_stats["obs_dim"], act_dim=data_stats["act_dim"])
     out.mkdir(parents=True, exist_ok=True)
     net = build(cfg, device)
@@ -620,8 +636,8 @@ def main(argv=None):
     t0 = time.time()
 
     def checkpoint(name):
-        save_atomic(training_state(cfg, net.info, step, M.trainable_state(net, TARGET), opt, data_gen, history, None,
-                                   wall_before + time.time() - t0), out / name)
+        save_atomic({**training_state(cfg, net.info, step, M.trainable_state(net, TARGET), opt, data_gen, history, None,
+                                      wall_before + time.time() - t0), "data_sha256": data_stats["sha256"]}, out / name)
 
     def write_results():
         save_atomic({**results_head(cfg, net.info, condition, counts, env, step, wall_before + time.time() - t0),

@@ -443,3 +443,24 @@ def test_shared_target_reads_the_online_pass_and_averages_only_the_q_heads(gemma
 def test_shared_target_refused_for_the_mlp(data_dir, tmp_path):
     res = run(*train_args("unused", data_dir, tmp_path / "x", "--substrate", "mlp", "--target", "shared"), check=False)
     assert res.returncode == 2 and "--target shared" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_results_name_the_data_file_and_resume_refuses_another(data_dir, tmp_path):
+    """The training file's hash is in the results, and a run never continues on another file."""
+    data, out = tmp_path / "data", tmp_path / "hash"
+    data.mkdir()
+    for f in data_dir.glob("scene-*.npz"):
+        (data / f.name).write_bytes(f.read_bytes())
+    common = ["train.py", "--task", "ogbench", "--env", ENVS["scene"], "--dataset-dir", str(data), "--substrate", "mlp",
+              "--batch-size", "8", "--eval-every", "2", "--eval-episodes", "1", "--out", str(out)]
+    run(*common, "--steps", "2")
+    r = json.loads((out / "results.json").read_text())
+    assert r["dataset_stats"]["sha256"] == O.data_file_sha256(ENVS["scene"], str(data))
+    # the same file with half its training transitions: the hash changes and --resume refuses
+    train_file = data / "scene-play-v0.npz"
+    arrays = dict(np.load(train_file))
+    np.savez_compressed(train_file, **{k: v[: len(v) // 2] for k, v in arrays.items()})
+    before = (out / "last.pt").read_bytes()
+    res = run(*common, "--steps", "4", "--resume", check=False)
+    assert res.returncode == 2 and "another" in res.stderr and "sha256" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and (out / "last.pt").read_bytes() == before
