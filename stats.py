@@ -253,6 +253,15 @@ def mcnemar_exact(a, b):
     return n10, n01, float(sps.binomtest(n10, n10 + n01, 0.5).pvalue)
 
 
+def clopper_pearson(k, n, alpha=0.05):
+    """Exact (Clopper-Pearson) interval of a success rate k / n."""
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError("clopper_pearson needs 0 <= k <= n and n >= 1")
+    lo = 0.0 if k == 0 else float(sps.beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(sps.beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
+
+
 def bootstrap_ci(values, n_boot=10000, alpha=0.05, seed=0):
     """Percentile bootstrap CI of the mean (scipy.stats.bootstrap). Returns (mean, lo, hi).
 

@@ -45,6 +45,7 @@ import model as M
 import pretrained
 import stats
 import tables
+import tasks
 from runs import UserError, pick_device, portable, run_main, save_atomic
 
 REPO = Path(__file__).resolve().parent
@@ -69,7 +70,7 @@ BRIDGES = {
 
 
 def conditions_of(args):
-    return {**CONDITIONS, **(BRIDGES if args.task == "images" and args.bridge_steps else {})}
+    return {**CONDITIONS, **(BRIDGES if args.bridge_steps else {})}
 
 
 def scale_choices(condition, choices):
@@ -133,16 +134,10 @@ def get_parser():
 
 def train_cmd(args, cond, lr, scale, seed, steps, eval_every, out):
     flags = conditions_of(args)[cond][0]
-    if args.task == "images":
-        task_flags = ["--dataset", args.dataset, "--patch", str(args.patch), "--data-dir", args.data_dir, "--readout", args.readout]
-        task_flags += ["--augment"] if args.augment else []
-        task_flags += ["--image-size", str(args.image_size)] if args.image_size else []
-        if cond in BRIDGES:
-            task_flags += ["--bridge-steps", str(args.bridge_steps)]
-            task_flags += ["--bridge-layers", args.bridge_partial] if cond == "bridge-partial" else []
-    else:
-        task_flags = ["--train-len", str(args.train_len), "--eval-lengths", args.track_lengths,
-                      "--select-len", str(args.select_len), "--eval-samples", str(args.eval_samples)]
+    task_flags = tasks.module(args.task).sweep_flags(args)
+    if cond in BRIDGES:
+        task_flags += ["--bridge-steps", str(args.bridge_steps)]
+        task_flags += ["--bridge-layers", args.bridge_partial] if cond == "bridge-partial" else []
     return ["train.py", "--task", args.task, "--model", args.model, "--layers", args.layers, *flags,
             "--lr", lr, "--input-scale", scale, "--seed", str(seed), "--steps", str(steps),
             "--eval-every", str(eval_every), "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
@@ -200,33 +195,12 @@ def set_aside_if_other_setting(run_dir, out, chosen):
 
 
 def selection_error(out, args, best=False):
-    """What the search minimises, on the validation stream: the per-bit error at --select-len, or for
-    images the validation error rate (1 - accuracy); at the end of the run, or with best=True the
-    lowest over its evaluations (what best.pt keeps)."""
+    """What the search minimises on the validation stream (the task's selection_error: per-bit error
+    at --select-len, or 1 - accuracy), at the end of the run, or with best=True the lowest over its
+    evaluations (what best.pt keeps)."""
     r = json.loads((out / "results.json").read_text())
     history = [h for h in r["history"] if h.get("phase", "train") == "train"] if best else [r["final"]]
-    if args.task == "images":
-        return min(1 - h["val_accuracy"] for h in history)
-    return min(h["errors"][str(args.select_len)] for h in history)
-
-
-def paired_ratios(values, reference, one_error):
-    """Mean over seeds of value/reference, seeds paired by index, with a bootstrap CI.
-
-    A reference seed with no error at all is counted as one wrong bit (one_error = 1 / scored
-    bits), so its ratio is a lower bound and is flagged, not an infinity."""
-    n = min(len(values), len(reference))
-    ratios = [values[i] / max(reference[i], one_error) for i in range(n)]
-    return {**stats.describe(ratios), "lower_bound": any(reference[i] == 0 for i in range(n))}
-
-
-def scored_bits(task_name, length, samples):
-    """Bits scored at one length over `samples` sequences (the resolution of a per-bit error)."""
-    from tasks.tokens import get_task
-    import torch
-    task = get_task(task_name)
-    _, _, mask = task.make_batch(1, length, torch.Generator().manual_seed(0))
-    return samples * int(mask.sum()) * task.OUT_DIM
+    return min(tasks.module(args.task).selection_error(h, args) for h in history)
 
 
 def main():
@@ -241,14 +215,14 @@ def main():
         return
     if args.task is None:
         raise UserError("--task is required (or pass --table)")
-    if args.task != "images":
-        for name in ("train_len", "eval_lengths", "select_len"):
-            if getattr(args, name) is None:
-                raise UserError(f"--{name.replace('_', '-')} is required for a token task")
-        args.track_lengths = args.track_lengths or str(args.select_len)
-        if str(args.select_len) not in [s.strip() for s in args.track_lengths.split(",")]:
-            raise UserError(f"--track-lengths {args.track_lengths} must include --select-len {args.select_len}")
-    elif args.bridge_steps and not args.bridge_partial:
+    task = tasks.module(args.task)
+    if not hasattr(task, "sweep_flags"):
+        sweepable = [t for t in tasks.TABLE if hasattr(tasks.module(t), "sweep_flags")]
+        raise UserError(f"sweep.py runs {', '.join(sweepable)}; --task {args.task} has its own protocol (see its README section)")
+    task.sweep_check(args)
+    if args.bridge_steps and not getattr(task, "HAS_BRIDGE", False):
+        raise UserError(f"--bridge-steps: --task {args.task} has no bridge stage")
+    if args.bridge_steps and not args.bridge_partial:
         first, last = M.parse_layers(args.layers, pretrained.Checkpoint(args.model).num_layers)
         if last - first < 2:
             raise UserError(f"--layers {args.layers} is too short for a partial bridge; give --bridge-partial")
@@ -272,7 +246,29 @@ def main():
               "grids": {c: {"lr": list(CONDS[c][2]), "input_scale": scales(c), "seeds": CONDS[c][1]}
                         for c in conditions}}
 
-    # 1. search on seed 0, same budget for every condition
+    chosen = search(args, record, conditions, scales, out)
+    if args.confirm:
+        chosen = confirm(args, record, conditions, scales, out, chosen)
+    record["chosen"] = chosen
+    save_atomic(record, out / "sweep.json")
+    print("chosen:", json.dumps(chosen), flush=True)
+    if args.phase == "search":
+        return
+    seed_runs = train_seeds(args, record, conditions, out, chosen)
+    if args.phase == "seeds":
+        return
+    summary = evaluate_seeds(args, seed_runs, chosen)
+    summary["wall_time_s_this_call"] = time.time() - t0
+    save_atomic(summary, out / "summary.json")
+    for c, row in summary["conditions"].items():
+        print(f"{c:18s} " + " ".join(f"{k}={v['mean']:.4f}" for k, v in row[summary["values"]].items()))
+    print(f"wrote {out / 'summary.json'}")
+
+
+def search(args, record, conditions, scales, out):
+    """1. Seed 0, the same budget for every condition: the grid, then at most two extensions at an
+    edge. Fills record["search"] and record["grids"]; returns each condition's best setting."""
+    CONDS = conditions_of(args)
     folder = lambda c, lr, s: out / "search" / f"{c}__lr{lr}__scale-{s}"
     grids = {c: list(CONDS[c][2]) for c in conditions}
     for extension in range(3):          # the grid itself, then at most two extensions at an edge
@@ -300,45 +296,47 @@ def main():
         record["grids"] = {c: {**record["grids"][c], "lr": grids[c]} for c in conditions}
         if not grown:
             break
-    # 1b. confirmation: a short search can misjudge what a setting reaches at the full budget (a
-    # setting that starts fast may plateau), so for every condition and input-scale choice the best
-    # learning rate of the search is rerun on seed 0 for --steps, and the winner is chosen again on
-    # the same validation stream
-    if args.confirm:
-        top = {c: [min((r for r in record["search"] if r["condition"] == c and r["input_scale"] == sc),
-                       key=lambda r: r["val_error"]) for sc in scales(c)] for c in conditions}
-        runs = [(c, r["lr"], r["input_scale"]) for c in conditions for r in top[c]]
+    return chosen
 
-        def confirm_dir(c, lr, sc):
-            """The run folder of one confirmation; a seed-0 run already trained at this setting and
-            budget is the same run, so it is reused."""
-            seed0 = out / "runs" / f"{args.task}__{c}__0"
-            if finished(seed0, args.steps):
-                cfg = json.loads((seed0 / "results.json").read_text())["config"]
-                if float(cfg["lr"]) == float(lr) and str(cfg["input_scale"]) == str(sc):
-                    return seed0
-            return out / "confirm" / f"{c}__lr{lr}__scale-{sc}"
-        train_all([(confirm_dir(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm_dir(c, lr, sc)),
-                    args.steps) for c, lr, sc in runs], args.jobs)
-        # the best validation error over the run's evaluations: the checkpoint a seed run would keep
-        best_of = lambda d: selection_error(d, args, best=True)
-        record["confirm"] = [{"condition": c, "lr": lr, "input_scale": sc, "seed": 0, "steps": args.steps,
-                              "search_val_error": next(r["val_error"] for r in top[c] if (r["lr"], r["input_scale"]) == (lr, sc)),
-                              "val_error": best_of(confirm_dir(c, lr, sc)), "run": portable(confirm_dir(c, lr, sc))}
-                             for c, lr, sc in runs]
-        record["chosen_by_search"] = chosen
-        chosen = {}
-        for c in conditions:
-            best = min((r for r in record["confirm"] if r["condition"] == c), key=lambda r: r["val_error"])
-            chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"],
-                         "confirmed_at_steps": args.steps}
-    record["chosen"] = chosen
-    save_atomic(record, out / "sweep.json")
-    print("chosen:", json.dumps(chosen), flush=True)
-    if args.phase == "search":
-        return
 
-    # 2. seeds at the chosen setting
+def confirm(args, record, conditions, scales, out, chosen):
+    """1b. A short search can misjudge what a setting reaches at the full budget (a setting that
+    starts fast may plateau), so for every condition and input-scale choice the best learning rate
+    of the search is rerun on seed 0 for --steps, and the winner is chosen again on the same
+    validation stream. Fills record["confirm"]; returns the confirmed settings."""
+    top = {c: [min((r for r in record["search"] if r["condition"] == c and r["input_scale"] == sc),
+                   key=lambda r: r["val_error"]) for sc in scales(c)] for c in conditions}
+    runs = [(c, r["lr"], r["input_scale"]) for c in conditions for r in top[c]]
+
+    def confirm_dir(c, lr, sc):
+        """The run folder of one confirmation; a seed-0 run already trained at this setting and
+        budget is the same run, so it is reused."""
+        seed0 = out / "runs" / f"{args.task}__{c}__0"
+        if finished(seed0, args.steps):
+            cfg = json.loads((seed0 / "results.json").read_text())["config"]
+            if float(cfg["lr"]) == float(lr) and str(cfg["input_scale"]) == str(sc):
+                return seed0
+        return out / "confirm" / f"{c}__lr{lr}__scale-{sc}"
+    train_all([(confirm_dir(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm_dir(c, lr, sc)),
+                args.steps) for c, lr, sc in runs], args.jobs)
+    # the best validation error over the run's evaluations: the checkpoint a seed run would keep
+    best_of = lambda d: selection_error(d, args, best=True)
+    record["confirm"] = [{"condition": c, "lr": lr, "input_scale": sc, "seed": 0, "steps": args.steps,
+                          "search_val_error": next(r["val_error"] for r in top[c] if (r["lr"], r["input_scale"]) == (lr, sc)),
+                          "val_error": best_of(confirm_dir(c, lr, sc)), "run": portable(confirm_dir(c, lr, sc))}
+                         for c, lr, sc in runs]
+    record["chosen_by_search"] = chosen
+    chosen = {}
+    for c in conditions:
+        best = min((r for r in record["confirm"] if r["condition"] == c), key=lambda r: r["val_error"])
+        chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"],
+                     "confirmed_at_steps": args.steps}
+    return chosen
+
+
+def train_seeds(args, record, conditions, out, chosen):
+    """2. Seeds at the chosen setting (a seed run trained at another setting is set aside first)."""
+    CONDS = conditions_of(args)
     seed_runs = {c: [out / "runs" / f"{args.task}__{c}__{s}" for s in range(CONDS[c][1])] for c in conditions}
     for c in conditions:
         for d in seed_runs[c]:
@@ -347,10 +345,11 @@ def main():
                for c in conditions for s, d in enumerate(seed_runs[c])], args.jobs)
     record["seed_runs"] = {c: [str(d) for d in ds] for c, ds in seed_runs.items()}
     save_atomic(record, out / "sweep.json")
-    if args.phase == "seeds":
-        return
+    return seed_runs
 
-    # 3. held-out evaluation of best.pt and the summary
+
+def evaluate_seeds(args, seed_runs, chosen):
+    """3. Held-out evaluation of every seed's best.pt, then the summary."""
     evals = [(d / "best.pt", d / "eval_best.json") for ds in seed_runs.values() for d in ds]
     pending = [(ck, e) for ck, e in evals if not e.exists()]
     # checkpoints are not committed: a seed run finished in another sitting or on another machine,
@@ -359,17 +358,12 @@ def main():
     if lost:
         raise UserError(f"{len(lost)} finished seed run(s) have no best.pt and no eval_best.json (checkpoints are "
                           f"not kept in git): {', '.join(lost)}; delete those folders and rerun this command to retrain them")
-    extra = [] if args.task == "images" else ["--lengths", args.eval_lengths, "--samples", str(args.eval_samples_final)]
+    extra = tasks.module(args.task).held_out_flags(args)
     todo = [(["evaluate.py", "--ckpt", str(ck), *extra, "--out", str(e)], e.parent / "eval.log") for ck, e in pending]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda a: run(*a), todo))
     per = {c: [json.loads((d / "eval_best.json").read_text()) for d in ds] for c, ds in seed_runs.items()}
-    summary = summarise(args, per, chosen, seed_runs)
-    summary["wall_time_s_this_call"] = time.time() - t0
-    save_atomic(summary, out / "summary.json")
-    for c, row in summary["conditions"].items():
-        print(f"{c:18s} " + " ".join(f"{k}={v['mean']:.4f}" for k, v in row[summary["values"]].items()))
-    print(f"wrote {out / 'summary.json'}")
+    return summarise(args, per, chosen, seed_runs)
 
 
 def checkpoint_regime(run_dir, ev):
@@ -386,18 +380,12 @@ def checkpoint_regime(run_dir, ev):
 
 
 def summarise(args, per, chosen, seed_runs):
-    """Token tasks: held-out per-bit error per length, and per-seed ratios control / pretrained.
-    Images: validation and test accuracy, and per-seed differences pretrained - control in test accuracy."""
-    images = args.task == "images"
-    summary = {"task": args.task, "metric": "top1_accuracy" if images else "per_bit_error",
-               "values": "accuracy" if images else "errors", "chosen": chosen, "conditions": {}}
-    if images:
-        summary.update(stream="the dataset's test split (fixed by --split-seed); best.pt chosen on validation",
-                       dataset=args.dataset, differences_to_pretrained={})
-        keys, get = ("test", "val"), (lambda r, k: r["accuracy"][k])
-    else:
-        summary.update(stream="held-out (seed + 2)", samples_per_length=args.eval_samples_final, ratios_to_pretrained={})
-        keys, get = [s.strip() for s in args.eval_lengths.split(",")], (lambda r, k: r["errors"][k])
+    """Per condition the held-out values with CIs (token tasks: per-bit error per length; images:
+    test and validation accuracy), then each control against pretrained, seeds paired by index (the
+    task's versus_pretrained: ratios control / pretrained, or differences pretrained - control)."""
+    task = tasks.module(args.task)
+    head, keys, get = task.summary_values(args)
+    summary = {"task": args.task, **head, "chosen": chosen, "conditions": {}, task.COMPARISON: {}}
     for c, results in per.items():
         summary["conditions"][c] = {
             "n": len(results), "seeds": [r["seed"] for r in results], "lr": chosen[c]["lr"],
@@ -408,18 +396,10 @@ def summarise(args, per, chosen, seed_runs):
             summary["values"]: {k: stats.describe([get(r, k) for r in results]) for k in keys}}
     if "pretrained" not in per:
         return summary
-    ref = per["pretrained"]
+    by_key = lambda results: {k: [get(r, k) for r in results] for k in keys}
     for c in per:
-        if c == "pretrained":
-            continue
-        n = min(len(per[c]), len(ref))    # seeds paired by index
-        if images:
-            summary["differences_to_pretrained"][c] = {
-                "test": stats.describe([get(ref[i], "test") - get(per[c][i], "test") for i in range(n)])}
-        else:
-            summary["ratios_to_pretrained"][c] = {
-                L: paired_ratios([get(r, L) for r in per[c]], [get(r, L) for r in ref],
-                                 1 / scored_bits(args.task, int(L), args.eval_samples_final)) for L in keys}
+        if c != "pretrained":
+            summary[task.COMPARISON][c] = task.versus_pretrained(args, by_key(per[c]), by_key(per["pretrained"]))
     return summary
 
 if __name__ == "__main__":

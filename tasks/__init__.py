@@ -18,6 +18,13 @@ Every module named on the right offers the same surface, used by the scripts ins
     head_extra(intact, detail)    -> dict                per-head extras in an ablation sweep
     PAIRED                        key of per-item 0/1 outcomes in a measurement's detail (McNemar tests), or None
     METRIC, HIGHER_IS_BETTER
+
+A task sweep.py can run (the token tasks and images) also offers:
+    sweep_check(args), sweep_flags(args) -> [train.py flags], held_out_flags(args) -> [evaluate.py flags]
+    selection_error(entry, args)  -> float               what the search and best.pt minimise, from one evaluation
+    summary_values(args)          -> (header, keys, value(result, key))   what summary.json tabulates
+    versus_pretrained(args, values, reference) -> dict   each control against pretrained, seeds paired
+    COMPARISON                    the summary key that comparison goes under
 """
 import importlib
 

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 import model as M
 import pretrained
+import stats
 from runs import (UserError, all_sum, barrier, condition_name, data_parallel, environment, finish_distributed,
                   global_loss, host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float,
                   open_run, pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder,
@@ -614,3 +615,45 @@ def main(argv=None):
 
 if __name__ == "__main__":
     run_main(main)
+
+
+# ----------------------------------------------------------------------------- what sweep.py needs
+
+COMPARISON = "differences_to_pretrained"   # the summary's per-seed comparison of each control with pretrained
+HAS_BRIDGE = True                          # sweep.py --bridge-steps adds the bridge conditions
+
+
+def sweep_check(args):
+    """An image sweep's own flags, checked before the first run."""
+    if args.patch < 1:
+        raise UserError("--patch must be at least 1")
+
+
+def sweep_flags(args):
+    """train.py flags every run of an image sweep gets."""
+    flags = ["--dataset", args.dataset, "--patch", str(args.patch), "--data-dir", args.data_dir, "--readout", args.readout]
+    flags += ["--augment"] if args.augment else []
+    return flags + (["--image-size", str(args.image_size)] if args.image_size else [])
+
+
+def selection_error(entry, args):
+    """What the search and best.pt minimise: one evaluation's validation error rate (1 - accuracy)."""
+    return 1 - entry["val_accuracy"]
+
+
+def held_out_flags(args):
+    """evaluate.py flags of the held-out evaluation (the run's own test split: none needed)."""
+    return []
+
+
+def summary_values(args):
+    """(summary header, the keys each condition is summarised at, the value of an evaluate.py result at a key)."""
+    head = {"metric": METRIC, "values": "accuracy", "dataset": args.dataset,
+            "stream": "the dataset's test split (fixed by --split-seed); best.pt chosen on validation"}
+    return head, ["test", "val"], lambda r, k: r["accuracy"][k]
+
+
+def versus_pretrained(args, values, reference):
+    """Test accuracy, mean over seeds of pretrained - control (seeds paired by index) with a bootstrap CI."""
+    n = min(len(values["test"]), len(reference["test"]))
+    return {"test": stats.describe([reference["test"][i] - values["test"][i] for i in range(n)])}

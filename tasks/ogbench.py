@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import model as M
+import stats
 from runs import (UserError, condition_name, environment, episode_seed_base, global_loss, host_reachable,
                   load_checkpoint, load_weights, need_at_least, need_package, need_positive_float, open_run,
                   pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder, run_main,
@@ -683,10 +684,64 @@ def main(argv=None):
     print(f"done: last-three mean success {last_three(history):.3f}; {out}/results.json")
 
 
+def compare(argv=None):
+    """Success of each run per evaluation with its exact 95% interval; then each run against the first
+    (the reference, e.g. the pretrained slice), pooling the episodes of the last --last evaluations
+    both share: the same episode seeds in both runs, so each episode is a pair (exact McNemar test)."""
+    p = argparse.ArgumentParser(prog="python -m tasks.ogbench compare", description=compare.__doc__)
+    p.add_argument("runs", nargs="+", help="run folders (or their results.json); the first is the reference")
+    p.add_argument("--last", type=int, default=3, help="evaluations pooled for the paired test (default 3)")
+    p.add_argument("--out", help="write the comparison here as JSON (default: print it)")
+    args = p.parse_args(argv)
+    if args.last < 1:
+        raise UserError("--last must be at least 1")
+    results = {}
+    for run in args.runs:
+        f = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
+        if not f.is_file():
+            raise UserError(f"{run}: no results.json")
+        r = json.loads(f.read_text())
+        if "history" not in r or r.get("metric") != "success_rate":
+            raise UserError(f"{f}: not an OGBench training run's results.json")
+        results[f.parent.name] = (f, r)      # the run folder names the run (conditions can repeat)
+    out = {"runs": {}, "versus_reference": {}, "pooled_evaluations": args.last}
+    for name, (f, r) in results.items():
+        evals = []
+        for h in r["history"]:
+            k, n = sum(h["eval"]["successes"]), len(h["eval"]["successes"])
+            evals.append({"step": h["step"], "success_rate": k / n, "episodes": n, "ci95": list(stats.clopper_pearson(k, n))})
+        out["runs"][name] = {"results": portable(f), "steps_done": r["steps_done"], "dataset_sha256": r["dataset_stats"].get("sha256"),
+                             "episode_seed_base": r["eval"]["episode_seed_base"], "evaluations": evals}
+    ref_name, (_, ref) = next(iter(results.items()))
+    for name, (_, r) in list(results.items())[1:]:
+        if r["eval"]["episode_seed_base"] != ref["eval"]["episode_seed_base"]:
+            raise UserError(f"{name} and {ref_name} were evaluated on different episode seeds: their episodes do not pair")
+        if r["dataset_stats"].get("sha256") != ref["dataset_stats"].get("sha256"):
+            raise UserError(f"{name} and {ref_name} were trained on different data files: compare runs on one file only")
+        by_step = {h["step"]: h["eval"]["successes"] for h in r["history"]}
+        shared = [h["step"] for h in ref["history"] if h["step"] in by_step][-args.last:]
+        ref_steps = {h["step"]: h["eval"]["successes"] for h in ref["history"]}
+        a = [x for s in shared for x in ref_steps[s]]
+        b = [x for s in shared for x in by_step[s]]
+        if len(a) != len(b) or not a:
+            raise UserError(f"{name} and {ref_name} share no evaluation with the same number of episodes")
+        ref_only, other_only, p_value = stats.mcnemar_exact(a, b)
+        out["versus_reference"][name] = {
+            "reference": ref_name, "steps": shared, "episodes": len(a), "reference_success": sum(a) / len(a),
+            "success": sum(b) / len(b), "difference": (sum(a) - sum(b)) / len(a), "reference_only": ref_only,
+            "other_only": other_only, "mcnemar_exact_p": p_value}
+    if args.out:
+        save_atomic(out, Path(args.out))
+        print(f"wrote {args.out}")
+    else:
+        print(json.dumps(out, indent=1))
+    return out
+
+
 def cli(argv):
-    commands = {"train": main, "generate": generate}
+    commands = {"train": main, "generate": generate, "compare": compare}
     if not argv or argv[0] not in commands:
-        raise UserError("usage: python -m tasks.ogbench {train,generate} [flags]  (--help after the command)")
+        raise UserError("usage: python -m tasks.ogbench {train,generate,compare} [flags]  (--help after the command)")
     commands[argv[0]](argv[1:])
 
 

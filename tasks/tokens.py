@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import model as M
+import stats
 from runs import UserError, all_sum, environment, load_checkpoint, load_weights, pick_device, portable
 from tasks import TABLE
 
@@ -156,3 +157,61 @@ def run_values(r, which="best"):
 
 def head_extra(intact_detail, detail):
     return {}
+
+
+# ----------------------------------------------------------------------------- what sweep.py needs
+
+COMPARISON = "ratios_to_pretrained"    # the summary's per-seed comparison of each control with pretrained
+
+
+def sweep_check(args):
+    """A token sweep's own flags, checked before the first run."""
+    for name in ("train_len", "eval_lengths", "select_len"):
+        if getattr(args, name) is None:
+            raise UserError(f"--{name.replace('_', '-')} is required for a token task")
+    args.track_lengths = args.track_lengths or str(args.select_len)
+    if str(args.select_len) not in [s.strip() for s in args.track_lengths.split(",")]:
+        raise UserError(f"--track-lengths {args.track_lengths} must include --select-len {args.select_len}")
+
+
+def sweep_flags(args):
+    """train.py flags every run of a token sweep gets."""
+    return ["--train-len", str(args.train_len), "--eval-lengths", args.track_lengths,
+            "--select-len", str(args.select_len), "--eval-samples", str(args.eval_samples)]
+
+
+def selection_error(entry, args):
+    """What the search and best.pt minimise: one evaluation's validation per-bit error at --select-len."""
+    return entry["errors"][str(args.select_len)]
+
+
+def held_out_flags(args):
+    """evaluate.py flags of the held-out evaluation."""
+    return ["--lengths", args.eval_lengths, "--samples", str(args.eval_samples_final)]
+
+
+def summary_values(args):
+    """(summary header, the keys each condition is summarised at, the value of an evaluate.py result at a key)."""
+    head = {"metric": METRIC, "values": "errors", "stream": "held-out (seed + 2)",
+            "samples_per_length": args.eval_samples_final}
+    return head, [s.strip() for s in args.eval_lengths.split(",")], lambda r, k: r["errors"][k]
+
+
+def versus_pretrained(args, values, reference):
+    """Per length, the mean over seeds of control / pretrained (seeds paired by index) with a bootstrap
+    CI. values, reference: {length: [per-seed error]}. A pretrained seed with no error at all counts
+    as one wrong bit, so its ratio is a lower bound and is flagged, not an infinity."""
+    out = {}
+    for L in values:
+        one_error = 1 / scored_bits(args.task, int(L), args.eval_samples_final)
+        n = min(len(values[L]), len(reference[L]))
+        ratios = [values[L][i] / max(reference[L][i], one_error) for i in range(n)]
+        out[L] = {**stats.describe(ratios), "lower_bound": any(reference[L][i] == 0 for i in range(n))}
+    return out
+
+
+def scored_bits(task_name, length, samples):
+    """Bits scored at one length over `samples` sequences (the resolution of a per-bit error)."""
+    task = get_task(task_name)
+    _, _, mask = task.make_batch(1, length, torch.Generator().manual_seed(0))
+    return samples * int(mask.sum()) * task.OUT_DIM

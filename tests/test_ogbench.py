@@ -464,3 +464,33 @@ def test_results_name_the_data_file_and_resume_refuses_another(data_dir, tmp_pat
     res = run(*common, "--steps", "4", "--resume", check=False)
     assert res.returncode == 2 and "another" in res.stderr and "sha256" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and (out / "last.pt").read_bytes() == before
+
+
+def fake_run(folder, successes_per_eval, sha="abc", seed_base=1000):
+    folder.mkdir(parents=True)
+    history = [{"step": 100 * (i + 1), "eval": {"successes": s}} for i, s in enumerate(successes_per_eval)]
+    (folder / "results.json").write_text(json.dumps({
+        "condition": "x", "metric": "success_rate", "steps_done": 100 * len(history), "history": history,
+        "dataset_stats": {"sha256": sha}, "eval": {"episode_seed_base": seed_base}}))
+    return folder
+
+
+def test_compare_pairs_the_last_evaluations_episode_by_episode(tmp_path):
+    a = fake_run(tmp_path / "pre", [[0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 1, 1]])
+    b = fake_run(tmp_path / "ctl", [[1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
+    out = O.compare([str(a), str(b), "--out", str(tmp_path / "c.json")])
+    v = out["versus_reference"]["ctl"]
+    assert v["steps"] == [200, 300, 400] and v["episodes"] == 12     # the first evaluation is not pooled
+    assert (v["reference_only"], v["other_only"]) == (9, 0) and v["difference"] == pytest.approx(9 / 12)
+    assert v["mcnemar_exact_p"] == pytest.approx(2 * 0.5 ** 9)          # exact binomial, 0 of 9 discordant, two-sided
+    first = out["runs"]["pre"]["evaluations"][0]
+    assert first["success_rate"] == 0 and first["ci95"][0] == 0 and 0.5 < first["ci95"][1] < 0.61   # exact: 1 - 0.025^(1/4)
+    assert json.loads((tmp_path / "c.json").read_text()) == out
+
+
+@pytest.mark.parametrize("kw,message", [({"sha": "other"}, "different data"), ({"seed_base": 7}, "different episode seeds")])
+def test_compare_refuses_runs_that_do_not_pair(tmp_path, kw, message):
+    a = fake_run(tmp_path / "a", [[1, 0]])
+    b = fake_run(tmp_path / "b", [[1, 0]], **kw)
+    with pytest.raises(UserError, match=message):
+        O.compare([str(a), str(b)])

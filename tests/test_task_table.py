@@ -3,6 +3,7 @@ train.py, evaluate.py and ablate.py without any of them naming it."""
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,3 +61,39 @@ def test_every_table_entry_offers_the_protocol():
         assert mod.__name__ == "tasks.tokens" or (hasattr(mod, "main") and hasattr(mod, "get_parser")), name
     with pytest.raises(UserError, match="unknown --task"):
         tasks.module("nope")
+
+
+SWEEP_SURFACE = ("sweep_check", "sweep_flags", "held_out_flags", "selection_error", "summary_values",
+                 "versus_pretrained", "COMPARISON")
+
+
+def test_a_sweepable_task_offers_the_whole_sweep_surface_and_sweep_names_no_task():
+    sweepable = [n for n in tasks.TABLE if hasattr(tasks.module(n), "sweep_flags")]
+    assert {"mqar", "images"} <= set(sweepable) and "ogbench" not in sweepable
+    for name in sweepable:
+        mod = tasks.module(name)
+        assert all(hasattr(mod, a) for a in SWEEP_SURFACE), name
+    src = (Path(__file__).resolve().parents[1] / "sweep.py").read_text()
+    assert 'task == "' not in src and "task != \"" not in src
+
+
+def test_sweep_refuses_a_task_without_the_sweep_surface(monkeypatch, tmp_path):
+    import sweep
+    monkeypatch.setattr(sys, "argv", ["sweep.py", "--task", "ogbench", "--out", str(tmp_path / "s")])
+    with pytest.raises(UserError, match="own protocol"):
+        sweep.main()
+    monkeypatch.setattr(sys, "argv", ["sweep.py", "--task", "mqar", "--out", str(tmp_path / "s"), "--train-len", "6",
+                                      "--eval-lengths", "8", "--select-len", "8", "--bridge-steps", "5"])
+    with pytest.raises(UserError, match="no bridge stage"):
+        sweep.main()
+
+
+def test_summaries_compare_with_pretrained_as_the_task_says():
+    import argparse
+    args = argparse.Namespace(task="mqar", eval_lengths="4,8", eval_samples_final=4, dataset="mnist5k")
+    tok, img = tasks.module("mqar"), tasks.module("images")
+    r = tok.versus_pretrained(args, {"4": [0.2, 0.1], "8": [0.3, 0.3]}, {"4": [0.1, 0.0], "8": [0.1, 0.3]})
+    assert r["4"]["values"][0] == pytest.approx(2.0) and r["4"]["lower_bound"] and not r["8"]["lower_bound"]
+    assert r["4"]["values"][1] > 1          # a pretrained seed with no error counts as one wrong bit
+    d = img.versus_pretrained(args, {"test": [0.80, 0.85], "val": [0, 0]}, {"test": [0.90, 0.80], "val": [0, 0]})
+    assert d["test"]["values"] == pytest.approx([0.10, -0.05])
