@@ -50,7 +50,9 @@ def add_body_args(p, layers="6-11", substrates=None, learn=True):
     p.add_argument("--substrate", default="gemma", choices=substrates,
                    help="gemma: the frozen slice; gpt2-random: a frozen random GPT-2-style stack of the same shape; "
                         "scratch: that stack fully trainable; none: the interface alone"
-                        + ("; mlp: the task's plain MLP baseline" if "mlp" in substrates else "") + " (default gemma)")
+                        + ("; mlp: the task's plain MLP baseline" if "mlp" in substrates else "")
+                        + ("; dt: the reference Decision Transformer (3 layers, width 128, 1 head), trained" if "dt" in substrates else "")
+                        + " (default gemma)")
     p.add_argument("--init", default="pretrained", choices=INITS, help=INIT_HELP)
     p.add_argument("--input-scale", default="auto",
                    help="multiplier on the input map's output. 'auto': Gemma: the RMS of an ordinary dimension of the "
@@ -114,6 +116,53 @@ class FrozenSlice(nn.Module):
             else:
                 h = layer(h, position_embeddings=rope[t], attention_mask=masks[t], position_ids=position_ids)
         return h
+
+
+    def forward_cached(self, h, position_ids, cache):
+        """The slice on new tokens h (all rows at the same positions, continuing the cache's), their
+        keys and values appended to `cache` (a WindowCache). Each new token sees every cached token and
+        the new ones up to itself. Equal to the uncached pass over a window only for a ONE-layer slice:
+        there a cached token's key depends on that token alone; deeper, it depends on what the token
+        saw when it was computed, which a sliding window would have cut."""
+        if len(self.layers) != 1:
+            raise ValueError("forward_cached is exact for a one-layer slice only")
+        B, T, _ = h.shape
+        past = cache.length()
+        q, k = past + torch.arange(T, device=h.device)[:, None], torch.arange(past + T, device=h.device)[None, :]
+        t = self.layer_types[0]
+        allowed = (k <= q) & ((q - k < self.config.sliding_window) if t == "sliding_attention" else True)
+        mask = allowed[None, None].expand(B, 1, T, past + T)
+        rope = self.rotary_emb(h, position_ids, t)
+        extra = {"shared_kv_states": {}} if self.is_gemma4 else {}
+        if self.is_gemma4:
+            return self.layers[0](h, None, position_embeddings=rope, attention_mask=mask, position_ids=position_ids,
+                                  past_key_values=cache, **extra)
+        return self.layers[0](h, position_embeddings=rope, attention_mask=mask, position_ids=position_ids, past_key_values=cache)
+
+
+class WindowCache:
+    """Keys and values a frozen slice computed for earlier tokens, per layer, batch-first. The caller
+    trims it to the window the model should see (keep_last) and follows the rows that are still
+    running (select). Duck-types the one method transformers' attention calls on a cache."""
+
+    def __init__(self):
+        self.kv = {}
+
+    def update(self, key, value, layer_idx, *args, **kwargs):
+        if layer_idx in self.kv:
+            k, v = self.kv[layer_idx]
+            key, value = torch.cat([k, key], -2), torch.cat([v, value], -2)
+        self.kv[layer_idx] = (key, value)
+        return key, value
+
+    def length(self):
+        return next(iter(self.kv.values()))[0].shape[-2] if self.kv else 0
+
+    def keep_last(self, n):
+        self.kv = {i: (k[..., max(k.shape[-2] - n, 0):, :], v[..., max(v.shape[-2] - n, 0):, :]) for i, (k, v) in self.kv.items()}
+
+    def select(self, rows):
+        self.kv = {i: (k[rows], v[rows]) for i, (k, v) in self.kv.items()}
 
 
 def load_slice(ckpt, first, last, device="cpu", dtype=torch.float32):
@@ -297,9 +346,10 @@ def end_regime(net):
 class Block(nn.Module):
     """Pre-LayerNorm GPT-2-style block with the standard 1/sqrt(d_k) attention scaling."""
 
-    def __init__(self, d_model, n_heads, d_ff):
+    def __init__(self, d_model, n_heads, d_ff, dropout=0.0):
         super().__init__()
-        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.n_heads, self.head_dim, self.dropout = n_heads, d_model // n_heads, dropout
+        self.drop = nn.Dropout(dropout)     # GPT-2's residual dropout (0: the frozen and scratch controls)
         self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.o_proj = nn.Linear(d_model, d_model)
@@ -315,9 +365,10 @@ class Block(nn.Module):
             self.attn_weights = s.softmax(-1)
             a = self.attn_weights @ v
         else:
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # scale defaults to 1/sqrt(d_k)
-        x = x + self.o_proj(a.transpose(1, 2).reshape(B, T, D))
-        return x + self.proj(F.gelu(self.fc(self.ln2(x))))
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True,   # scale defaults to 1/sqrt(d_k)
+                                               dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.o_proj(a.transpose(1, 2).reshape(B, T, D)))
+        return x + self.drop(self.proj(F.gelu(self.fc(self.ln2(x)))))
 
 
 class GPT2Body(nn.Module):
@@ -327,13 +378,16 @@ class GPT2Body(nn.Module):
     so the frozen-random and from-scratch controls get position information without adding
     to the trainable budget."""
 
-    def __init__(self, d_model, n_layers, n_heads, d_ff, first=0, generator=None, max_len=4096):
+    def __init__(self, d_model, n_layers, n_heads, d_ff, first=0, generator=None, max_len=4096,
+                 positions=True, dropout=0.0, final_ln=False):
+        """positions=False, dropout and final_ln make it the Decision Transformer's own GPT-2 (no
+        position table, the timestep embedding stands in; dropout; a LayerNorm at the end)."""
         super().__init__()
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         # Built on the meta device and initialised from `g` alone: building the body leaves torch's
         # global random state untouched, so the interface built after it starts the same for every body.
         with torch.device("meta"):
-            blocks = nn.ModuleList([Block(d_model, n_heads, d_ff) for _ in range(n_layers)])
+            blocks = nn.ModuleList([Block(d_model, n_heads, d_ff, dropout) for _ in range(n_layers)])
         self.blocks = blocks.to_empty(device="cpu")
         with torch.no_grad():
             for name, p in self.blocks.named_parameters():  # GPT-2 init
@@ -347,7 +401,8 @@ class GPT2Body(nn.Module):
         pos = torch.arange(max_len).unsqueeze(1) * torch.exp(torch.arange(0, d_model, 2) * (-math.log(1e4) / d_model))
         table = torch.zeros(max_len, d_model)
         table[:, 0::2], table[:, 1::2] = torch.sin(pos), torch.cos(pos)
-        self.register_buffer("pos", table, persistent=False)
+        self.register_buffer("pos", table if positions else torch.zeros(0, d_model), persistent=False)
+        self.ln_f = nn.LayerNorm(d_model) if final_ln else None
         self.d_model, self.num_heads, self.capture = d_model, n_heads, False
         self.compute_dtype = torch.float32
         self.layer_ids = list(range(first, first + n_layers))
@@ -356,10 +411,11 @@ class GPT2Body(nn.Module):
         install_head_hooks(self)
 
     def forward(self, h, position_ids=None):
-        h = h + self.pos[: h.shape[1]].to(h.dtype)
+        if len(self.pos):
+            h = h + self.pos[: h.shape[1]].to(h.dtype)
         for b in self.blocks:
             h = b(h, capture=self.capture)
-        return h
+        return h if self.ln_f is None else self.ln_f(h)
 
 
 # ----------------------------------------------------------------------------- 4. heads

@@ -291,7 +291,7 @@ def condition_name(cfg):
 def run_folder(label, cfg):
     """Default folder of a run: runs/<task label>__<condition>[-L<slice>]__<seed> (the slice where the
     body has layers, so runs of two slices do not collide)."""
-    sliced = cfg["substrate"] not in ("none", "mlp")
+    sliced = cfg["substrate"] not in ("none", "mlp", "dt")
     return Path("runs") / f"{label}__{condition_name(cfg)}{'-L' + str(cfg['layers']) if sliced else ''}__{cfg['seed']}"
 
 

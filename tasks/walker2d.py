@@ -233,22 +233,60 @@ class DecisionTransformer(nn.Module):
     def input_scale(self):
         return float(self.in_scale)
 
-    def forward(self, states, actions, rtg, timesteps):
+    def tokens(self, states, actions, rtg, timesteps):
+        """The 3L tokens R_1 s_1 a_1 R_2 ... of L timesteps, at the body's input scale."""
         B, L, _ = states.shape
         t = self.embed_time(timesteps)
         tokens = torch.stack([self.embed_return(rtg.unsqueeze(-1)) + t, self.embed_state(states) + t,
-                              self.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)   # R_1 s_1 a_1 R_2 ...
-        h = self.drop(self.embed_ln(tokens)) * self.in_scale
+                              self.embed_action(actions) + t], dim=2).reshape(B, 3 * L, -1)
+        return self.drop(self.embed_ln(tokens)) * self.in_scale
+
+    def act(self, h):
+        return torch.tanh(self.predict_action(M.rms_norm(h)))
+
+    def forward(self, states, actions, rtg, timesteps):
+        h = self.tokens(states, actions, rtg, timesteps)
         if self.body is not None:
             h = M.run_body(self.body, h)
-        return torch.tanh(self.predict_action(M.rms_norm(h[:, 1::3])))   # a_t read at the token of s_t
+        return self.act(h[:, 1::3])   # a_t read at the token of s_t
+
+    def can_cache(self):
+        """Evaluation may reuse earlier tokens' keys and values: exact for a one-layer frozen slice."""
+        return isinstance(self.body, M.FrozenSlice) and len(self.body.layers) == 1
+
+    def cached_step(self, cache, states, actions, rtg, timesteps, t):
+        """a_t from the new tokens of step t ([a_{t-1}], R_t, s_t), the earlier ones read from `cache`
+        (M.WindowCache, trimmed by the caller to the context window). states...timesteps hold steps
+        t-1 and t (t alone at t = 0)."""
+        new = self.tokens(states, actions, rtg, timesteps)[:, 2 if t > 0 else 0:-1]
+        pos = torch.arange(3 * t - (1 if t > 0 else 0), 3 * t + 2, device=new.device).expand(len(new), -1)
+        dtype = self.body.compute_dtype
+        h = self.body.forward_cached(new.to(dtype), pos, cache).float()
+        return self.act(h[:, -1])
+
+
+# Chen et al.'s gym Decision Transformer: 3 GPT-2 layers, width 128, 1 head, MLP 4x (--substrate dt)
+DT_WIDTH, DT_LAYERS, DT_HEADS = 128, 3, 1
+
+
+def dt_body(cfg, device):
+    """The reference Decision Transformer's own body, fully trainable: GPT-2 blocks without a
+    position table (the timestep embedding gives positions), dropout as the embeddings', a final
+    LayerNorm. Its tokens enter at scale 1, as in the reference."""
+    body = M.GPT2Body(DT_WIDTH, DT_LAYERS, DT_HEADS, 4 * DT_WIDTH, generator=torch.Generator().manual_seed(cfg["seed"]),
+                      positions=False, dropout=cfg["dropout"], final_ln=True).to(device)
+    info = {"model": None, "layers": None, "substrate": "dt", "init": None, "d_model": DT_WIDTH, "dtype": "fp32",
+            "compute_dtype": "fp32", "input_scale": 1.0, "input_scale_mode": "fixed",
+            "reference": f"Chen et al. 2021 gym DT: {DT_LAYERS} layers, width {DT_WIDTH}, {DT_HEADS} head, dropout {cfg['dropout']}"}
+    info["regime"] = None      # a trained body: the frozen-body regime diagnostic does not apply
+    return body, info
 
 
 def build(cfg, device, known_scale=None):
     """(net, body) from a run config; net.info describes the body for results. known_scale: a trained
     checkpoint's input scale, used as it is (never recalibrated)."""
     torch.manual_seed(cfg["seed"])
-    body, info = M.body_from_config(cfg, device, known_scale)
+    body, info = dt_body(cfg, device) if cfg["substrate"] == "dt" else M.body_from_config(cfg, device, known_scale)
     net = DecisionTransformer(body, info, cfg["dropout"]).to(device)
     return net, body
 
@@ -270,8 +308,10 @@ def eval_env_id(cfg):
 
 
 @torch.no_grad()
-def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device, rank=0, world=1):
+def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device, rank=0, world=1, use_cache=True):
     """Roll out episodes x targets in lockstep: one model call per timestep for all live episodes.
+    A one-layer frozen slice reuses earlier tokens' keys and values (exact there, see
+    DecisionTransformer.can_cache); use_cache=False recomputes the whole window every step.
 
     Under torchrun each rank rolls out every world-th episode (same seeds as one process would use)
     and the per-episode returns and lengths are gathered on every rank."""
@@ -289,6 +329,7 @@ def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device, rank=0
     actions = np.zeros((n, max_ep_len + 1, ACT_DIM), np.float32)   # the current action stays 0: unseen (causal)
     rtg = np.zeros((n, max_ep_len + 1), np.float32)
     returns, lengths, alive = np.zeros(n), np.zeros(n, int), np.zeros(n, bool)
+    cache, rows = (M.WindowCache(), None) if use_cache and net.can_cache() else (None, None)
     for j, env in envs.items():
         target, i = runs[j]
         states[j, 0] = env.reset(seed=seed + i)[0]
@@ -299,10 +340,18 @@ def episode_scores(net, cfg, episodes, targets, seed, max_ep_len, device, rank=0
         if not len(live):
             break
         lo = max(0, t - K + 1)
-        as_t = lambda x: torch.tensor(x[live, lo:t + 1], device=device)
-        s = torch.tensor((states[live, lo:t + 1] - mean) / std, dtype=torch.float32, device=device)
-        steps = torch.arange(lo, t + 1, device=device).clamp(max=MAX_TIMESTEP - 1).expand(len(live), -1)
-        pred = net(s, as_t(actions), as_t(rtg), steps)[:, -1].cpu().numpy()
+        first = lo if cache is None else max(t - 1, 0)    # the cache needs only the new tokens' steps
+        as_t = lambda x: torch.tensor(x[live, first:t + 1], device=device)
+        s = torch.tensor((states[live, first:t + 1] - mean) / std, dtype=torch.float32, device=device)
+        steps = torch.arange(first, t + 1, device=device).clamp(max=MAX_TIMESTEP - 1).expand(len(live), -1)
+        if cache is None:
+            pred = net(s, as_t(actions), as_t(rtg), steps)[:, -1].cpu().numpy()
+        else:
+            if rows is not None and len(rows) != len(live):       # follow the episodes still running
+                cache.select(torch.as_tensor(np.searchsorted(rows, live), device=device))
+            rows = live
+            cache.keep_last(max(0, 3 * t - 1 - 3 * lo))          # cached: positions < 3t - 1; the window starts at 3 lo
+            pred = net.cached_step(cache, s, as_t(actions), as_t(rtg), steps, t).cpu().numpy()
         for a, j in zip(pred, live):
             obs, r, term, trunc, _ = envs[j].step(a)
             actions[j, t], states[j, t + 1], rtg[j, t + 1] = a, obs, rtg[j, t] - r / RETURN_SCALE
@@ -394,7 +443,7 @@ def evaluate_checkpoint(ckpt_path, episodes=10, targets=(5000.0, 2500.0), seed=N
 def get_parser():
     p = argparse.ArgumentParser(prog="python -m tasks.walker2d train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="walker2d", choices=("walker2d",), help="always walker2d (lets train.py pass its flags on)")
-    M.add_body_args(p, layers="6-10", learn=False)
+    M.add_body_args(p, layers="6-10", substrates=M.SUBSTRATES + ("dt",), learn=False)
     p.add_argument("--dataset", default=DEFAULT_DATASET, help=f"Minari dataset id, local or downloaded (default {DEFAULT_DATASET})")
     p.add_argument("--d4rl-hdf5", default=None, help="a D4RL-format HDF5 file instead of --dataset")
     p.add_argument("--context", type=int, default=20, help="context length K in timesteps, 3K tokens (default 20)")
@@ -402,7 +451,9 @@ def get_parser():
     p.add_argument("--batch-size", type=int, default=64, help="windows per step (default 64)")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay (default 1e-4)")
-    p.add_argument("--warmup", type=int, default=10_000, help="linear warm-up steps, then constant LR (default 10000)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="linear warm-up steps, then constant LR (default: a tenth of --steps, at most the reference "
+                        "10,000, so a short CPU run reaches its learning rate; a resumed run keeps its own)")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout on the token embeddings (default 0.1)")
     p.add_argument("--grad-clip", type=float, default=0.25, help="gradient norm clip (default 0.25)")
     p.add_argument("--seed", type=int, default=0, help="seeds init, batches, dropout and evaluation episodes (default 0)")
@@ -419,6 +470,8 @@ def get_parser():
 
 def main(argv=None):
     args = get_parser().parse_args(argv)
+    if args.substrate == "dt" and (args.init != "pretrained" or args.input_scale != "auto"):
+        raise UserError("--substrate dt is the reference Decision Transformer: --init and --input-scale do not apply")
     if M.parse_input_scale(args.input_scale) == "learn":
         raise UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
     cfg = {**vars(args), "out": portable(args.out)}   # as recorded in JSON: no machine's absolute path
@@ -429,7 +482,8 @@ def main(argv=None):
     if not targets or args.context < 1 or args.eval_episodes < 1 or not 1 <= args.max_ep_len <= MAX_TIMESTEP:
         raise UserError(f"need --targets, --context >= 1, --eval-episodes >= 1 and --max-ep-len in 1..{MAX_TIMESTEP}")
     need_at_least(args, 1, "steps", "batch_size", "eval_every")
-    need_at_least(args, 0, "warmup")
+    if args.warmup is not None:
+        need_at_least(args, 0, "warmup")
     need_positive_float(args, "lr", "grad_clip")
     if not 0 <= args.dropout < 1 or args.weight_decay < 0:
         raise UserError("need 0 <= --dropout < 1 and --weight-decay >= 0")
@@ -437,6 +491,10 @@ def main(argv=None):
     main_rank = rank == 0
     condition = condition_name(cfg)
     out = Path(args.out or run_folder("walker2d", cfg))
+    if args.warmup is None:
+        last = out / "last.pt"
+        started = load_checkpoint(last, ("walker2d",))["config"].get("warmup") if args.resume and last.exists() else None
+        args.warmup = cfg["warmup"] = started if started is not None else min(10_000, args.steps // 10)
     parser = get_parser()
     state = open_run(out, cfg, IDENTITY, args.resume, {k: parser.get_default(k) for k in IDENTITY}, check_write=main_rank)
     barrier()

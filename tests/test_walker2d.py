@@ -241,3 +241,63 @@ def test_resume_refuses_another_input_scale_and_evaluate_uses_the_stored_one(gem
     assert (out / "last.pt").read_bytes() == before
     net, _, _ = W.load_trained(out / "last.pt")
     assert float(net.in_scale) == 1.5 and net.info["input_scale"] == 1.5   # the checkpoint's number, not a fresh one
+
+
+@pytest.mark.parametrize("layer", ["0", "5"])    # a sliding-window layer (window 4 tokens) and a full-attention one
+def test_cached_evaluation_equals_the_full_window(gemma3_ckpt, layer):
+    """A one-layer slice reuses earlier tokens' keys and values; the actions equal those of the pass
+    over the whole context window, also after the window slides and as episodes end."""
+    cfg = {"model": str(gemma3_ckpt[0]), "layers": layer, "substrate": "gemma", "init": "pretrained", "seed": 0,
+           "input_scale": "1.0", "dropout": 0.1, "dtype": "fp32"}
+    net, _ = W.build(cfg, torch.device("cpu"))
+    net.eval()
+    assert net.can_cache()
+    B, T, K = 3, 9, 3
+    g = torch.Generator().manual_seed(1)
+    states, acts = torch.randn(B, T, W.STATE_DIM, generator=g), torch.rand(B, T, W.ACT_DIM, generator=g) * 2 - 1
+    rtg = torch.rand(B, T, generator=g) * 5
+    cache, rows = M.WindowCache(), torch.arange(B)
+    with torch.no_grad():
+        for t in range(T):
+            if t == 6:                        # episode 1 ends: the cache follows the others
+                rows = torch.tensor([0, 2])
+                cache.select(torch.tensor([0, 2]))     # positions of episodes 0 and 2 among the cached rows
+            lo, first = max(0, t - K + 1), max(t - 1, 0)
+            a_t = acts.clone()
+            a_t[:, t] = 0                     # the current action is not known yet
+            steps = torch.arange(T).expand(B, -1)
+            full = net(states[rows, lo:t + 1], a_t[rows, lo:t + 1], rtg[rows, lo:t + 1], steps[rows, lo:t + 1])[:, -1]
+            cache.keep_last(max(0, 3 * t - 1 - 3 * lo))
+            cached = net.cached_step(cache, states[rows, first:t + 1], a_t[rows, first:t + 1], rtg[rows, first:t + 1],
+                                     steps[rows, first:t + 1], t)
+            assert torch.allclose(cached, full, atol=1e-5), (t, (cached - full).abs().max())
+            assert cache.length() == 3 * t + 2 - 3 * lo
+    deep = W.build({**cfg, "layers": "0-1"}, torch.device("cpu"))[0]
+    assert not deep.can_cache()            # two layers: a cached key would carry what the window cut
+
+
+def test_dt_substrate_is_the_reference_decision_transformer():
+    cfg = {"model": "unused", "layers": "6-10", "substrate": "dt", "init": "pretrained", "seed": 0,
+           "input_scale": "auto", "dropout": 0.1, "dtype": "fp32"}
+    net, body = W.build(cfg, torch.device("cpu"))
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    # the reference's count less what it builds but never trains: the state and return heads, one token row
+    assert trainable == W.official_dt_params() - ((128 + 1) * 17 + (128 + 1)) - 128
+    assert len(body.blocks) == 3 and body.blocks[0].n_heads == 1 and body.ln_f is not None and len(body.pos) == 0
+    assert body.blocks[0].dropout == 0.1 and net.info["input_scale"] == 1.0 and not net.can_cache()
+    x = torch.randn(2, 6, W.STATE_DIM), torch.zeros(2, 6, W.ACT_DIM), torch.ones(2, 6), torch.arange(6).expand(2, -1)
+    net.train()
+    assert not torch.equal(net(*x), net(*x))       # dropout inside the blocks while training
+    net.eval()
+    assert torch.equal(net(*x), net(*x))
+
+
+def test_dt_run_and_warmup_scaled_to_the_budget(standin, tmp_path):
+    out = tmp_path / "dt"
+    run("train", "--substrate", "dt", "--dataset", "local/w2d-test-v0", "--batch-size", "8", "--context", "5",
+        "--steps", "30", "--eval-every", "30", "--eval-episodes", "1", "--max-ep-len", "10", "--out", str(out), minari_dir=standin)
+    r = json.loads((out / "results.json").read_text())
+    assert r["condition"] == "dt" and r["frozen_params"] == 0 and r["config"]["warmup"] == 3   # a tenth of 30 steps
+    res = run("train", "--substrate", "dt", "--init", "random", "--dataset", "local/w2d-test-v0", "--out", str(tmp_path / "x"),
+              minari_dir=standin, check=False)
+    assert res.returncode == 2 and "--substrate dt" in res.stderr
