@@ -67,56 +67,135 @@ def add_body_args(p, layers="6-11", substrates=None, learn=True):
                         "losses and metrics are fp32 (default auto)")
 
 
-def gemma_classes(text_config):
-    """(decoder layer class, rotary embedding class) for this config's model type."""
-    if text_config.model_type == "gemma3_text":
-        from transformers.models.gemma3.modeling_gemma3 import Gemma3DecoderLayer, Gemma3RotaryEmbedding
-        return Gemma3DecoderLayer, Gemma3RotaryEmbedding
-    from transformers.models.gemma4.modeling_gemma4 import Gemma4TextDecoderLayer, Gemma4TextRotaryEmbedding
-    return Gemma4TextDecoderLayer, Gemma4TextRotaryEmbedding
+def layer_types(cfg):
+    """Each layer's attention type as the config states it (sliding/full/chunked); configs without
+    the list: sliding where a window is set and used, else full."""
+    if getattr(cfg, "layer_types", None):
+        return list(cfg.layer_types)
+    sliding = getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True)
+    return ["sliding_attention" if sliding else "full_attention"] * cfg.num_hidden_layers
+
+
+def attention_window(cfg):
+    """The sliding window if any layer uses one, else None (no length limit from attention)."""
+    return getattr(cfg, "sliding_window", None) if "sliding_attention" in layer_types(cfg) else None
+
+
+class Skip(nn.Module):
+    """Stands in for a decoder layer outside the slice: passes the stream through unchanged."""
+
+    def __init__(self, attention_type):
+        super().__init__()
+        self.attention_type = attention_type     # some decoder loops pick the layer's mask by it
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+class ZeroPositions(nn.Module):
+    """Stands in for a learned position table (GPT-2's wpe): positions were added below the slice,
+    in the stream the slice receives, so the stack must not add them again."""
+
+    def __init__(self, d_model):
+        super().__init__()
+        self.d_model, self.dtype = d_model, torch.float32   # FrozenSlice sets the stream's dtype
+
+    def forward(self, position_ids):
+        return torch.zeros(*position_ids.shape, self.d_model, device=position_ids.device, dtype=self.dtype)
+
+
+FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm")
+POSITION_TABLES = ("wpe", "embed_positions")
+TOKEN_TABLES = ("embed_tokens", "wte")
+
+
+def decoder_stack(text_config):
+    """The model's own decoder stack built on the meta device (no memory), and the name of its layer list."""
+    from transformers import AutoModel
+    try:
+        with torch.device("meta"):
+            stack = AutoModel.from_config(text_config)
+    except Exception as e:
+        raise UserError(f"model_type {text_config.model_type!r}: transformers cannot build its decoder "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
+    lists = [n for n, m in stack.named_children() if isinstance(m, nn.ModuleList) and len(m) == text_config.num_hidden_layers]
+    if len(lists) != 1:
+        raise UserError(f"model_type {text_config.model_type!r}: no single list of {text_config.num_hidden_layers} decoder layers")
+    return stack, lists[0]
 
 
 # ----------------------------------------------------------------------------- 2. the exact slice
 
 class FrozenSlice(nn.Module):
-    """Decoder layers first..last of a Gemma 3/4 text model, run exactly as in the full model.
+    """Decoder layers first..last of a decoder-only model, run exactly as in the full model.
 
-    transformers' own decoder loop picks each layer's mask and rotary embedding by the layer's
-    position in config.layer_types; a cut ModuleList would hand layer `first` the type of layer 0.
-    Here every layer is looked up by its own index. No KV cache: the layers keep their original
-    layer_idx, which a cache sized to the slice would not have."""
+    The slice runs inside the model's own decoder stack (transformers' class for the checkpoint's
+    architecture): its forward picks each layer's mask and rotary embedding by the layer's own index
+    and type, as in the full model, and every layer outside the slice is a pass-through (Skip). The
+    token and position tables are gone (the interface gives the stream; positions a model adds before
+    its first layer are already in that stream), and so is the final norm. Only the slice's layers
+    and the rotary tables hold tensors. No KV cache: the layers keep their original layer_idx."""
 
-    def __init__(self, text_config, first, last, layers):
+    def __init__(self, text_config, first, last, layers, stack=None, layer_list=None):
         super().__init__()
         self.config = text_config
         self.first, self.last = first, last
         self.layers = nn.ModuleList(layers)
         self.layer_ids = list(range(first, last + 1))
-        self.layer_types = [text_config.layer_types[i] for i in self.layer_ids]
-        self.rotary_emb = gemma_classes(text_config)[1](text_config)
-        self.is_gemma4 = text_config.model_type == "gemma4_text"
+        self.layer_types = [layer_types(text_config)[i] for i in self.layer_ids]
+        self.model_type = text_config.model_type
+        self.is_gemma4 = self.model_type == "gemma4_text"
         self.d_model = text_config.hidden_size
-        attn = [layer.self_attn for layer in layers]
-        self.attn_out = {i: a.o_proj for i, a in zip(self.layer_ids, attn)}      # heads are separate at its input
+        if stack is None:
+            stack, layer_list = decoder_stack(text_config)
+        all_types = layer_types(text_config)
+        self.layer_list = layer_list
+        slots = getattr(stack, layer_list)
+        for i in range(text_config.num_hidden_layers):
+            slots[i] = self.layers[i - first] if first <= i <= last else Skip(all_types[i])
+        rotary = {}
+        for name, mod in list(stack.named_children()):
+            if name == layer_list:
+                continue
+            if "rotary" in type(mod).__name__.lower():
+                rotary[name] = type(mod)(config=text_config)     # its tables are computed, not stored
+                setattr(stack, name, rotary[name])
+            elif name in FINAL_NORMS:
+                setattr(stack, name, nn.Identity())
+            elif name in POSITION_TABLES:
+                self.zero_positions = ZeroPositions(self.d_model)
+                setattr(stack, name, self.zero_positions)
+            elif name in TOKEN_TABLES:
+                setattr(stack, name, None)
+        left = sorted({n.split(".")[0] for n, t in list(stack.named_parameters()) + list(stack.named_buffers())
+                       if t.is_meta})
+        if left:
+            raise UserError(f"model_type {self.model_type!r}: its decoder stack needs {', '.join(left)} beside the layers "
+                            "(state shared across layers or computed from token ids); slices of it are not supported")
+        self.rotary = nn.ModuleDict(rotary)
+        object.__setattr__(self, "stack", stack)      # not a submodule: its tensors are the slice's and rotary's
+        stack.eval()
+        attn = [attention_of(layer) for layer in layers]
+        self.attn_out = {i: out_projection(a) for i, a in zip(self.layer_ids, attn)}   # heads are separate at its input
         self.head_dims = {i: a.head_dim for i, a in zip(self.layer_ids, attn)}
         self.num_heads = text_config.num_attention_heads
         install_head_hooks(self)
 
+    def train(self, mode=True):
+        super().train(False)       # frozen: never dropout, whatever the trainable net around it does
+        return self
+
     def forward(self, h, position_ids=None):
-        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
         B, T, _ = h.shape
         if position_ids is None:
             position_ids = torch.arange(T, device=h.device).unsqueeze(0).expand(B, -1)
-        kw = dict(config=self.config, inputs_embeds=h, attention_mask=None, past_key_values=None, position_ids=position_ids)
-        masks = {"full_attention": create_causal_mask(**kw), "sliding_attention": create_sliding_window_causal_mask(**kw)}
-        rope = {t: self.rotary_emb(h, position_ids, t) for t in set(self.layer_types)}
-        for layer, t in zip(self.layers, self.layer_types):
-            if self.is_gemma4:
-                h = layer(h, None, shared_kv_states={}, position_embeddings=rope[t], attention_mask=masks[t], position_ids=position_ids)
-            else:
-                h = layer(h, position_embeddings=rope[t], attention_mask=masks[t], position_ids=position_ids)
-        return h
+        if getattr(self, "zero_positions", None) is not None:
+            self.zero_positions.dtype = h.dtype     # zeros of another dtype would promote the stream
+        return self.stack(inputs_embeds=h, position_ids=position_ids, use_cache=False).last_hidden_state
 
+    @property
+    def rotary_emb(self):
+        return next(iter(self.rotary.values()))
 
     def forward_cached(self, h, position_ids, cache):
         """The slice on new tokens h (all rows at the same positions, continuing the cache's), their
@@ -124,8 +203,8 @@ class FrozenSlice(nn.Module):
         the new ones up to itself. Equal to the uncached pass over a window only for a ONE-layer slice:
         there a cached token's key depends on that token alone; deeper, it depends on what the token
         saw when it was computed, which a sliding window would have cut."""
-        if len(self.layers) != 1:
-            raise ValueError("forward_cached is exact for a one-layer slice only")
+        if len(self.layers) != 1 or not self.model_type.startswith("gemma"):
+            raise ValueError("forward_cached is exact for a one-layer slice only, and written for Gemma's layers")
         B, T, _ = h.shape
         past = cache.length()
         q, k = past + torch.arange(T, device=h.device)[:, None], torch.arange(past + T, device=h.device)[None, :]
@@ -165,6 +244,22 @@ class WindowCache:
         self.kv = {i: (k[rows], v[rows]) for i, (k, v) in self.kv.items()}
 
 
+def attention_of(layer):
+    """A decoder layer's self-attention module (self_attn in most families, attn in GPT-2)."""
+    for name in ("self_attn", "attn", "attention"):
+        if hasattr(layer, name):
+            return getattr(layer, name)
+    raise UserError(f"{type(layer).__name__}: no self-attention module found")
+
+
+def out_projection(attn):
+    """The attention's output projection, where heads are still separate at the input."""
+    for name in ("o_proj", "c_proj", "dense", "out_proj"):
+        if hasattr(attn, name):
+            return getattr(attn, name)
+    raise UserError(f"{type(attn).__name__}: no output projection found")
+
+
 def load_slice(ckpt, first, last, device="cpu", dtype=torch.float32):
     """Build layers first..last and fill them from the checkpoint, reading nothing else."""
     cfg = ckpt.text_config
@@ -174,20 +269,19 @@ def load_slice(ckpt, first, last, device="cpu", dtype=torch.float32):
     if any(m == "reuse" for m in getattr(cfg, "kv_sharing_modes", [])[first:last + 1]):
         raise UserError(f"{ckpt.name}: layers {first}-{last} reuse another layer's keys/values; not supported")
     cfg._attn_implementation = "sdpa"
-    Layer = gemma_classes(cfg)[0]
+    stack, layer_list = decoder_stack(cfg)      # on meta: the layers come from the model's own classes
     layers = []
     for i in range(first, last + 1):
-        with torch.device("meta"):
-            # .to(dtype) on meta: to_empty and load_state_dict keep the dtype a module was built in,
-            # so a slice built in fp32 would stay fp32 with bf16-rounded values
-            layer = Layer(cfg, i).to(dtype)
+        # .to(dtype) on meta: to_empty and load_state_dict keep the dtype a module was built in,
+        # so a slice built in fp32 would stay fp32 with bf16-rounded values
+        layer = getattr(stack, layer_list)[i].to(dtype)
         names = ckpt.layer_keys(i)
         tensors = ckpt.read(list(names))
         state = {names[k]: v.to(dtype) for k, v in tensors.items()}
         layer.to_empty(device=device)
         layer.load_state_dict(state, strict=True)  # strict: a missed tensor would stay uninitialised
         layers.append(layer)
-    body = FrozenSlice(cfg, first, last, layers).to(device)
+    body = FrozenSlice(cfg, first, last, layers, stack, layer_list).to(device)
     body.compute_dtype = dtype
     freeze(body)
     check_dtype(body, dtype)
@@ -236,15 +330,17 @@ def reinit_slice(body, seed=0, layers=None):
     marked as initialised and would leave the pretrained weights in place."""
     g = torch.Generator().manual_seed(seed)
     std = body.config.initializer_range
-    # Gemma 3 norms scale by (1 + w), Gemma 4 norms by w: the neutral value differs.
-    norm_value = 1.0 if body.is_gemma4 else 0.0
+    # Gemma 3 norms scale by (1 + w), every other family's (Gemma 4 too) by w: the neutral value differs.
+    norm_value = 0.0 if body.model_type == "gemma3_text" else 1.0
     layers = body.layers if layers is None else layers
+    norms = {n for n, m in layers.named_modules() if "norm" in type(m).__name__.lower()}
     for name, p in layers.named_parameters():
+        module, _, kind = name.rpartition(".")
         if p.ndim >= 2:
             p.copy_(torch.randn(p.shape, generator=g) * std)
-        elif "norm" in name:
+        elif module in norms and kind == "weight":
             p.fill_(norm_value)
-        else:  # biases
+        else:  # biases, the norms' included
             p.zero_()
     for name, b in layers.named_buffers():
         if name.endswith("layer_scalar"):
@@ -607,9 +703,9 @@ def build_body(model=pretrained.DEFAULT_MODEL, layers="6-11", substrate="gemma",
     cfg = ckpt.text_config
     first, last = parse_layers(layers, ckpt.num_layers)
     info = {"model": model, "model_type": cfg.model_type, "layers": f"{first}-{last}",
-            "layer_types": cfg.layer_types[first:last + 1], "substrate": substrate,
+            "layer_types": layer_types(cfg)[first:last + 1], "substrate": substrate,
             "init": init if substrate == "gemma" else None,    # a control of the Gemma slice only
-            "d_model": cfg.hidden_size, "dtype": dtype_name(dtype), "sliding_window": getattr(cfg, "sliding_window", None)}
+            "d_model": cfg.hidden_size, "dtype": dtype_name(dtype), "sliding_window": attention_window(cfg)}
     mode = parse_input_scale(input_scale)
     # The scale is measured first, so the calibration's embedding and streamed layers are freed
     # before the slice is loaded: peak memory is the larger of the two, not their sum.

@@ -29,8 +29,10 @@ CALIBRATION_DIR = CACHE / "calibration"
 # Text-decoder layer keys in every Gemma 3/4 layout: `model.layers.N.`, `model.language_model.layers.N.`
 # (multimodal, e.g. Gemma 4 31B) and `language_model.model.layers.N.` (older Gemma 3 4B+). Vision and
 # audio towers (`model.vision_tower.encoder.layers.N.`) do not match.
-LAYER_KEY = re.compile(r"^(?:model\.)?(?:language_model\.)?(?:model\.)?layers\.(\d+)\.(.+)$")
-EMBED_KEY = re.compile(r"^(?:model\.)?(?:language_model\.)?(?:model\.)?embed_tokens\.weight$")
+# Other decoders: `model.layers.N.` (Llama, Qwen, Mistral, Phi-3, OLMo-2), `transformer.h.N.` or `h.N.` (GPT-2).
+LAYER_KEY = re.compile(r"^(?:model\.)?(?:language_model\.)?(?:model\.)?(?:transformer\.)?(?:layers|h)\.(\d+)\.(.+)$")
+EMBED_KEY = re.compile(r"^(?:model\.)?(?:language_model\.)?(?:model\.)?(?:transformer\.)?(?:embed_tokens|wte)\.weight$")
+POSITION_KEY = re.compile(r"^(?:transformer\.)?wpe\.weight$")     # a learned position table (GPT-2)
 
 
 def embedded_checkpoint():
@@ -85,8 +87,9 @@ class Checkpoint:
         config_file = self._file("config.json")
         self.config = AutoConfig.from_pretrained(config_file.parent)
         self.text_config = self.config.get_text_config()
-        if self.text_config.model_type not in ("gemma3_text", "gemma4_text"):
-            raise UserError(f"{model}: model_type {self.text_config.model_type!r} is not a Gemma 3/4 text decoder")
+        if getattr(self.text_config, "is_encoder_decoder", False):
+            raise UserError(f"{model}: model_type {self.text_config.model_type!r} is an encoder-decoder; "
+                            "only decoder-only models can give a slice")
         try:
             index = json.loads(self._file("model.safetensors.index.json").read_text())["weight_map"]
         except FileNotFoundError:
@@ -150,6 +153,20 @@ class Checkpoint:
         if len(keys) != 1:
             raise UserError(f"{self.name}: expected one token-embedding tensor, found {keys}")
         return self.read(keys)[keys[0]]
+
+    def stream_in(self, ids, device="cpu", dtype=torch.float32):
+        """The residual stream entering layer 0 for token ids (T,), as the model makes it: the token
+        table, times sqrt(hidden size) in Gemma models, plus a learned position table where there is one."""
+        if getattr(self, "_tables", None) is None:     # read once per checkpoint object
+            pos = [k for k in self.index if POSITION_KEY.match(k)]
+            self._tables = (self.embedding(), self.read(pos)[pos[0]] if pos else None)
+        emb, positions = self._tables
+        h = emb[ids.cpu()].to(device, dtype)
+        if self.text_config.model_type.startswith("gemma"):
+            h = h * torch.tensor(self.text_config.hidden_size ** 0.5, dtype=dtype)
+        if positions is not None:
+            h = h + positions[: len(ids)].to(device, dtype)
+        return h
 
 
 DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
@@ -267,6 +284,16 @@ def stream_stats(states, outlier_factor=OUTLIER_FACTOR):
 
 
 @torch.no_grad()
+def with_start_token(tok, ids, name):
+    """ids beginning with the token the model saw first in pretraining: BOS if the tokenizer adds one;
+    a tokenizer that adds none (Qwen, GPT-2) gets its BOS, else its end-of-text token, prepended.
+    Statistics leave that first position out (it is the loud attention sink)."""
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    if start is None:
+        raise UserError(f"{name}: the tokenizer has neither a BOS nor an end-of-text token to start a sentence with")
+    return ids if len(ids) and ids[0].item() == start else torch.cat([torch.tensor([start]), ids])
+
+
 def residual_stats(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROBE_TEXT, max_sentences=32):
     """stream_stats() of the residual stream entering each layer 0..upto, on English text.
 
@@ -286,11 +313,8 @@ def residual_stats(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROB
     sentences = [s for s in text_file.read_text().splitlines() if s.strip()][:max_sentences]
     if not sentences:
         raise UserError(f"{text_file}: no sentences to calibrate on")
-    ids = [tok(s, return_tensors="pt")["input_ids"][0] for s in sentences]
-    if any(i[0].item() != tok.bos_token_id for i in ids):
-        raise UserError(f"{ckpt.name}: the tokenizer does not start sentences with BOS; calibration assumes it does")
-    emb = ckpt.embedding().to(device, dtype)
-    states = [emb[i.to(device)] * torch.tensor(ckpt.text_config.hidden_size ** 0.5, dtype=dtype) for i in ids]
+    ids = [with_start_token(tok, tok(s, return_tensors="pt")["input_ids"][0], ckpt.name) for s in sentences]
+    states = [ckpt.stream_in(i, device, dtype) for i in ids]
     layers = []
     for i in range(upto + 1):
         layers.append(stream_stats([h.float() for h in states]))

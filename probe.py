@@ -69,15 +69,13 @@ def probe(ckpt, first, last, sentences, device="cpu", dtype=torch.float32, init=
     body = M.load_slice(ckpt, 0, last, device, dtype)  # layers before `first` are needed to reach it
     # a control replaces the probed layers only: they still read the real text stream of the layers below
     M.apply_init(body, init, seed, layers=body.layers[first:])
-    emb = ckpt.embedding().to(device, dtype)
-    scale = torch.tensor(ckpt.text_config.hidden_size ** 0.5, dtype=dtype)  # Gemma scales its embeddings
     H = body.num_heads
     sums = {p: torch.zeros(last - first + 1, H, dtype=torch.float64) for p in PRIMITIVES}
     counts = {p: 0 for p in PRIMITIVES}
     for s in tqdm(sentences, desc="probe"):
-        ids = tok(s, return_tensors="pt")["input_ids"][0]
+        ids = pretrained.with_start_token(tok, tok(s, return_tensors="pt")["input_ids"][0], ckpt.name)
         with M.capture_attention(body) as att:
-            body((emb[ids.to(device)] * scale).unsqueeze(0))
+            body(ckpt.stream_in(ids, device, dtype).unsqueeze(0))
         for j, layer in enumerate(range(first, last + 1)):
             for p, (total, n) in head_scores(att[layer][0].float().cpu(), ids).items():
                 sums[p][j] += total.double()

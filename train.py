@@ -117,7 +117,7 @@ def main():
     M.parse_input_scale(args.input_scale)
     task = get_task(args.task)
     rank, world, device = data_parallel(args.batch_size, args.device)   # (0, 1, device) unless under torchrun
-    longest = max_length(task, pretrained.Checkpoint(args.model).text_config.sliding_window)
+    longest = max_length(task, M.attention_window(pretrained.Checkpoint(args.model).text_config))
     if not task.MIN_LEN <= args.train_len <= longest:
         raise UserError(f"--train-len {args.train_len}: task {args.task} supports lengths {task.MIN_LEN}-{longest} with this model")
     eval_lengths = parse_lengths(args.eval_lengths, task, longest)

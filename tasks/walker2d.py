@@ -251,8 +251,9 @@ class DecisionTransformer(nn.Module):
         return self.act(h[:, 1::3])   # a_t read at the token of s_t
 
     def can_cache(self):
-        """Evaluation may reuse earlier tokens' keys and values: exact for a one-layer frozen slice."""
-        return isinstance(self.body, M.FrozenSlice) and len(self.body.layers) == 1
+        """Evaluation may reuse earlier tokens' keys and values: exact for a one-layer frozen slice
+        (FrozenSlice.forward_cached calls the layer as Gemma's decoder layers take it)."""
+        return isinstance(self.body, M.FrozenSlice) and len(self.body.layers) == 1 and self.body.model_type.startswith("gemma")
 
     def cached_step(self, cache, states, actions, rtg, timesteps, t):
         """a_t from the new tokens of step t ([a_{t-1}], R_t, s_t), the earlier ones read from `cache`

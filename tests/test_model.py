@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def text_layers(full):
     for name, mod in full.named_modules():
-        if name.endswith("layers") and "vision" not in name and "audio" not in name:
+        if (name.endswith("layers") or name.endswith(".h") or name == "h") and "vision" not in name and "audio" not in name:
             return mod
     raise AssertionError("no decoder layers found")
 
@@ -69,11 +69,13 @@ def test_slice_matches_full_model_gemma4_multimodal_sharded(gemma4_ckpt, first, 
 
 @pytest.mark.parametrize("which", ["gemma3", "gemma4"])
 def test_naive_cut_would_fail(gemma3_ckpt, gemma4_ckpt, which):
-    """The deliberately broken variant: give the slice the layer types of positions 0..n-1, as a cut
-    ModuleList inside transformers' decoder loop would. The exactness check must catch it."""
+    """The deliberately broken variant: the slice's layers at positions 0..n-1 of the decoder loop, as
+    a cut ModuleList would put them. The exactness check must catch it."""
     path, full = gemma3_ckpt if which == "gemma3" else gemma4_ckpt
     err, body, h_in, h_out = check_slice(path, full, 3, 5)
-    body.layer_types = body.config.layer_types[:3]  # all sliding: layer 5 loses its full-attention RoPE and mask
+    slots = getattr(body.stack, body.layer_list)
+    for i in range(len(slots)):     # all sliding: layer 5 loses its full-attention RoPE and mask
+        slots[i] = body.layers[i] if i < 3 else M.Skip("sliding_attention")
     try:
         with torch.no_grad():
             bad = (body(h_in) - h_out).abs().max().item()
@@ -242,7 +244,7 @@ import pretrained
 def kb(field):
     return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
 ckpt = pretrained.Checkpoint(sys.argv[2])
-M.gemma_classes(ckpt.text_config)  # import transformers' Gemma code before measuring
+M.decoder_stack(ckpt.text_config)  # import transformers' model code before measuring
 base = kb("VmRSS:")
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
 body = M.load_slice(ckpt, 0, int(sys.argv[3]) - 1)
