@@ -108,6 +108,10 @@ def get_parser():
                    help="images: > 0 adds the bridge conditions (bridge, bridge-partial, bridge-random-init) with this many bridge steps")
     p.add_argument("--bridge-partial", default=None,
                    help="images: --bridge-layers of the bridge-partial condition (default: the slice without its first two layers)")
+    p.add_argument("--bridge-images", type=int, default=0,
+                   help="images: the bridge conditions' --bridge-images (default 0: the whole training split)")
+    p.add_argument("--bridge-until-acc", type=float, default=0.0,
+                   help="images: the bridge conditions' --bridge-until-acc; --bridge-steps is then the cap (default 0: off)")
     p.add_argument("--input-scales", default="auto,learn,1",
                    help="input-scale choices every condition with a body is searched over, as train.py --input-scale "
                         "(default auto,learn,1: the calibrated scale, the same learnt, and a small start; the GPT-2 "
@@ -138,6 +142,8 @@ def train_cmd(args, cond, lr, scale, seed, steps, eval_every, out):
     if cond in BRIDGES:
         task_flags += ["--bridge-steps", str(args.bridge_steps)]
         task_flags += ["--bridge-layers", args.bridge_partial] if cond == "bridge-partial" else []
+        task_flags += ["--bridge-images", str(args.bridge_images)] if args.bridge_images else []
+        task_flags += ["--bridge-until-acc", str(args.bridge_until_acc)] if args.bridge_until_acc else []
     return ["train.py", "--task", args.task, "--model", args.model, "--layers", args.layers, *flags,
             "--lr", lr, "--input-scale", scale, "--seed", str(seed), "--steps", str(steps),
             "--eval-every", str(eval_every), "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),

@@ -59,7 +59,7 @@ ONLINE = {
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IDENTITY = ("model", "layers", "substrate", "init", "seed", "input_scale", "dataset", "image_size", "patch", "readout",
             "split_seed", "augment", "lr", "batch_size", "warmup", "bridge_steps", "bridge_layers", "bridge_classes",
-            "bridge_lr", "dtype")
+            "bridge_lr", "bridge_images", "bridge_until_acc", "dtype")
 
 
 # ----------------------------------------------------------------------------- data
@@ -400,6 +400,12 @@ def get_parser():
     p.add_argument("--bridge-classes", type=int, default=None, help="number of random labels K (default: the dataset's classes)")
     p.add_argument("--bridge-lr", type=float, default=2.5e-4,
                    help="Adam learning rate of the bridge stage (default 2.5e-4: 1e-3 x batch/256 at batch 64, README)")
+    p.add_argument("--bridge-images", type=int, default=0,
+                   help="the bridge learns random labels for this many training images, a fixed seeded subset "
+                        "(default 0: the whole training split)")
+    p.add_argument("--bridge-until-acc", type=float, default=0.0,
+                   help="stop the bridge once its accuracy on its own random labels (its images, measured every "
+                        "--eval-every steps) reaches this; --bridge-steps is then the cap (default 0: run every step)")
     p.add_argument("--seed", type=int, default=0, help="seeds the interface, batches, augmentation, random labels and random-init weights (default 0)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
     p.add_argument("--out", default=None, help="run folder (default runs/images__{dataset}__{condition}-L{layers}__{seed})")
@@ -441,10 +447,27 @@ def draw_batch(images, labels, cfg, gen, device, rank=0, world=1):
     return to_tokens(x[share], cfg).to(device), labels[idx][share].to(device)
 
 
+def frobenius_change(before, body, ids):
+    """Per bridged layer: |W_after - W_before|_F / |W_before|_F over all its weight matrices
+    (before: the body the bridge started from)."""
+    out = {}
+    for i, layer, old in zip(ids, bridged_modules(body, ids), bridged_modules(before, ids)):
+        num = den = 0.0
+        old_params = dict(old.named_parameters())
+        for name, p in layer.named_parameters():
+            if p.ndim >= 2:
+                b = old_params[name].detach().double().cpu()
+                num += float((p.detach().double().cpu() - b).pow(2).sum())
+                den += float(b.pow(2).sum())
+        out[str(i)] = (num / den) ** 0.5 if den else 0.0
+    return out
+
+
 def run_bridge(net, cfg, info, train_x, device, out, saved=None, rank=0, world=1):
     """Stage 1 (Luo & Shen's bridge), run to its end before the run's own training: the bridged layers
-    and a throwaway interface learn one fixed random label per training image for cfg['bridge_steps']
-    steps, then the layers are frozen back. Checkpoints go to out/last.pt every --eval-every steps (a
+    and a throwaway interface learn one fixed random label per training image (or per image of a
+    seeded subset of cfg['bridge_images']) for cfg['bridge_steps'] steps, or until their accuracy on
+    those labels reaches cfg['bridge_until_acc'], then the layers are frozen back. Checkpoints go to out/last.pt every --eval-every steps (a
     step below bridge_steps marks them as the bridge's; `saved` is such a checkpoint to resume). Its
     streams (random labels, batches) are its own, so the run's own stage sees the same batches with or
     without a bridge (paired seeds).
@@ -453,8 +476,12 @@ def run_bridge(net, cfg, info, train_x, device, out, saved=None, rank=0, world=1
     if saved is not None and "bridge_rng" in saved:
         raise UserError(f"--resume: {out}/last.pt was saved during the bridge stage by an older version of this code; "
                         "start the run again")
+    if cfg.get("bridge_images"):
+        keep = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(cfg["seed"] + 17))[:cfg["bridge_images"]]
+        train_x = train_x[keep]
     labels = torch.randint(0, cfg["bridge_classes"], (len(train_x),), generator=torch.Generator().manual_seed(cfg["seed"] + 7))
     gen = torch.Generator().manual_seed(cfg["seed"] + 13)
+    until = cfg.get("bridge_until_acc") or 0.0
     bnet = start_bridge(net, cfg, info, device)
     opt = torch.optim.Adam([p for p in bnet.parameters() if p.requires_grad], lr=lr)
     step, curve, _, wall_before = resume_training(saved, bnet, opt, gen)
@@ -462,7 +489,8 @@ def run_bridge(net, cfg, info, train_x, device, out, saved=None, rank=0, world=1
     t0 = time.time()
     bar = tqdm(total=steps, initial=step, desc="bridge", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
-    while step < steps:
+    acc = curve[-1].get("train_accuracy", 0.0) if curve else 0.0
+    while step < steps and not (until and acc >= until):
         x, y = draw_batch(train_x, labels, cfg, gen, device, rank, world)
         warm_up(opt, lr, step, cfg["warmup"])
         loss = F.cross_entropy(class_logits(model, x, cfg["readout"]), y)
@@ -475,14 +503,24 @@ def run_bridge(net, cfg, info, train_x, device, out, saved=None, rank=0, world=1
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
         if step % cfg["eval_every"] == 0 or step == steps:
-            curve.append({"step": step, "loss": loss_sum / loss_n})
+            acc = accuracy(bnet, train_x, labels, cfg, device, rank=rank, world=world)
+            curve.append({"step": step, "loss": loss_sum / loss_n, "train_accuracy": acc})
             loss_sum, loss_n = 0.0, 0
-            if main_rank and step < steps:
+            bar.set_postfix(loss=f"{curve[-1]['loss']:.4f}", acc=f"{acc:.3f}")
+            if main_rank and step < steps and not (until and acc >= until):
                 save_atomic(training_state(cfg, info, step, M.trainable_state(bnet), opt, gen, curve, None,
                                            wall_before + time.time() - t0, bridged=None), out / "last.pt")
     bar.close()
     bridged = end_bridge(net, cfg)
-    return bridged, {"step": steps, "phase": "bridge", "loss": curve[-1]["loss"], "curve": curve,
+    # the bridge's own diagnostics against the body it started from (rebuilt: it is deterministic)
+    before, _ = M.body_from_config(cfg, device, known_scale=info["input_scale"])
+    ids = cfg["bridge_layer_ids"]
+    # steps of the run's own stage count on from the cap, whenever the bridge stopped
+    return bridged, {"step": steps, "phase": "bridge", "steps_run": step, "images": len(labels),
+                     "loss": curve[-1]["loss"], "train_accuracy": curve[-1]["train_accuracy"],
+                     "until_accuracy": until or None, "reached": bool(until) and curve[-1]["train_accuracy"] >= until,
+                     "curve": curve, "frobenius_change": frobenius_change(before, net.body, ids),
+                     "regime_before": M.regime(before, info["input_scale"]), "regime_after": M.regime(net.body, info["input_scale"]),
                      "wall_time_s": wall_before + time.time() - t0}
 
 
@@ -490,7 +528,9 @@ def main(argv=None):
     parser = get_parser()
     args = parser.parse_args(argv)
     need_at_least(args, 1, "steps", "batch_size", "eval_every", "patch")
-    need_at_least(args, 0, "warmup", "bridge_steps")
+    need_at_least(args, 0, "warmup", "bridge_steps", "bridge_images")
+    if not 0 <= args.bridge_until_acc <= 1:
+        raise UserError("--bridge-until-acc is an accuracy: give a number in 0..1")
     need_positive_float(args, "lr", "bridge_lr")
     M.parse_input_scale(args.input_scale)
     if args.image_size is not None and args.image_size < 1:

@@ -280,3 +280,22 @@ def test_statistics_controls_train_evaluate_and_ablate(gemma3_ckpt, image_folder
         assert e["accuracy"]["test"] == r["best"]["test_accuracy"] and e["regime"] == r["regime_end"]
     run("ablate.py", "--ckpt", str(out / "best.pt"), "--out", str(tmp_path / "sweep.json"))
     assert len(json.loads((tmp_path / "sweep.json").read_text())["heads"]) == 16
+
+
+def test_bridge_stops_when_it_has_memorised_its_labels_and_reports_what_it_moved(gemma3_ckpt, image_folder, tmp_path):
+    ckpt, original = gemma3_ckpt
+    out = tmp_path / "memorise"
+    # 8 images, a high learning rate: the bridge learns their random labels well before its 400-step cap
+    run(*tiny_args(ckpt, image_folder, out, "--bridge-steps", "400", "--bridge-images", "8", "--bridge-until-acc", "0.9",
+                   "--bridge-lr", "3e-3", "--steps", "2", "--eval-every", "5"))
+    r = json.loads((out / "results.json").read_text())
+    b = next(h for h in r["history"] if h.get("phase") == "bridge")
+    assert b["images"] == 8 and b["reached"] and b["train_accuracy"] >= 0.9 and b["steps_run"] < 400
+    assert b["steps_run"] % 5 == 0 and b["curve"][-1]["step"] == b["steps_run"]
+    assert all(c["train_accuracy"] < 0.9 for c in b["curve"][:-1])     # it stopped at the first evaluation that got there
+    assert r["steps_done"] == 402                                       # the run's own steps count on from the cap
+    # every bridged layer moved, and the diagnostics are relative Frobenius changes and two regimes
+    assert set(b["frobenius_change"]) == {"2", "3", "4", "5"} and all(v > 0 for v in b["frobenius_change"].values())
+    assert b["regime_before"]["stream_change"] != b["regime_after"]["stream_change"]
+    bad = run(*tiny_args(ckpt, image_folder, tmp_path / "bad", "--bridge-steps", "4", "--bridge-until-acc", "1.5"), check=False)
+    assert bad.returncode == 2 and "--bridge-until-acc" in bad.stderr
