@@ -303,9 +303,10 @@ def image_figures(results, out):
                     marker=marker, markersize=7, capsize=3)
         ax.scatter([i] * len(d["values"]), d["values"], color=colour, s=8, alpha=0.5)
     for j, (name, value) in enumerate(ANCHORS["images"]):
-        ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":", "-."][j])
-        ax.text(-0.4 + 2.2 * j, value, name, fontsize=6, ha="left", va="bottom", color="#555555")
-    ax.set_xticks(range(len(conds)), [f"{c}\n(n={r['n']})" for c, r in conds.items()], fontsize=7, rotation=20)
+        ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":", "-."][j], label=f"{name} ({value:.3f})")
+    ax.legend(loc="lower left", fontsize=6, frameon=False)    # three close lines: labels in a legend, not on them
+    scale = lambda r: "" if r.get("input_scale") in (None, "auto") else f", scale {r['input_scale']}"
+    ax.set_xticks(range(len(conds)), [f"{c}\n(n={r['n']}{scale(r)})" for c, r in conds.items()], fontsize=7, rotation=20)
     ax.set_ylabel("test accuracy")
     ax.set_title(f"images ({s.get('dataset', '?')}): test accuracy per condition, mean and bootstrap 95% CI", fontsize=9)
     return [save(fig, out, "images_accuracy", [f], results)]
