@@ -120,5 +120,27 @@ def confirm_table(sweep):
     return "\n".join(lines)
 
 
+def success_table(compare):
+    """`python -m tasks.ogbench compare` JSON: success per evaluation and run with its exact 95% CI,
+    then each run against the first over the pooled last evaluations (exact McNemar)."""
+    runs = compare["runs"]
+    steps = sorted({e["step"] for r in runs.values() for e in r["evaluations"]})
+    lines = ["| step | " + " | ".join(f"`{n}`" for n in runs) + " |", "|---|" + "---|" * len(runs)]
+    for st in steps:
+        cells = []
+        for r in runs.values():
+            e = next((e for e in r["evaluations"] if e["step"] == st), None)
+            cells.append("-" if e is None else f"{e['success_rate']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]")
+        lines.append(f"| {st:,} | " + " | ".join(cells) + " |")
+    if compare["versus_reference"]:
+        lines += ["", "| run | against | steps pooled | episodes | success: reference / run | only reference / only run | exact P |",
+                  "|---|---|---|---|---|---|---|"]
+        for n, v in compare["versus_reference"].items():
+            lines.append(f"| `{n}` | `{v['reference']}` | {', '.join(f'{x:,}' for x in v['steps'])} | {v['episodes']} | "
+                         f"{v['reference_success']:.2f} / {v['success']:.2f} | {v['reference_only']} / {v['other_only']} | "
+                         f"{v['mcnemar_exact_p']:.3f} |")
+    return "\n".join(lines)
+
+
 TABLES = {"summary": summary_tables, "regime": regime_table, "summary-regime": regime_summary_table,
-          "search": search_table, "confirm": confirm_table}
+          "search": search_table, "confirm": confirm_table, "success": success_table}

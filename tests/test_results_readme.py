@@ -100,3 +100,15 @@ def test_portable_paths():
     assert portable(REPO / "results" / "x.json") == "results/x.json"
     assert portable("~/.ogbench/data") == "~/.ogbench/data"
     assert portable(None) is None
+
+
+def test_success_table_from_a_comparison():
+    import tables
+    cmp = {"runs": {"a": {"evaluations": [{"step": 100, "success_rate": 0.5, "ci95": [0.1, 0.9]}]},
+                    "b": {"evaluations": [{"step": 100, "success_rate": 0.0, "ci95": [0.0, 0.6]},
+                                          {"step": 200, "success_rate": 0.25, "ci95": [0.0, 0.8]}]}},
+           "versus_reference": {"b": {"reference": "a", "steps": [100], "episodes": 4, "reference_success": 0.5,
+                                      "success": 0.0, "reference_only": 2, "other_only": 0, "mcnemar_exact_p": 0.5}}}
+    t = tables.success_table(cmp).splitlines()
+    assert t[2] == "| 100 | 0.50 [0.10, 0.90] | 0.00 [0.00, 0.60] |" and t[3] == "| 200 | - | 0.25 [0.00, 0.80] |"
+    assert t[-1] == "| `b` | `a` | 100 | 4 | 0.50 / 0.00 | 2 / 0 | 0.500 |"
