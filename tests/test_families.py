@@ -156,3 +156,26 @@ def test_dry_run_plan_counts_the_slice(family_ckpt):
     own = sum(t.numel() for k, t in full.state_dict().items()
               if pretrained.LAYER_KEY.match(k) and int(pretrained.LAYER_KEY.match(k).group(1)) in (1, 2))
     assert plan["slice_params"] == own, name
+
+
+def test_sentences_start_with_bos_or_end_of_text(tmp_path):
+    from transformers import AutoTokenizer
+    char_tokenizer(tmp_path / "with_bos")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "with_bos")
+    ids = tok("ab", return_tensors="pt")["input_ids"][0]
+    assert ids[0] == tok.bos_token_id and torch.equal(pretrained.with_start_token(tok, ids, "x"), ids)   # added once
+    tok.bos_token = None                     # a tokenizer without BOS (Qwen, GPT-2): end-of-text goes first
+    plain = torch.tensor([5, 6])
+    assert pretrained.with_start_token(tok, plain, "x").tolist() == [tok.eos_token_id, 5, 6]
+    tok.eos_token = None
+    with pytest.raises(pretrained.UserError, match="neither a BOS"):
+        pretrained.with_start_token(tok, plain, "x")
+
+
+@pytest.mark.parametrize("family_ckpt", ["gpt2"], indirect=True)     # the one family here with a position table
+def test_gpt2_stream_in_adds_the_position_table(family_ckpt):
+    name, path, full = family_ckpt
+    ids = torch.tensor([3, 7, 9])
+    got = pretrained.Checkpoint(str(path)).stream_in(ids)
+    want = full.transformer.wte.weight[ids] + full.transformer.wpe.weight[:3]
+    assert torch.allclose(got, want.detach())
