@@ -325,30 +325,41 @@ def control_figures(results, out):
     written = []
     og = sorted(f for f in (results / "ogbench").glob("*/results.json")) if (results / "ogbench").is_dir() else []
     if og:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        seen = {}
+        # runs compare only on one data file: one panel per file (its sha256, or for runs that predate
+        # the hash, its transition count and success fraction), in the order the files were made
+        files = {}
         for f in og:
-            r = load(f)
-            hist = field(r, "history", where=str(f))
-            steps = [h["step"] for h in hist]
-            rate = [h["eval"]["success_rate"] for h in hist]
-            n = [len(h["eval"]["successes"]) for h in hist]
-            lo, hi = zip(*(wilson(round(p * k), k) for p, k in zip(rate, n))) if hist else ((), ())
-            cond = r.get("condition", f.parent.name)
-            colour, marker, line = style(cond)
-            k = seen[cond] = seen.get(cond, -1) + 1          # several runs of one condition: other dashes
-            line = line if k == 0 else ["--", ":", "-."][(k - 1) % 3]
-            ax.plot(steps, rate, color=colour, marker=marker, linestyle=line, markersize=5 - k,
-                    label=f"{f.parent.name} ({cond})")
-            ax.fill_between(steps, lo, hi, color=colour, alpha=0.12, linewidth=0)
-        for j, (name, value) in enumerate(ANCHORS["ogbench"]):
-            ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":", "-."][j])
-            ax.text(ax.get_xlim()[0], value, " " + name, fontsize=6, va="bottom", color="#555555")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("success rate (95% Wilson interval shaded)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title("OGBench scene task1: success against step (generated data; references at 1M steps)", fontsize=9)
-        ax.legend(fontsize=6)
+            st = load(f).get("dataset_stats", {})
+            key = st.get("sha256") or f"{st.get('transitions')} transitions, task1 success {st.get('task_success_fraction', 0):.2%}"
+            files.setdefault(key, []).append(f)
+        order = sorted(files, key=lambda k: len(k) == 64)     # files with a hash (the newest) last
+        fig, axes = plt.subplots(1, len(order), figsize=(4.2 * len(order), 4), sharey=True, squeeze=False)
+        for ax, key in zip(axes[0], order):
+            seen = {}
+            for f in files[key]:
+                r = load(f)
+                hist = field(r, "history", where=str(f))
+                steps = [h["step"] for h in hist]
+                rate = [h["eval"]["success_rate"] for h in hist]
+                n = [len(h["eval"]["successes"]) for h in hist]
+                lo, hi = zip(*(wilson(round(p * k), k) for p, k in zip(rate, n))) if hist else ((), ())
+                cond = r.get("condition", f.parent.name)
+                colour, marker, line = style(cond)
+                k = seen[cond] = seen.get(cond, -1) + 1          # several runs of one condition: other dashes
+                line = line if k == 0 else ["--", ":", "-."][(k - 1) % 3]
+                ax.plot(steps, rate, color=colour, marker=marker, linestyle=line, markersize=5 - k,
+                        label=f"{f.parent.name} ({cond})")
+                ax.fill_between(steps, lo, hi, color=colour, alpha=0.12, linewidth=0)
+            for j, (name, value) in enumerate(ANCHORS["ogbench"]):
+                ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":", "-."][j])
+                ax.text(ax.get_xlim()[0], value, " " + name, fontsize=6, va="bottom", color="#555555")
+            ax.set_xlabel("training step")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_title(f"data file {key[:12] + '...' if len(key) == 64 else key}", fontsize=7)
+            ax.legend(fontsize=6, loc="center right")
+        axes[0][0].set_ylabel("success rate (95% Wilson interval shaded)")
+        fig.suptitle("OGBench scene task1: success against step, one panel per generated data file "
+                     "(references at 1M steps)", fontsize=9)
         written.append(save(fig, out, "control_ogbench", og, results))
     wk = sorted(f for f in (results / "walker2d").glob("*/results.json")) if (results / "walker2d").is_dir() else []
     if wk:
