@@ -326,18 +326,18 @@ def control_figures(results, out):
     og = sorted(f for f in (results / "ogbench").glob("*/results.json")) if (results / "ogbench").is_dir() else []
     if og:
         # runs compare only on one data file: one panel per file (its sha256, or for runs that predate
-        # the hash, its transition count and success fraction), in the order the files were made
+        # the hash, its transition count and success fraction); each results.json is read once
         files = {}
         for f in og:
-            st = load(f).get("dataset_stats", {})
+            r = load(f)
+            st = r.get("dataset_stats", {})
             key = st.get("sha256") or f"{st.get('transitions')} transitions, task1 success {st.get('task_success_fraction', 0):.2%}"
-            files.setdefault(key, []).append(f)
+            files.setdefault(key, []).append((f, r))
         order = sorted(files, key=lambda k: len(k) == 64)     # files with a hash (the newest) last
         fig, axes = plt.subplots(1, len(order), figsize=(4.2 * len(order), 4), sharey=True, squeeze=False)
         for ax, key in zip(axes[0], order):
             seen = {}
-            for f in files[key]:
-                r = load(f)
+            for f, r in files[key]:
                 hist = field(r, "history", where=str(f))
                 steps = [h["step"] for h in hist]
                 rate = [h["eval"]["success_rate"] for h in hist]

@@ -6,6 +6,7 @@ environment block of every results JSON, and checks of user input.
 Nothing here runs at import time (the git commit is read on the first call to environment()).
 """
 import functools
+import hashlib
 import json
 import math
 import os
@@ -197,6 +198,15 @@ def open_run(out, cfg, identity, resume, defaults=None, check_write=True):
     except OSError as e:
         raise UserError(f"--out {out}: cannot create or write there ({e.strerror or type(e).__name__})")
     return state
+
+
+def file_sha256(path):
+    """SHA-256 of a file, read in 1 MB blocks (data files and policy checkpoints can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def need_at_least(args, minimum, *names):

@@ -23,7 +23,6 @@ env, all episodes stepped in lockstep so the policy runs once per timestep for t
 import argparse
 import copy
 import json
-import hashlib
 import math
 import os
 import sys
@@ -40,7 +39,7 @@ from tqdm import tqdm
 
 import model as M
 import stats
-from runs import (UserError, condition_name, environment, episode_seed_base, global_loss, host_reachable,
+from runs import (UserError, condition_name, environment, episode_seed_base, file_sha256, global_loss, host_reachable,
                   load_checkpoint, load_weights, need_at_least, need_package, need_positive_float, open_run,
                   pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder, run_main,
                   save_atomic, training_state)
@@ -94,11 +93,7 @@ def data_file_sha256(name, dataset_dir=DEFAULT_DATA_DIR):
     """SHA-256 of the training .npz a run reads: generated files differ between machines, and runs
     compare only on one file."""
     dataset, _ = split_name(name)
-    h = hashlib.sha256()
-    with open(Path(os.path.expanduser(dataset_dir)) / f"{dataset}.npz", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(Path(os.path.expanduser(dataset_dir)) / f"{dataset}.npz")
 
 
 def make_oracles(env, env_name, noise, smoothing):

@@ -18,7 +18,6 @@ replay buffer), never a pickled SB3 model. A resumed run continues from the last
 same replay buffer and optimiser state; the episode that was running starts afresh.
 """
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from runs import UserError, environment, need_package, run_main, save_atomic
+from runs import UserError, environment, file_sha256, need_at_least, need_package, run_main, save_atomic
 from tasks.walker2d import ENV_ID, REF_MAX_RETURN, REF_MIN_RETURN, d4rl_score
 
 DEFAULT_ID = "local/walker2d-medium-sac-v0"
@@ -98,14 +97,6 @@ def evaluate(model, episodes, seed, deterministic):
         returns.append(total)
     env.close()
     return returns
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sac(args):
@@ -263,12 +254,6 @@ def add_record_args(p, with_sac=True):
     p.add_argument("--allow-not-medium", action="store_true", help="record even if SAC stopped before --stop-return")
 
 
-def check(args, names):
-    for name in names:
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-
-
 def cli(argv):
     commands = ("make", "sac", "record")
     if not argv or argv[0] not in commands:
@@ -282,7 +267,7 @@ def cli(argv):
         add_record_args(p, with_sac=cmd == "record")
     args = p.parse_args(rest)
     if cmd in ("make", "sac"):
-        check(args, ("buffer_size", "eval_every", "eval_episodes", "max_steps"))
+        need_at_least(args, 1, "buffer_size", "eval_every", "eval_episodes", "max_steps")
         if args.learning_starts < 0:
             raise UserError("--learning-starts must be >= 0")
         out, medium = sac(args)
@@ -291,7 +276,7 @@ def cli(argv):
         if not medium and not args.allow_not_medium:
             raise UserError("SAC stopped at --max-steps before medium quality; resume with a larger --max-steps")
         args.sac = str(out)
-    check(args, ("transitions",))
+    need_at_least(args, 1, "transitions")
     args.seed = args.seed_record
     record(args)
 

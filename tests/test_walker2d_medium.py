@@ -12,6 +12,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("minari")
+from runs import file_sha256  # noqa: E402
 from tasks import walker2d as W  # noqa: E402
 from tasks import walker2d_medium as WM  # noqa: E402
 
@@ -36,7 +37,7 @@ def test_make_from_nothing_then_training_reads_it_as_real_data(tmp_path, monkeyp
     assert curve["medium_reached"] and curve["steps_done"] == 100 and len(curve["history"]) == 1
     assert "git_commit" in curve and curve["config"]["seed"] == 0
     s = json.loads((sac_dir / "dataset_summary.json").read_text())
-    assert s["transitions"] >= 400 and s["policy_sha256"] == WM.file_sha256(sac_dir / "sac.pt")
+    assert s["transitions"] >= 400 and s["policy_sha256"] == file_sha256(sac_dir / "sac.pt")
     assert s["return_min"] <= s["return_mean"] <= s["return_max"]
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_dir))
     episodes, standin = W.load_minari("local/w2d-medium-test-v0")
