@@ -733,10 +733,43 @@ def compare(argv=None):
     return out
 
 
+def success_counts(terminals, masks):
+    """Transitions and episodes at the task's goal (mask 0); an episode ends where terminals is 1."""
+    hit = np.asarray(masks) == 0
+    episodes = [e for e in np.split(hit, np.flatnonzero(terminals) + 1) if len(e)]
+    first = [int(np.argmax(e)) for e in episodes if e.any()]
+    return {"transitions": int(len(hit)), "episodes": len(episodes), "success_transitions": int(hit.sum()),
+            "success_fraction": float(hit.mean()), "episodes_reaching_success": len(first),
+            "median_first_success_step": float(np.median(first)) if first else None}
+
+
+def check(argv=None):
+    """Does each task's success state occur in the data? Loads the single-task datasets exactly as
+    training does (ogbench relabels mask 0 where the task's goal holds) and counts the transitions and
+    the episodes that reach it: a task whose goal never occurs cannot be learnt from rewards."""
+    p = argparse.ArgumentParser(prog="python -m tasks.ogbench check", description=check.__doc__)
+    p.add_argument("envs", nargs="+", help="single-task names, e.g. cube-double-play-singletask-task1-v0")
+    p.add_argument("--dataset-dir", default=DEFAULT_DATA_DIR, help=f"folder with the .npz files (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--out", help="write the counts here as JSON (default: print them)")
+    args = p.parse_args(argv)
+    out = {}
+    for name in args.envs:
+        _, train, val = load(name, args.dataset_dir)
+        row = {"dataset_sha256": data_file_sha256(name, args.dataset_dir)}
+        for split, d in (("train", train), ("val", val)):
+            row[split] = success_counts(d["terminals"], d["masks"])
+        out[name] = row
+    if args.out:
+        save_atomic(out, Path(args.out))
+        print(f"wrote {args.out}")
+    print(json.dumps(out, indent=1))
+    return out
+
+
 def cli(argv):
-    commands = {"train": main, "generate": generate, "compare": compare}
+    commands = {"train": main, "generate": generate, "compare": compare, "check": check}
     if not argv or argv[0] not in commands:
-        raise UserError("usage: python -m tasks.ogbench {train,generate,compare} [flags]  (--help after the command)")
+        raise UserError("usage: python -m tasks.ogbench {train,generate,compare,check} [flags]  (--help after the command)")
     commands[argv[0]](argv[1:])
 
 

@@ -494,3 +494,24 @@ def test_compare_refuses_runs_that_do_not_pair(tmp_path, kw, message):
     b = fake_run(tmp_path / "b", [[1, 0]], **kw)
     with pytest.raises(UserError, match=message):
         O.compare([str(a), str(b)])
+
+
+def test_success_counts_per_episode():
+    terminals = np.array([0, 0, 1, 0, 0, 0, 1, 0, 1])
+    masks = np.array([1, 0, 0, 1, 1, 1, 1, 1, 0])       # episode 1 reaches the goal at step 1, episode 3 at step 1
+    c = O.success_counts(terminals, masks)
+    assert c == {"transitions": 9, "episodes": 3, "success_transitions": 3, "success_fraction": 3 / 9,
+                 "episodes_reaching_success": 2, "median_first_success_step": 1.0}
+    none = O.success_counts(terminals, np.ones(9))
+    assert none["episodes_reaching_success"] == 0 and none["median_first_success_step"] is None
+    assert O.success_counts(terminals[:-1], masks[:-1])["episodes"] == 3      # an unfinished last episode counts
+
+
+def test_check_reads_the_training_data(data_dir, tmp_path):
+    out = tmp_path / "check.json"
+    run("-m", "tasks.ogbench", "check", ENVS["cube-double"], "--dataset-dir", str(data_dir), "--out", str(out))
+    row = json.loads(out.read_text())[ENVS["cube-double"]]
+    env, train, _ = O.load(ENVS["cube-double"], str(data_dir))
+    assert row["train"]["episodes"] == 2 and row["train"]["transitions"] == len(train["masks"])
+    assert row["train"]["success_transitions"] == int((train["masks"] == 0).sum())
+    assert row["dataset_sha256"] == O.data_file_sha256(ENVS["cube-double"], str(data_dir))
