@@ -49,6 +49,7 @@ STYLE = {
     "bridge": ("#D55E00", "P", "-"),
     "bridge-partial": ("#882255", "*", "--"),
     "bridge-random-init": ("#F0E442", "h", ":"),
+    "bridge-partial-random-init": ("#44AA99", "p", (0, (2, 2))),
     "mlp": ("#D55E00", "P", "-"),
     "dt": ("#56B4E9", "x", "--"),
 }

@@ -287,7 +287,7 @@ def condition_name(cfg):
     summaries, ablation files and figures: the slice's control (pretrained, random-init, shuffled,
     matched) or the substrate (gpt2-random, scratch, none, mlp); an image run with a random-label
     bridge: bridge, bridge-partial (only some layers bridged), then the control if not pretrained
-    (bridge-random-init). The slice is not part of it: JSON records it as "slice", folders add it."""
+    (bridge-random-init, bridge-partial-random-init). The slice is not part of it: JSON records it as "slice", folders add it."""
     if cfg["substrate"] != "gemma":
         return cfg["substrate"]
     init = "random-init" if cfg["init"] == "random" else cfg["init"]

@@ -23,3 +23,4 @@ run() {   # out, flags...
 run results/images_bridge/runs/bridge__$seed --lr 3e-2 --input-scale auto
 run results/images_bridge/runs/bridge-partial__$seed --lr 3e-2 --input-scale auto --bridge-layers 8-11
 run results/images_bridge/runs/bridge-random-init__$seed --lr 1e-2 --input-scale 1 --init random
+run results/images_bridge/runs/bridge-partial-random-init__$seed --lr 1e-2 --input-scale 1 --init random --bridge-layers 8-11
