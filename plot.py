@@ -59,6 +59,7 @@ OTHER = ("#444444", "d", "-")
 ANCHORS = {
     "images": [("FPT frozen GPT-2, full MNIST", 0.980), ("FPT random-init GPT-2", 0.917), ("FPT trained GPT-2", 0.991)],
     "ogbench": [("paper: frozen Gemma layer", 0.9733), ("GCIQL (OGBench)", 0.930), ("paper: random-init layer", 0.87)],
+    "ogbench-cube-double": [("paper: frozen Gemma layer", 0.6022), ("GCIQL (OGBench)", 0.74), ("paper: random-init layer", 0.0089)],
     "walker2d": [("paper: frozen slice DT", 76.2), ("DT (Chen et al.)", 74.0)],
 }
 
@@ -322,23 +323,27 @@ def wilson(k, n, z=1.96):
     return max(0.0, mid - c), min(1.0, mid + c)
 
 
+def ogbench_panels(runs):
+    """[((task, data file), [(path, results)...])...]: runs compare only on one task and one data file,
+    so each pair gets its own panel. A file is named by its sha256, or for runs that predate the hash,
+    by its transition count and success fraction; per task, files with a hash (the newest) come last."""
+    files = {}
+    for f, r in runs:
+        st = r.get("dataset_stats", {})
+        key = st.get("sha256") or f"{st.get('transitions')} transitions, task1 success {st.get('task_success_fraction', 0):.2%}"
+        files.setdefault((r.get("env", "scene-play-singletask-task1-v0"), key), []).append((f, r))
+    return [(k, files[k]) for k in sorted(files, key=lambda k: (k[0], len(k[1]) == 64))]
+
+
 def control_figures(results, out):
     written = []
     og = sorted(f for f in (results / "ogbench").glob("*/results.json")) if (results / "ogbench").is_dir() else []
     if og:
-        # runs compare only on one data file: one panel per file (its sha256, or for runs that predate
-        # the hash, its transition count and success fraction); each results.json is read once
-        files = {}
-        for f in og:
-            r = load(f)
-            st = r.get("dataset_stats", {})
-            key = st.get("sha256") or f"{st.get('transitions')} transitions, task1 success {st.get('task_success_fraction', 0):.2%}"
-            files.setdefault(key, []).append((f, r))
-        order = sorted(files, key=lambda k: len(k) == 64)     # files with a hash (the newest) last
-        fig, axes = plt.subplots(1, len(order), figsize=(4.2 * len(order), 4), sharey=True, squeeze=False)
-        for ax, key in zip(axes[0], order):
+        panels = ogbench_panels([(f, load(f)) for f in og])
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), sharey=True, squeeze=False)
+        for ax, (key, runs) in zip(axes[0], panels):
             seen = {}
-            for f, r in files[key]:
+            for f, r in runs:
                 hist = field(r, "history", where=str(f))
                 steps = [h["step"] for h in hist]
                 rate = [h["eval"]["success_rate"] for h in hist]
@@ -351,15 +356,15 @@ def control_figures(results, out):
                 ax.plot(steps, rate, color=colour, marker=marker, linestyle=line, markersize=5 - k,
                         label=f"{f.parent.name} ({cond})")
                 ax.fill_between(steps, lo, hi, color=colour, alpha=0.12, linewidth=0)
-            for j, (name, value) in enumerate(ANCHORS["ogbench"]):
+            for j, (name, value) in enumerate(ANCHORS["ogbench-cube-double" if key[0].startswith("cube-double") else "ogbench"]):
                 ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":", "-."][j])
                 ax.text(ax.get_xlim()[0], value, " " + name, fontsize=6, va="bottom", color="#555555")
             ax.set_xlabel("training step")
             ax.set_ylim(-0.02, 1.02)
-            ax.set_title(f"data file {key[:12] + '...' if len(key) == 64 else key}", fontsize=7)
+            ax.set_title(f"{key[0]}\ndata file {key[1][:12] + '...' if len(key[1]) == 64 else key[1]}", fontsize=7)
             ax.legend(fontsize=6, loc="center right")
         axes[0][0].set_ylabel("success rate (95% Wilson interval shaded)")
-        fig.suptitle("OGBench scene task1: success against step, one panel per generated data file "
+        fig.suptitle("OGBench: success against step, one panel per task and generated data file "
                      "(references at 1M steps)", fontsize=9)
         written.append(save(fig, out, "control_ogbench", og, results))
     wk = sorted(f for f in (results / "walker2d").glob("*/results.json")) if (results / "walker2d").is_dir() else []

@@ -90,3 +90,15 @@ def test_bad_flags_one_line(tmp_path):
     assert out.returncode == 2 and "unknown figure kind" in out.stderr
     out = run("--results", str(tmp_path / "nowhere"))
     assert out.returncode == 2 and "no such folder" in out.stderr
+
+
+def test_ogbench_panels_split_by_task_and_data_file():
+    import plot
+    h = lambda env, sha: {"env": env, "dataset_stats": {"sha256": sha}} if sha else {"env": env, "dataset_stats": {"transitions": 5}}
+    runs = [("a", h("scene-play-singletask-task1-v0", "f" * 64)), ("b", h("cube-double-play-singletask-task1-v0", "e" * 64)),
+            ("c", h("scene-play-singletask-task1-v0", None)), ("d", h("scene-play-singletask-task1-v0", "f" * 64))]
+    panels = plot.ogbench_panels(runs)
+    assert [k for k, _ in panels] == [("cube-double-play-singletask-task1-v0", "e" * 64),
+                                      ("scene-play-singletask-task1-v0", "5 transitions, task1 success 0.00%"),
+                                      ("scene-play-singletask-task1-v0", "f" * 64)]
+    assert [f for f, _ in panels[2][1]] == ["a", "d"]
