@@ -2,6 +2,7 @@
 OGBench manipulation, single-task offline RL: IQL whose shared trunk is a frozen Gemma slice.
 
     python -m tasks.ogbench generate --env scene-play-v0 --episodes 100     # data offline, ~/.ogbench/data
+    python -m tasks.ogbench check scene-play-singletask-task1-v0            # does the data reach the goal?
     python train.py --task ogbench --env scene-play-singletask-task1-v0 --layers 8
     python train.py --task ogbench --env scene-play-singletask-task1-v0 --substrate mlp   # plain MLP IQL
 
