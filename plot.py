@@ -58,8 +58,11 @@ OTHER = ("#444444", "d", "-")
 # published numbers drawn as reference lines (the project's README cites their sources)
 ANCHORS = {
     "images": [("FPT frozen GPT-2, full MNIST", 0.980), ("FPT random-init GPT-2", 0.917), ("FPT trained GPT-2", 0.991)],
-    "ogbench": [("paper: frozen Gemma layer", 0.9733), ("GCIQL (OGBench)", 0.930), ("paper: random-init layer", 0.87)],
-    "ogbench-cube-double": [("paper: frozen Gemma layer", 0.6022), ("GCIQL (OGBench)", 0.74), ("paper: random-init layer", 0.0089)],
+    "ogbench": {   # per task: the paper's and OGBench's numbers hold for that task only
+        "scene-play-singletask-task1-v0": [("paper: frozen Gemma layer", 0.9733), ("GCIQL (OGBench)", 0.930),
+                                           ("paper: random-init layer", 0.87)],
+        "cube-double-play-singletask-task1-v0": [("paper: frozen Gemma layer", 0.6022), ("GCIQL (OGBench)", 0.74),
+                                                 ("paper: random-init layer", 0.0089)]},
     "walker2d": [("paper: frozen slice DT", 76.2), ("DT (Chen et al.)", 74.0)],
 }
 
@@ -356,7 +359,7 @@ def control_figures(results, out):
                 ax.plot(steps, rate, color=colour, marker=marker, linestyle=line, markersize=5 - k,
                         label=f"{f.parent.name} ({cond})")
                 ax.fill_between(steps, lo, hi, color=colour, alpha=0.12, linewidth=0)
-            for j, (name, value) in enumerate(ANCHORS["ogbench-cube-double" if key[0].startswith("cube-double") else "ogbench"]):
+            for j, (name, value) in enumerate(ANCHORS["ogbench"].get(key[0], [])):
                 ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":", "-."][j])
                 ax.text(ax.get_xlim()[0], value, " " + name, fontsize=6, va="bottom", color="#555555")
             ax.set_xlabel("training step")

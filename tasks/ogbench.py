@@ -751,7 +751,7 @@ def check(argv=None):
     p = argparse.ArgumentParser(prog="python -m tasks.ogbench check", description=check.__doc__)
     p.add_argument("envs", nargs="+", help="single-task names, e.g. cube-double-play-singletask-task1-v0")
     p.add_argument("--dataset-dir", default=DEFAULT_DATA_DIR, help=f"folder with the .npz files (default {DEFAULT_DATA_DIR})")
-    p.add_argument("--out", help="write the counts here as JSON (default: print them)")
+    p.add_argument("--out", help="also write the counts here as JSON (they are always printed)")
     args = p.parse_args(argv)
     out = {}
     for name in args.envs:

@@ -511,7 +511,7 @@ def test_check_reads_the_training_data(data_dir, tmp_path):
     out = tmp_path / "check.json"
     run("-m", "tasks.ogbench", "check", ENVS["cube-double"], "--dataset-dir", str(data_dir), "--out", str(out))
     row = json.loads(out.read_text())[ENVS["cube-double"]]
-    env, train, _ = O.load(ENVS["cube-double"], str(data_dir))
+    _, train, _ = O.load(ENVS["cube-double"], str(data_dir))
     assert row["train"]["episodes"] == 2 and row["train"]["transitions"] == len(train["masks"])
     assert row["train"]["success_transitions"] == int((train["masks"] == 0).sum())
     assert row["dataset_sha256"] == O.data_file_sha256(ENVS["cube-double"], str(data_dir))
