@@ -15,7 +15,7 @@ Kinds (each reads only JSON under --results):
             marked; rule90 beside the paper's Table B.6 (data/paper, Gemma 4 31B) (<suite>/summary.json)
   images    test accuracy per condition with CIs, FPT's numbers as reference lines (images/summary.json)
   control   OGBench success rate and Walker2d normalised score against step, with published references
-            (ogbench/*/results.json, walker2d/*/results.json)
+            (ogbench/*/results.json, walker2d/**/results.json)
 
 A condition has one colour, marker and line style in every figure (readable in greyscale); each figure
 names its source JSON in small print.
@@ -370,28 +370,33 @@ def control_figures(results, out):
         fig.suptitle("OGBench: success against step, one panel per task and generated data file "
                      "(references at 1M steps)", fontsize=9)
         written.append(save(fig, out, "control_ogbench", og, results))
-    wk = sorted(f for f in (results / "walker2d").glob("*/results.json")) if (results / "walker2d").is_dir() else []
+    wk = sorted((results / "walker2d").rglob("results.json")) if (results / "walker2d").is_dir() else []
     if wk:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        for f in wk:
-            r = load(f)
-            hist = field(r, "history", where=str(f))
-            for target in (hist[0]["scores"] if hist else {}):
-                steps = [h["step"] for h in hist]
-                score = [h["scores"][target]["score_mean"] for h in hist]
-                colour, marker, line = style(r.get("condition", f.parent.name))
-                ax.plot(steps, score, color=colour, marker=marker, linestyle=line,
-                        label=f"{f.parent.name}, target {target}" + (" (STAND-IN data)" if r.get("dataset_is_standin") else ""))
-        for j, (name, value) in enumerate(ANCHORS["walker2d"]):
-            ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":"][j])
-            ax.text(ax.get_xlim()[0], value, " " + name + " (D4RL medium)", fontsize=6, va="bottom", color="#555555")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("D4RL-normalised score")
-        ax.set_title("Walker2d: normalised score against step", fontsize=9)
-        ax.legend(fontsize=6)
+        runs = [(f, load(f)) for f in wk]
+        targets = sorted({t for _, r in runs for h in field(r, "history", where="walker2d") for t in h["scores"]}, key=float, reverse=True)
+        fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2), sharey=True, squeeze=False)
+        for ax, target in zip(axes[0], targets):
+            seen = {}
+            for f, r in runs:
+                hist = [h for h in field(r, "history", where=str(f)) if target in h["scores"]]
+                cond = r.get("condition", f.parent.name)
+                colour, marker, line = style(cond)
+                k = seen[cond] = seen.get(cond, -1) + 1          # several runs of one condition: other dashes
+                line = line if k == 0 else ["--", ":", "-."][(k - 1) % 3]
+                ax.plot([h["step"] for h in hist], [h["scores"][target]["score_mean"] for h in hist], color=colour,
+                        marker=marker, linestyle=line, label=f.parent.name + (" (STAND-IN data)" if r.get("dataset_is_standin") else ""))
+            for j, (name, value) in enumerate(ANCHORS["walker2d"]):
+                ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":"][j])
+                ax.text(ax.get_xlim()[0], value, " " + name + " (D4RL medium, 100K steps)", fontsize=6, va="bottom", color="#555555")
+            ax.set_xlabel("training step")
+            ax.set_title(f"target return {target}", fontsize=8)
+            ax.legend(fontsize=6, loc="lower right")
+        axes[0][0].set_ylabel("D4RL-normalised score (selection episodes)")
+        datasets = sorted({str(r.get("dataset")) for _, r in runs})
+        fig.suptitle(f"Walker2d: normalised score against step; data {', '.join(datasets)}", fontsize=9)
         written.append(save(fig, out, "control_walker2d", wk, results))
     if not written:
-        raise UserError(f"no ogbench/*/results.json or walker2d/*/results.json under {results}")
+        raise UserError(f"no ogbench/*/results.json or walker2d/**/results.json under {results}")
     return written
 
 

@@ -5,6 +5,7 @@ Decision Transformer on Walker2d whose GPT-2 body is replaced by a frozen Gemma 
     python -m tasks.walker2d train --dataset local/walker2d-standin-v0 --layers 6-10
     python -m tasks.walker2d train --dataset mujoco/walker2d/medium-v0                 # Minari download (internet)
     python -m tasks.walker2d train --d4rl-hdf5 walker2d_medium-v2.hdf5                 # a D4RL file you have
+    python -m tasks.walker2d compare RUN_DIR...                                        # fresh scores, paired by episode
 
 Tokens, as in Chen et al. 2021: for each timestep t of a context of K steps, three tokens
 (return-to-go R_t, state s_t, action a_t), each a Linear map into d_model plus a learned timestep
@@ -590,10 +591,64 @@ def main(argv=None):
         print(f"done: best score {best['score']:.2f} at step {best['step']}; {out}/results.json")
 
 
+def compare(argv=None):
+    """Each run's training curve (the selection episodes) and its fresh-episode score from
+    eval_best.json (evaluate.py on best.pt); then each run against the first (the reference, e.g. the
+    pretrained slice), per target: fresh episode i has the same environment seed in every run, so the
+    score differences pair by episode (bootstrap 95% CI of the mean difference and a paired t-test)."""
+    import stats
+    p = argparse.ArgumentParser(prog="python -m tasks.walker2d compare", description=compare.__doc__)
+    p.add_argument("runs", nargs="+", help="run folders holding results.json and eval_best.json; the first is the reference")
+    p.add_argument("--out", help="write the comparison here as JSON (default: print it)")
+    args = p.parse_args(argv)
+    runs = {}
+    for run in args.runs:
+        d = Path(run)
+        if not (d / "results.json").is_file() or not (d / "eval_best.json").is_file():
+            raise UserError(f"{run}: need results.json and eval_best.json (python evaluate.py --ckpt {run}/best.pt)")
+        r, e = json.loads((d / "results.json").read_text()), json.loads((d / "eval_best.json").read_text())
+        if r.get("metric") != METRIC or "scores" not in e:
+            raise UserError(f"{run}: not a Walker2d run")
+        runs[d.name] = (d, r, e)                   # the folder names the run (conditions can repeat over seeds)
+    out = {"dataset": None, "runs": {}, "versus_reference": {}}
+    for name, (d, r, e) in runs.items():
+        if out["dataset"] not in (None, r["dataset"]):
+            raise UserError(f"{name} was trained on {r['dataset']}, not {out['dataset']}: compare runs on one dataset only")
+        out["dataset"] = r["dataset"]
+        fresh = {t: dict(zip(("mean", "ci95_lo", "ci95_hi"), stats.bootstrap_ci(v["scores"])), episodes=len(v["scores"]),
+                         return_mean=v["return_mean"], mean_length=float(np.mean(v["lengths"])))
+                 for t, v in e["scores"].items()}
+        out["runs"][name] = {
+            "results": portable(d / "results.json"), "condition": r["condition"], "seed": r["seed"],
+            "steps_done": r["steps_done"], "batch_size": r["config"]["batch_size"], "wall_time_s": r["wall_time_s"],
+            "trainable_params": r["trainable_params"], "frozen_params": r["frozen_params"],
+            "curve": [{"step": h["step"], **{t: v["score_mean"] for t, v in h["scores"].items()}} for h in r["history"]],
+            "best_step": e["checkpoint_step"], "fresh_episode_seed_base": e["episode_seed_base"], "fresh": fresh,
+            "fresh_mean_over_targets": float(np.mean([v["mean"] for v in fresh.values()]))}
+    ref_name, (_, _, ref) = next(iter(runs.items()))
+    for name, (_, _, e) in list(runs.items())[1:]:
+        if e["episode_seed_base"] != ref["episode_seed_base"] or e["scores"].keys() != ref["scores"].keys():
+            raise UserError(f"{name} and {ref_name} were evaluated on different episodes or targets: they do not pair")
+        row = {}
+        for t, v in e["scores"].items():
+            a, b = np.array(ref["scores"][t]["scores"]), np.array(v["scores"])
+            if len(a) != len(b):
+                raise UserError(f"{name} and {ref_name} have different episode counts at target {t}")
+            mean, lo, hi = stats.bootstrap_ci(a - b)
+            row[t] = {"reference_minus_run": mean, "ci95": [lo, hi], "paired_t_p": stats.paired_t(a, b)[2], "episodes": len(a)}
+        out["versus_reference"][name] = {"reference": ref_name, **row}
+    if args.out:
+        save_atomic(out, Path(args.out))
+        print(f"wrote {args.out}")
+    else:
+        print(json.dumps(out, indent=1))
+    return out
+
+
 def cli(argv):
-    commands = {"train": main, "record": record}
+    commands = {"train": main, "record": record, "compare": compare}
     if not argv or argv[0] not in commands:
-        raise UserError("usage: python -m tasks.walker2d {train,record} [flags]  (--help after the command)")
+        raise UserError("usage: python -m tasks.walker2d {train,record,compare} [flags]  (--help after the command)")
     commands[argv[0]](argv[1:])
 
 
