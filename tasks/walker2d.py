@@ -622,6 +622,7 @@ def compare(argv=None):
             "results": portable(d / "results.json"), "condition": r["condition"], "seed": r["seed"],
             "steps_done": r["steps_done"], "batch_size": r["config"]["batch_size"], "wall_time_s": r["wall_time_s"],
             "trainable_params": r["trainable_params"], "frozen_params": r["frozen_params"],
+            "input_scale": r.get("input_scale_end"), "regime": r.get("regime_end"),   # the operating point of a slice
             "curve": [{"step": h["step"], **{t: v["score_mean"] for t, v in h["scores"].items()}} for h in r["history"]],
             "best_step": e["checkpoint_step"], "fresh_episode_seed_base": e["episode_seed_base"], "fresh": fresh,
             "fresh_mean_over_targets": float(np.mean([v["mean"] for v in fresh.values()]))}

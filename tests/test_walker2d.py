@@ -326,6 +326,7 @@ def test_compare_pairs_episodes_by_seed(tmp_path):
     assert v["2500"]["reference_minus_run"] == pytest.approx(0.0) and v["2500"]["ci95"][0] < 0 < v["2500"]["ci95"][1]
     assert out["runs"]["pre"]["fresh"]["5000"]["mean"] == pytest.approx(60.0)
     assert out["runs"]["pre"]["fresh_mean_over_targets"] == pytest.approx(50.0)
+    assert out["runs"]["pre"]["regime"] is None                      # a run without a slice has no regime
     # episodes from other seeds, or another dataset, do not pair
     fake_run(tmp_path / "other_seeds", "x", {"5000": [1.0, 2.0, 3.0], "2500": [1.0, 2.0, 3.0]}, seed_base=3000)
     with pytest.raises(UserError, match="different episodes"):
