@@ -6,6 +6,7 @@ Images: the frozen slice as an image classifier, and Luo & Shen's random-label b
     python train.py --task images --dataset path/to/folders --image-size 32  # your images, one sub-folder per class
     python train.py --task images --dataset cifar10 --augment --model google/gemma-4-31B --layers 24-29
     python train.py --task images --dataset mnist5k --bridge-steps 500 --bridge-layers 6-8
+    python -m tasks.images compare-bridges results/images_bridge/runs/*   # bridged vs unbridged, seed by seed
 
 An image becomes a sequence of non-overlapping P x P patches in raster order (FPT's recipe; P = 4
 gives 49 tokens for 28x28 MNIST, 64 for 32x32 CIFAR-10). Each token is its patch's pixel values,
@@ -31,6 +32,8 @@ class 80 / 10 / 10. best.pt is chosen on validation accuracy; test accuracy is w
 import argparse
 import gzip
 import importlib.resources
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -653,8 +656,75 @@ def main(argv=None):
               f"final test {history[-1]['test_accuracy']:.4f}; {out}/results.json")
 
 
+# Stage-2 settings a bridged run must share with its unbridged counterpart, so the two differ by the bridge alone.
+SAME_STAGE2 = ("dataset", "patch", "readout", "split_seed", "test_fingerprint", "model", "layers", "init", "input_scale",
+               "lr", "steps", "batch_size", "warmup", "seed", "dtype")
+
+
+def compare_bridges(argv=None):
+    """Bridged runs against the unbridged runs of the same seed, body and stage-2 setting: per run the
+    bridge's own record (steps, final train accuracy on its random labels, whether it reached its
+    criterion, relative Frobenius change per layer, regime before and after) and the held-out test
+    accuracy of both (eval_best.json); per condition the mean over seeds with a bootstrap CI and the
+    per-seed differences bridged - unbridged."""
+    p = argparse.ArgumentParser(prog="python -m tasks.images compare-bridges", description=compare_bridges.__doc__)
+    p.add_argument("runs", nargs="+", help="bridged run folders (results.json and eval_best.json in each)")
+    p.add_argument("--unbridged", default="results/images/runs",
+                   help="folder of the unbridged runs, named images__{pretrained|random-init|...}__SEED (default results/images/runs)")
+    p.add_argument("--out", help="write the comparison here as JSON (default: print it)")
+    args = p.parse_args(argv)
+
+    def read(folder):
+        d = Path(folder)
+        if not (d / "results.json").is_file() or not (d / "eval_best.json").is_file():
+            raise UserError(f"{folder}: need results.json and eval_best.json (python evaluate.py --ckpt {folder}/best.pt)")
+        return json.loads((d / "results.json").read_text()), json.loads((d / "eval_best.json").read_text())
+
+    per_condition = {}
+    for run in args.runs:
+        r, e = read(run)
+        cfg = r["config"]
+        bridge = next((h for h in r["history"] if h.get("phase") == "bridge"), None)
+        if not cfg.get("bridge_steps") or bridge is None:
+            raise UserError(f"{run}: not a bridged run (or its bridge has not finished)")
+        twin_dir = Path(args.unbridged) / f"images__{'random-init' if cfg['init'] == 'random' else cfg['init']}__{cfg['seed']}"
+        twin, twin_e = read(twin_dir)
+        differs = [k for k in SAME_STAGE2 if cfg.get(k) != twin["config"].get(k)]
+        if differs or twin["config"].get("bridge_steps"):
+            raise UserError(f"{run} and {twin_dir} differ in more than the bridge: {', '.join(differs) or 'bridge_steps'}")
+        per_condition.setdefault(r["condition"], []).append({
+            "run": portable(Path(run)), "unbridged_run": portable(twin_dir), "seed": cfg["seed"],
+            "bridge_layers": cfg["bridge_layer_ids"], "bridge_images": bridge.get("images"), "bridge_steps_run": bridge.get("steps_run"),
+            "bridge_loss": bridge["loss"], "bridge_train_accuracy": bridge.get("train_accuracy"),
+            "bridge_until_accuracy": bridge.get("until_accuracy"), "bridge_reached": bridge.get("reached"),
+            "frobenius_change": bridge.get("frobenius_change"), "regime_before": bridge.get("regime_before"),
+            "regime_after": bridge.get("regime_after"), "bridge_wall_time_s": bridge.get("wall_time_s"),
+            "test_accuracy": e["accuracy"]["test"], "unbridged_test_accuracy": twin_e["accuracy"]["test"],
+            "difference": e["accuracy"]["test"] - twin_e["accuracy"]["test"]})
+    out = {"metric": "top1_accuracy on the test split (best.pt chosen on validation)", "conditions": {}}
+    for cond, rows in per_condition.items():
+        rows.sort(key=lambda row: row["seed"])
+        out["conditions"][cond] = {
+            "n": len(rows), "seeds": [row["seed"] for row in rows],
+            "all_bridges_reached": all(row["bridge_reached"] for row in rows),
+            "test": stats.describe([row["test_accuracy"] for row in rows]),
+            "unbridged_test": stats.describe([row["unbridged_test_accuracy"] for row in rows]),
+            "bridged_minus_unbridged": stats.describe([row["difference"] for row in rows]), "runs": rows}
+    if args.out:
+        save_atomic(out, Path(args.out))
+        print(f"wrote {args.out}")
+    else:
+        print(json.dumps(out, indent=1))
+    return out
+
+
+def cli(argv):
+    """python -m tasks.images [train flags] | compare-bridges RUN..."""
+    return compare_bridges(argv[1:]) if argv[:1] == ["compare-bridges"] else main(argv)
+
+
 if __name__ == "__main__":
-    run_main(main)
+    run_main(lambda: cli(sys.argv[1:]))
 
 
 # ----------------------------------------------------------------------------- what sweep.py needs

@@ -299,3 +299,41 @@ def test_bridge_stops_when_it_has_memorised_its_labels_and_reports_what_it_moved
     assert b["regime_before"]["stream_change"] != b["regime_after"]["stream_change"]
     bad = run(*tiny_args(ckpt, image_folder, tmp_path / "bad", "--bridge-steps", "4", "--bridge-until-acc", "1.5"), check=False)
     assert bad.returncode == 2 and "--bridge-until-acc" in bad.stderr
+
+
+def fake_image_run(folder, test_acc, seed, init="pretrained", bridge=None, **cfg_over):
+    """results.json + eval_best.json as train.py and evaluate.py write them, with a chosen test accuracy."""
+    folder.mkdir(parents=True)
+    cfg = {"dataset": "mnist5k", "patch": 7, "layers": "6-11", "init": init, "input_scale": "auto", "lr": 0.03,
+           "steps": 400, "batch_size": 32, "warmup": 50, "seed": seed, "test_fingerprint": "ab", **cfg_over}
+    history = [{"step": 400, "phase": "train", "val_accuracy": 0.5, "test_accuracy": test_acc}]
+    if bridge:
+        cfg.update(bridge_steps=6000, bridge_layer_ids=[6, 7, 8, 9, 10, 11])
+        history.insert(0, {"step": 6000, "phase": "bridge", "loss": 0.2, **bridge})
+    (folder / "results.json").write_text(json.dumps({"condition": "bridge" if bridge else init, "config": cfg, "history": history}))
+    (folder / "eval_best.json").write_text(json.dumps({"accuracy": {"test": test_acc, "val": 0.5}}))
+
+
+def test_compare_bridges_pairs_each_bridged_run_with_its_unbridged_seed(tmp_path):
+    from tasks import images as I
+    un = tmp_path / "unbridged"
+    for seed, acc in ((0, 0.80), (1, 0.90)):
+        fake_image_run(un / f"images__pretrained__{seed}", acc, seed)
+    done = {"train_accuracy": 0.95, "reached": True, "steps_run": 900, "frobenius_change": {"6": 0.1}}
+    fake_image_run(tmp_path / "b0", 0.70, 0, bridge=done)
+    fake_image_run(tmp_path / "b1", 0.85, 1, bridge={**done, "reached": False, "train_accuracy": 0.5})
+    out = I.compare_bridges([str(tmp_path / "b1"), str(tmp_path / "b0"), "--unbridged", str(un), "--out", str(tmp_path / "c.json")])
+    c = out["conditions"]["bridge"]
+    assert c["seeds"] == [0, 1] and c["n"] == 2 and c["all_bridges_reached"] is False
+    assert [r["difference"] for r in c["runs"]] == pytest.approx([-0.10, -0.05])
+    assert c["bridged_minus_unbridged"]["mean"] == pytest.approx(-0.075) and c["unbridged_test"]["mean"] == pytest.approx(0.85)
+    assert c["runs"][0]["frobenius_change"] == {"6": 0.1} and json.loads((tmp_path / "c.json").read_text())["conditions"]["bridge"]["n"] == 2
+    # a stage 2 that differs from the unbridged run's (here its learning rate) is refused, as is a missing twin
+    fake_image_run(tmp_path / "b_lr", 0.7, 0, bridge=done, lr=0.01)
+    with pytest.raises(UserError, match="differ in more than the bridge: lr"):
+        I.compare_bridges([str(tmp_path / "b_lr"), "--unbridged", str(un)])
+    fake_image_run(tmp_path / "b_seed2", 0.7, 2, bridge=done)
+    with pytest.raises(UserError, match="eval_best.json"):
+        I.compare_bridges([str(tmp_path / "b_seed2"), "--unbridged", str(un)])
+    with pytest.raises(UserError, match="not a bridged run"):
+        I.compare_bridges([str(un / "images__pretrained__0"), "--unbridged", str(un)])
