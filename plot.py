@@ -388,6 +388,12 @@ def control_figures(results, out):
             for j, (name, value) in enumerate(ANCHORS["walker2d"]):
                 ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":"][j])
                 ax.text(ax.get_xlim()[0], value, " " + name + " (D4RL medium, 100K steps)", fontsize=6, va="bottom", color="#555555")
+            data_means = {r.get("dataset"): (r["dataset_stats"]["return_mean"], r["normalisation"])
+                          for _, r in runs if "dataset_stats" in r and "normalisation" in r}
+            for data, (mean, norm) in data_means.items():   # the data's own mean return, normalised as the scores are
+                level = 100 * (mean - norm["ref_min_return"]) / (norm["ref_max_return"] - norm["ref_min_return"])
+                ax.axhline(level, color="#009E73", linewidth=0.8, linestyle="-.")
+                ax.text(ax.get_xlim()[1], level, f"mean of the data {data} ", fontsize=6, va="bottom", ha="right", color="#009E73")
             ax.set_xlabel("training step")
             ax.set_title(f"target return {target}", fontsize=8)
             ax.legend(fontsize=6, loc="lower right")

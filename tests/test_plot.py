@@ -40,7 +40,9 @@ def synthetic_results(root):
     write(root / "ogbench" / "mlp" / "results.json", {"condition": "mlp", "history": [
         {"step": s, "eval": {"success_rate": r, "successes": [1] * int(r * 10) + [0] * (10 - int(r * 10))}}
         for s, r in ((1000, 0.1), (2000, 0.5))]})
-    write(root / "walker2d" / "medium" / "runs" / "dt" / "results.json", {"condition": "pretrained-L8", "dataset_is_standin": False, "history": [
+    write(root / "walker2d" / "medium" / "runs" / "dt" / "results.json", {
+        "condition": "pretrained-L8", "dataset_is_standin": False, "dataset": "local/x", "dataset_stats": {"return_mean": 3000.0},
+        "normalisation": {"ref_min_return": 0.0, "ref_max_return": 4000.0}, "history": [
         {"step": s, "scores": {"5000": {"score_mean": v}, "2500": {"score_mean": v / 2}}} for s, v in ((100, 20.0), (200, 40.0))]})
 
 
