@@ -547,8 +547,9 @@ def main(argv=None):
                      "eval": {"env": eval_env_id(cfg), "targets": targets, "episodes": args.eval_episodes, "max_ep_len": args.max_ep_len,
                               "episode_seed_base": eval_seed},
                      "history": history, "final": history[-1] if history else None,
-                     "best": best, "best_note": "best.pt: highest mean score over the targets' means, chosen on the "
-                                                "same episodes it is reported on (optimistic)"}, out / "results.json")
+                     "best": best, "best_note": "best.pt: the evaluation whose best target scores highest (max over "
+                                                "targets of the mean score), chosen on the same episodes it is "
+                                                "reported on (optimistic)"}, out / "results.json")
 
     bar = tqdm(total=args.steps, initial=step, desc="walker2d", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
@@ -592,10 +593,11 @@ def main(argv=None):
 
 
 def compare(argv=None):
-    """Each run's training curve (the selection episodes) and its fresh-episode score from
-    eval_best.json (evaluate.py on best.pt); then each run against the first (the reference, e.g. the
-    pretrained slice), per target: fresh episode i has the same environment seed in every run, so the
-    score differences pair by episode (bootstrap 95% CI of the mean difference and a paired t-test)."""
+    """Each run's training curve (the selection episodes) and its fresh-episode scores: eval_best.json
+    (evaluate.py on best.pt) and, when every run has one, eval_last.json (on last.pt, the run's end,
+    free of the noisy selection); then each run against the first (the reference, e.g. the pretrained
+    slice), per checkpoint and target: fresh episode i has the same environment seed in every run, so
+    the score differences pair by episode (bootstrap 95% CI of the mean difference, paired t-test)."""
     import stats
     p = argparse.ArgumentParser(prog="python -m tasks.walker2d compare", description=compare.__doc__)
     p.add_argument("runs", nargs="+", help="run folders holding results.json and eval_best.json; the first is the reference")
@@ -606,38 +608,45 @@ def compare(argv=None):
         d = Path(run)
         if not (d / "results.json").is_file() or not (d / "eval_best.json").is_file():
             raise UserError(f"{run}: need results.json and eval_best.json (python evaluate.py --ckpt {run}/best.pt)")
-        r, e = json.loads((d / "results.json").read_text()), json.loads((d / "eval_best.json").read_text())
-        if r.get("metric") != METRIC or "scores" not in e:
+        r = json.loads((d / "results.json").read_text())
+        evals = {k: json.loads((d / f"eval_{k}.json").read_text()) for k in ("best", "last") if (d / f"eval_{k}.json").is_file()}
+        if r.get("metric") != METRIC or any("scores" not in e for e in evals.values()):
             raise UserError(f"{run}: not a Walker2d run")
-        runs[d.name] = (d, r, e)                   # the folder names the run (conditions can repeat over seeds)
-    out = {"dataset": None, "runs": {}, "versus_reference": {}}
-    for name, (d, r, e) in runs.items():
+        runs[d.name] = (d, r, evals)               # the folder names the run (conditions can repeat over seeds)
+    checkpoints = [k for k in ("best", "last") if all(k in evals for _, _, evals in runs.values())]
+    out = {"dataset": None, "checkpoints": checkpoints, "runs": {}, "versus_reference": {}}
+    for name, (d, r, evals) in runs.items():
         if out["dataset"] not in (None, r["dataset"]):
             raise UserError(f"{name} was trained on {r['dataset']}, not {out['dataset']}: compare runs on one dataset only")
         out["dataset"] = r["dataset"]
-        fresh = {t: dict(zip(("mean", "ci95_lo", "ci95_hi"), stats.bootstrap_ci(v["scores"])), episodes=len(v["scores"]),
-                         return_mean=v["return_mean"], mean_length=float(np.mean(v["lengths"])))
-                 for t, v in e["scores"].items()}
-        out["runs"][name] = {
-            "results": portable(d / "results.json"), "condition": r["condition"], "seed": r["seed"],
-            "steps_done": r["steps_done"], "batch_size": r["config"]["batch_size"], "wall_time_s": r["wall_time_s"],
-            "trainable_params": r["trainable_params"], "frozen_params": r["frozen_params"],
-            "input_scale": r.get("input_scale_end"), "regime": r.get("regime_end"),   # the operating point of a slice
-            "curve": [{"step": h["step"], **{t: v["score_mean"] for t, v in h["scores"].items()}} for h in r["history"]],
-            "best_step": e["checkpoint_step"], "fresh_episode_seed_base": e["episode_seed_base"], "fresh": fresh,
-            "fresh_mean_over_targets": float(np.mean([v["mean"] for v in fresh.values()]))}
+        row = {"results": portable(d / "results.json"), "condition": r["condition"], "seed": r["seed"],
+               "steps_done": r["steps_done"], "batch_size": r["config"]["batch_size"], "wall_time_s": r["wall_time_s"],
+               "trainable_params": r["trainable_params"], "frozen_params": r["frozen_params"],
+               "input_scale": r.get("input_scale_end"), "regime": r.get("regime_end"),   # the operating point of a slice
+               "curve": [{"step": h["step"], **{t: v["score_mean"] for t, v in h["scores"].items()}} for h in r["history"]]}
+        for k in checkpoints:
+            e = evals[k]
+            fresh = {t: dict(zip(("mean", "ci95_lo", "ci95_hi"), stats.bootstrap_ci(v["scores"])), episodes=len(v["scores"]),
+                             return_mean=v["return_mean"], mean_length=float(np.mean(v["lengths"])))
+                     for t, v in e["scores"].items()}
+            row[k] = {"step": e["checkpoint_step"], "episode_seed_base": e["episode_seed_base"], "fresh": fresh,
+                      "mean_over_targets": float(np.mean([v["mean"] for v in fresh.values()]))}
+        out["runs"][name] = row
     ref_name, (_, _, ref) = next(iter(runs.items()))
-    for name, (_, _, e) in list(runs.items())[1:]:
-        if e["episode_seed_base"] != ref["episode_seed_base"] or e["scores"].keys() != ref["scores"].keys():
-            raise UserError(f"{name} and {ref_name} were evaluated on different episodes or targets: they do not pair")
-        row = {}
-        for t, v in e["scores"].items():
-            a, b = np.array(ref["scores"][t]["scores"]), np.array(v["scores"])
-            if len(a) != len(b):
-                raise UserError(f"{name} and {ref_name} have different episode counts at target {t}")
-            mean, lo, hi = stats.bootstrap_ci(a - b)
-            row[t] = {"reference_minus_run": mean, "ci95": [lo, hi], "paired_t_p": stats.paired_t(a, b)[2], "episodes": len(a)}
-        out["versus_reference"][name] = {"reference": ref_name, **row}
+    for name, (_, _, evals) in list(runs.items())[1:]:
+        out["versus_reference"][name] = {"reference": ref_name}
+        for k in checkpoints:
+            e, base = evals[k], ref[k]
+            if e["episode_seed_base"] != base["episode_seed_base"] or e["scores"].keys() != base["scores"].keys():
+                raise UserError(f"{name} and {ref_name} were evaluated on different episodes or targets: they do not pair")
+            row = {}
+            for t, v in e["scores"].items():
+                a, b = np.array(base["scores"][t]["scores"]), np.array(v["scores"])
+                if len(a) != len(b):
+                    raise UserError(f"{name} and {ref_name} have different episode counts at target {t}")
+                mean, lo, hi = stats.bootstrap_ci(a - b)
+                row[t] = {"reference_minus_run": mean, "ci95": [lo, hi], "paired_t_p": stats.paired_t(a, b)[2], "episodes": len(a)}
+            out["versus_reference"][name][k] = row
     if args.out:
         save_atomic(out, Path(args.out))
         print(f"wrote {args.out}")

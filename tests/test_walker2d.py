@@ -303,7 +303,7 @@ def test_dt_run_and_warmup_scaled_to_the_budget(standin, tmp_path):
     assert res.returncode == 2 and "--substrate dt" in res.stderr
 
 
-def fake_run(folder, condition, scores, seed_base=2000, dataset="local/w2d-medium-test-v0"):
+def fake_run(folder, condition, scores, seed_base=2000, dataset="local/w2d-medium-test-v0", last=True):
     """results.json + eval_best.json as train.py and evaluate.py write them, with chosen episode scores."""
     folder.mkdir(parents=True)
     per_target = {t: {"scores": s, "return_mean": 10.0, "lengths": [100] * len(s), "score_mean": float(np.mean(s))}
@@ -312,7 +312,8 @@ def fake_run(folder, condition, scores, seed_base=2000, dataset="local/w2d-mediu
          "config": {"batch_size": 32}, "wall_time_s": 1.0, "trainable_params": 5, "frozen_params": 7,
          "history": [{"step": 20, "scores": per_target}]}
     (folder / "results.json").write_text(json.dumps(r))
-    (folder / "eval_best.json").write_text(json.dumps({"checkpoint_step": 20, "episode_seed_base": seed_base, "scores": per_target}))
+    for k in ("best", "last")[:1 + last]:
+        (folder / f"eval_{k}.json").write_text(json.dumps({"checkpoint_step": 20, "episode_seed_base": seed_base, "scores": per_target}))
     return folder
 
 
@@ -321,12 +322,17 @@ def test_compare_pairs_episodes_by_seed(tmp_path):
     other = fake_run(tmp_path / "rnd", "random-init-L8", {"5000": [40.0, 50.0, 60.0], "2500": [30.0, 50.0, 40.0]})
     out = W.compare([str(ref), str(other), "--out", str(tmp_path / "c.json")])
     assert json.loads((tmp_path / "c.json").read_text()) == json.loads(json.dumps(out))
-    v = out["versus_reference"]["rnd"]
+    assert out["checkpoints"] == ["best", "last"]
+    v = out["versus_reference"]["rnd"]["best"]
+    assert out["versus_reference"]["rnd"]["last"] == v
     assert v["5000"]["reference_minus_run"] == pytest.approx(10.0) and v["5000"]["ci95"] == [10.0, 10.0]
     assert v["2500"]["reference_minus_run"] == pytest.approx(0.0) and v["2500"]["ci95"][0] < 0 < v["2500"]["ci95"][1]
-    assert out["runs"]["pre"]["fresh"]["5000"]["mean"] == pytest.approx(60.0)
-    assert out["runs"]["pre"]["fresh_mean_over_targets"] == pytest.approx(50.0)
+    assert out["runs"]["pre"]["best"]["fresh"]["5000"]["mean"] == pytest.approx(60.0)
+    assert out["runs"]["pre"]["best"]["mean_over_targets"] == pytest.approx(50.0)
     assert out["runs"]["pre"]["regime"] is None                      # a run without a slice has no regime
+    # last.pt is compared only when every run has its evaluation
+    fake_run(tmp_path / "no_last", "x", {"5000": [1.0, 2.0, 3.0], "2500": [1.0, 2.0, 3.0]}, last=False)
+    assert W.compare([str(ref), str(tmp_path / "no_last")])["checkpoints"] == ["best"]
     # episodes from other seeds, or another dataset, do not pair
     fake_run(tmp_path / "other_seeds", "x", {"5000": [1.0, 2.0, 3.0], "2500": [1.0, 2.0, 3.0]}, seed_base=3000)
     with pytest.raises(UserError, match="different episodes"):

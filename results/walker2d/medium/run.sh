@@ -3,7 +3,7 @@
 # `python -m tasks.walker2d_medium make`), CPU budget: 10,000 steps per condition, batch 32, the
 # reference DT's optimiser settings for every body (lr 1e-4, warm-up 1,000 = a tenth of the steps).
 # Evaluation every 2,500 steps on 10 episodes per target (selects best.pt), then evaluate.py on
-# 50 fresh episodes per target (never used for selection). The frozen slice computes in bf16
+# 50 fresh episodes per target (never used for selection), of best.pt and of last.pt. The frozen slice computes in bf16
 # (2.9 vs 1.7 steps/s in fp32 on this machine). Resumable: run it again.
 # Usage: bash results/walker2d/medium/run.sh SEED CONDITION...   (one thread each; two queues at a time)
 #   conditions: dt, dt-b64, pretrained, random-init, random-init-scale1
@@ -19,6 +19,7 @@ run() {   # name, flags...
         python -m tasks.walker2d train "${common[@]}" "$@" --out "$out" $([ -f "$out/last.pt" ] && echo --resume)
     fi
     [ -f "$out/eval_best.json" ] || python evaluate.py --ckpt "$out/best.pt" --episodes 50
+    [ -f "$out/eval_last.json" ] || python evaluate.py --ckpt "$out/last.pt" --episodes 50
 }
 for c in "$@"; do
     case $c in
