@@ -355,7 +355,7 @@ def control_figures(results, out):
                 cond = r.get("condition", f.parent.name)
                 colour, marker, line = style(cond)
                 k = seen[cond] = seen.get(cond, -1) + 1          # several runs of one condition: other dashes
-                line = line if k == 0 else ["--", ":", "-."][(k - 1) % 3]
+                line = line if k == 0 else [d for d in ("--", ":", "-.") if d != line][(k - 1) % 2]
                 ax.plot(steps, rate, color=colour, marker=marker, linestyle=line, markersize=5 - k,
                         label=f"{f.parent.name} ({cond})")
                 ax.fill_between(steps, lo, hi, color=colour, alpha=0.12, linewidth=0)
@@ -382,7 +382,7 @@ def control_figures(results, out):
                 cond = r.get("condition", f.parent.name)
                 colour, marker, line = style(cond)
                 k = seen[cond] = seen.get(cond, -1) + 1          # several runs of one condition: other dashes
-                line = line if k == 0 else ["--", ":", "-."][(k - 1) % 3]
+                line = line if k == 0 else [d for d in ("--", ":", "-.") if d != line][(k - 1) % 2]
                 ax.plot([h["step"] for h in hist], [h["scores"][target]["score_mean"] for h in hist], color=colour,
                         marker=marker, linestyle=line, label=f.parent.name + (" (STAND-IN data)" if r.get("dataset_is_standin") else ""))
             for j, (name, value) in enumerate(ANCHORS["walker2d"]):
@@ -396,7 +396,7 @@ def control_figures(results, out):
                 ax.text(ax.get_xlim()[1], level, f"mean of the data {data} ", fontsize=6, va="bottom", ha="right", color="#009E73")
             ax.set_xlabel("training step")
             ax.set_title(f"target return {target}", fontsize=8)
-            ax.legend(fontsize=6, loc="lower right")
+            ax.legend(fontsize=6, loc="center left")
         axes[0][0].set_ylabel("D4RL-normalised score (selection episodes)")
         datasets = sorted({str(r.get("dataset")) for _, r in runs})
         fig.suptitle(f"Walker2d: normalised score against step; data {', '.join(datasets)}", fontsize=9)
