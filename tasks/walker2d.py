@@ -28,6 +28,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import model as M
+import stats
 from runs import (UserError, all_gather, barrier, condition_name, data_parallel, environment, episode_seed_base,
                   finish_distributed, global_loss, host_reachable, load_checkpoint, load_weights, need_at_least,
                   need_package, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
@@ -598,7 +599,6 @@ def compare(argv=None):
     free of the noisy selection); then each run against the first (the reference, e.g. the pretrained
     slice), per checkpoint and target: fresh episode i has the same environment seed in every run, so
     the score differences pair by episode (bootstrap 95% CI of the mean difference, paired t-test)."""
-    import stats
     p = argparse.ArgumentParser(prog="python -m tasks.walker2d compare", description=compare.__doc__)
     p.add_argument("runs", nargs="+", help="run folders holding results.json and eval_best.json; the first is the reference")
     p.add_argument("--out", help="write the comparison here as JSON (default: print it)")
