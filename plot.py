@@ -72,6 +72,14 @@ def style(condition):
     return STYLE.get(base, OTHER)
 
 
+def run_style(condition, seen):
+    """style() for one of several runs of a condition in a panel: the second and later runs get a dash
+    the condition's own line does not use. `seen` counts the runs per condition drawn so far."""
+    colour, marker, line = style(condition)
+    k = seen[condition] = seen.get(condition, -1) + 1
+    return colour, marker, line if k == 0 else [d for d in ("--", ":", "-.") if d != line][(k - 1) % 2], k
+
+
 def load(path):
     """JSON from a results file (tables.load); a missing or malformed file is one line."""
     try:
@@ -353,9 +361,7 @@ def control_figures(results, out):
                 n = [len(h["eval"]["successes"]) for h in hist]
                 lo, hi = zip(*(wilson(round(p * k), k) for p, k in zip(rate, n))) if hist else ((), ())
                 cond = r.get("condition", f.parent.name)
-                colour, marker, line = style(cond)
-                k = seen[cond] = seen.get(cond, -1) + 1          # several runs of one condition: other dashes
-                line = line if k == 0 else [d for d in ("--", ":", "-.") if d != line][(k - 1) % 2]
+                colour, marker, line, k = run_style(cond, seen)
                 ax.plot(steps, rate, color=colour, marker=marker, linestyle=line, markersize=5 - k,
                         label=f"{f.parent.name} ({cond})")
                 ax.fill_between(steps, lo, hi, color=colour, alpha=0.12, linewidth=0)
@@ -374,22 +380,19 @@ def control_figures(results, out):
     if wk:
         runs = [(f, load(f)) for f in wk]
         targets = sorted({t for _, r in runs for h in field(r, "history", where="walker2d") for t in h["scores"]}, key=float, reverse=True)
+        data_means = {r.get("dataset"): (r["dataset_stats"]["return_mean"], r["normalisation"])
+                      for _, r in runs if "dataset_stats" in r and "normalisation" in r}
         fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 4.2), sharey=True, squeeze=False)
         for ax, target in zip(axes[0], targets):
             seen = {}
             for f, r in runs:
                 hist = [h for h in field(r, "history", where=str(f)) if target in h["scores"]]
-                cond = r.get("condition", f.parent.name)
-                colour, marker, line = style(cond)
-                k = seen[cond] = seen.get(cond, -1) + 1          # several runs of one condition: other dashes
-                line = line if k == 0 else [d for d in ("--", ":", "-.") if d != line][(k - 1) % 2]
+                colour, marker, line, _ = run_style(r.get("condition", f.parent.name), seen)
                 ax.plot([h["step"] for h in hist], [h["scores"][target]["score_mean"] for h in hist], color=colour,
                         marker=marker, linestyle=line, label=f.parent.name + (" (STAND-IN data)" if r.get("dataset_is_standin") else ""))
             for j, (name, value) in enumerate(ANCHORS["walker2d"]):
                 ax.axhline(value, color="#777777", linewidth=0.8, linestyle=["--", ":"][j])
                 ax.text(ax.get_xlim()[0], value, " " + name + " (D4RL medium, 100K steps)", fontsize=6, va="bottom", color="#555555")
-            data_means = {r.get("dataset"): (r["dataset_stats"]["return_mean"], r["normalisation"])
-                          for _, r in runs if "dataset_stats" in r and "normalisation" in r}
             for data, (mean, norm) in data_means.items():   # the data's own mean return, normalised as the scores are
                 level = 100 * (mean - norm["ref_min_return"]) / (norm["ref_max_return"] - norm["ref_min_return"])
                 ax.axhline(level, color="#009E73", linewidth=0.8, linestyle="-.")

@@ -109,6 +109,15 @@ def environment(device):
             "threads": torch.get_num_threads()}
 
 
+def write_or_print(obj, out=None):
+    """A command's JSON result: written atomically to `out` if given, else printed."""
+    if out:
+        save_atomic(obj, Path(out))
+        print(f"wrote {out}")
+    else:
+        print(json.dumps(obj, indent=1))
+
+
 def save_atomic(obj, path):
     """Write a dict as JSON (.json) or anything else with torch.save; a kill mid-write leaves the old file."""
     path = Path(path)

@@ -48,7 +48,7 @@ import stats
 from runs import (UserError, all_sum, barrier, condition_name, data_parallel, environment, finish_distributed,
                   global_loss, host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float,
                   open_run, pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder,
-                  run_main, save_atomic, training_state, warm_up, wrap_ddp)
+                  run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print)
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -710,11 +710,7 @@ def compare_bridges(argv=None):
             "test": stats.describe([row["test_accuracy"] for row in rows]),
             "unbridged_test": stats.describe([row["unbridged_test_accuracy"] for row in rows]),
             "bridged_minus_unbridged": stats.describe([row["difference"] for row in rows]), "runs": rows}
-    if args.out:
-        save_atomic(out, Path(args.out))
-        print(f"wrote {args.out}")
-    else:
-        print(json.dumps(out, indent=1))
+    write_or_print(out, args.out)
     return out
 
 

@@ -43,7 +43,7 @@ import stats
 from runs import (UserError, condition_name, environment, episode_seed_base, file_sha256, global_loss, host_reachable,
                   load_checkpoint, load_weights, need_at_least, need_package, need_positive_float, open_run,
                   pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder, run_main,
-                  save_atomic, training_state)
+                  save_atomic, training_state, write_or_print)
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -726,11 +726,7 @@ def compare(argv=None):
             "reference": ref_name, "steps": shared, "episodes": len(a), "reference_success": sum(a) / len(a),
             "success": sum(b) / len(b), "difference": (sum(a) - sum(b)) / len(a), "reference_only": ref_only,
             "other_only": other_only, "mcnemar_exact_p": p_value}
-    if args.out:
-        save_atomic(out, Path(args.out))
-        print(f"wrote {args.out}")
-    else:
-        print(json.dumps(out, indent=1))
+    write_or_print(out, args.out)
     return out
 
 

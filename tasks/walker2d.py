@@ -32,7 +32,7 @@ import stats
 from runs import (UserError, all_gather, barrier, condition_name, data_parallel, environment, episode_seed_base,
                   finish_distributed, global_loss, host_reachable, load_checkpoint, load_weights, need_at_least,
                   need_package, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
-                  results_head, resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp)
+                  results_head, resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print)
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -647,11 +647,7 @@ def compare(argv=None):
                 mean, lo, hi = stats.bootstrap_ci(a - b)
                 row[t] = {"reference_minus_run": mean, "ci95": [lo, hi], "paired_t_p": stats.paired_t(a, b)[2], "episodes": len(a)}
             out["versus_reference"][name][k] = row
-    if args.out:
-        save_atomic(out, Path(args.out))
-        print(f"wrote {args.out}")
-    else:
-        print(json.dumps(out, indent=1))
+    write_or_print(out, args.out)
     return out
 
 
