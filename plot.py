@@ -13,7 +13,9 @@ Kinds (each reads only JSON under --results):
             range shaded (<suite>/runs/*/results.json; token tasks on a log scale)
   lengths   held-out per-bit error against length per condition with bootstrap CIs, the training edge
             marked; rule90 beside the paper's Table B.6 (data/paper, Gemma 4 31B) (<suite>/summary.json)
-  images    test accuracy per condition with CIs, FPT's numbers as reference lines (images/summary.json)
+  images    test accuracy per condition with CIs, FPT's numbers as reference lines (images/summary.json);
+            the long bridge's random-label curves and per-seed test accuracy without and with it
+            (images/summary_bridge_long.json, when present)
   control   OGBench success rate and Walker2d normalised score against step, with published references
             (ogbench/*/results.json, walker2d/**/results.json)
 
@@ -322,7 +324,38 @@ def image_figures(results, out):
     ax.set_xticks(range(len(conds)), [f"{c}\n(n={r['n']}{scale(r)})" for c, r in conds.items()], fontsize=7, rotation=20)
     ax.set_ylabel("test accuracy")
     ax.set_title(f"images ({s.get('dataset', '?')}): test accuracy per condition, mean and bootstrap 95% CI", fontsize=9)
-    return [save(fig, out, "images_accuracy", [f], results)]
+    written = [save(fig, out, "images_accuracy", [f], results)]
+    fb = results / "images" / "summary_bridge_long.json"
+    return written + ([bridge_figure(fb, out, results)] if fb.is_file() else [])
+
+
+def bridge_figure(f, out, results):
+    """The long bridge (tasks.images compare-bridges JSON): each bridge's accuracy on its own random labels
+    against its step, and each seed's test accuracy without and with the bridge, joined by a line."""
+    conds = field(load(f), "conditions", where=str(f))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, (cond, row) in enumerate(conds.items()):
+        seen = {}
+        for r in field(row, "runs", where=str(f)):
+            colour, marker, line, _ = run_style(cond, seen)
+            curve = r.get("bridge_curve") or []
+            left.plot([c["step"] for c in curve], [c["train_accuracy"] for c in curve], color=colour,
+                      marker=marker, linestyle=line, markersize=4, label=f"{cond}, seed {r['seed']}")
+            right.plot([i - 0.15, i + 0.15], [r["unbridged_test_accuracy"], r["test_accuracy"]], color=colour,
+                       marker=marker, linestyle=line)
+    for level, name, dash in ((0.9, "stop criterion 0.9", "--"), (0.1, "chance (10 labels)", ":")):
+        left.axhline(level, color="#777777", linewidth=0.8, linestyle=dash)
+        left.text(left.get_xlim()[0], level, " " + name, fontsize=6, va="bottom", color="#555555")
+    left.set_xlabel("bridge step (accuracy measured every 100 steps)")
+    left.set_ylabel("accuracy on the bridge's random labels")
+    left.set_ylim(0, 1.02)
+    left.legend(fontsize=6, loc="lower right")
+    left.set_title("the bridge memorising random labels of 1,000 images", fontsize=9)
+    right.set_xticks(range(len(conds)), list(conds), fontsize=7, rotation=15)
+    right.set_xlim(-0.5, len(conds) - 0.5)
+    right.set_ylabel("test accuracy (best.pt)")
+    right.set_title("test accuracy per seed: unbridged (left end) -> bridged (right end)", fontsize=9)
+    return save(fig, out, "images_bridge", [f], results)
 
 
 def wilson(k, n, z=1.96):

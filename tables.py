@@ -142,5 +142,29 @@ def success_table(compare):
     return "\n".join(lines)
 
 
+def bridge_table(compare):
+    """`python -m tasks.images compare-bridges` JSON: per bridged run the bridge's own record (steps, final
+    accuracy on its random labels, weight change, regime before -> after) and its test accuracy against
+    the unbridged run of the same seed; then per condition the means and the per-seed differences."""
+    lines = ["| condition | seed | bridged layers | bridge steps | random-label accuracy | weight change (rel. Frobenius, per layer) "
+             "| stream change before -> after | test, bridged | test, unbridged | difference |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c, row in compare["conditions"].items():
+        for r in row["runs"]:
+            fro = list(r["frobenius_change"].values())
+            layers = r["bridge_layers"]
+            lines.append(f"| {c} | {r['seed']} | {layers[0]}-{layers[-1]} | {r['bridge_steps_run']:,} | "
+                         f"{r['bridge_train_accuracy']:.3f}{'' if r['bridge_reached'] else ' (not reached)'} | "
+                         f"{min(fro):.3f}-{max(fro):.3f} | {r['regime_before']['stream_change']:.3g} -> "
+                         f"{r['regime_after']['stream_change']:.3g} | {r['test_accuracy']:.3f} | "
+                         f"{r['unbridged_test_accuracy']:.3f} | {r['difference']:+.3f} |")
+    lines += ["", "| condition | seeds | every bridge reached its criterion | test, bridged | test, unbridged "
+              "| bridged - unbridged (mean of per-seed differences) |", "|---|---|---|---|---|---|"]
+    for c, row in compare["conditions"].items():
+        lines.append(f"| {c} | {row['n']} | {'yes' if row['all_bridges_reached'] else 'no'} | {ci(row['test'], '{:.3f}')} | "
+                     f"{ci(row['unbridged_test'], '{:.3f}')} | {ci(row['bridged_minus_unbridged'], '{:+.3f}')} |")
+    return "\n".join(lines)
+
+
 TABLES = {"summary": summary_tables, "regime": regime_table, "summary-regime": regime_summary_table,
-          "search": search_table, "confirm": confirm_table, "success": success_table}
+          "search": search_table, "confirm": confirm_table, "success": success_table, "bridges": bridge_table}

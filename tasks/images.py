@@ -6,7 +6,7 @@ Images: the frozen slice as an image classifier, and Luo & Shen's random-label b
     python train.py --task images --dataset path/to/folders --image-size 32  # your images, one sub-folder per class
     python train.py --task images --dataset cifar10 --augment --model google/gemma-4-31B --layers 24-29
     python train.py --task images --dataset mnist5k --bridge-steps 500 --bridge-layers 6-8
-    python -m tasks.images compare-bridges results/images_bridge/runs/*   # bridged vs unbridged, seed by seed
+    python -m tasks.images compare-bridges results/images/bridge_long/runs/*   # bridged vs unbridged, seed by seed
 
 An image becomes a sequence of non-overlapping P x P patches in raster order (FPT's recipe; P = 4
 gives 49 tokens for 28x28 MNIST, 64 for 32x32 CIFAR-10). Each token is its patch's pixel values,
@@ -697,6 +697,7 @@ def compare_bridges(argv=None):
             "bridge_layers": cfg["bridge_layer_ids"], "bridge_images": bridge.get("images"), "bridge_steps_run": bridge.get("steps_run"),
             "bridge_loss": bridge["loss"], "bridge_train_accuracy": bridge.get("train_accuracy"),
             "bridge_until_accuracy": bridge.get("until_accuracy"), "bridge_reached": bridge.get("reached"),
+            "bridge_curve": bridge.get("curve"),
             "frobenius_change": bridge.get("frobenius_change"), "regime_before": bridge.get("regime_before"),
             "regime_after": bridge.get("regime_after"), "bridge_wall_time_s": bridge.get("wall_time_s"),
             "test_accuracy": e["accuracy"]["test"], "unbridged_test_accuracy": twin_e["accuracy"]["test"],

@@ -319,7 +319,8 @@ def test_compare_bridges_pairs_each_bridged_run_with_its_unbridged_seed(tmp_path
     un = tmp_path / "unbridged"
     for seed, acc in ((0, 0.80), (1, 0.90)):
         fake_image_run(un / f"images__pretrained__{seed}", acc, seed)
-    done = {"train_accuracy": 0.95, "reached": True, "steps_run": 900, "frobenius_change": {"6": 0.1}}
+    done = {"train_accuracy": 0.95, "reached": True, "steps_run": 900, "frobenius_change": {"6": 0.1},
+            "curve": [{"step": 900, "loss": 0.2, "train_accuracy": 0.95}]}
     fake_image_run(tmp_path / "b0", 0.70, 0, bridge=done)
     fake_image_run(tmp_path / "b1", 0.85, 1, bridge={**done, "reached": False, "train_accuracy": 0.5})
     out = I.compare_bridges([str(tmp_path / "b1"), str(tmp_path / "b0"), "--unbridged", str(un), "--out", str(tmp_path / "c.json")])
@@ -327,6 +328,7 @@ def test_compare_bridges_pairs_each_bridged_run_with_its_unbridged_seed(tmp_path
     assert c["seeds"] == [0, 1] and c["n"] == 2 and c["all_bridges_reached"] is False
     assert [r["difference"] for r in c["runs"]] == pytest.approx([-0.10, -0.05])
     assert c["bridged_minus_unbridged"]["mean"] == pytest.approx(-0.075) and c["unbridged_test"]["mean"] == pytest.approx(0.85)
+    assert c["runs"][0]["bridge_curve"] == done["curve"]
     assert c["runs"][0]["frobenius_change"] == {"6": 0.1} and json.loads((tmp_path / "c.json").read_text())["conditions"]["bridge"]["n"] == 2
     # a stage 2 that differs from the unbridged run's (here its learning rate) is refused, as is a missing twin
     fake_image_run(tmp_path / "b_lr", 0.7, 0, bridge=done, lr=0.01)

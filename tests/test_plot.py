@@ -37,6 +37,9 @@ def synthetic_results(root):
     write(root / "token_suite" / "mqar" / "sweep.json", {"protocol": {"train_len": 6}})
     write(root / "images" / "summary.json", {"values": "accuracy", "dataset": "tiny", "conditions": {
         c: {"n": 2, "accuracy": {"test": ci(a)}} for c, a in (("pretrained", 0.8), ("shuffled", 0.7))}})
+    run = {"seed": 0, "bridge_curve": [{"step": 100, "train_accuracy": 0.4}, {"step": 200, "train_accuracy": 0.95}],
+           "unbridged_test_accuracy": 0.8, "test_accuracy": 0.82}
+    write(root / "images" / "summary_bridge_long.json", {"conditions": {"bridge": {"runs": [run, {**run, "seed": 1}]}}})
     write(root / "ogbench" / "mlp" / "results.json", {"condition": "mlp", "history": [
         {"step": s, "eval": {"success_rate": r, "successes": [1] * int(r * 10) + [0] * (10 - int(r * 10))}}
         for s, r in ((1000, 0.1), (2000, 0.5))]})
@@ -58,14 +61,14 @@ def test_every_figure_kind_renders(tmp_path):
     assert out.returncode == 0, out.stderr
     figs = sorted((root / "figures").glob("*.png"))
     names = {f.stem for f in figs}
-    assert names == {"heads_mqar_pretrained", "curves_mqar", "lengths_mqar", "images_accuracy", "control_ogbench",
-                     "control_walker2d"}, names
+    assert names == {"heads_mqar_pretrained", "curves_mqar", "lengths_mqar", "images_accuracy", "images_bridge",
+                     "control_ogbench", "control_walker2d"}, names
     for f in figs:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         img = imread(f)
         assert img.shape[0] > 100 and img.shape[1] > 100 and img[..., :3].std() > 0.05, f.name   # not blank
     only = run("--results", str(root), "--only", "images", "--out", str(tmp_path / "one"))
-    assert only.returncode == 0 and [p.name for p in (tmp_path / "one").iterdir()] == ["images_accuracy.png"]
+    assert only.returncode == 0 and sorted(p.name for p in (tmp_path / "one").iterdir()) == ["images_accuracy.png", "images_bridge.png"]
 
 
 @pytest.mark.parametrize("damage,message", [

@@ -112,3 +112,16 @@ def test_success_table_from_a_comparison():
     t = tables.success_table(cmp).splitlines()
     assert t[2] == "| 100 | 0.50 [0.10, 0.90] | 0.00 [0.00, 0.60] |" and t[3] == "| 200 | - | 0.25 [0.00, 0.80] |"
     assert t[-1] == "| `b` | `a` | 100 | 4 | 0.50 / 0.00 | 2 / 0 | 0.500 |"
+
+
+def test_bridge_table_from_a_comparison():
+    import tables
+    run = {"seed": 0, "bridge_layers": [8, 9, 10, 11], "bridge_steps_run": 1200, "bridge_train_accuracy": 0.5,
+           "bridge_reached": False, "frobenius_change": {"8": 0.2, "9": 0.05}, "regime_before": {"stream_change": 10.9},
+           "regime_after": {"stream_change": 8.44}, "test_accuracy": 0.8, "unbridged_test_accuracy": 0.85, "difference": -0.05}
+    d = lambda m: {"mean": m, "ci95": [m - 0.01, m + 0.01]}
+    cmp = {"conditions": {"bridge-partial": {"n": 1, "all_bridges_reached": False, "runs": [run], "test": d(0.8),
+                                             "unbridged_test": d(0.85), "bridged_minus_unbridged": d(-0.05)}}}
+    t = tables.bridge_table(cmp).splitlines()
+    assert t[2] == "| bridge-partial | 0 | 8-11 | 1,200 | 0.500 (not reached) | 0.050-0.200 | 10.9 -> 8.44 | 0.800 | 0.850 | -0.050 |"
+    assert t[-1] == "| bridge-partial | 1 | no | 0.800 [0.790, 0.810] | 0.850 [0.840, 0.860] | -0.050 [-0.060, -0.040] |"

@@ -5,9 +5,11 @@
 # the bridge starts from (pretrained: lr 3e-2, input scale auto; random-init, the strongest image
 # control: lr 1e-2, input scale 1). Seeds 0 and 1: stage 2 draws the same batches as the unbridged
 # seeds 0 and 1, so bridged and unbridged runs differ by the bridge alone. Resumable: run it again.
-# Two runs at a time, one thread each: `bash results/images_bridge/run.sh 0` and `... 1` (the seed).
+# Two runs at a time, one thread each: `bash results/images/bridge_long/run.sh 0` and `... 1` (the seed).
+# The committed runs ran from a worktree at 63cd4d7, where this script lived at results/images_bridge/
+# and wrote its runs there; script and runs moved here together, nothing else changed.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=1
 seed=${1:?give the seed, 0 or 1}
 common=(--task images --dataset mnist5k --patch 7 --batch-size 32 --warmup 50 --steps 400 --eval-every 100
@@ -20,7 +22,7 @@ run() {   # out, flags...
     python train.py "${common[@]}" "$@" --out "$out" $([ -f "$out/last.pt" ] && echo --resume)
     python evaluate.py --ckpt "$out/best.pt"
 }
-run results/images_bridge/runs/bridge__$seed --lr 3e-2 --input-scale auto
-run results/images_bridge/runs/bridge-partial__$seed --lr 3e-2 --input-scale auto --bridge-layers 8-11
-run results/images_bridge/runs/bridge-random-init__$seed --lr 1e-2 --input-scale 1 --init random
-run results/images_bridge/runs/bridge-partial-random-init__$seed --lr 1e-2 --input-scale 1 --init random --bridge-layers 8-11
+run results/images/bridge_long/runs/bridge__$seed --lr 3e-2 --input-scale auto
+run results/images/bridge_long/runs/bridge-partial__$seed --lr 3e-2 --input-scale auto --bridge-layers 8-11
+run results/images/bridge_long/runs/bridge-random-init__$seed --lr 1e-2 --input-scale 1 --init random
+run results/images/bridge_long/runs/bridge-partial-random-init__$seed --lr 1e-2 --input-scale 1 --init random --bridge-layers 8-11
