@@ -151,12 +151,16 @@ def bridge_table(compare):
              "|---|---|---|---|---|---|---|---|---|---|"]
     for c, row in compare["conditions"].items():
         for r in row["runs"]:
-            fro = list(r["frobenius_change"].values())
+            # runs from before the bridge recorded its accuracy, weight change and regime show "-"
+            fro = list((r.get("frobenius_change") or {}).values())
+            acc = "-" if r.get("bridge_train_accuracy") is None else f"{r['bridge_train_accuracy']:.3f}"
+            reg = [(r.get(k) or {}).get("stream_change") for k in ("regime_before", "regime_after")]
             layers = r["bridge_layers"]
-            lines.append(f"| {c} | {r['seed']} | {layers[0]}-{layers[-1]} | {r['bridge_steps_run']:,} | "
-                         f"{r['bridge_train_accuracy']:.3f}{'' if r['bridge_reached'] else ' (not reached)'} | "
-                         f"{min(fro):.3f}-{max(fro):.3f} | {r['regime_before']['stream_change']:.3g} -> "
-                         f"{r['regime_after']['stream_change']:.3g} | {r['test_accuracy']:.3f} | "
+            steps = "-" if r.get("bridge_steps_run") is None else f"{r['bridge_steps_run']:,}"
+            lines.append(f"| {c} | {r['seed']} | {layers[0]}-{layers[-1]} | {steps} | "
+                         f"{acc}{' (not reached)' if r.get('bridge_until_accuracy') and not r['bridge_reached'] else ''} | "
+                         f"{f'{min(fro):.3f}-{max(fro):.3f}' if fro else '-'} | "
+                         f"{' -> '.join('-' if x is None else f'{x:.3g}' for x in reg)} | {r['test_accuracy']:.3f} | "
                          f"{r['unbridged_test_accuracy']:.3f} | {r['difference']:+.3f} |")
     lines += ["", "| condition | seeds | every bridge reached its criterion | test, bridged | test, unbridged "
               "| bridged - unbridged (mean of per-seed differences) |", "|---|---|---|---|---|---|"]

@@ -117,7 +117,7 @@ def test_success_table_from_a_comparison():
 def test_bridge_table_from_a_comparison():
     import tables
     run = {"seed": 0, "bridge_layers": [8, 9, 10, 11], "bridge_steps_run": 1200, "bridge_train_accuracy": 0.5,
-           "bridge_reached": False, "frobenius_change": {"8": 0.2, "9": 0.05}, "regime_before": {"stream_change": 10.9},
+           "bridge_reached": False, "bridge_until_accuracy": 0.9, "frobenius_change": {"8": 0.2, "9": 0.05}, "regime_before": {"stream_change": 10.9},
            "regime_after": {"stream_change": 8.44}, "test_accuracy": 0.8, "unbridged_test_accuracy": 0.85, "difference": -0.05}
     d = lambda m: {"mean": m, "ci95": [m - 0.01, m + 0.01]}
     cmp = {"conditions": {"bridge-partial": {"n": 1, "all_bridges_reached": False, "runs": [run], "test": d(0.8),
@@ -125,3 +125,7 @@ def test_bridge_table_from_a_comparison():
     t = tables.bridge_table(cmp).splitlines()
     assert t[2] == "| bridge-partial | 0 | 8-11 | 1,200 | 0.500 (not reached) | 0.050-0.200 | 10.9 -> 8.44 | 0.800 | 0.850 | -0.050 |"
     assert t[-1] == "| bridge-partial | 1 | no | 0.800 [0.790, 0.810] | 0.850 [0.840, 0.860] | -0.050 [-0.060, -0.040] |"
+    old = {"seed": 1, "bridge_layers": [6, 11], "bridge_steps_run": None, "bridge_reached": None, "test_accuracy": 0.8,
+           "unbridged_test_accuracy": 0.8, "difference": 0.0}      # a bridge from before these were recorded
+    cmp["conditions"]["bridge-partial"]["runs"].append(old)
+    assert tables.bridge_table(cmp).splitlines()[3] == "| bridge-partial | 1 | 6-11 | - | - | - | - -> - | 0.800 | 0.800 | +0.000 |"
