@@ -657,8 +657,23 @@ def main(argv=None):
 
 
 # Stage-2 settings a bridged run must share with its unbridged counterpart, so the two differ by the bridge alone.
-SAME_STAGE2 = ("dataset", "patch", "readout", "split_seed", "test_fingerprint", "model", "layers", "init", "input_scale",
+SAME_STAGE2 = ("dataset", "patch", "readout", "split_seed", "test_fingerprint", "model", "layers", "substrate", "init", "input_scale",
                "lr", "steps", "batch_size", "warmup", "seed", "dtype")
+
+
+def find_twin(run, cfg, unbridged):
+    """The one unbridged run (folder, config) whose stage-2 settings are the bridged run's, so the two
+    differ by the bridge alone; a clear error naming what differs when there is none."""
+    hits = [d for d, c in unbridged if all(c.get(k) == cfg.get(k) for k in SAME_STAGE2)]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise UserError(f"{run}: several unbridged runs share its stage-2 settings: {', '.join(map(str, hits))}")
+    near = [(d, [k for k in SAME_STAGE2 if c.get(k) != cfg.get(k)]) for d, c in unbridged
+            if (c.get("init"), c.get("seed")) == (cfg.get("init"), cfg.get("seed"))]
+    raise UserError(f"{run}: no unbridged run with its stage-2 settings"
+                    + "".join(f"; {d} differs in {', '.join(k)}" for d, k in near[:3])
+                    + ("" if near else f" (none of body {cfg.get('init')}, seed {cfg.get('seed')}): train it first"))
 
 
 def compare_bridges(argv=None):
@@ -669,8 +684,9 @@ def compare_bridges(argv=None):
     per-seed differences bridged - unbridged."""
     p = argparse.ArgumentParser(prog="python -m tasks.images compare-bridges", description=compare_bridges.__doc__)
     p.add_argument("runs", nargs="+", help="bridged run folders (results.json and eval_best.json in each)")
-    p.add_argument("--unbridged", default="results/images/runs",
-                   help="folder of the unbridged runs, named images__{pretrained|random-init|...}__SEED (default results/images/runs)")
+    p.add_argument("--unbridged", nargs="+", default=["results/images/runs"],
+                   help="folders of unbridged run folders; each bridged run is set against the one unbridged run "
+                        "there with its stage-2 settings (seed, rate, input scale, body...) (default results/images/runs)")
     p.add_argument("--out", help="write the comparison here as JSON (default: print it)")
     args = p.parse_args(argv)
 
@@ -680,6 +696,9 @@ def compare_bridges(argv=None):
             raise UserError(f"{folder}: need results.json and eval_best.json (python evaluate.py --ckpt {folder}/best.pt)")
         return json.loads((d / "results.json").read_text()), json.loads((d / "eval_best.json").read_text())
 
+    unbridged = [(f.parent, json.loads(f.read_text())["config"]) for d in args.unbridged
+                 for f in sorted(Path(d).glob("*/results.json"))]
+    unbridged = [(d, c) for d, c in unbridged if not c.get("bridge_steps")]
     per_condition = {}
     for run in args.runs:
         r, e = read(run)
@@ -687,11 +706,8 @@ def compare_bridges(argv=None):
         bridge = next((h for h in r["history"] if h.get("phase") == "bridge"), None)
         if not cfg.get("bridge_steps") or bridge is None:
             raise UserError(f"{run}: not a bridged run (or its bridge has not finished)")
-        twin_dir = Path(args.unbridged) / f"images__{'random-init' if cfg['init'] == 'random' else cfg['init']}__{cfg['seed']}"
+        twin_dir = find_twin(run, cfg, unbridged)
         twin, twin_e = read(twin_dir)
-        differs = [k for k in SAME_STAGE2 if cfg.get(k) != twin["config"].get(k)]
-        if differs or twin["config"].get("bridge_steps"):
-            raise UserError(f"{run} and {twin_dir} differ in more than the bridge: {', '.join(differs) or 'bridge_steps'}")
         per_condition.setdefault(r["condition"], []).append({
             "run": portable(Path(run)), "unbridged_run": portable(twin_dir), "seed": cfg["seed"],
             "bridge_layers": cfg["bridge_layer_ids"], "bridge_images": bridge.get("images"), "bridge_steps_run": bridge.get("steps_run"),

@@ -304,7 +304,7 @@ def test_bridge_stops_when_it_has_memorised_its_labels_and_reports_what_it_moved
 def fake_image_run(folder, test_acc, seed, init="pretrained", bridge=None, **cfg_over):
     """results.json + eval_best.json as train.py and evaluate.py write them, with a chosen test accuracy."""
     folder.mkdir(parents=True)
-    cfg = {"dataset": "mnist5k", "patch": 7, "layers": "6-11", "init": init, "input_scale": "auto", "lr": 0.03,
+    cfg = {"dataset": "mnist5k", "patch": 7, "layers": "6-11", "substrate": "gemma", "init": init, "input_scale": "auto", "lr": 0.03,
            "steps": 400, "batch_size": 32, "warmup": 50, "seed": seed, "test_fingerprint": "ab", **cfg_over}
     history = [{"step": 400, "phase": "train", "val_accuracy": 0.5, "test_accuracy": test_acc}]
     if bridge:
@@ -319,6 +319,7 @@ def test_compare_bridges_pairs_each_bridged_run_with_its_unbridged_seed(tmp_path
     un = tmp_path / "unbridged"
     for seed, acc in ((0, 0.80), (1, 0.90)):
         fake_image_run(un / f"images__pretrained__{seed}", acc, seed)
+    fake_image_run(un / "images__none__0", 0.3, 0, substrate="none")     # the interface alone: another body, same flags
     done = {"train_accuracy": 0.95, "reached": True, "steps_run": 900, "frobenius_change": {"6": 0.1},
             "curve": [{"step": 900, "loss": 0.2, "train_accuracy": 0.95}]}
     fake_image_run(tmp_path / "b0", 0.70, 0, bridge=done)
@@ -332,10 +333,18 @@ def test_compare_bridges_pairs_each_bridged_run_with_its_unbridged_seed(tmp_path
     assert c["runs"][0]["frobenius_change"] == {"6": 0.1} and json.loads((tmp_path / "c.json").read_text())["conditions"]["bridge"]["n"] == 2
     # a stage 2 that differs from the unbridged run's (here its learning rate) is refused, as is a missing twin
     fake_image_run(tmp_path / "b_lr", 0.7, 0, bridge=done, lr=0.01)
-    with pytest.raises(UserError, match="differ in more than the bridge: lr"):
+    with pytest.raises(UserError, match="no unbridged run with its stage-2 settings; .*images__pretrained__0 differs in lr"):
         I.compare_bridges([str(tmp_path / "b_lr"), "--unbridged", str(un)])
     fake_image_run(tmp_path / "b_seed2", 0.7, 2, bridge=done)
-    with pytest.raises(UserError, match="eval_best.json"):
+    with pytest.raises(UserError, match="none of body pretrained, seed 2"):
         I.compare_bridges([str(tmp_path / "b_seed2"), "--unbridged", str(un)])
+    # the twin is found by its settings, not its name, in any of several folders; two candidates are refused
+    other = tmp_path / "other"
+    fake_image_run(other / "anything", 0.75, 0, lr=0.01)
+    out = I.compare_bridges([str(tmp_path / "b_lr"), "--unbridged", str(un), str(other)])
+    assert out["conditions"]["bridge"]["runs"][0]["unbridged_run"].endswith("other/anything")
+    fake_image_run(other / "copy", 0.75, 0, lr=0.01)
+    with pytest.raises(UserError, match="several unbridged runs"):
+        I.compare_bridges([str(tmp_path / "b_lr"), "--unbridged", str(un), str(other)])
     with pytest.raises(UserError, match="not a bridged run"):
         I.compare_bridges([str(un / "images__pretrained__0"), "--unbridged", str(un)])
