@@ -696,7 +696,7 @@ def compare_bridges(argv=None):
             raise UserError(f"{folder}: need results.json and eval_best.json (python evaluate.py --ckpt {folder}/best.pt)")
         return json.loads((d / "results.json").read_text()), json.loads((d / "eval_best.json").read_text())
 
-    unbridged = [(f.parent, json.loads(f.read_text())["config"]) for d in args.unbridged
+    unbridged = [(f.parent, json.loads(f.read_text()).get("config", {})) for d in args.unbridged
                  for f in sorted(Path(d).glob("*/results.json"))]
     unbridged = [(d, c) for d, c in unbridged if not c.get("bridge_steps")]
     per_condition = {}
