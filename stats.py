@@ -316,3 +316,36 @@ def spearman_permutation(x, y, n_perm=10000, seed=0, groups=None):
     null = (pc @ rxc) / (np.sqrt((pc ** 2).sum(1)) * np.sqrt((rxc ** 2).sum()))
     p = (1 + int((np.abs(null) >= abs(rho) - 1e-12).sum())) / (1 + n_perm)
     return {"rho": rho, "p_perm": p, "n": len(rx), "n_perm": n_perm}
+
+
+# -----------------------------------------------------------------------------
+# 5. summaries over a few training seeds (the robot runs: n = 3)
+
+def t_interval(values, alpha=0.05):
+    """Mean, sample std and Student-t 95% interval of the mean: mean +- t(1 - alpha/2, n-1) * std / sqrt(n).
+
+    With n = 3 the t quantile is 4.30, so the interval is wide; a bootstrap over three values would
+    be far too narrow (it can never leave the range of the three). One value has no interval: None."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        raise ValueError("t_interval needs at least one value")
+    mean, std = mean_std(x)
+    if len(x) < 2:
+        return {"mean": mean, "std": std, "ci95": None, "n": 1, "values": x.tolist()}
+    half = float(sps.t.ppf(1 - alpha / 2, len(x) - 1)) * std / math.sqrt(len(x))
+    return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": len(x), "values": x.tolist()}
+
+
+def paired_over_seeds(reference, other):
+    """reference and other: {seed: value}. Per-seed differences reference - other on the seeds both
+    have, their mean with a t interval, and the paired t-test over seeds (the seed is the unit: each
+    seed's runs share data order and evaluation episodes, different seeds share neither)."""
+    seeds = sorted(set(reference) & set(other))
+    diffs = [reference[s] - other[s] for s in seeds]
+    out = {"seeds": seeds, **t_interval(diffs)} if seeds else {"seeds": [], "mean": None, "ci95": None, "n": 0, "values": []}
+    if len(seeds) >= 2:
+        t, df, p = paired_t([reference[s] for s in seeds], [other[s] for s in seeds])
+        out["paired_t"] = {"t": t, "df": df, "p": p}
+    else:
+        out["paired_t"] = None
+    return out

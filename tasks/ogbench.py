@@ -5,6 +5,7 @@ OGBench manipulation, single-task offline RL: IQL whose shared trunk is a frozen
     python -m tasks.ogbench check scene-play-singletask-task1-v0            # does the data reach the goal?
     python train.py --task ogbench --env scene-play-singletask-task1-v0 --layers 8
     python train.py --task ogbench --env scene-play-singletask-task1-v0 --substrate mlp   # plain MLP IQL
+    python -m tasks.ogbench seeds RUNS/*__[012] --reference L8_pretrained --out summary.json   # over seeds
 
 Tokens: the observation (standardised with the training set's mean and std) is cut into
 --obs-tokens contiguous chunks, zero-padded to equal length; chunk i enters through its own Linear
@@ -730,6 +731,157 @@ def compare(argv=None):
     return out
 
 
+# ----------------------------------------------------------------------------- over training seeds
+
+SEEDS_NOTE = {
+    "interval": "95% Student-t interval over seeds: mean +- t(0.975, n-1) * sd / sqrt(n) (t = 4.30 at n = 3)",
+    "test": "paired t-test over seeds on each seed's last-evaluations mean, paired by training seed; "
+            "with n = 3 (2 degrees of freedom) it detects only large, consistent differences",
+    "between_runs": "exact McNemar on the pooled episodes of the last evaluations, per seed and pooled over seeds: it "
+                    "treats each run's checkpoints as fixed policies and the episodes as the random part, so it "
+                    "compares these runs, not the conditions (another training seed is not covered)",
+    "verdict": "per control: 'pretrained ahead' if the t interval of pretrained - control lies above 0, "
+               "'control ahead' if below, else 'not separated' (not the same as shown equal)",
+}
+
+
+def episodes_note(repeat):
+    """What repeated evaluation start states mean for the tests (repeat: whether they repeat)."""
+    if not repeat:
+        return "evaluation start states differ between evaluations of a run"
+    return ("every evaluation of a run resets its episodes with the same seeds (base + i), so the pooled "
+            "last evaluations hold each start state several times: the McNemar pairs are not independent "
+            "(its P is too small where start states differ in difficulty), and the last-evaluations mean of "
+            "a seed averages three policies on one set of start states. Runs of one training seed share "
+            "those start states, runs of different seeds do not: the test over seeds pairs by training "
+            "seed and treats seeds as independent")
+
+
+def seed_rows(runs, last, up_to):
+    """runs: {folder name: results.json dict}. Per run the steps of its last `last` evaluations at or
+    before up_to (default: the latest step every run has reached), the success at each and their mean."""
+    reached = min(max((h["step"] for h in r["history"]), default=0) for r in runs.values())
+    up_to = reached if up_to is None else up_to
+    rows = {}
+    for name, r in runs.items():
+        evals = [h for h in r["history"] if h["step"] <= up_to][-last:]
+        if len(evals) < last:
+            raise UserError(f"{name} has {len(evals)} evaluations at or before step {up_to:,}; --last {last} needs more")
+        successes = [h["eval"]["successes"] for h in evals]
+        rows[name] = {"condition": name.rpartition("__")[0] or name, "seed": r["seed"], "steps": [h["step"] for h in evals],
+                      "success": [sum(s) / len(s) for s in successes], "episodes": [len(s) for s in successes],
+                      "outcomes": [x for s in successes for x in s], "steps_done": r["steps_done"],
+                      "steps_planned": r["config"]["steps"], "finished": r["steps_done"] >= r["config"]["steps"],
+                      "wall_time_s": r["wall_time_s"], "git_commit": r.get("git_commit"),
+                      "episode_seed_base": r["eval"]["episode_seed_base"],
+                      "evaluation_seed_bases": sorted({h["eval"].get("episode_seed_base", r["eval"]["episode_seed_base"])
+                                                       for h in r["history"]})}
+        rows[name]["mean"] = float(np.mean(rows[name]["success"]))
+    steps = {tuple(row["steps"]) for row in rows.values()}
+    if len(steps) > 1:
+        raise UserError(f"the runs' last {last} evaluations at or before step {up_to:,} are at different steps "
+                        f"({sorted(steps)}); give --up-to a step every run has evaluated")
+    return rows, up_to
+
+
+def seeds_summary(runs, reference=None, last=3, up_to=None):
+    """The three-seed table: per seed the last evaluations, per condition the mean over seeds with a t
+    interval, per seed pretrained - control with a paired t over seeds, the McNemar between runs."""
+    shas = {r["dataset_stats"].get("sha256") for r in runs.values()}
+    if len(shas) > 1 or None in shas:
+        raise UserError("the runs were not all trained on one recorded data file (dataset_stats.sha256 differs or is "
+                        "missing): summarise runs of one file only")
+    rows, up_to = seed_rows(runs, last, up_to)
+    conditions = {}
+    for name, row in rows.items():
+        by_seed = conditions.setdefault(row["condition"], {})
+        if row["seed"] in by_seed:
+            raise UserError(f"two runs of {row['condition']} with seed {row['seed']}: {by_seed[row['seed']]} and {name}")
+        by_seed[row["seed"]] = name
+    reference = reference or next(iter(conditions))
+    if reference not in conditions:
+        raise UserError(f"--reference {reference!r} is not among the conditions ({', '.join(conditions)}); a condition "
+                        f"is a run folder's name before its last '__'")
+    for cond, by_seed in conditions.items():
+        bases = {rows[n]["episode_seed_base"] for n in by_seed.values()}
+        if len(bases) != len(by_seed):
+            raise UserError(f"{cond}: two seeds were evaluated on the same episodes; they are not independent")
+    for seed in {row["seed"] for row in rows.values()}:
+        bases = {row["episode_seed_base"] for row in rows.values() if row["seed"] == seed}
+        if len(bases) > 1:
+            raise UserError(f"the runs of seed {seed} were evaluated on different episodes: they do not pair")
+    out = {"pooled_evaluations": last, "up_to_step": up_to, "steps": rows[next(iter(rows))]["steps"],
+           "dataset_sha256": shas.pop(), "reference": reference, "notes": SEEDS_NOTE, "runs": {}, "conditions": {},
+           "differences": {}, "between_runs": {}}
+    repeat = all(len(row["evaluation_seed_bases"]) == 1 for row in rows.values())
+    out["episodes"] = {"repeat_across_evaluations": repeat,
+                       "episode_seed_base_per_seed": {str(row["seed"]): row["episode_seed_base"] for row in rows.values()},
+                       "note": episodes_note(repeat)}
+    for name, row in rows.items():
+        out["runs"][name] = {k: v for k, v in row.items() if k != "outcomes"}
+    means = {c: {s: rows[n]["mean"] for s, n in by_seed.items()} for c, by_seed in conditions.items()}
+    for cond, by_seed in conditions.items():
+        commits = {rows[n]["git_commit"] for n in by_seed.values()}
+        out["conditions"][cond] = {"seeds": sorted(by_seed), "runs": [by_seed[s] for s in sorted(by_seed)],
+                                   **stats.t_interval([means[cond][s] for s in sorted(by_seed)]),
+                                   "one_code_version": len(commits) == 1, "git_commits": sorted(c or "unknown" for c in commits),
+                                   "all_finished": all(rows[n]["finished"] for n in by_seed.values()),
+                                   "wall_time_s": sum(rows[n]["wall_time_s"] for n in by_seed.values())}
+    for cond in conditions:
+        if cond == reference:
+            continue
+        d = stats.paired_over_seeds(means[reference], means[cond])
+        lo, hi = d["ci95"] or (None, None)
+        d["verdict"] = ("pretrained ahead" if lo is not None and lo > 0 else "control ahead" if hi is not None and hi < 0
+                        else "not separated")
+        out["differences"][cond] = {"reference": reference, **d}
+        per_seed, a_all, b_all = {}, [], []
+        for s in d["seeds"]:
+            a, b = rows[conditions[reference][s]]["outcomes"], rows[conditions[cond][s]]["outcomes"]
+            ref_only, other_only, p = stats.mcnemar_exact(a, b)
+            per_seed[str(s)] = {"episodes": len(a), "reference_only": ref_only, "other_only": other_only, "mcnemar_exact_p": p}
+            a_all, b_all = a_all + a, b_all + b
+        ref_only, other_only, p = stats.mcnemar_exact(a_all, b_all) if a_all else (0, 0, None)
+        out["between_runs"][cond] = {"reference": reference, "per_seed": per_seed, "pooled": {
+            "episodes": len(a_all), "reference_only": ref_only, "other_only": other_only, "mcnemar_exact_p": p}}
+    return out
+
+
+def seeds(argv=None):
+    """Several training seeds per condition: per seed the success of the last --last evaluations (each
+    and their mean), per condition the mean over seeds with a 95% t interval, per seed the difference
+    reference - condition with a paired t-test over seeds, and the exact McNemar on pooled episodes,
+    labelled as a test between runs. A condition is a run folder's name before its last '__'
+    (L8_pretrained__0 -> L8_pretrained); every run must have read one data file."""
+    p = argparse.ArgumentParser(prog="python -m tasks.ogbench seeds", description=seeds.__doc__)
+    p.add_argument("runs", nargs="+", help="run folders (or their results.json), e.g. RUNS/*__[012]")
+    p.add_argument("--reference", default=None, help="condition the others are compared with (default: the first run's)")
+    p.add_argument("--last", type=int, default=3, help="evaluations per run averaged (default 3)")
+    p.add_argument("--up-to", type=int, default=None,
+                   help="use the evaluations at or before this step (default: the latest step every run has reached)")
+    p.add_argument("--out", help="write the summary here as JSON (default: print it)")
+    args = p.parse_args(argv)
+    if args.last < 1:
+        raise UserError("--last must be at least 1")
+    runs = {}
+    for run in args.runs:
+        f = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
+        if not f.is_file():
+            raise UserError(f"{run}: no results.json")
+        try:
+            r = json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"{f}: not valid JSON")
+        if "history" not in r or r.get("metric") != "success_rate":
+            raise UserError(f"{f}: not an OGBench training run's results.json")
+        if f.parent.name in runs:
+            raise UserError(f"two runs named {f.parent.name}: the folder name identifies a run")
+        runs[f.parent.name] = r
+    out = seeds_summary(runs, args.reference, args.last, args.up_to)
+    write_or_print(out, args.out)
+    return out
+
+
 def success_counts(terminals, masks):
     """Transitions and episodes at the task's goal (mask 0); an episode ends where terminals is 1."""
     hit = np.asarray(masks) == 0
@@ -764,9 +916,9 @@ def check(argv=None):
 
 
 def cli(argv):
-    commands = {"train": main, "generate": generate, "compare": compare, "check": check}
+    commands = {"train": main, "generate": generate, "compare": compare, "check": check, "seeds": seeds}
     if not argv or argv[0] not in commands:
-        raise UserError("usage: python -m tasks.ogbench {train,generate,compare,check} [flags]  (--help after the command)")
+        raise UserError("usage: python -m tasks.ogbench {train,generate,compare,check,seeds} [flags]  (--help after the command)")
     commands[argv[0]](argv[1:])
 
 

@@ -515,3 +515,93 @@ def test_check_reads_the_training_data(data_dir, tmp_path):
     assert row["train"]["episodes"] == 2 and row["train"]["transitions"] == len(train["masks"])
     assert row["train"]["success_transitions"] == int((train["masks"] == 0).sum())
     assert row["dataset_sha256"] == O.data_file_sha256(ENVS["cube-double"], str(data_dir))
+
+
+def seed_run(folder, seed, per_eval, sha="abc", planned=None, commit="c1"):
+    """results.json of one seed as train.py writes it: per_eval is the list of 0/1 outcomes at each
+    evaluation (every 2,500 steps), all on the seed's training-time episodes 10000 * seed + 1000 + i."""
+    folder.mkdir(parents=True)
+    base = 10_000 * seed + 1000
+    history = [{"step": 2500 * (i + 1), "eval": {"successes": s, "episode_seed_base": base}} for i, s in enumerate(per_eval)]
+    (folder / "results.json").write_text(json.dumps({
+        "condition": "x", "metric": "success_rate", "seed": seed, "steps_done": 2500 * len(per_eval),
+        "config": {"steps": planned or 2500 * len(per_eval)}, "wall_time_s": 100.0 * (seed + 1), "git_commit": commit,
+        "history": history, "dataset_stats": {"sha256": sha}, "eval": {"episode_seed_base": base}}))
+    return folder
+
+
+def three_seeds(root, **kw):
+    """pretrained: 3/4, 2/4, 1/4 at each of the last three evaluations of seeds 0-2; control 2/4, 2/4, 0/4."""
+    hits = {"L8_pretrained": [3, 2, 1], "L8_random-init_scale1": [2, 2, 0]}
+    runs = []
+    for cond, per_seed in hits.items():
+        for seed, k in enumerate(per_seed):
+            outcome = [1] * k + [0] * (4 - k)
+            runs.append(str(seed_run(root / f"{cond}__{seed}", seed, [[1, 1, 1, 1]] + [outcome] * 3, **kw)))
+    return runs
+
+
+def test_seeds_summarises_over_training_seeds(tmp_path):
+    from scipy import stats as sps
+    runs = three_seeds(tmp_path / "runs")
+    out = O.seeds(runs + ["--reference", "L8_pretrained", "--out", str(tmp_path / "s.json")])
+    assert json.loads((tmp_path / "s.json").read_text()) == json.loads(json.dumps(out))
+    assert out["steps"] == [5000, 7500, 10000]                       # the first evaluation is not among the last three
+    run0 = out["runs"]["L8_pretrained__0"]
+    assert run0["success"] == [0.75] * 3 and run0["mean"] == 0.75 and run0["finished"]
+    pre = out["conditions"]["L8_pretrained"]
+    assert pre["seeds"] == [0, 1, 2] and pre["values"] == [0.75, 0.5, 0.25] and pre["mean"] == pytest.approx(0.5)
+    half = sps.t.ppf(0.975, 2) * 0.25 / 3 ** 0.5                     # t interval: sd 0.25 over n = 3
+    assert pre["ci95"] == pytest.approx([0.5 - half, 0.5 + half]) and pre["wall_time_s"] == 600.0 and pre["one_code_version"]
+    d = out["differences"]["L8_random-init_scale1"]
+    assert d["values"] == pytest.approx([0.25, 0.0, 0.25]) and d["mean"] == pytest.approx(1 / 6)
+    r = sps.ttest_rel([0.75, 0.5, 0.25], [0.5, 0.5, 0.0])
+    assert d["paired_t"]["p"] == pytest.approx(r.pvalue) and d["paired_t"]["df"] == 2
+    assert d["ci95"][0] < 0 < d["ci95"][1] and d["verdict"] == "not separated"
+    mc = out["between_runs"]["L8_random-init_scale1"]
+    assert mc["per_seed"]["0"] == {"episodes": 12, "reference_only": 3, "other_only": 0, "mcnemar_exact_p": 0.25}
+    assert mc["pooled"]["episodes"] == 36 and (mc["pooled"]["reference_only"], mc["pooled"]["other_only"]) == (6, 0)
+    assert "runs, not the conditions" in out["notes"]["between_runs"]
+    ep = out["episodes"]
+    assert ep["repeat_across_evaluations"] and ep["episode_seed_base_per_seed"] == {"0": 1000, "1": 11000, "2": 21000}
+    # a clear gap over seeds is called so
+    wide = three_seeds(tmp_path / "wide")
+    for seed in range(3):
+        f = tmp_path / "wide" / f"L8_random-init_scale1__{seed}" / "results.json"
+        r = json.loads(f.read_text())
+        for h in r["history"]:
+            h["eval"]["successes"] = [0, 0, 0, 0] if seed else [0, 0, 0, 1]
+        f.write_text(json.dumps(r))
+    assert O.seeds(wide)["differences"]["L8_random-init_scale1"]["verdict"] == "pretrained ahead"
+
+
+def test_seeds_uses_the_steps_every_run_reached(tmp_path):
+    runs = three_seeds(tmp_path / "runs")
+    longer = seed_run(tmp_path / "runs" / "mlp__0", 0, [[0, 0, 0, 0]] * 4 + [[1, 1, 1, 1]] * 2, planned=30000)
+    out = O.seeds(runs + [str(longer)])
+    assert out["up_to_step"] == 10000 and out["runs"]["mlp__0"]["success"] == [0.0] * 3
+    assert not out["runs"]["mlp__0"]["finished"] and out["conditions"]["mlp"]["ci95"] is None     # one seed: no interval
+    assert O.seeds([str(longer), "--up-to", "15000"])["runs"]["mlp__0"]["success"] == [0.0, 1.0, 1.0]
+    with pytest.raises(UserError, match="different steps"):         # the 10,000-step runs cannot join it there
+        O.seeds(runs[:1] + [str(longer), "--up-to", "15000"])
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"sha": "other"}, "one recorded data file"),
+    ({"dup": True}, "two runs of L8_pretrained with seed 0"),
+    ({"reference": "nope"}, "--reference 'nope'"),
+    ({"steps": True}, "different steps"),
+])
+def test_seeds_refuses_what_does_not_summarise(tmp_path, change, message):
+    runs = three_seeds(tmp_path / "runs")
+    if "sha" in change:
+        runs.append(str(seed_run(tmp_path / "runs" / "mlp__0", 0, [[1, 0]] * 4, sha=change["sha"])))
+    if "dup" in change:
+        runs.append(str(seed_run(tmp_path / "runs" / "L8_pretrained__0b", 0, [[1, 0]] * 4)))
+    if "steps" in change:       # a run evaluated at other steps cannot share the last three evaluations
+        f = tmp_path / "runs" / "L8_pretrained__0" / "results.json"
+        r = json.loads(f.read_text())
+        r["history"][-2]["step"] = 8000
+        f.write_text(json.dumps(r))
+    res = run("-m", "tasks.ogbench", "seeds", *runs, "--reference", change.get("reference", "L8_pretrained"), check=False)
+    assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
