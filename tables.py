@@ -170,5 +170,41 @@ def bridge_table(compare):
     return "\n".join(lines)
 
 
+def interval(d, fmt):
+    """A mean with its t interval over seeds; one seed has no interval."""
+    if d.get("ci95") is None:
+        return f"{fmt.format(d['mean'])} (one seed)"
+    return f"{fmt.format(d['mean'])} [{fmt.format(d['ci95'][0])}, {fmt.format(d['ci95'][1])}]"
+
+
+def seeds_table(summary):
+    """`python -m tasks.ogbench seeds` JSON: per run the success of the last evaluations and their mean,
+    per condition the mean over seeds, then each condition against the reference over seeds."""
+    steps = summary["steps"]
+    lines = ["| condition | seed | " + " | ".join(f"success at {s:,}" for s in steps) + " | mean | steps done | wall time (h) |",
+             "|---|---|" + "---|" * len(steps) + "---|---|---|"]
+    for name, r in summary["runs"].items():
+        lines.append(f"| {r['condition']} | {r['seed']} | " + " | ".join(f"{x:.2f}" for x in r["success"])
+                     + f" | {r['mean']:.3f} | {r['steps_done']:,}{'' if r['finished'] else ' (unfinished)'} | "
+                     f"{r['wall_time_s'] / 3600:.1f} |")
+    lines += ["", "| condition | seeds | mean over seeds [95% t interval] | one code version |", "|---|---|---|---|"]
+    for c, row in summary["conditions"].items():
+        lines.append(f"| {c} | {', '.join(map(str, row['seeds']))} | {interval(row, '{:.3f}')} | "
+                     f"{'yes' if row['one_code_version'] else 'no: ' + ', '.join(x[:8] for x in row['git_commits'])} |")
+    ref = summary["reference"]
+    lines += ["", f"| {ref} - condition | per seed | mean [95% t interval] | paired t over seeds: P (df) | over seeds "
+              "| between runs: only reference / only condition, McNemar P (pooled episodes) |", "|---|---|---|---|---|---|"]
+    for c, d in summary["differences"].items():
+        t = d["paired_t"]
+        mc = summary["between_runs"][c]["pooled"]
+        p = "-" if mc["mcnemar_exact_p"] is None else f"{mc['mcnemar_exact_p']:.3g}"
+        test = "-" if t is None else f"{t['p']:.3g} ({t['df']})"
+        lines.append(f"| {ref} - {c} | {' / '.join(f'{x:+.3f}' for x in d['values'])} | {interval(d, '{:+.3f}')} | "
+                     f"{test} | {d['verdict']} | "
+                     f"{mc['reference_only']} / {mc['other_only']}, {p} |")
+    return "\n".join(lines)
+
+
 TABLES = {"summary": summary_tables, "regime": regime_table, "summary-regime": regime_summary_table,
-          "search": search_table, "confirm": confirm_table, "success": success_table, "bridges": bridge_table}
+          "search": search_table, "confirm": confirm_table, "success": success_table, "bridges": bridge_table,
+          "seeds": seeds_table}

@@ -740,8 +740,8 @@ SEEDS_NOTE = {
     "between_runs": "exact McNemar on the pooled episodes of the last evaluations, per seed and pooled over seeds: it "
                     "treats each run's checkpoints as fixed policies and the episodes as the random part, so it "
                     "compares these runs, not the conditions (another training seed is not covered)",
-    "verdict": "per control: 'pretrained ahead' if the t interval of pretrained - control lies above 0, "
-               "'control ahead' if below, else 'not separated' (not the same as shown equal)",
+    "verdict": "per condition: '<reference> ahead' if the t interval of reference - condition lies above 0, "
+               "'<condition> ahead' if below, else 'not separated' (not the same as shown equal); 'one seed: no test'",
 }
 
 
@@ -832,7 +832,7 @@ def seeds_summary(runs, reference=None, last=3, up_to=None):
             continue
         d = stats.paired_over_seeds(means[reference], means[cond])
         lo, hi = d["ci95"] or (None, None)
-        d["verdict"] = ("pretrained ahead" if lo is not None and lo > 0 else "control ahead" if hi is not None and hi < 0
+        d["verdict"] = ("one seed: no test" if lo is None else f"{reference} ahead" if lo > 0 else f"{cond} ahead" if hi < 0
                         else "not separated")
         out["differences"][cond] = {"reference": reference, **d}
         per_seed, a_all, b_all = {}, [], []

@@ -530,9 +530,9 @@ def seed_run(folder, seed, per_eval, sha="abc", planned=None, commit="c1"):
     return folder
 
 
-def three_seeds(root, **kw):
+def three_seeds(root, hits=None, **kw):
     """pretrained: 3/4, 2/4, 1/4 at each of the last three evaluations of seeds 0-2; control 2/4, 2/4, 0/4."""
-    hits = {"L8_pretrained": [3, 2, 1], "L8_random-init_scale1": [2, 2, 0]}
+    hits = hits or {"L8_pretrained": [3, 2, 1], "L8_random-init_scale1": [2, 2, 0]}
     runs = []
     for cond, per_seed in hits.items():
         for seed, k in enumerate(per_seed):
@@ -572,7 +572,7 @@ def test_seeds_summarises_over_training_seeds(tmp_path):
         for h in r["history"]:
             h["eval"]["successes"] = [0, 0, 0, 0] if seed else [0, 0, 0, 1]
         f.write_text(json.dumps(r))
-    assert O.seeds(wide)["differences"]["L8_random-init_scale1"]["verdict"] == "pretrained ahead"
+    assert O.seeds(wide)["differences"]["L8_random-init_scale1"]["verdict"] == "L8_pretrained ahead"
 
 
 def test_seeds_uses_the_steps_every_run_reached(tmp_path):
@@ -581,6 +581,7 @@ def test_seeds_uses_the_steps_every_run_reached(tmp_path):
     out = O.seeds(runs + [str(longer)])
     assert out["up_to_step"] == 10000 and out["runs"]["mlp__0"]["success"] == [0.0] * 3
     assert not out["runs"]["mlp__0"]["finished"] and out["conditions"]["mlp"]["ci95"] is None     # one seed: no interval
+    assert out["differences"]["mlp"]["verdict"] == "one seed: no test" and out["differences"]["mlp"]["paired_t"] is None
     assert O.seeds([str(longer), "--up-to", "15000"])["runs"]["mlp__0"]["success"] == [0.0, 1.0, 1.0]
     with pytest.raises(UserError, match="different steps"):         # the 10,000-step runs cannot join it there
         O.seeds(runs[:1] + [str(longer), "--up-to", "15000"])
@@ -605,3 +606,21 @@ def test_seeds_refuses_what_does_not_summarise(tmp_path, change, message):
         f.write_text(json.dumps(r))
     res = run("-m", "tasks.ogbench", "seeds", *runs, "--reference", change.get("reference", "L8_pretrained"), check=False)
     assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_the_three_seed_readme_section_renders_from_the_summary(tmp_path):
+    """The section and the finding waiting for summary.json render as they stand (nothing typed by hand)."""
+    import report
+    import tables
+    runs = three_seeds(tmp_path / "runs", {"L8_pretrained": [3, 2, 1], "L8_random-init_scale1": [2, 2, 0], "mlp": [1, 1, 0]})
+    results = tmp_path / "results"
+    (results / "ogbench" / "scene_3seeds").mkdir(parents=True)
+    summary = O.seeds(runs + ["--out", str(results / "ogbench" / "scene_3seeds" / "summary.json")])
+    template = (report.REPO / "results" / "ogbench" / "scene_3seeds" / "readme_section.tmpl.md").read_text()
+    _, section, finding = template.split("\n---\n")
+    for i, part in enumerate((section, finding)):
+        src = tmp_path / f"part{i}.src.md"
+        src.write_text("<!-- alias s3 = ogbench/scene_3seeds/summary.json -->\n" + part)
+        text = report.render(src, results)
+        assert "{{" not in text and "not separated" in text
+    assert tables.seeds_table(summary) in report.render(tmp_path / "part0.src.md", results)
