@@ -336,10 +336,11 @@ def t_interval(values, alpha=0.05):
     return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": len(x), "values": x.tolist()}
 
 
-def paired_over_seeds(reference, other):
+def paired_over_seeds(reference, other, names=("reference", "other")):
     """reference and other: {seed: value}. Per-seed differences reference - other on the seeds both
     have, their mean with a t interval, and the paired t-test over seeds (the seed is the unit: each
-    seed's runs share data order and evaluation episodes, different seeds share neither)."""
+    seed's runs share data order and evaluation episodes, different seeds share neither). verdict:
+    '<name> ahead' when the interval excludes 0, else 'not separated' (which does not show them equal)."""
     seeds = sorted(set(reference) & set(other))
     diffs = [reference[s] - other[s] for s in seeds]
     out = {"seeds": seeds, **t_interval(diffs)} if seeds else {"seeds": [], "mean": None, "ci95": None, "n": 0, "values": []}
@@ -348,4 +349,7 @@ def paired_over_seeds(reference, other):
         out["paired_t"] = {"t": t, "df": df, "p": p}
     else:
         out["paired_t"] = None
+    ci = out["ci95"]
+    out["verdict"] = ("one seed: no test" if ci is None else f"{names[0]} ahead" if ci[0] > 0 else f"{names[1]} ahead" if ci[1] < 0
+                      else "not separated")
     return out

@@ -830,10 +830,7 @@ def seeds_summary(runs, reference=None, last=3, up_to=None):
     for cond in conditions:
         if cond == reference:
             continue
-        d = stats.paired_over_seeds(means[reference], means[cond])
-        lo, hi = d["ci95"] or (None, None)
-        d["verdict"] = ("one seed: no test" if lo is None else f"{reference} ahead" if lo > 0 else f"{cond} ahead" if hi < 0
-                        else "not separated")
+        d = stats.paired_over_seeds(means[reference], means[cond], (reference, cond))
         out["differences"][cond] = {"reference": reference, **d}
         per_seed, a_all, b_all = {}, [], []
         for s in d["seeds"]:

@@ -6,6 +6,8 @@ Decision Transformer on Walker2d whose GPT-2 body is replaced by a frozen Gemma 
     python -m tasks.walker2d train --dataset mujoco/walker2d/medium-v0                 # Minari download (internet)
     python -m tasks.walker2d train --d4rl-hdf5 walker2d_medium-v2.hdf5                 # a D4RL file you have
     python -m tasks.walker2d compare RUN_DIR...                                        # fresh scores, paired by episode
+    python -m tasks.walker2d pick-lr CHECK_RUN...                                      # a body's rate from a short check
+    python -m tasks.walker2d seeds RUN_DIR... --reference L8_pretrained                # over seeds, t intervals
 
 Tokens, as in Chen et al. 2021: for each timestep t of a context of K steps, three tokens
 (return-to-go R_t, state s_t, action a_t), each a Linear map into d_model plus a learned timestep
@@ -651,10 +653,140 @@ def compare(argv=None):
     return out
 
 
+# ----------------------------------------------------------------------------- learning-rate check and seeds
+
+def read_run(run, need=()):
+    """(folder, results.json, {name: eval_<name>.json}) of a Walker2d run folder; `need`: evaluations it must have."""
+    d = Path(run)
+    if not (d / "results.json").is_file():
+        raise UserError(f"{run}: no results.json")
+    try:
+        r = json.loads((d / "results.json").read_text())
+        evals = {k: json.loads((d / f"eval_{k}.json").read_text()) for k in ("best", "last") if (d / f"eval_{k}.json").is_file()}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{run}: a JSON file there is not valid ({type(e).__name__})")
+    if r.get("metric") != METRIC or "history" not in r:
+        raise UserError(f"{run}: not a Walker2d run")
+    for k in need:
+        if k not in evals:
+            raise UserError(f"{run}: no eval_{k}.json (python evaluate.py --ckpt {run}/{k}.pt --episodes 50)")
+    return d, r, evals
+
+
+def pick_lr(argv=None):
+    """Each body's learning rate from a short check: runs that differ only in --lr, grouped by the
+    folder name before its '__lr' part (L8_pretrained__lr3e-4__0 -> L8_pretrained). The criterion is the
+    training-time evaluation episodes (stream 1, seed base 10000 x seed + 1000): the mean over targets
+    of the normalised return, averaged over the last --last evaluations; the fresh episodes (stream 2)
+    that are reported are never looked at. Ties go to the lower rate."""
+    p = argparse.ArgumentParser(prog="python -m tasks.walker2d pick-lr", description=pick_lr.__doc__)
+    p.add_argument("runs", nargs="+", help="run folders of the check, e.g. lr_check/*__lr*__0")
+    p.add_argument("--last", type=int, default=2, help="evaluations averaged per run (default 2)")
+    p.add_argument("--out", help="write the choice here as JSON (default: print it)")
+    args = p.parse_args(argv)
+    if args.last < 1:
+        raise UserError("--last must be at least 1")
+    groups = {}
+    for run in args.runs:
+        d, r, _ = read_run(run)
+        if "__lr" not in d.name:
+            raise UserError(f"{run}: a check run's folder is named BODY__lr<rate>__SEED")
+        if r["eval"]["episode_seed_base"] != episode_seed_base(r["seed"], 1):
+            raise UserError(f"{run}: its evaluations are not the training-time stream; the check chooses on that stream only")
+        if len(r["history"]) < args.last:
+            raise UserError(f"{run}: {len(r['history'])} evaluations, --last {args.last} needs more")
+        evals = r["history"][-args.last:]
+        value = float(np.mean([np.mean([v["score_mean"] for v in h["scores"].values()]) for h in evals]))
+        groups.setdefault(d.name.partition("__lr")[0], {})[d.name] = {
+            "lr": r["config"]["lr"], "seed": r["seed"], "steps_done": r["steps_done"], "steps": [h["step"] for h in evals],
+            "value": value, "per_target": {t: float(np.mean([h["scores"][t]["score_mean"] for h in evals])) for t in evals[-1]["scores"]},
+            "wall_time_s": r["wall_time_s"], "git_commit": r.get("git_commit")}
+    out = {"criterion": f"mean over targets of the D4RL-normalised return on the training-time evaluation episodes "
+                        f"(stream 1), averaged over the last {args.last} evaluations; higher is better, ties to the lower rate",
+           "last": args.last, "bodies": {}}
+    for body, runs in groups.items():
+        budget = {(row["steps_done"], tuple(row["steps"]), row["seed"]) for row in runs.values()}
+        if len(budget) > 1:
+            raise UserError(f"{body}: the check's runs differ in steps, evaluation steps or seed; the rate is chosen at one budget")
+        if len({row["lr"] for row in runs.values()}) != len(runs):
+            raise UserError(f"{body}: two check runs at the same learning rate")
+        name = max(sorted(runs, key=lambda n: runs[n]["lr"]), key=lambda n: runs[n]["value"])   # max keeps the first of ties
+        out["bodies"][body] = {"chosen_lr": runs[name]["lr"], "chosen_run": name, "runs": runs}
+    write_or_print(out, args.out)
+    return out
+
+
+def seeds(argv=None):
+    """Several training seeds per condition, scored on fresh episodes (stream 2, evaluate.py on last.pt by
+    default): per run and target the mean score; per condition and target the mean over seeds with a
+    95% t interval; per seed the difference reference - condition with a paired t-test over seeds. A
+    condition is a run folder's name before its last '__' (L8_pretrained__1 -> L8_pretrained). Every run
+    must have read one dataset and run the same number of steps."""
+    p = argparse.ArgumentParser(prog="python -m tasks.walker2d seeds", description=seeds.__doc__)
+    p.add_argument("runs", nargs="+", help="run folders with results.json and eval_<checkpoint>.json, e.g. RUNS/*__[012]")
+    p.add_argument("--reference", default=None, help="condition the others are compared with (default: the first run's)")
+    p.add_argument("--checkpoint", default="last", choices=("last", "best"), help="whose fresh-episode scores (default last)")
+    p.add_argument("--out", help="write the summary here as JSON (default: print it)")
+    args = p.parse_args(argv)
+    runs, conditions = {}, {}
+    for run in args.runs:
+        d, r, evals = read_run(run, need=(args.checkpoint,))
+        e = evals[args.checkpoint]
+        cond = d.name.rpartition("__")[0] or d.name
+        if d.name in runs or r["seed"] in conditions.get(cond, {}):
+            raise UserError(f"{run}: a second run of {cond} with seed {r['seed']}")
+        if e["episode_seed_base"] != episode_seed_base(r["seed"], 2):
+            raise UserError(f"{run}: eval_{args.checkpoint}.json is not on the run's fresh episodes (stream 2)")
+        if args.checkpoint == "last" and e["checkpoint_step"] != r["steps_done"]:
+            raise UserError(f"{run}: eval_last.json scored step {e['checkpoint_step']:,} but the run is at "
+                            f"{r['steps_done']:,}; evaluate last.pt again")
+        conditions.setdefault(cond, {})[r["seed"]] = d.name
+        runs[d.name] = {"condition": cond, "seed": r["seed"], "dataset": r["dataset"], "steps_done": r["steps_done"],
+                        "lr": r["config"]["lr"], "batch_size": r["config"]["batch_size"], "warmup": r["config"]["warmup"],
+                        "dtype": r["config"].get("dtype"), "trainable_params": r["trainable_params"],
+                        "wall_time_s": r["wall_time_s"], "git_commit": r.get("git_commit"), "checkpoint_step": e["checkpoint_step"],
+                        "episodes": {t: len(v["scores"]) for t, v in e["scores"].items()},
+                        "fresh": {t: float(np.mean(v["scores"])) for t, v in e["scores"].items()}}
+    for what in ("dataset", "steps_done"):
+        seen = {row[what] for row in runs.values()}
+        if len(seen) > 1:
+            raise UserError(f"the runs differ in {what} ({', '.join(map(str, sorted(seen)))}): summarise runs of one "
+                            f"dataset at one number of steps")
+    targets = {tuple(row["fresh"]) for row in runs.values()}
+    if len(targets) > 1:
+        raise UserError("the runs were scored at different target returns")
+    targets = list(targets.pop())
+    reference = args.reference or next(iter(conditions))
+    if reference not in conditions:
+        raise UserError(f"--reference {reference!r} is not among the conditions ({', '.join(conditions)})")
+    first = next(iter(runs.values()))
+    out = {"checkpoint": args.checkpoint, "dataset": first["dataset"], "steps_done": first["steps_done"],
+           "targets": targets, "reference": reference, "runs": runs, "conditions": {}, "differences": {},
+           "notes": {"interval": "95% Student-t interval over seeds (t = 4.30 at n = 3)",
+                     "test": "paired t-test over seeds, paired by training seed; weak at n = 3 (2 degrees of freedom)",
+                     "episodes": "fresh episodes: seed 10000 x seed + 2000 + i, never used in training or selection; runs of "
+                                 "one seed share them, different seeds do not"}}
+    score = lambda cond, t: {s: runs[n]["fresh"][t] for s, n in conditions[cond].items()}
+    for cond, by_seed in conditions.items():
+        names = [by_seed[s] for s in sorted(by_seed)]
+        out["conditions"][cond] = {"seeds": sorted(by_seed), "runs": names,
+                                   "lr": sorted({runs[n]["lr"] for n in names}), "batch_size": sorted({runs[n]["batch_size"] for n in names}),
+                                   "trainable_params": runs[names[0]]["trainable_params"],
+                                   "one_code_version": len({runs[n]["git_commit"] for n in names}) == 1,
+                                   "wall_time_s": sum(runs[n]["wall_time_s"] for n in names),
+                                   "fresh": {t: stats.t_interval([runs[n]["fresh"][t] for n in names]) for t in targets}}
+    for cond in conditions:
+        if cond != reference:
+            out["differences"][cond] = {"reference": reference, **{
+                t: stats.paired_over_seeds(score(reference, t), score(cond, t), (reference, cond)) for t in targets}}
+    write_or_print(out, args.out)
+    return out
+
+
 def cli(argv):
-    commands = {"train": main, "record": record, "compare": compare}
+    commands = {"train": main, "record": record, "compare": compare, "pick-lr": pick_lr, "seeds": seeds}
     if not argv or argv[0] not in commands:
-        raise UserError("usage: python -m tasks.walker2d {train,record,compare} [flags]  (--help after the command)")
+        raise UserError("usage: python -m tasks.walker2d {train,record,compare,pick-lr,seeds} [flags]  (--help after the command)")
     commands[argv[0]](argv[1:])
 
 

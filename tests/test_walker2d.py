@@ -342,3 +342,81 @@ def test_compare_pairs_episodes_by_seed(tmp_path):
         W.compare([str(ref), str(tmp_path / "other_data")])
     with pytest.raises(UserError, match="eval_best.json"):
         W.compare([str(tmp_path)])
+
+
+def seed_run(folder, seed, curve, fresh=None, lr=1e-4, steps=20, dataset="local/w2d-medium-test-v0"):
+    """A run as train.py and `evaluate.py --ckpt last.pt` write it: curve = the mean score per target at each
+    training-time evaluation (stream 1); fresh = the fresh episodes' scores per target (stream 2)."""
+    folder.mkdir(parents=True)
+    history = [{"step": steps * (i + 1) // len(curve), "scores": {t: {"score_mean": v} for t, v in c.items()}}
+               for i, c in enumerate(curve)]
+    (folder / "results.json").write_text(json.dumps({
+        "metric": W.METRIC, "dataset": dataset, "condition": "x", "seed": seed, "steps_done": steps,
+        "config": {"lr": lr, "batch_size": 32, "warmup": 2, "dtype": "fp32"}, "trainable_params": 5, "wall_time_s": 60.0,
+        "git_commit": "c1", "history": history, "eval": {"episode_seed_base": 10_000 * seed + 1000}}))
+    if fresh is not None:
+        (folder / "eval_last.json").write_text(json.dumps({
+            "checkpoint_step": steps, "episode_seed_base": 10_000 * seed + 2000,
+            "scores": {t: {"scores": s, "score_mean": float(np.mean(s))} for t, s in fresh.items()}}))
+    return folder
+
+
+def test_pick_lr_chooses_on_the_training_time_episodes(tmp_path):
+    check = tmp_path / "lr_check"
+    # the last two training-time evaluations decide; the fresh scores (never to be used) point the other way
+    seed_run(check / "L8_pretrained__lr1e-4__0", 0, [{"5000": 90, "2500": 90}, {"5000": 10, "2500": 20}, {"5000": 20, "2500": 10}],
+             fresh={"5000": [99.0], "2500": [99.0]}, lr=1e-4)
+    seed_run(check / "L8_pretrained__lr3e-4__0", 0, [{"5000": 0, "2500": 0}, {"5000": 30, "2500": 30}, {"5000": 30, "2500": 40}],
+             fresh={"5000": [0.0], "2500": [0.0]}, lr=3e-4)
+    seed_run(check / "L8_pretrained__lr1e-3__0", 0, [{"5000": 0, "2500": 0}, {"5000": 5, "2500": 5}, {"5000": 5, "2500": 5}], lr=1e-3)
+    for lr in (1e-4, 3e-4):       # a tie goes to the lower rate
+        seed_run(check / f"L8_random-init_scale1__lr{lr:g}__0", 0, [{"5000": 7, "2500": 7}] * 3, lr=lr)
+    out = W.pick_lr([str(p) for p in sorted(check.iterdir())] + ["--out", str(tmp_path / "choice.json")])
+    assert json.loads((tmp_path / "choice.json").read_text()) == json.loads(json.dumps(out))
+    pre = out["bodies"]["L8_pretrained"]
+    assert pre["chosen_lr"] == 3e-4 and pre["runs"]["L8_pretrained__lr3e-4__0"]["value"] == pytest.approx(32.5)
+    assert pre["runs"]["L8_pretrained__lr1e-4__0"]["value"] == pytest.approx(15.0)
+    assert out["bodies"]["L8_random-init_scale1"]["chosen_lr"] == 1e-4
+    # a run whose evaluations are not the training-time stream, or a check at unequal budgets, is refused
+    odd = seed_run(tmp_path / "odd" / "L8_pretrained__lr1e-2__0", 0, [{"5000": 1, "2500": 1}] * 2, lr=1e-2)
+    r = json.loads((odd / "results.json").read_text())
+    r["eval"]["episode_seed_base"] = 2000
+    (odd / "results.json").write_text(json.dumps(r))
+    with pytest.raises(UserError, match="training-time stream"):
+        W.pick_lr([str(odd)])
+    short = seed_run(tmp_path / "short" / "L8_pretrained__lr1e-2__0", 0, [{"5000": 1, "2500": 1}] * 3, lr=1e-2, steps=10)
+    with pytest.raises(UserError, match="one budget"):
+        W.pick_lr([str(check / "L8_pretrained__lr1e-4__0"), str(short)])
+
+
+def test_seeds_summarises_fresh_scores_over_seeds(tmp_path):
+    from scipy import stats as sps
+    fresh = {"L8_pretrained": [(30, 20), (40, 30), (50, 40)], "dt-b64": [(60, 50), (70, 50), (80, 50)]}
+    runs = []
+    for cond, per_seed in fresh.items():
+        for seed, (a, b) in enumerate(per_seed):
+            runs.append(str(seed_run(tmp_path / "runs" / f"{cond}__{seed}", seed, [{"5000": 0, "2500": 0}],
+                                     fresh={"5000": [a - 1.0, a + 1.0], "2500": [float(b)] * 2})))
+    out = W.seeds(runs + ["--reference", "L8_pretrained", "--out", str(tmp_path / "s.json")])
+    assert json.loads((tmp_path / "s.json").read_text()) == json.loads(json.dumps(out))
+    pre = out["conditions"]["L8_pretrained"]["fresh"]["5000"]
+    half = sps.t.ppf(0.975, 2) * 10 / 3 ** 0.5
+    assert pre["values"] == [30, 40, 50] and pre["ci95"] == pytest.approx([40 - half, 40 + half])
+    d = out["differences"]["dt-b64"]
+    assert d["5000"]["values"] == [-30, -30, -30] and d["5000"]["verdict"] == "dt-b64 ahead"   # no spread: P = 0
+    assert d["2500"]["values"] == [-30, -20, -10] and d["2500"]["paired_t"]["p"] == pytest.approx(
+        sps.ttest_rel([20, 30, 40], [50, 50, 50]).pvalue)
+    assert out["runs"]["dt-b64__1"]["episodes"] == {"5000": 2, "2500": 2} and out["conditions"]["dt-b64"]["wall_time_s"] == 180.0
+    # runs of unequal length, a last.pt scored before the run went on, a missing evaluation: one line each
+    longer = seed_run(tmp_path / "more" / "mlp__0", 0, [{"5000": 0, "2500": 0}], fresh={"5000": [1.0], "2500": [1.0]}, steps=40)
+    res = subprocess.run([sys.executable, "-m", "tasks.walker2d", "seeds", *runs, str(longer)], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 2 and "differ in steps_done" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    f = tmp_path / "runs" / "dt-b64__2" / "results.json"
+    r = json.loads(f.read_text())
+    r["steps_done"] = 30
+    f.write_text(json.dumps(r))
+    with pytest.raises(UserError, match="evaluate last.pt again"):
+        W.seeds(runs)
+    (tmp_path / "runs" / "dt-b64__2" / "eval_last.json").unlink()
+    with pytest.raises(UserError, match="eval_last.json"):
+        W.seeds(runs)
