@@ -420,3 +420,34 @@ def test_seeds_summarises_fresh_scores_over_seeds(tmp_path):
     (tmp_path / "runs" / "dt-b64__2" / "eval_last.json").unlink()
     with pytest.raises(UserError, match="eval_last.json"):
         W.seeds(runs)
+
+
+def test_lr_check_and_three_seed_scripts_end_to_end(standin, gemma3_ckpt, tmp_path):
+    """lr_check.sh -> pick-lr -> run_3seeds.sh at the chosen rates -> seeds, on a tiny model and budget."""
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(standin), "BG_CACHE": str(tmp_path / "cache"), "DATASET": "local/w2d-test-v0",
+           "STEPS": "4", "EVAL_EVERY": "2", "EVAL_EPISODES": "1", "FRESH_EPISODES": "1", "SLICE_BATCH": "8",
+           "EXTRA": "--context 5 --max-ep-len 20", "SLICE_EXTRA": f"--model {gemma3_ckpt[0]} --layers 2 --input-scale 1.0",
+           "LRS": "1e-3 3e-3", "DEST": str(tmp_path / "check"), "CHOICE": str(tmp_path / "choice.json")}
+    sh = lambda script, *args: subprocess.run(["bash", str(REPO / "results/walker2d/medium" / script), *args], cwd=REPO,
+                                             env=env, capture_output=True, text=True)
+    res = sh("run_3seeds.sh", "0", "pretrained")
+    assert res.returncode == 2 and "run lr_check.sh and pick-lr first" in res.stderr
+    res = sh("lr_check.sh", "pretrained", "random-init-scale1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    runs = sorted(str(p) for p in (tmp_path / "check").iterdir())
+    assert [Path(r).name for r in runs] == ["L8_pretrained__lr1e-3__0", "L8_pretrained__lr3e-3__0",
+                                            "L8_random-init_scale1__lr1e-3__0", "L8_random-init_scale1__lr3e-3__0"]
+    choice = W.pick_lr(runs + ["--out", env["CHOICE"]])
+    env["DEST"] = str(tmp_path / "runs")
+    res = sh("run_3seeds.sh", "0", "pretrained", "random-init-scale1", "dt-b64")
+    assert res.returncode == 0, res.stderr[-2000:]
+    for body in ("L8_pretrained", "L8_random-init_scale1"):
+        r = json.loads((tmp_path / "runs" / f"{body}__0" / "results.json").read_text())
+        assert r["config"]["lr"] == choice["bodies"][body]["chosen_lr"] and r["config"]["dtype"] == "fp32"
+    assert json.loads((tmp_path / "runs" / "dt-b64__0" / "results.json").read_text())["config"]["batch_size"] == 64
+    out = W.seeds(sorted(str(p) for p in (tmp_path / "runs").iterdir()) + ["--reference", "L8_pretrained"])
+    assert out["conditions"]["dt-b64"]["seeds"] == [0] and out["steps_done"] == 4
+    assert out["differences"]["dt-b64"]["5000"]["verdict"] == "one seed: no test"
+    before = (tmp_path / "runs" / "dt-b64__0" / "eval_last.json").read_bytes()
+    assert sh("run_3seeds.sh", "0", "dt-b64").returncode == 0          # done: nothing reruns
+    assert (tmp_path / "runs" / "dt-b64__0" / "eval_last.json").read_bytes() == before
