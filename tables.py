@@ -205,6 +205,43 @@ def seeds_table(summary):
     return "\n".join(lines)
 
 
+def walker_seeds_table(summary):
+    """`python -m tasks.walker2d seeds` JSON: per run its fresh-episode score per target, per condition the
+    mean over seeds with a t interval, then each condition against the reference per target."""
+    targets = summary["targets"]
+    lines = ["| condition | seed | lr | batch | " + " | ".join(f"target {t}" for t in targets) + " | steps | wall time (h) |",
+             "|---|---|---|---|" + "---|" * len(targets) + "---|---|"]
+    for r in summary["runs"].values():
+        lines.append(f"| {r['condition']} | {r['seed']} | {r['lr']:g} | {r['batch_size']} | "
+                     + " | ".join(f"{r['fresh'][t]:.1f}" for t in targets) + f" | {r['steps_done']:,} | {r['wall_time_s'] / 3600:.1f} |")
+    lines += ["", "| condition | seeds | trainable | " + " | ".join(f"target {t}: mean [95% t interval]" for t in targets) + " |",
+              "|---|---|---|" + "---|" * len(targets)]
+    for c, row in summary["conditions"].items():
+        lines.append(f"| {c} | {', '.join(map(str, row['seeds']))} | {row['trainable_params']:,} | "
+                     + " | ".join(interval(row["fresh"][t], "{:.1f}") for t in targets) + " |")
+    ref = summary["reference"]
+    lines += ["", f"| {ref} - condition | target | per seed | mean [95% t interval] | paired t over seeds: P (df) | over seeds |",
+              "|---|---|---|---|---|---|"]
+    for c, per_target in summary["differences"].items():
+        for t in targets:
+            d = per_target[t]
+            test = "-" if d["paired_t"] is None else f"{d['paired_t']['p']:.3g} ({d['paired_t']['df']})"
+            lines.append(f"| {ref} - {c} | {t} | {' / '.join(f'{x:+.1f}' for x in d['values'])} | {interval(d, '{:+.1f}')} | "
+                         f"{test} | {d['verdict']} |")
+    return "\n".join(lines)
+
+
+def lr_check_table(choice):
+    """`python -m tasks.walker2d pick-lr` JSON: each body's check runs, the criterion value per rate, the chosen one in bold."""
+    lines = ["| body | lr | steps | criterion (training-time episodes) | per target | wall time (h) |", "|---|---|---|---|---|---|"]
+    for body, b in choice["bodies"].items():
+        for name, r in sorted(b["runs"].items(), key=lambda kv: kv[1]["lr"]):
+            mark = "**" if name == b["chosen_run"] else ""
+            lines.append(f"| {body} | {mark}{r['lr']:g}{mark} | {r['steps_done']:,} | {mark}{r['value']:.1f}{mark} | "
+                         + " / ".join(f"{t}: {v:.1f}" for t, v in r["per_target"].items()) + f" | {r['wall_time_s'] / 3600:.1f} |")
+    return "\n".join(lines)
+
+
 TABLES = {"summary": summary_tables, "regime": regime_table, "summary-regime": regime_summary_table,
           "search": search_table, "confirm": confirm_table, "success": success_table, "bridges": bridge_table,
-          "seeds": seeds_table}
+          "seeds": seeds_table, "walker-seeds": walker_seeds_table, "lr-check": lr_check_table}

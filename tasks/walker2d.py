@@ -711,7 +711,7 @@ def pick_lr(argv=None):
         if len({row["lr"] for row in runs.values()}) != len(runs):
             raise UserError(f"{body}: two check runs at the same learning rate")
         name = max(sorted(runs, key=lambda n: runs[n]["lr"]), key=lambda n: runs[n]["value"])   # max keeps the first of ties
-        out["bodies"][body] = {"chosen_lr": runs[name]["lr"], "chosen_run": name, "runs": runs}
+        out["bodies"][body] = {"chosen_lr": runs[name]["lr"], "chosen_run": name, "steps_done": runs[name]["steps_done"], "runs": runs}
     write_or_print(out, args.out)
     return out
 

@@ -451,3 +451,34 @@ def test_lr_check_and_three_seed_scripts_end_to_end(standin, gemma3_ckpt, tmp_pa
     before = (tmp_path / "runs" / "dt-b64__0" / "eval_last.json").read_bytes()
     assert sh("run_3seeds.sh", "0", "dt-b64").returncode == 0          # done: nothing reruns
     assert (tmp_path / "runs" / "dt-b64__0" / "eval_last.json").read_bytes() == before
+
+
+def test_the_three_seed_readme_section_renders_from_the_summaries(tmp_path):
+    """The Walker2d section and finding waiting for the check's choice and the seeds summary render as they stand."""
+    import report
+    import tables
+    results = tmp_path / "results" / "walker2d" / "medium"
+    (results / "lr_check").mkdir(parents=True)
+    (results / "seeds").mkdir()
+    check = []
+    for body, values in {"L8_pretrained": (10, 20, 15), "L8_random-init_scale1": (5, 8, 9)}.items():
+        for lr, v in zip((1e-4, 3e-4, 1e-3), values):
+            check.append(str(seed_run(tmp_path / "check" / f"{body}__lr{lr:g}__0", 0, [{"5000": v, "2500": v}] * 2, lr=lr)))
+    choice = W.pick_lr(check + ["--out", str(results / "lr_check" / "choice.json")])
+    runs = []
+    for cond, per_seed in {"L8_pretrained": (30, 35, 40), "L8_random-init_scale1": (20, 30, 25), "dt-b64": (60, 70, 65)}.items():
+        for seed, a in enumerate(per_seed):
+            runs.append(str(seed_run(tmp_path / "runs" / f"{cond}__{seed}", seed, [{"5000": 0, "2500": 0}],
+                                     fresh={"5000": [float(a)] * 2, "2500": [a - 5.0] * 2})))
+    summary = W.seeds(runs + ["--reference", "L8_pretrained", "--out", str(results / "seeds" / "summary.json")])
+    template = (REPO / "results" / "walker2d" / "medium" / "readme_section.tmpl.md").read_text()
+    _, section, finding = template.split("\n---\n")
+    aliases = "<!-- alias w3 = walker2d/medium/seeds/summary.json -->\n"
+    for i, part in enumerate((section, finding)):
+        src = tmp_path / f"part{i}.src.md"
+        src.write_text(aliases + part)
+        text = report.render(src, tmp_path / "results")
+        assert "{{" not in text and "dt-b64 ahead" in text
+    section_text = report.render(tmp_path / "part0.src.md", tmp_path / "results")
+    assert tables.walker_seeds_table(summary) in section_text and tables.lr_check_table(choice) in section_text
+    assert "**0.0003**" in section_text and "at 0.0003, the re-initialised one at 0.001" in section_text
