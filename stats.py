@@ -11,6 +11,7 @@ Contents, top to bottom:
   2. selecting "top-tier" heads (z-score, ratio to the mean, top-k, critical pairs)
   3. the joint-coincidence test and its multiplicity-aware permutation version
   4. generic helpers: Spearman, paired t, exact McNemar, bootstrap CI, mean/std
+  5. summaries over a few training seeds: t interval, per-seed differences with a paired t over seeds
 
 Where scipy.stats has the test it is the implementation (hypergeometric tail, Spearman, paired t,
 exact binomial, bootstrap); what scipy lacks is written here: the joint-coincidence permutation

@@ -260,3 +260,16 @@ def test_within_layer_null_absorbs_a_shared_layer_profile():
     # ranks constant within each layer: every within-layer permutation gives the same rho, so P = 1
     c = level.astype(float)
     assert S.spearman_permutation(c, c + 1, n_perm=50, seed=0, groups=layers)["p_perm"] == 1.0
+
+
+def test_t_interval_and_paired_over_seeds():
+    r = S.t_interval([1.0, 2.0, 6.0])
+    half = sps.t.ppf(0.975, 2) * np.std([1.0, 2.0, 6.0], ddof=1) / np.sqrt(3)
+    assert r["mean"] == 3.0 and r["ci95"] == pytest.approx([3.0 - half, 3.0 + half]) and r["n"] == 3
+    assert S.t_interval([0.4])["ci95"] is None                    # one seed: no interval
+    d = S.paired_over_seeds({0: 0.9, 1: 0.8, 2: 0.7, 5: 0.1}, {0: 0.5, 1: 0.5, 2: 0.5}, ("pre", "ctl"))
+    assert d["seeds"] == [0, 1, 2] and d["values"] == pytest.approx([0.4, 0.3, 0.2])   # only the seeds both have
+    assert d["paired_t"]["p"] == pytest.approx(sps.ttest_rel([0.9, 0.8, 0.7], [0.5, 0.5, 0.5]).pvalue)
+    assert d["verdict"] == "pre ahead"
+    assert S.paired_over_seeds({0: 0.1, 1: 0.9}, {0: 0.5, 1: 0.5}, ("pre", "ctl"))["verdict"] == "not separated"
+    assert S.paired_over_seeds({0: 0.1}, {0: 0.5})["verdict"] == "one seed: no test"

@@ -25,9 +25,9 @@ common=(--dataset "${DATASET:-local/walker2d-medium-sac-v0}" --steps "$steps" --
         --eval-episodes "${EVAL_EPISODES:-10}" --targets 5000,2500 --seed "$seed" ${EXTRA:-})
 slice=(--layers 8 --dtype fp32 --batch-size "${SLICE_BATCH:-32}")
 chosen() {   # body -> its learning rate from the check
-    [ -f "$choice" ] || { echo "no $choice: run lr_check.sh and pick-lr first" >&2; exit 2; }
-    python -c "import json,sys; print(json.load(open('$choice'))['bodies']['$1']['chosen_lr'])" \
-        || { echo "$choice has no rate for $1" >&2; exit 2; }
+    [ -f "$choice" ] || { echo "error: no $choice: run lr_check.sh and pick-lr first" >&2; exit 2; }
+    python -c "import json,sys; b = json.load(open('$choice'))['bodies']; print(b['$1']['chosen_lr']) if '$1' in b else \
+sys.exit('error: $choice has no rate for $1: run lr_check.sh for it, then pick-lr again')" || exit 2
 }
 run() {   # name, flags...
     local out=$dest/$1__$seed; shift
