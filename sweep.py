@@ -128,6 +128,10 @@ def get_parser():
                    help="after the search, rerun each condition's best learning rate for every input-scale choice on "
                         "seed 0 for --steps and choose among them by validation at that budget (default: the short "
                         "search decides alone)")
+    p.add_argument("--floor-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="token tasks: give no seeds to a condition whose chosen validation error does not beat the "
+                        "no-learning floor by the margin of tasks/floors.py (default on; --no-floor-check seeds it "
+                        "anyway, as the suites summarised before the check did, and still records the verdict)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences (images) per step (default 32)")
     p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps (default 50)")
@@ -266,7 +270,8 @@ def main():
     print("chosen:", json.dumps(chosen), flush=True)
     if args.phase == "search":
         return
-    learned = [c for c in conditions if chosen[c].get("learned", True)]   # no seeds for a setting chosen from noise
+    # no seeds for a setting chosen from noise
+    learned = [c for c in conditions if chosen[c].get("learned", True) or not args.floor_check]
     seed_runs = train_seeds(args, record, learned, out, chosen)
     if args.phase == "seeds":
         return
@@ -365,7 +370,8 @@ def refuse_noise(args, record, conditions, chosen):
         chosen[c] = {**chosen[c], "learned": verdict["learned"], "floor_check": verdict}
         if not verdict["learned"]:
             print(f"{c}: not learned at this budget (validation error {verdict['error']:.4f} at length "
-                  f"{verdict['length']}, floor {verdict['floor']:.4f}, {verdict['tries']} tries): no seeds", flush=True)
+                  f"{verdict['length']}, floor {verdict['floor']:.4f}, {verdict['tries']} tries)"
+                  + (": no seeds" if args.floor_check else ""), flush=True)
     return chosen
 
 
@@ -375,7 +381,7 @@ def floor_summary(args, record, chosen):
         return {}
     lengths = [s.strip() for s in args.eval_lengths.split(",") if s.strip()]
     return {"floors": {L: record["floors"][L] for L in lengths},
-            "not_learned": {c: v["floor_check"] for c, v in chosen.items() if not v.get("learned", True)}}
+            "not_learned": {c: v["floor_check"] for c, v in chosen.items() if not v.get("learned", True) and args.floor_check}}
 
 
 def train_seeds(args, record, conditions, out, chosen):
