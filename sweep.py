@@ -365,7 +365,7 @@ def refuse_noise(args, record, conditions, chosen):
     for c in conditions:
         tries = sum(1 for r in record["search"] if r["condition"] == c)
         # a confirmation run's error is the lowest over its evaluations: every one is a try
-        tries += sum(-(-r["steps"] // args.eval_every) for r in record.get("confirm", []) if r["condition"] == c)
+        tries += sum(-(-r.get("steps", args.steps) // args.eval_every) for r in record.get("confirm", []) if r["condition"] == c)
         verdict = task.floor_check(args, chosen[c]["val_error"], tries)
         chosen[c] = {**chosen[c], "learned": verdict["learned"], "floor_check": verdict}
         if not verdict["learned"]:

@@ -123,7 +123,7 @@ def verdict(args):
     for d, v in out["runs"].items():
         c = v["check"]
         need = "nothing can" if c["max_error"] is None else f"needed <= {c['max_error']:.4f}"
-        print(f"{d}: len{select} {c['error']:.4f} (floor {c['floor']:.4f}, {need} after {tries} tries): "
+        print(f"{d}: len{select} {c['error']:.4f} (floor {c['floor']:.4f}, {need} after {tries} tr{'y' if tries == 1 else 'ies'}): "
               + ("learned" if c["learned"] else "not learned at this budget"))
 
 

@@ -82,7 +82,7 @@ def test_margin_refuses_the_rule90_choice_from_noise():
 
 def test_refusal_on_hand_made_search_rows():
     import sweep
-    args = argparse.Namespace(task="copy", select_len=4, eval_lengths="2,4", eval_samples=64, eval_every=50,
+    args = argparse.Namespace(task="copy", select_len=4, eval_lengths="2,4", eval_samples=64, eval_every=50, steps=200,
                               floor_check=True)
     record = {"search": [{"condition": c, "val_error": e} for c, e in
                          (("pretrained", 0.10), ("pretrained", 0.49), ("none", 0.47), ("none", 0.51))],
