@@ -173,6 +173,9 @@ def sweep_check(args):
     if str(args.select_len) not in [s.strip() for s in args.track_lengths.split(",")]:
         raise UserError(f"--track-lengths {args.track_lengths} must include --select-len {args.select_len}")
     floors.need_floor_above_zero(args.task, args.select_len)
+    if args.select_len > args.train_len:
+        print(f"note: --select-len {args.select_len} is beyond the training edge {args.train_len}: the search then "
+              f"rewards reach past the training range as well as learning", flush=True)
 
 
 def sweep_flags(args):
