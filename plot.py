@@ -11,8 +11,9 @@ Kinds (each reads only JSON under --results):
             (heads/ablate_<task>_<condition>_s<seed>.json, probe/probe_*.json, heads/joint_*.json)
   curves    validation metric against step for every condition of a suite: mean over seeds, the seed
             range shaded (<suite>/runs/*/results.json; token tasks on a log scale)
-  lengths   held-out per-bit error against length per condition with bootstrap CIs, the training edge
-            marked; rule90 beside the paper's Table B.6 (data/paper, Gemma 4 31B) (<suite>/summary.json)
+  lengths   held-out per-bit error against length per condition with bootstrap CIs, the no-learning
+            floor (tasks/floors.py) and the training edge marked; rule90 beside the paper's Table B.6
+            (data/paper, Gemma 4 31B) (<suite>/summary.json)
   images    test accuracy per condition with CIs, FPT's numbers as reference lines (images/summary.json);
             the long bridge's random-label curves and per-seed test accuracy without and with it
             (images/summary_bridge_long.json, when present)
@@ -245,6 +246,16 @@ def curve_figures(results, out):
     return written
 
 
+def suite_floors(summary, results):
+    """({length: no-learning floor}, the file it came from) of a token suite: the summary's own, else, for
+    a suite summarised before floors were recorded, the committed table of `python -m tasks.floors`."""
+    if "floors" in summary:
+        return summary["floors"], None
+    f = results / "token_suite" / "floors.json"
+    table = load(f)["tasks"].get(summary.get("task"), {}) if f.exists() else {}
+    return (table["floors"], f) if table else (None, None)
+
+
 def length_figures(results, out):
     written = []
     for suite in suites(results):
@@ -265,6 +276,13 @@ def length_figures(results, out):
             colour, marker, line = style(cond)
             ax.errorbar(x, mean, yerr=err, color=colour, marker=marker, linestyle=line, capsize=2,
                         label=f"{cond} (n={row['n']})")
+        drawn = {L for row in s["conditions"].values() for L in row["errors"]}
+        floors, floor_source = suite_floors(s, results)
+        if floors:
+            xs = sorted((L for L in floors if L in drawn or not drawn), key=int)
+            ax.plot([int(L) for L in xs], [floors[L] for L in xs], color="#555555", linestyle="--", marker="_",
+                    linewidth=1.2, label="no-learning floor")
+            sources += [floor_source] if floor_source else []
         if suite.name == "rule90" and PAPER_RULE90.exists():
             paper = load(PAPER_RULE90)
             for i, (name, curve) in enumerate(paper["conditions"].items()):

@@ -14,6 +14,11 @@ held-out evaluation and a summary with bootstrap CIs. Resumable: run it again an
    With --confirm, each condition's best learning rate for every input-scale choice is then rerun
    on seed 0 for --steps (the seed budget) and the setting is chosen again on validation at that
    budget: a short search can favour a setting that starts fast and plateaus.
+   Token tasks: no choice from noise. A condition whose chosen validation error (the lowest of all
+   its search and confirmation looked at) does not beat the task's no-learning floor at --select-len
+   by a clear margin (tasks/floors.py: what a query- or data-blind predictor could reach by luck
+   after that many tries) is recorded as not learned at this budget and gets no seeds. sweep.json and
+   summary.json record the floor at every length, summary.json the conditions not learned.
 2. seeds (--steps, fixed in advance): each condition at its winning setting, seeds 0..n-1
    (pretrained and random-init: 3, the other controls: 2).
 3. evaluate: best.pt of every seed on the held-out stream (seed + 2, --eval-samples-final sequences
@@ -123,6 +128,10 @@ def get_parser():
                    help="after the search, rerun each condition's best learning rate for every input-scale choice on "
                         "seed 0 for --steps and choose among them by validation at that budget (default: the short "
                         "search decides alone)")
+    p.add_argument("--floor-check", action=argparse.BooleanOptionalAction, default=True,
+                   help="token tasks: give no seeds to a condition whose chosen validation error does not beat the "
+                        "no-learning floor by the margin of tasks/floors.py (default on; --no-floor-check seeds it "
+                        "anyway, as the suites summarised before the check did, and still records the verdict)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences (images) per step (default 32)")
     p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps (default 50)")
@@ -255,15 +264,19 @@ def main():
     chosen = search(args, record, conditions, scales, out)
     if args.confirm:
         chosen = confirm(args, record, conditions, scales, out, chosen)
+    chosen = refuse_noise(args, record, conditions, chosen)
     record["chosen"] = chosen
     save_atomic(record, out / "sweep.json")
     print("chosen:", json.dumps(chosen), flush=True)
     if args.phase == "search":
         return
-    seed_runs = train_seeds(args, record, conditions, out, chosen)
+    # no seeds for a setting chosen from noise
+    learned = [c for c in conditions if chosen[c].get("learned", True) or not args.floor_check]
+    seed_runs = train_seeds(args, record, learned, out, chosen)
     if args.phase == "seeds":
         return
     summary = evaluate_seeds(args, seed_runs, chosen)
+    summary.update(floor_summary(args, record, chosen))
     summary["wall_time_s_this_call"] = time.time() - t0
     save_atomic(summary, out / "summary.json")
     for c, row in summary["conditions"].items():
@@ -338,6 +351,37 @@ def confirm(args, record, conditions, scales, out, chosen):
         chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"],
                      "confirmed_at_steps": args.steps}
     return chosen
+
+
+def refuse_noise(args, record, conditions, chosen):
+    """1c. No choice from noise: a condition whose chosen validation error (the lowest of every one its
+    search and confirmation looked at) does not beat the task's no-learning floor at --select-len by
+    the margin of tasks/floors.py is not learned at this budget and gets no seeds. Fills
+    record["floors"]; a task without a floor (images) is left as it was."""
+    task = tasks.module(args.task)
+    if not hasattr(task, "floor_check"):
+        return chosen
+    record["floors"] = task.sweep_floors(args)
+    for c in conditions:
+        tries = sum(1 for r in record["search"] if r["condition"] == c)
+        # a confirmation run's error is the lowest over its evaluations: every one is a try
+        tries += sum(-(-r.get("steps", args.steps) // args.eval_every) for r in record.get("confirm", []) if r["condition"] == c)
+        verdict = task.floor_check(args, chosen[c]["val_error"], tries)
+        chosen[c] = {**chosen[c], "learned": verdict["learned"], "floor_check": verdict}
+        if not verdict["learned"]:
+            print(f"{c}: not learned at this budget (validation error {verdict['error']:.4f} at length "
+                  f"{verdict['length']}, floor {verdict['floor']:.4f}, {verdict['tries']} tries)"
+                  + (": no seeds" if args.floor_check else ""), flush=True)
+    return chosen
+
+
+def floor_summary(args, record, chosen):
+    """The summary's floors at the held-out lengths and the conditions found not learned, if the task has a floor."""
+    if "floors" not in record:
+        return {}
+    lengths = [s.strip() for s in args.eval_lengths.split(",") if s.strip()]
+    return {"floors": {L: record["floors"][L] for L in lengths},
+            "not_learned": {c: v["floor_check"] for c, v in chosen.items() if not v.get("learned", True) and args.floor_check}}
 
 
 def train_seeds(args, record, conditions, out, chosen):

@@ -42,13 +42,14 @@ def summary_tables(summary):
     per-seed ratios (token tasks) or differences (images) to pretrained."""
     conds = summary["conditions"]
     what = summary.get("values", "errors")               # token tasks: errors per length; images: accuracy
-    keys = list(next(iter(conds.values()))[what])
+    keys = list(next(iter(conds.values()))[what]) if conds else list(summary.get("floors", {}))
     head = [f"len{k}" for k in keys] if what == "errors" else [f"{k} accuracy" for k in keys]
     lines = ["| condition | trainable | lr | input scale | seeds | " + " | ".join(head) + " |",
              "|---|---|---|---|---|" + "---|" * len(keys)]
     for c, row in conds.items():
         lines.append(f"| {c} | {row['trainable_params']:,} | {row['lr']} | {row['input_scale']} | {row['n']} | "
                      + " | ".join(ci(row[what][k]) for k in keys) + " |")
+    lines += floor_rows(summary, keys)
     if what == "accuracy":
         lines += ["", "| pretrained - condition, test accuracy (mean of per-seed differences) | |", "|---|---|"]
         for c, d in summary["differences_to_pretrained"].items():
@@ -87,6 +88,48 @@ def regime_table(result):
         sm = d["summary"]
         lines.append(f"| {b} | " + " | ".join(f"{sm[s]['stream_change']['mean']:.3g}" for s in scales) + " | "
                      + " | ".join(f"{sm[s]['token0_effect']['mean']:.2f}" for s in scales) + " |")
+    return "\n".join(lines)
+
+
+def floor_rows(summary, keys):
+    """Rows under a token suite's error table: the no-learning floor per length, then each condition
+    the search found not learned at this budget (no seeds), with what it would have had to reach."""
+    if "floors" not in summary:
+        return []
+    rows = ["| no-learning floor | | | | | " + " | ".join(f"{summary['floors'][k]:.4f}" for k in keys) + " |"]
+    for c, v in summary.get("not_learned", {}).items():
+        chosen = summary["chosen"][c]
+        need = "nothing can" if v["max_error"] is None else f"needed <= {v['max_error']:.4f}"
+        rows.append(f"| {c} | | {chosen['lr']} | {chosen['input_scale']} | 0 | not learned at this budget: validation "
+                    f"{v['error']:.4f} at len{v['length']} (floor {v['floor']:.4f}, {need} after {v['tries']} tries)"
+                    + " | -" * (len(keys) - 1) + " |")
+    return rows
+
+
+def floors_table(floors):
+    """`python -m tasks.floors floors` JSON: the no-learning floor of every token task per length."""
+    lengths = sorted({L for t in floors["tasks"].values() for L in t["floors"]}, key=int)
+    lines = ["| task | " + " | ".join(f"len{L}" for L in lengths) + " |", "|---|" + "---|" * len(lengths)]
+    for name, t in floors["tasks"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{t['floors'][L]:.4f}" if L in t["floors"] else "-" for L in lengths) + " |")
+    return "\n".join(lines)
+
+
+def learnability_table(verdict):
+    """`python -m tasks.floors verdict` JSON: per run the best checkpoint's validation error per length
+    beside the floor, and whether its error at the selection length beats the floor by the margin."""
+    runs = verdict["runs"]
+    lengths = sorted({L for v in runs.values() for L in v["errors"]}, key=int)
+    lines = [f"| run | lr | best step | " + " | ".join(f"len{L}" for L in lengths) + f" | at len{verdict['select_len']} |",
+             "|---|---|---|" + "---|" * (len(lengths) + 1)]
+    for d, v in runs.items():
+        c = v["check"]
+        need = "nothing can" if c["max_error"] is None else f"<= {c['max_error']:.4f}"
+        lines.append(f"| `{Path(d).name}` | {v['lr']:g} | {v['best_step']:,} | "
+                     + " | ".join(f"{v['errors'][L]:.4f}" if L in v["errors"] else "-" for L in lengths)
+                     + f" | {'learned' if c['learned'] else 'not learned'} (needed {need}) |")
+    floors = next(iter(runs.values()))["floors"]
+    lines.append("| no-learning floor | | | " + " | ".join(f"{floors[L]:.4f}" if L in floors else "-" for L in lengths) + " | |")
     return "\n".join(lines)
 
 
@@ -244,4 +287,5 @@ def lr_check_table(choice):
 
 TABLES = {"summary": summary_tables, "regime": regime_table, "summary-regime": regime_summary_table,
           "search": search_table, "confirm": confirm_table, "success": success_table, "bridges": bridge_table,
-          "seeds": seeds_table, "walker-seeds": walker_seeds_table, "lr-check": lr_check_table}
+          "seeds": seeds_table, "walker-seeds": walker_seeds_table, "lr-check": lr_check_table,
+          "floors": floors_table, "learnability": learnability_table}

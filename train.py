@@ -28,6 +28,7 @@ from runs import (UserError, barrier, condition_name, data_parallel, environment
                   need_at_least, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
                   resolve_dtype, results_head, resume_training, run_folder, run_main, save_atomic, training_state,
                   warm_up, wrap_ddp)
+from tasks.floors import floors
 from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 
@@ -155,7 +156,8 @@ def main():
             return
         save_atomic({**results_head(cfg, info, condition_name(cfg), counts, env, step, wall_before + time.time() - t0),
                      "metric": "per_bit_error",
-                     "select_len": args.select_len, "history": history, "best": best,
+                     "select_len": args.select_len, "floors": floors(args.task, eval_lengths),
+                     "history": history, "best": best,
                      "final": history[-1] if history else None, **M.end_regime(net)}, out / "results.json")
 
     t0 = time.time()

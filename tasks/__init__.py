@@ -25,6 +25,10 @@ A task sweep.py can run (the token tasks and images) also offers:
     summary_values(args)          -> (header, keys, value(result, key))   what summary.json tabulates
     versus_pretrained(args, values, reference) -> dict   each control against pretrained, seeds paired
     COMPARISON                    the summary key that comparison goes under
+A task with a no-learning floor (the token tasks: each data module's floor(length), tasks/floors.py)
+also offers, and sweep.py then refuses to choose from noise:
+    sweep_floors(args)            -> {length: floor}     at the held-out and selection lengths
+    floor_check(args, error, tries) -> dict              does the choice beat the floor by the margin?
 """
 import importlib
 

@@ -18,6 +18,13 @@ def num_tokens(length: int) -> int:
     return length + 1
 
 
+def floor(length: int) -> float:
+    """No-learning floor, blind to the operands (per-position majority): sum bits 0..L-1 are fair
+    coins; the carry out is 1 for sum over a of a = 2^L (2^L - 1) / 2 of the 4^L operand pairs, i.e. with
+    probability 1/2 - 2^-(L+1), so predicting 0 there errs that often."""
+    return (0.5 * length + 0.5 - 0.5 ** (length + 1)) / (length + 1)
+
+
 def make_batch(batch_size: int, length: int, generator: torch.Generator):
     if not MIN_LEN <= length <= MAX_LEN:
         raise ValueError(f"{NAME}: length must be between {MIN_LEN} and {MAX_LEN}, got {length}")

@@ -8,6 +8,7 @@ blank tokens whose targets are the 2 vectors of the item after the query. T = 3L
 is drawn uniformly from the first L-1 items; items in a sequence are distinct, so the answer is
 unique. Scored: the 2 answer positions. L = number of items (at least 2)."""
 import torch
+from scipy.stats import hypergeom
 
 NAME = "ar"
 IN_DIM, OUT_DIM = 8, 6
@@ -18,6 +19,16 @@ DESCRIPTION = __doc__
 
 def num_tokens(length):
     return 3 * length + 6
+
+
+def floor(length):
+    """No-learning floor, blind to the query: the answer is item q + 1, uniform over items 1..L-1, so
+    the best such predictor takes, bit by bit, the majority of those m = L - 1 items. A bit is 1 in K
+    of m distinct codes drawn from all 4096, K hypergeometric (4096 codes, 2048 with the bit, m
+    draws); the majority is then wrong with probability min(K, m - K) / m. 0 at L = 2 (one candidate)."""
+    m, codes = length - 1, 2 ** (ITEM_VECS * BITS)
+    pmf = hypergeom.pmf(range(m + 1), codes, codes // 2, m)
+    return float(sum(p * min(k, m - k) for k, p in enumerate(pmf)) / m)
 
 
 def distinct_items(batch_size, length, generator):

@@ -17,6 +17,13 @@ def num_tokens(length: int) -> int:
     return 2 * length + 1
 
 
+def floor(length: int) -> float:
+    """No-learning floor, blind to the data vectors: every scored bit is a fair coin that nothing else
+    in the sequence predicts, so any such predictor (a constant, a per-position majority) errs half
+    the time."""
+    return 0.5
+
+
 def make_batch(batch_size: int, length: int, generator: torch.Generator):
     if not MIN_LEN <= length <= MAX_LEN:
         raise ValueError(f"{NAME}: length must be between {MIN_LEN} and {MAX_LEN}, got {length}")

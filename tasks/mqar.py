@@ -1,5 +1,7 @@
 """Multi-query associative recall (MQAR, after Zoology, Arora et al. 2023): L key-value pairs, then
 every key asked once, in a new random order, each answer read at its own query token."""
+import math
+
 import torch
 
 NAME = "mqar"
@@ -21,6 +23,14 @@ independent of the list order, so no position shortcut predicts which pair is as
 
 def num_tokens(length: int) -> int:
     return 3 * length
+
+
+def floor(length: int) -> float:
+    """No-learning floor, blind to the queries: each query asks a uniformly drawn pair, so the best
+    such predictor takes, bit by bit, the majority of the L values. Values are uniform and free to
+    repeat, so a bit is 1 in K ~ Binomial(L, 1/2) of them and the majority errs with probability
+    min(K, L - K) / L."""
+    return sum(math.comb(length, k) * min(k, length - k) for k in range(length + 1)) / 2 ** length / length
 
 
 def code_bits(codes):

@@ -19,6 +19,13 @@ def num_tokens(length: int) -> int:
     return 2 * length + 1
 
 
+def floor(length: int) -> float:
+    """No-learning floor, blind to the state (a constant or per-position majority): every next[i] is
+    the XOR of two cells, or one cell at an edge, a fair coin; only a single cell has both
+    neighbours on the boundary, so next[0] is always 0 at L = 1."""
+    return 0.0 if length == 1 else 0.5
+
+
 def make_batch(batch_size: int, length: int, generator: torch.Generator):
     if not MIN_LEN <= length <= MAX_LEN:
         raise ValueError(f"{NAME}: length must be between {MIN_LEN} and {MAX_LEN}, got {length}")

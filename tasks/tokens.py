@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import model as M
 import stats
 from runs import UserError, all_sum, environment, load_checkpoint, load_weights, pick_device, portable
-from tasks import TABLE
+from tasks import TABLE, floors
 
 PAIRED = None   # key of the per-item 0/1 outcomes in a measurement's detail (McNemar), if any
 METRIC, HIGHER_IS_BETTER = "per_bit_error", False
@@ -172,6 +172,10 @@ def sweep_check(args):
     args.track_lengths = args.track_lengths or str(args.select_len)
     if str(args.select_len) not in [s.strip() for s in args.track_lengths.split(",")]:
         raise UserError(f"--track-lengths {args.track_lengths} must include --select-len {args.select_len}")
+    floors.need_floor_above_zero(args.task, args.select_len)
+    if args.select_len > args.train_len:
+        print(f"note: --select-len {args.select_len} is beyond the training edge {args.train_len}: the search then "
+              f"rewards reach past the training range as well as learning", flush=True)
 
 
 def sweep_flags(args):
@@ -183,6 +187,18 @@ def sweep_flags(args):
 def selection_error(entry, args):
     """What the search and best.pt minimise: one evaluation's validation per-bit error at --select-len."""
     return entry["errors"][str(args.select_len)]
+
+
+def sweep_floors(args):
+    """{length: no-learning floor} at the held-out lengths and the selection length (tasks/floors.py)."""
+    lengths = sorted({int(s) for s in args.eval_lengths.split(",") if s.strip()} | {args.select_len})
+    return floors.floors(args.task, lengths)
+
+
+def floor_check(args, error, tries):
+    """Does the search's choice, the lowest of `tries` validation errors, beat the floor at --select-len
+    by the margin (tasks/floors.py)?"""
+    return floors.check(args.task, args.select_len, args.eval_samples, error, tries)
 
 
 def held_out_flags(args):

@@ -33,7 +33,8 @@ def synthetic_results(root):
                    "history": [{"step": s, "errors": {"8": err * (2 - s / 100)}} for s in (50, 100)]})
     write(root / "token_suite" / "mqar" / "summary.json",
           {"values": "errors", "conditions": {c: {"n": 2, "errors": {L: ci(e) for L in ("4", "8", "16")}}
-                                              for c, e in (("pretrained", 0.05), ("random-init", 0.3))}})
+                                              for c, e in (("pretrained", 0.05), ("random-init", 0.3))},
+           "floors": {"4": 0.31, "8": 0.36, "16": 0.40}})
     write(root / "token_suite" / "mqar" / "sweep.json", {"protocol": {"train_len": 6}})
     write(root / "images" / "summary.json", {"values": "accuracy", "dataset": "tiny", "conditions": {
         c: {"n": 2, "accuracy": {"test": ci(a)}} for c, a in (("pretrained", 0.8), ("shuffled", 0.7))}})

@@ -13,11 +13,13 @@ def test_sweep_searches_alike_then_seeds_then_summarises(gemma3_wide_ckpt, tmp_p
     cmd = [sys.executable, "sweep.py", "--task", "copy", "--model", str(gemma3_wide_ckpt[0]), "--layers", "2-5",
            "--conditions", "pretrained,none", "--input-scales", "1.0,2.0", "--train-len", "3", "--eval-lengths", "2,4", "--select-len", "4",
            "--search-steps", "2", "--steps", "3", "--eval-every", "3", "--batch-size", "4", "--warmup", "1",
-           "--eval-samples", "8", "--eval-samples-final", "16", "--jobs", "2", "--out", str(out)]
+           "--eval-samples", "8", "--eval-samples-final", "16", "--jobs", "2", "--no-floor-check", "--out", str(out)]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     sweep = json.loads((out / "sweep.json").read_text())
     rows = sweep["search"]
+    # a few steps leave every run at the floor: --no-floor-check seeds them anyway, the verdict is kept
+    assert "floor_check" in sweep["chosen"]["pretrained"] and sweep["floors"] == {"2": 0.5, "4": 0.5}
     # every grid point was run for every condition: lr grid x both scales for the slice, x the first for none
     for c, scales in (("pretrained", {"1.0", "2.0"}), ("none", {"1.0"})):
         lrs = sweep["grids"][c]["lr"]

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Step 1 of the paper's token tasks: can the pretrained slice learn the task at all at this budget?
+# Embedded Gemma 3 270M, slice 6-11, pretrained weights, input scale auto (calibrated), seed 0, 5,000
+# steps at batch 32, evaluation every 250 steps on 256 validation sequences per length, one thread.
+# fp32 on purpose: this CPU has no bf16 matrix units, where bf16 runs about 100x slower than fp32;
+# every condition of a later comparison must then use fp32 too. A step costs about 1.05 s (AR) to
+# 1.35 s (Rule 90) in fp32 on one thread, so one run is 1.5-2 hours.
+# Then `python -m tasks.floors verdict` judges the task's runs as one family against the no-learning
+# floor (the margin counts every evaluation of every run as a try) and writes OUT/learnability.json;
+# `python report.py` can then draw it with {{table learnability ...}}.
+# Usage (from anywhere): bash results/token_suite/<task>/run.sh [OUT [LR...]]
+#   OUT: folder of the runs (default results/token_suite/<task>/learn5k); LR: the rates to run now
+#   (default: all of the task's; give one per call to run two rates on two cores at once).
+# Resumable: run it again with the same arguments; a finished run is skipped, a stopped one resumes.
+# STEPS=20 gives a smoke run (put it in a throwaway OUT).
+set -euo pipefail
+task=${TASK:?run this through results/token_suite/<task>/run.sh}
+out=${1:-}
+[ -n "$out" ] && out=$(realpath -m "$out")          # as given, before moving to the repository root
+cd "$(dirname "$0")/../../.."                        # $0 is results/token_suite/<task>/run.sh
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+out=${out:-results/token_suite/$task/learn5k}
+if [ $# -gt 1 ]; then rates=("${@:2}"); else rates=("${RATES[@]}"); fi
+steps=${STEPS:-5000}
+common=(--task "$task" --layers 6-11 --init pretrained --input-scale auto --seed 0 --steps "$steps"
+        --batch-size 32 --warmup 50 --eval-every 250 --eval-samples 256 --dtype fp32 "${LENGTHS[@]}")
+done_run() {   # folder: has it trained $steps steps?
+    [ -f "$1/results.json" ] && python -c "import json,sys; sys.exit(json.load(open('$1/results.json'))['steps_done'] < $steps)"
+}
+for lr in "${rates[@]}"; do
+    run=$out/${task}__pretrained__lr${lr}__0
+    done_run "$run" && continue
+    mkdir -p "$out"
+    python train.py "${common[@]}" --lr "$lr" --out "$run" $([ -f "$run/last.pt" ] && echo --resume) 2>&1 | tee -a "$run.log"
+done
+runs=()
+for lr in "${RATES[@]}"; do
+    run=$out/${task}__pretrained__lr${lr}__0
+    if ! done_run "$run"; then
+        echo "verdict waits for $run"; exit 0
+    fi
+    runs+=("$run")
+done
+python -m tasks.floors verdict "${runs[@]}" --out "$out/learnability.json"
