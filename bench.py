@@ -201,7 +201,7 @@ def slice_speed(args, device, dtype, sync):
 
 PROFILE_KINDS = {"matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"),
                  "attention": ("scaled_dot_product", "flash_attention", "efficient_attention"),
-                 "copies and casts": ("aten::copy_", "aten::_to_copy", "aten::clone", "aten::contiguous"),
+                 "copies": ("aten::copy_", "aten::_to_copy", "aten::clone", "aten::contiguous"),
                  "gelu": ("gelu",),
                  "elementwise": ("aten::mul", "aten::add", "aten::sub", "aten::div", "aten::pow", "aten::rsqrt",
                                  "aten::mean", "aten::tanh", "aten::neg", "aten::cat", "aten::sum", "aten::fill_")}
@@ -368,6 +368,7 @@ def main():
             "cut": {d: r["cut"] for d, r in both.items() if "cut" in r},
             "faster": faster, "speedup": speeds[faster] / min(speeds.values()),
             "advice": f"on this machine pass --dtype {faster} for long runs (CPU bf16 speed depends on bf16 matrix units)"}
+        result["other_dtype"] = alt
         for d, r in both.items():
             fraction = r.get("fwd_bwd_fraction_of_matmul_peak")
             print(f"{d}: slice forward+backward at " + (f"{fraction:.2f} of the {d} matmul peak" if fraction is not None else

@@ -42,7 +42,7 @@ def tiny_args(ckpt, out, *extra):
 
 def test_token_run_compiles_a_few_graphs_not_one_per_length(gemma3_wide_ckpt, tmp_path):
     # lengths 1-6 drawn per step over 8 steps, two evaluation lengths: eager shapes enough for ~10 graphs
-    out = subprocess.run([sys.executable, *tiny_args(gemma3_wide_ckpt[0], tmp_path / "run", "--steps", "8",
+    out = subprocess.run([sys.executable, *tiny_args(gemma3_wide_ckpt[0], tmp_path / "run", "--steps", "8", "--layers", "5",
                                                      "--eval-every", "8", "--compile")],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
