@@ -178,7 +178,7 @@ def slice_speed(args, device, dtype, sync):
             net(x)
         result["compile_s_first_calls"] = time.time() - t
     iters = bounded_iters(flops_step / peak, args.iters, args.budget_s)
-    result["timed_iters"] = iters
+    result["timed_iters"], result["expected_step_s_at_peak"] = iters, flops_step / peak
     if iters < args.iters:
         result["cut"] = (f"one step takes about {flops_step / peak:.0f} s at this dtype's matmul peak: {iters} of "
                          f"{args.iters} iterations fit --budget-s {args.budget_s:g}")
@@ -366,6 +366,7 @@ def main():
             # each dtype against its own peak, never the other's
             "fraction_of_own_peak": {d: r.get("fwd_bwd_fraction_of_matmul_peak") for d, r in both.items()},
             "cut": {d: r["cut"] for d, r in both.items() if "cut" in r},
+            "untimed_tokens_per_s_are": "the bound its matmul peak sets (a dtype not timed at all)",
             "faster": faster, "speedup": speeds[faster] / min(speeds.values()),
             "advice": f"on this machine pass --dtype {faster} for long runs (CPU bf16 speed depends on bf16 matrix units)"}
         result["other_dtype"] = alt
