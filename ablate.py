@@ -164,6 +164,7 @@ def main():
     p.add_argument("--dtype", default=None, choices=("auto", "bf16", "fp32"),
                    help="precision of the frozen body (default: the run's own --dtype; auto = bf16 on CUDA, fp32 on CPU)")
     args = p.parse_args()
+    M.COMPILE_OVERRIDE = False   # eager: a compiled body would recompile for every set of ablated heads
     need_at_least(args, 1, "samples", "episodes", "max_ep_len", "n_perm")
     need_positive_float(args, "probe_ratio")
     if args.stability:

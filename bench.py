@@ -14,6 +14,8 @@ sizes, and evaluation throughput in the real MuJoCo env, 1 episode alone against
 """
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -51,9 +53,10 @@ print(json.dumps({"load_s": time.time() - t, "peak_rss_mb": (kb("VmHWM:") - base
 """
 
 
-def timeit(fn, iters, sync):
-    fn()
-    sync()
+def timeit(fn, iters, sync, warm=True):
+    if warm:
+        fn()
+        sync()
     t = time.time()
     for _ in range(iters):
         fn()
@@ -130,8 +133,19 @@ def matmul_peak(body, tokens, device, dtype, iters, sync):
     for out_f, in_f in shapes:
         a = torch.randn(tokens, in_f, device=device, dtype=dtype)
         w = torch.randn(in_f, out_f, device=device, dtype=dtype)
-        per_shape[f"{tokens}x{in_f}@{in_f}x{out_f}"] = 2 * tokens * in_f * out_f / timeit(lambda: a @ w, iters, sync)
+        first = timeit(lambda: a @ w, 1, sync, warm=False)
+        # a dtype the CPU has no matrix units for (bf16 on AVX2) runs ~100x slower: one call is enough to tell
+        t = first if first > 1.0 else timeit(lambda: a @ w, iters, sync)
+        per_shape[f"{tokens}x{in_f}@{in_f}x{out_f}"] = 2 * tokens * in_f * out_f / t
     return max(per_shape.values()), per_shape
+
+
+def bounded_iters(expected_s, iters, budget_s):
+    """Timed iterations that fit the budget at the expected time per call (a warm-up call comes first);
+    0 when not even one fits."""
+    if 2 * expected_s > budget_s:
+        return 0
+    return max(1, min(iters, int(budget_s / expected_s) - 1))
 
 
 def slice_speed(args, device, dtype, sync):
@@ -145,26 +159,146 @@ def slice_speed(args, device, dtype, sync):
         net(x).pow(2).mean().backward()
 
     tokens = args.batch_size * args.seq_len
+    # the peak first: it says how long one step of the slice can take, so a pathologically slow dtype is cut short
     peak, per_shape = matmul_peak(body, tokens, device, dtype, args.iters, sync)
     frozen = M.param_counts(net)["frozen_params"]
-    t_step = timeit(step, args.iters, sync)
-    with torch.no_grad():
-        t_fwd = timeit(lambda: net(x), args.iters, sync)
     # Matmul FLOPs only: 2 per weight per token forward, 2 more backward for the input gradient
     # (no weight gradients: the slice is frozen). Attention scores are left out (small at these lengths).
     flops_step = 4 * frozen * tokens
     result = {"device": str(device), "dtype": info["dtype"], "model": args.model, "slice": info["layers"],
               "frozen_params": frozen, "batch_size": args.batch_size, "seq_len": args.seq_len, "threads": torch.get_num_threads(),
+              "load_average": os.getloadavg(), "compiled": args.compile,
               "matmul_peak_tflops": peak / 1e12, "matmul_tflops_per_shape": {k: v / 1e12 for k, v in per_shape.items()},
-              "fwd_bwd_tokens_per_s": tokens / t_step, "fwd_bwd_tflops": flops_step / t_step / 1e12,
-              "fwd_bwd_fraction_of_matmul_peak": flops_step / t_step / peak,
-              "fwd_tokens_per_s": tokens / t_fwd,
               "matmul_peak_measured_in": f"{info['dtype']} on the slice's own weight shapes, {tokens} tokens, {device}"}
+    if args.compile:
+        body.compile(dynamic=None)
+        t = time.time()
+        step()
+        with torch.no_grad():
+            net(x)
+        result["compile_s_first_calls"] = time.time() - t
+    iters = bounded_iters(flops_step / peak, args.iters, args.budget_s)
+    result["timed_iters"], result["expected_step_s_at_peak"] = iters, flops_step / peak
+    if iters < args.iters:
+        result["cut"] = (f"one step takes about {flops_step / peak:.0f} s at this dtype's matmul peak: {iters} of "
+                         f"{args.iters} iterations fit --budget-s {args.budget_s:g}")
+    if iters == 0:
+        return result
+    t_step = timeit(step, iters, sync)
+    result.update({"fwd_bwd_tokens_per_s": tokens / t_step, "fwd_bwd_tflops": flops_step / t_step / 1e12,
+                   "fwd_bwd_fraction_of_matmul_peak": flops_step / t_step / peak})
+    if bounded_iters(flops_step / peak / 3, args.iters, args.budget_s / 2) == args.iters:
+        with torch.no_grad():
+            result["fwd_tokens_per_s"] = tokens / timeit(lambda: net(x), args.iters, sync)
+    if args.profile:
+        result["profile"] = profile_step(step)
     if result["fwd_bwd_fraction_of_matmul_peak"] > 1:
         result["warning"] = "the slice ran faster than the measured matmul peak: timing noise or a machine under load"
     if device.type == "cuda":   # model FLOPs utilisation against the peak measured above, same dtype and device
         result["mfu_vs_measured_peak"] = result["fwd_bwd_fraction_of_matmul_peak"]
     return result
+
+
+PROFILE_KINDS = {"matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"),
+                 "attention": ("scaled_dot_product", "flash_attention", "efficient_attention"),
+                 "copies": ("aten::copy_", "aten::_to_copy", "aten::clone", "aten::contiguous"),
+                 "gelu": ("gelu",),
+                 "elementwise": ("aten::mul", "aten::add", "aten::sub", "aten::div", "aten::pow", "aten::rsqrt",
+                                 "aten::mean", "aten::tanh", "aten::neg", "aten::cat", "aten::sum", "aten::fill_")}
+
+
+def profile_step(step):
+    """Share of one step's own CPU time per kind of operation (self time, so a matmul inside a linear
+    counts once), with call counts and the ten costliest ops."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    ops = [(e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()]
+    total = sum(t for _, t, _ in ops) or 1
+    kinds = {}
+    for name, t, n in ops:
+        kind = next((k for k, keys in PROFILE_KINDS.items() if any(key in name for key in keys)), "other")
+        share, calls = kinds.get(kind, (0.0, 0))
+        kinds[kind] = (share + t / total, calls + n)
+    top = sorted(ops, key=lambda o: -o[1])[:10]
+    return {"share_of_time": {k: v[0] for k, v in kinds.items()}, "calls": {k: v[1] for k, v in kinds.items()},
+            "top_ops": [{"op": name, "share": t / total, "calls": n} for name, t, n in top]}
+
+
+def ab_step(args, device, dtype):
+    """(training step, what it is) of --ab-task on random data of the task's shapes, its body compiled
+    the way --compile compiles it (model.compile_body)."""
+    from tasks import ogbench as O
+    from tasks import walker2d as W
+    cfg = {"model": args.model, "layers": args.layers, "substrate": "gemma", "init": "pretrained", "seed": 0,
+           "input_scale": "1.0", "dtype": dtype, "compile": True}
+    B = args.batch_size
+    if args.ab_task in ("tokens", "images"):
+        # images: MNIST 28x28 in 7x7 patches, 16 tokens of 49 pixels + a one-hot position, 10 classes
+        in_dim, out_dim, T = (16, 16, args.seq_len) if args.ab_task == "tokens" else (49 + 16, 10, 16)
+        body, info = M.body_from_config(cfg, device)
+        M.compile_body(body, cfg)
+        net = M.InterfaceModel(body, info["d_model"], in_dim, out_dim).to(device)
+        x = torch.randn(B, T, in_dim, device=device)
+        loss_fn = lambda: net(x).pow(2).mean()
+        what = f"{args.ab_task}: InterfaceModel, batch {B} x {T} tokens, Adam"
+    elif args.ab_task == "iql":
+        obs_dim, act_dim = 40, 5      # OGBench scene
+        icfg = {**cfg, "obs_dim": obs_dim, "act_dim": act_dim, "obs_tokens": 4, "hidden": 256, "discount": 0.99,
+                "expectile": 0.9, "temperature": 10.0, "target": "separate"}
+        net = O.build(icfg, device)
+        batch = {"observations": torch.randn(B, obs_dim, device=device), "actions": torch.rand(B, act_dim, device=device) * 2 - 1,
+                 "next_observations": torch.randn(B, obs_dim, device=device), "rewards": -torch.rand(B, device=device),
+                 "masks": torch.ones(B, device=device)}
+        loss_fn = lambda: O.iql_losses(net, batch, icfg)[0]
+        what = f"iql: SliceIQL (4 observation tokens, separate target), batch {B}, Adam, no Polyak update"
+    else:
+        K = 20
+        net, _ = W.build({**cfg, "dropout": 0.1}, device)
+        s, a = torch.randn(B, K, W.STATE_DIM, device=device), torch.rand(B, K, W.ACT_DIM, device=device) * 2 - 1
+        r, ts = torch.randn(B, K, device=device), torch.arange(K, device=device).expand(B, -1)
+        loss_fn = lambda: (net(s, a, r, ts) - a).pow(2).mean()
+        what = f"dt: DecisionTransformer, batch {B} x {K} timesteps ({3 * K} tokens), Adam"
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], 1e-4)
+
+    def step():
+        loss = loss_fn()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step, what
+
+
+def ab_compile(args, device):
+    """Eager against compiled steps per second, alternating (eager, compiled, compiled, eager, ...)
+    so that load drift on a shared machine hits both sides; the compilation is timed apart."""
+    from runs import compilations
+    dtype = resolve_dtype(args.dtype, device)
+    step, what = ab_step(args, device, dtype_name(dtype))
+    load_before = os.getloadavg()
+    t = time.time()
+    step()            # compiles
+    compile_s = time.time() - t
+    with torch.compiler.set_stance("force_eager"):
+        step()        # eager warm-up
+    rounds = []
+    for r in range(args.ab_compile):
+        times = {}
+        for side in (("eager", "compiled") if r % 2 == 0 else ("compiled", "eager")):
+            if side == "eager":
+                with torch.compiler.set_stance("force_eager"):
+                    times[side] = timeit(step, args.iters, lambda: None, warm=False)
+            else:
+                times[side] = timeit(step, args.iters, lambda: None, warm=False)
+        rounds.append({k: 1 / v for k, v in times.items()})
+    ratios = sorted(r["compiled"] / r["eager"] for r in rounds)
+    return {"task": args.ab_task, "step": what, "model": args.model, "slice": args.layers, "dtype": dtype_name(dtype),
+            "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_average_before": load_before, "load_average_after": os.getloadavg(),
+            "compile_s_first_step": compile_s, "compilations": compilations(), "iters_per_side_per_round": args.iters,
+            "steps_per_s": rounds, "eager_steps_per_s_median": statistics.median([r["eager"] for r in rounds]),
+            "compiled_steps_per_s_median": statistics.median([r["compiled"] for r in rounds]),
+            "speedup_median": statistics.median(ratios), "speedup_range": [ratios[0], ratios[-1]]}
 
 
 def main():
@@ -182,6 +316,18 @@ def main():
     p.add_argument("--compare-dtypes", action="store_true",
                    help="also time the slice in the other precision (bf16 <-> fp32) and say which is faster here: "
                         "on CPUs bf16 can be much faster or much slower than fp32, so measure before a long run")
+    p.add_argument("--budget-s", type=float, default=120,
+                   help="seconds the slice's timing may take per dtype, judged from its measured matmul peak: fewer "
+                        "iterations (or none) where a dtype is pathologically slow, said in the JSON (default 120)")
+    p.add_argument("--compile", action="store_true", help="time the slice compiled with torch.compile (after compiling)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one forward+backward step: the share of time per kind of operation")
+    p.add_argument("--ab-compile", type=int, default=0, metavar="ROUNDS",
+                   help="time eager against compiled steps of --ab-task, alternating for ROUNDS rounds (load drift "
+                        "hits both sides) and print that JSON instead")
+    p.add_argument("--ab-task", default="tokens", choices=("tokens", "images", "iql", "dt"),
+                   help="--ab-compile: the training step timed: a token task, MNIST patches, the IQL agent or the "
+                        "Decision Transformer, on random data of the task's shapes (default tokens)")
     p.add_argument("--iql", action="store_true", help="bench the OGBench IQL agent instead of the slice")
     p.add_argument("--iql-env", default="scene-play-singletask-task1-v0", help="--iql: single-task env (default scene task1)")
     p.add_argument("--iql-layers", default="8", help="--iql: slice of the agent (default 8)")
@@ -192,6 +338,9 @@ def main():
     args = p.parse_args()
     need_at_least(args, 1, "batch_size", "seq_len", "iters", "iql_episodes", "iql_eval_steps")
     device = pick_device(args.device)
+    if args.ab_compile:
+        print(json.dumps(ab_compile(args, device), indent=1))
+        return
     if args.iql:
         try:
             args.iql_batches = [int(b) for b in args.iql_batches.split(",") if b.strip()]
@@ -207,13 +356,24 @@ def main():
     if args.compare_dtypes:
         other = DTYPES["fp32" if dtype == torch.bfloat16 else "bf16"]
         alt = slice_speed(args, device, other, sync)
-        speeds = {result["dtype"]: result["fwd_bwd_tokens_per_s"], alt["dtype"]: alt["fwd_bwd_tokens_per_s"]}
+        both = {r["dtype"]: r for r in (result, alt)}
+        # a dtype cut by the budget counts at its matmul peak: an upper bound on what its slice reaches
+        speeds = {d: r.get("fwd_bwd_tokens_per_s", r["matmul_peak_tflops"] * 1e12 / (4 * r["frozen_params"]))
+                  for d, r in both.items()}
         faster = max(speeds, key=speeds.get)
         result["dtype_comparison"] = {
-            "fwd_bwd_tokens_per_s": speeds, "matmul_peak_tflops": {result["dtype"]: result["matmul_peak_tflops"],
-                                                                   alt["dtype"]: alt["matmul_peak_tflops"]},
+            "fwd_bwd_tokens_per_s": speeds, "matmul_peak_tflops": {d: r["matmul_peak_tflops"] for d, r in both.items()},
+            # each dtype against its own peak, never the other's
+            "fraction_of_own_peak": {d: r.get("fwd_bwd_fraction_of_matmul_peak") for d, r in both.items()},
+            "cut": {d: r["cut"] for d, r in both.items() if "cut" in r},
+            "untimed_tokens_per_s_are": "the bound its matmul peak sets (a dtype not timed at all)",
             "faster": faster, "speedup": speeds[faster] / min(speeds.values()),
             "advice": f"on this machine pass --dtype {faster} for long runs (CPU bf16 speed depends on bf16 matrix units)"}
+        result["other_dtype"] = alt
+        for d, r in both.items():
+            fraction = r.get("fwd_bwd_fraction_of_matmul_peak")
+            print(f"{d}: slice forward+backward at " + (f"{fraction:.2f} of the {d} matmul peak" if fraction is not None else
+                  f"(not timed: {r['cut']})") + f" ({r['matmul_peak_tflops'] * 1e3:.1f} GFLOP/s)", file=sys.stderr)
     if not args.skip_load:
         ckpt = pretrained.Checkpoint(args.model)
         ckpt_dir = str(ckpt.dir or args.model)

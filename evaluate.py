@@ -17,6 +17,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import model as M
 import stats
 import tasks
 from runs import UserError, load_checkpoint, need_at_least, portable, run_main, save_atomic
@@ -35,6 +36,8 @@ def get_parser():
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default=None, choices=("auto", "bf16", "fp32"),
                    help="precision of the frozen body (default: the run's own --dtype; auto = bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--compile", default=None, action=argparse.BooleanOptionalAction,
+                   help="run the body through torch.compile, or not (default: as the run was trained)")
     p.add_argument("--aggregate", metavar="DIR", help="summarise every results.json under DIR instead")
     p.add_argument("--metric", default="best", choices=("best", "final"),
                    help="with --aggregate: the best checkpoint's curve or the last evaluation's (default best)")
@@ -84,6 +87,7 @@ def main():
     if not args.ckpt:
         raise UserError("give --ckpt PATH or --aggregate DIR")
     task = tasks.module(load_checkpoint(args.ckpt)["config"]["task"])
+    M.COMPILE_OVERRIDE = args.compile
     result = task.evaluate_run(args.ckpt, args)
     out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
     save_atomic(result, out)

@@ -65,6 +65,10 @@ def add_body_args(p, layers="6-11", substrates=None, learn=True):
                    help="precision the frozen body holds and computes in: auto = bf16 on CUDA, fp32 on CPU (on some "
                         "CPUs bf16 is faster: bench.py --compare-dtypes). The trainable interface keeps fp32 weights; "
                         "losses and metrics are fp32 (default auto)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the body through torch.compile (inductor; needs a C compiler): faster steps after a "
+                        "compilation of a minute or more at the start (a few graphs per run, not one per length); "
+                        "recorded in the config, --resume keeps it (docs/scripts.md: settings for long CPU runs)")
 
 
 def layer_types(cfg):
@@ -312,6 +316,20 @@ def run_body(body, h):
         with torch.autocast(h.device.type, dtype=dtype):
             return body(h).float()
     return body(h.to(dtype)).float()
+
+
+COMPILE_OVERRIDE = None   # None: each run's own --compile; evaluate.py --compile/--no-compile and ablate.py set it
+
+
+def compile_body(body, cfg):
+    """--compile: the body compiled in place (module.compile), so its weights, state-dict keys and
+    head hooks stay those of the eager module. dynamic=None: the first call compiles for its shapes;
+    the first call with another length or batch compiles once more with those sizes symbolic, and
+    no later size recompiles; no_grad (evaluation) is a graph of its own. A token run makes 3."""
+    on = cfg.get("compile", False) if COMPILE_OVERRIDE is None else COMPILE_OVERRIDE
+    if body is not None and on:
+        body.compile(dynamic=None)
+    return body
 
 
 def freeze(module):

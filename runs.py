@@ -273,7 +273,14 @@ def results_head(cfg, info, condition, counts, env, step, wall_time_s):
     name, the body's description, trainable and frozen parameter counts, the environment (git commit,
     versions, device), wall time and steps done."""
     return {"config": cfg, "seed": cfg["seed"], "model": cfg["model"], "slice": info["layers"], "condition": condition,
-            "body": info, **counts, **env, "wall_time_s": wall_time_s, "steps_done": step}
+            "body": info, **counts, **env, "wall_time_s": wall_time_s, "steps_done": step,
+            "compilations": compilations() if cfg.get("compile") else 0}
+
+
+def compilations():
+    """Graphs torch.compile has built in this process so far: a handful per run, never one per step."""
+    from torch._dynamo.utils import counters
+    return counters["stats"]["unique_graphs"]
 
 def check_finite(loss, step, out):
     """Stop on a NaN/inf loss; the last good checkpoint stays as it was."""

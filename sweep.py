@@ -137,6 +137,7 @@ def get_parser():
     p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps (default 50)")
     p.add_argument("--eval-samples", type=int, default=256, help="validation sequences per length (default 256)")
     p.add_argument("--eval-samples-final", type=int, default=1024, help="held-out sequences per length (default 1024)")
+    p.add_argument("--compile", action="store_true", help="every run with train.py --compile (held-out evaluation follows)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each (default 2)")
     p.add_argument("--phase", default="all", choices=("search", "seeds", "evaluate", "all"), help="stop after this phase")
     p.add_argument("--table", action="store_true",
@@ -156,7 +157,7 @@ def train_cmd(args, cond, lr, scale, seed, steps, eval_every, out):
     return ["train.py", "--task", args.task, "--model", args.model, "--layers", args.layers, *flags,
             "--lr", lr, "--input-scale", scale, "--seed", str(seed), "--steps", str(steps),
             "--eval-every", str(eval_every), "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
-            *task_flags, "--out", str(out)]
+            *task_flags, *(["--compile"] if args.compile else []), "--out", str(out)]
 
 
 def finished(out, steps):

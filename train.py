@@ -35,7 +35,7 @@ from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths,
 # Flags that define what a run is: --resume refuses to continue with any of them changed
 # (--steps may grow, --eval-every may change: neither changes what is trained).
 IDENTITY = ("task", "model", "layers", "substrate", "init", "seed", "input_scale", "train_len", "lr", "batch_size",
-            "warmup", "select_len", "eval_lengths", "eval_samples", "dtype")
+            "warmup", "select_len", "eval_lengths", "eval_samples", "dtype", "compile")
 
 
 def get_parser():

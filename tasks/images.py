@@ -62,7 +62,7 @@ ONLINE = {
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IDENTITY = ("model", "layers", "substrate", "init", "seed", "input_scale", "dataset", "image_size", "patch", "readout",
             "split_seed", "augment", "lr", "batch_size", "warmup", "bridge_steps", "bridge_layers", "bridge_classes",
-            "bridge_lr", "bridge_images", "bridge_until_acc", "dtype")
+            "bridge_lr", "bridge_images", "bridge_until_acc", "dtype", "compile")
 
 
 # ----------------------------------------------------------------------------- data
@@ -244,6 +244,7 @@ def build(cfg, device, known_scale=None):
     """(net, body info): the interface around the run's body, initialised from the run's seed."""
     torch.manual_seed(cfg["seed"])
     body, info = M.body_from_config(cfg, device, known_scale)
+    M.compile_body(body, cfg)
     in_dim = cfg["channels"] * cfg["patch"] ** 2 + cfg["num_patches"]
     net = M.InterfaceModel(body, info["d_model"], in_dim, cfg["classes"], info["input_scale"],
                            learn_scale=info["input_scale_mode"] == "learn").to(device)

@@ -53,7 +53,7 @@ SUBSTRATES = M.SUBSTRATES + ("mlp",)
 # Flags that define what a checkpoint is; a resumed run must agree on all of them.
 IDENTITY = ("env", "model", "layers", "substrate", "init", "seed", "input_scale", "obs_tokens", "hidden",
             "discount", "expectile", "temperature", "tau", "batch_size", "lr", "dataset_dir", "dtype", "success_timing",
-            "target")
+            "target", "compile")
 
 
 # Harmless on headless machines (nothing here renders) and printed once per env otherwise.
@@ -355,6 +355,7 @@ def build(cfg, device, known_scale=None):
     if cfg["substrate"] == "mlp":
         return MLPIQL(cfg["obs_dim"], cfg["act_dim"]).to(device)
     body, info = M.body_from_config(cfg, device, known_scale)
+    M.compile_body(body, cfg)
     return SliceIQL(body, info, cfg["obs_dim"], cfg["act_dim"], cfg["obs_tokens"], cfg["hidden"],
                     cfg.get("target", "separate")).to(device)
 

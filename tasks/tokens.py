@@ -30,6 +30,7 @@ def build(cfg, device, known_scale=None):
     task = get_task(cfg["task"])
     torch.manual_seed(cfg["seed"])
     body, info = M.body_from_config(cfg, device, known_scale)
+    M.compile_body(body, cfg)
     net = M.InterfaceModel(body, info["d_model"], task.IN_DIM, task.OUT_DIM, info["input_scale"],
                            learn_scale=info["input_scale_mode"] == "learn").to(device)
     net.longest = max_length(task, info["sliding_window"])   # longest task length this model takes

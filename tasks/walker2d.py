@@ -50,7 +50,7 @@ NORMALISATION = {"ref_min_return": REF_MIN_RETURN, "ref_max_return": REF_MAX_RET
                          "(eval env: Walker2d-v4 for D4RL files, v5 for Minari data) is not D4RL's v2"}
 # Flags that define what a checkpoint is; a resumed run must agree on all of them.
 IDENTITY = ("model", "layers", "substrate", "init", "seed", "input_scale", "context", "dataset", "d4rl_hdf5",
-            "lr", "batch_size", "weight_decay", "warmup", "dropout", "grad_clip", "dtype")
+            "lr", "batch_size", "weight_decay", "warmup", "dropout", "grad_clip", "dtype", "compile")
 
 
 def d4rl_score(ret):
@@ -292,6 +292,7 @@ def build(cfg, device, known_scale=None):
     checkpoint's input scale, used as it is (never recalibrated)."""
     torch.manual_seed(cfg["seed"])
     body, info = dt_body(cfg, device) if cfg["substrate"] == "dt" else M.body_from_config(cfg, device, known_scale)
+    M.compile_body(body, cfg)
     net = DecisionTransformer(body, info, cfg["dropout"]).to(device)
     return net, body
 
