@@ -1,0 +1,86 @@
+"""The researcher's loop as a user meets it: resume by folder, a wall-clock checkpoint before the first
+evaluation, TensorBoard scalars read back, distinct default folders."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(*args, check=True, cwd=REPO):
+    out = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise AssertionError(out.stderr[-3000:])
+    return out
+
+
+def tiny_args(ckpt, *extra):
+    return ["train.py", "--task", "copy", "--model", str(ckpt), "--layers", "2-5", "--input-scale", "1.0",
+            "--batch-size", "8", "--train-len", "4", "--eval-lengths", "4,8", "--select-len", "8",
+            "--eval-samples", "32", "--lr", "3e-3", "--warmup", "1", *extra]
+
+
+def test_resume_by_folder_continues_from_the_stored_config(gemma3_wide_ckpt, tmp_path):
+    ckpt = gemma3_wide_ckpt[0]
+    run(*tiny_args(ckpt, "--out", tmp_path / "full", "--steps", "12", "--eval-every", "6"))
+    run(*tiny_args(ckpt, "--out", tmp_path / "cut", "--steps", "6", "--eval-every", "6"))
+    run("train.py", "--resume", str(tmp_path / "cut"), "--steps", "12")       # nothing else typed
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 12
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    # the other spelling, and a typed setting that differs is still refused
+    run("train.py", "--resume", "--out", str(tmp_path / "cut"), "--steps", "13")
+    res = run("train.py", "--resume", str(tmp_path / "cut"), "--steps", "14", "--seed", "3", check=False)
+    assert res.returncode == 2 and "seed=0" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_wall_clock_checkpoint_before_the_first_evaluation(gemma3_wide_ckpt, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, *tiny_args(gemma3_wide_ckpt[0], "--out", out, "--steps", "100000",
+                                                        "--eval-every", "100000", "--checkpoint-minutes", "0")],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (out / "last.pt").exists() and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert 1 <= state["step"] < 100000 and state["history"] == []
+    run("train.py", "--resume", str(out), "--steps", str(state["step"] + 2), "--eval-every", "1000")
+    r = json.loads((out / "results.json").read_text())
+    assert r["steps_done"] == state["step"] + 2
+
+
+def test_tensorboard_scalars_are_written_and_read_back(gemma3_wide_ckpt, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / "run"
+    run(*tiny_args(gemma3_wide_ckpt[0], "--out", out, "--steps", "8", "--eval-every", "4", "--log-every", "2"))
+    events = EventAccumulator(str(out))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "val/errors/4", "val/errors/8"} <= tags, tags
+    assert [e.step for e in events.Scalars("val/errors/8")] == [4, 8]
+    r = json.loads((out / "results.json").read_text())
+    assert [e.value for e in events.Scalars("val/errors/8")] == [
+        float(torch.tensor(h["errors"]["8"], dtype=torch.float32)) for h in r["history"]]
+
+
+def test_default_folders_differ_by_learning_rate(gemma3_wide_ckpt, tmp_path):
+    # a second run at another rate is a run of its own, not "already holds a run"
+    args = [a for a in tiny_args(gemma3_wide_ckpt[0]) if a not in ("--lr", "3e-3")]
+    for lr in ("1e-3", "3e-3"):
+        run(*[str(REPO / a) if a == "train.py" else a for a in args], "--lr", lr, "--steps", "2", "--eval-every", "2",
+            cwd=tmp_path)
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and all(f.startswith("copy__pretrained__0__") for f in folders), folders
