@@ -482,3 +482,19 @@ def log_scalars(writer, values, step, prefix=""):
             log_scalars(writer, value, step, name)
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             writer.add_scalar(name, value, step)
+
+
+def subcommands(prog, description, commands, argv, default=None):
+    """`python -m tasks.X COMMAND [flags]`: commands = {name: (function(argv), one-line help)}. `--help`
+    lists the commands, `COMMAND --help` gives that command's own flags; with `default`, flags without
+    a command go to that command."""
+    import argparse
+    if default and (not argv or argv[0] not in commands) and argv[:1] not in (["-h"], ["--help"]):
+        argv = [default, *argv]
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=f"{prog} COMMAND --help lists the flags of a command")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, text) in commands.items():
+        sub.add_parser(name, help=text, add_help=False)
+    args = p.parse_args(argv[:1])
+    return commands[args.command][0](argv[1:])

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from runs import UserError, environment, file_sha256, need_at_least, need_package, run_main, save_atomic
+from runs import UserError, environment, file_sha256, need_at_least, need_package, run_main, save_atomic, subcommands
 from tasks.walker2d import ENV_ID, REF_MAX_RETURN, REF_MIN_RETURN, d4rl_score
 
 DEFAULT_ID = "local/walker2d-medium-sac-v0"
@@ -255,10 +255,13 @@ def add_record_args(p, with_sac=True):
 
 
 def cli(argv):
-    commands = ("make", "sac", "record")
-    if not argv or argv[0] not in commands:
-        raise UserError(f"usage: python -m tasks.walker2d_medium {{{','.join(commands)}}} [flags]  (--help after the command)")
-    cmd, rest = argv[0], argv[1:]
+    subcommands("python -m tasks.walker2d_medium", __doc__, {
+        "make": (lambda rest: command("make", rest), "both stages: SAC to medium quality, then record its dataset"),
+        "sac": (lambda rest: command("sac", rest), "stage 1 alone: SAC until medium quality; run it again to resume"),
+        "record": (lambda rest: command("record", rest), "stage 2 alone: record a stopped SAC run as a Minari dataset")}, argv)
+
+
+def command(cmd, rest):
     p = argparse.ArgumentParser(prog=f"python -m tasks.walker2d_medium {cmd}", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     if cmd in ("make", "sac"):
