@@ -69,8 +69,10 @@ def load_minari(dataset_id):
     except Exception as e:
         raise UserError(f"could not read Minari dataset {dataset_id!r}: {type(e).__name__}: {e}")
     if ds is None:
-        howto = (f"with internet it is downloaded from the Hugging Face hub; offline, record a stand-in with "
-                 f"`python -m tasks.walker2d record --id {dataset_id}` (or pass --d4rl-hdf5 FILE)")
+        # never suggest recording a stand-in under the official dataset's id: its scores would pass for D4RL's
+        howto = ("with internet it is downloaded from the Hugging Face hub; offline, make medium-quality data here "
+                 "with `python -m tasks.walker2d_medium make` and train with --dataset local/walker2d-medium-sac-v0 "
+                 "(or pass --d4rl-hdf5 FILE)")
         if os.environ.get("HF_HUB_OFFLINE") == "1" or not host_reachable("huggingface.co"):
             raise UserError(f"Minari dataset {dataset_id!r} is not on this machine and the hub is unreachable; {howto}")
         try:

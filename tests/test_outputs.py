@@ -84,3 +84,9 @@ def test_help_lists_commands_and_dry_run():
     assert "--dry-run" in run("train.py", "--task", "images", "--help", cwd=REPO).stdout
     for module, command in (("tasks.ogbench", "generate"), ("tasks.walker2d", "record"), ("tasks.walker2d_medium", "make")):
         assert command in run("-m", module, "--help", cwd=REPO).stdout
+
+
+def test_regime_takes_the_sweeps_condition_names(gemma3_ckpt, tmp_path):
+    res = run(str(REPO / "regime.py"), "--model", str(gemma3_ckpt[0]), "--layers", "2-3", "--conditions", "random-init",
+              "--scales", "1", "--seeds", "0", "--out", "runs/regime.json", cwd=tmp_path)
+    assert list(json.loads((tmp_path / "runs" / "regime.json").read_text())["bodies"]) == ["random-init"], res.stdout
