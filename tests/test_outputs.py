@@ -1,6 +1,7 @@
 """Default outputs land under runs/ (never in results/ or the working directory), an existing output is
 kept without --force, and every entry point's --help works."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -74,9 +75,12 @@ ENTRY_POINTS = [["train.py"], ["train.py", "--task", "images"], ["train.py", "--
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS, ids=" ".join)
-def test_help_exits_0(entry, tmp_path):
+def test_help_exits_0_and_every_flag_is_documented(entry, tmp_path):
     res = run(*[str(REPO / a) if a.endswith(".py") else a for a in entry], "--help", cwd=REPO, check=False)
     assert res.returncode == 0 and "usage:" in res.stdout, res.stderr[-2000:]
+    flags = set(re.findall(r"^  (?:-\w(?: \S+)?, )?(--[a-z0-9][a-z0-9-]*)", res.stdout, re.M)) - {"--help"}
+    documented = set(re.findall(r"--[a-z0-9][a-z0-9-]*", (REPO / "docs" / "scripts.md").read_text()))
+    assert flags <= documented, f"{' '.join(entry)}: not in docs/scripts.md: {sorted(flags - documented)}"
 
 
 def test_help_lists_commands_and_dry_run():
