@@ -464,12 +464,12 @@ def refuse_overwrite(path, force):
 
 
 def scalar_writer(out, step, enabled=True):
-    """TensorBoard event file in the run folder (`tensorboard --logdir runs`). A resumed run drops the
-    events logged after its checkpoint's step, so the curves show the run as it continued."""
+    """TensorBoard event file in the run folder (`tensorboard --logdir runs`). A resumed run hides the
+    events an earlier session logged after the checkpoint's step, so the curves show the run as it continued."""
     if not enabled:
         return None
     from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(str(out), purge_step=step or None)
+    return SummaryWriter(str(out), purge_step=step + 1 if step else None)
 
 
 def log_scalars(writer, values, step, prefix=""):
@@ -491,6 +491,8 @@ def subcommands(prog, description, commands, argv, default=None):
     import argparse
     if default and (not argv or argv[0] not in commands) and argv[:1] not in (["-h"], ["--help"]):
         argv = [default, *argv]
+    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
+        raise UserError(f"usage: {prog} {{{','.join(commands)}}} [flags]  (--help lists the commands)")
     p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"{prog} COMMAND --help lists the flags of a command")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

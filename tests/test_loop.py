@@ -84,3 +84,48 @@ def test_default_folders_differ_by_learning_rate(gemma3_wide_ckpt, tmp_path):
             cwd=tmp_path)
     folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert len(folders) == 2 and all(f.startswith("copy__pretrained__0__") for f in folders), folders
+
+
+def scalars(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_images_resume_by_folder_and_scalars(gemma3_ckpt, image_folder, tmp_path):
+    out = tmp_path / "run"
+    run("train.py", "--task", "images", "--dataset", str(image_folder), "--image-size", "8", "--patch", "4",
+        "--model", str(gemma3_ckpt[0]), "--layers", "2-5", "--input-scale", "1.0", "--batch-size", "8", "--lr", "3e-3",
+        "--warmup", "1", "--steps", "4", "--eval-every", "2", "--log-every", "1", "--out", str(out))
+    run("train.py", "--resume", str(out), "--steps", "6")
+    r = json.loads((out / "results.json").read_text())
+    assert r["steps_done"] == 6 and [h["step"] for h in r["history"]] == [2, 4, 6]
+    tags = scalars(out)
+    assert tags["val/accuracy/test"] == [2, 4, 6] and tags["train/loss"] == [1, 2, 3, 4, 5, 6], tags
+
+
+def test_walker2d_resume_by_folder_and_scalars(gemma3_ckpt, tmp_path):
+    from test_walker2d import run as walker
+    minari = tmp_path / "minari"
+    walker("record", "--id", "local/w2d-test-v0", "--episodes", "3", "--policy", "random", "--seed", "5", minari_dir=minari)
+    out = tmp_path / "run"
+    walker("train", "--model", str(gemma3_ckpt[0]), "--layers", "2-5", "--input-scale", "1.0", "--dataset", "local/w2d-test-v0",
+           "--batch-size", "8", "--context", "5", "--warmup", "1", "--lr", "1e-3", "--eval-episodes", "1", "--max-ep-len", "20",
+           "--steps", "4", "--eval-every", "2", "--out", str(out), minari_dir=minari)
+    walker("train", "--resume", str(out), "--steps", "6", minari_dir=minari)
+    assert json.loads((out / "results.json").read_text())["steps_done"] == 6
+    assert scalars(out)["eval/score/5000"] == [2, 4, 6]
+
+
+def test_ogbench_resume_by_folder_and_scalars(gemma3_ckpt, tmp_path):
+    data = tmp_path / "data"
+    run("-m", "tasks.ogbench", "generate", "--env", "scene-play-v0", "--episodes", "2", "--episode-steps", "200",
+        "--dataset-dir", str(data))
+    out = tmp_path / "run"
+    run("train.py", "--task", "ogbench", "--env", "scene-play-singletask-task1-v0", "--dataset-dir", str(data),
+        "--model", str(gemma3_ckpt[0]), "--layers", "3", "--input-scale", "1.0", "--hidden", "16", "--batch-size", "16",
+        "--eval-episodes", "2", "--eval-batch", "1", "--steps", "4", "--eval-every", "2", "--out", str(out))
+    run("train.py", "--resume", str(out), "--steps", "6")
+    assert json.loads((out / "results.json").read_text())["steps_done"] == 6
+    assert scalars(out)["eval/success_rate"] == [2, 4, 6]
