@@ -29,7 +29,8 @@ def tiny_args(ckpt, *extra):
 def test_resume_by_folder_continues_from_the_stored_config(gemma3_wide_ckpt, tmp_path):
     ckpt = gemma3_wide_ckpt[0]
     run(*tiny_args(ckpt, "--out", tmp_path / "full", "--steps", "12", "--eval-every", "6"))
-    run(*tiny_args(ckpt, "--out", tmp_path / "cut", "--steps", "6", "--eval-every", "6"))
+    first = run(*tiny_args(ckpt, "--out", tmp_path / "cut", "--steps", "6", "--eval-every", "6"))
+    assert "nan" not in first.stderr            # the progress bar shows no metric before the first evaluation
     run("train.py", "--resume", str(tmp_path / "cut"), "--steps", "12")       # nothing else typed
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
@@ -129,3 +130,13 @@ def test_ogbench_resume_by_folder_and_scalars(gemma3_ckpt, tmp_path):
     run("train.py", "--resume", str(out), "--steps", "6")
     assert json.loads((out / "results.json").read_text())["steps_done"] == 6
     assert scalars(out)["eval/success_rate"] == [2, 4, 6]
+
+
+def test_sweep_reports_each_finished_run_with_time_left(tmp_path):
+    import sweep
+    run_dir = tmp_path / "mqar__pretrained__0"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text(json.dumps({"steps_done": 600, "final": {"errors": {"8": 0.0123}}}))
+    line = sweep.finished_line(run_dir, 1, 4, 600.0)
+    assert "[1/4]" in line and "len8=0.0123" in line and "about 30 min left" in line
+    assert "all done" in sweep.finished_line(run_dir, 4, 4, 600.0)
