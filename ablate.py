@@ -1,11 +1,11 @@
 """
 Which heads does a trained interface rely on? Zero-ablate heads of the checkpoint's slice and re-measure.
 
-    python ablate.py --ckpt runs/copy__pretrained-L6-11__0/best.pt               # every head, one at a time
+    python ablate.py --ckpt runs/copy__pretrained__0__<hash>/best.pt             # every head, one at a time
     python ablate.py --ckpt ... --heads L7.2,L9.0                                # one set of heads together
     python ablate.py --ckpt ... --heads L7.2,L9.0 --keep-only                    # all heads but these (sufficiency)
     python ablate.py --ckpt runs/ogbench-.../last.pt --episodes 50              # IQL agent: success-rate drop per head
-    python ablate.py --ckpt runs/images__mnist5k__pretrained-L6-11__0/best.pt   # accuracy drop per head, test images
+    python ablate.py --ckpt runs/images__mnist5k__pretrained__0__<hash>/best.pt   # accuracy drop per head, test images
     python ablate.py --joint results/probe/probe_gemma3-270m.json abl_copy.json abl_ar.json --out runs/joint.json
     python ablate.py --stability abl_mqar_s0.json abl_mqar_s1.json abl_ar_s0.json --out runs/stability.json
 

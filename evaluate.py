@@ -1,7 +1,7 @@
 """
 Re-evaluate a checkpoint, or summarise a folder of runs.
 
-    python evaluate.py --ckpt runs/ar__pretrained-L6-11__0/best.pt --lengths 10,20,30,40,60 --samples 1024
+    python evaluate.py --ckpt runs/ar__pretrained__0__<hash>/best.pt --lengths 10,20,30,40,60 --samples 1024
     python evaluate.py --aggregate results/token_suite/mqar/runs --stream held-out   # the README's table: mean, 95% CI
     python evaluate.py --aggregate runs/ --metric final         # validation curves; walker2d runs too: score per target
     python evaluate.py --ckpt runs/ogbench-.../last.pt --episodes 50   # IQL agent: success on fresh episode seeds

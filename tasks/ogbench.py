@@ -87,7 +87,7 @@ def load(name, dataset_dir=DEFAULT_DATA_DIR):
             f"{folder}/{missing[0]} is missing and {DATA_HOST} cannot be reached. Either download it with internet "
             f"(this command does it on first use, or `python -c \"import ogbench; ogbench.download_datasets(['{dataset}'], "
             f"'{dataset_dir}')\"`), or generate a stand-in offline: "
-            f"`python -m tasks.ogbench generate --env {dataset} --episodes 100 --out {dataset_dir}`")
+            f"`python -m tasks.ogbench generate --env {dataset} --episodes 100 --dataset-dir {dataset_dir}`")
     return ogbench.make_env_and_datasets(name, dataset_dir=str(folder))
 
 
