@@ -1,13 +1,13 @@
 """
 Which heads does a trained interface rely on? Zero-ablate heads of the checkpoint's slice and re-measure.
 
-    python ablate.py --ckpt runs/copy__pretrained-L6-11__0/best.pt               # every head, one at a time
+    python ablate.py --ckpt runs/copy__pretrained__0__<hash>/best.pt             # every head, one at a time
     python ablate.py --ckpt ... --heads L7.2,L9.0                                # one set of heads together
     python ablate.py --ckpt ... --heads L7.2,L9.0 --keep-only                    # all heads but these (sufficiency)
     python ablate.py --ckpt runs/ogbench-.../last.pt --episodes 50              # IQL agent: success-rate drop per head
-    python ablate.py --ckpt runs/images__mnist5k__pretrained-L6-11__0/best.pt   # accuracy drop per head, test images
-    python ablate.py --joint results/probe/probe_gemma3-270m.json abl_copy.json abl_ar.json --out joint.json
-    python ablate.py --stability abl_mqar_s0.json abl_mqar_s1.json abl_ar_s0.json --out stability.json
+    python ablate.py --ckpt runs/images__mnist5k__pretrained__0__<hash>/best.pt   # accuracy drop per head, test images
+    python ablate.py --joint results/probe/probe_gemma3-270m.json abl_copy.json abl_ar.json --out runs/joint.json
+    python ablate.py --stability abl_mqar_s0.json abl_mqar_s1.json abl_ar_s0.json --out runs/stability.json
 
 A head is zeroed at the input of its layer's o_proj, where heads are still separate. Every
 ablation is scored on the same evaluation data as the intact model (paired: the same sequences or
@@ -27,7 +27,7 @@ from tqdm import tqdm
 import model as M
 import stats
 from runs import (UserError, all_gather, condition_name, distributed, environment, finish_distributed,
-                  load_checkpoint, need_at_least, need_positive_float, portable, run_main, save_atomic)
+                  load_checkpoint, need_at_least, need_positive_float, portable, refuse_overwrite, run_main, save_atomic)
 import tasks
 
 
@@ -147,7 +147,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", help="checkpoint written by train.py")
     p.add_argument("--lengths", default=None, help="comma-separated lengths (default: the run's --select-len)")
-    p.add_argument("--samples", type=int, default=256, help="sequences per length (default 256)")
+    p.add_argument("--samples", type=int, default=1024, help="sequences per length (default 1024, as evaluate.py)")
     p.add_argument("--eval-seed", type=int, default=None, help="seed of the evaluation sequences (default: run seed + 2)")
     p.add_argument("--episodes", type=int, default=None, help="walker2d: episodes per target return (default 10); ogbench: episodes (default 50)")
     p.add_argument("--max-ep-len", type=int, default=None, help="walker2d / ogbench: episode cut-off (default: the run's / the env's)")
@@ -159,7 +159,9 @@ def main():
     p.add_argument("--probe-ratio", type=float, default=1.5, help="--joint: probe top tier, ratio to mean (default 1.5)")
     p.add_argument("--ablate-z", type=float, default=2.0, help="--joint: ablation top tier, within-task z (default 2.0)")
     p.add_argument("--n-perm", type=int, default=10000, help="--joint: permutations (default 10000)")
-    p.add_argument("--out", default=None, help="JSON path (default: beside the checkpoint, or joint.json)")
+    p.add_argument("--out", default=None, help="JSON path (default: beside the checkpoint; --joint, --stability: "
+                   "runs/joint.json, runs/stability.json)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default=None, choices=("auto", "bf16", "fp32"),
                    help="precision of the frozen body (default: the run's own --dtype; auto = bf16 on CUDA, fp32 on CPU)")
@@ -173,8 +175,10 @@ def main():
         for f in args.stability:
             if not Path(f).is_file():
                 raise UserError(f"--stability: no such file {f}")
+        out = Path(args.out or "runs/stability.json")
+        refuse_overwrite(out, args.force)
         result = stability(args.stability, n_perm=args.n_perm)
-        out = Path(args.out or "stability.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
         save_atomic(result, out)
         for p in result["pairs"]:
             print(f"{p['kind']:27s} {p['tasks']} {p['conditions']} seeds {p['seeds']}: rho {p['rho']:+.3f}, "
@@ -187,8 +191,10 @@ def main():
         for f in args.joint:
             if not Path(f).is_file():
                 raise UserError(f"--joint: no such file {f}")
+        out = Path(args.out or "runs/joint.json")
+        refuse_overwrite(out, args.force)
         result = joint(args.joint[0], args.joint[1:], args.probe_ratio, args.ablate_z, n_perm=args.n_perm)
-        out = Path(args.out or "joint.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
         save_atomic(result, out)
         h = result["hypergeometric"]
         print(f"both signals: {result['both']}  (N={h['N']} K={h['K']} n={h['n']} k={h['k']}, "
@@ -205,6 +211,7 @@ def main():
     result = sweep(args.ckpt, args, args.heads, args.keep_only)
     tag = "sweep" if args.heads is None else ("keep_" if args.keep_only else "ablate_") + args.heads.replace(",", "_")
     out = Path(args.out or Path(args.ckpt).with_name(f"ablate_{Path(args.ckpt).stem}_{tag}.json"))
+    refuse_overwrite(out, args.force)
     rank = distributed()[0]
     finish_distributed()
     if rank != 0:       # torchrun: rank 0 holds every head's result and writes the one JSON

@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import stats  # noqa: E402
 import tables  # noqa: E402
 from runs import REPO, UserError, run_main  # noqa: E402
+from tasks.tokens import get_task  # noqa: E402
 
 KINDS = ("heads", "curves", "lengths", "images", "control")
 PAPER_RULE90 = REPO / "data" / "paper" / "ca_rule90_length_curve.json"
@@ -294,7 +295,7 @@ def length_figures(results, out):
             ax.axvline(edge, color="#777777", linewidth=0.8)
             ax.text(edge, ax.get_ylim()[1], " training edge", fontsize=7, va="top", color="#555555")
         ax.axhline(0.5, color="#bbbbbb", linewidth=0.8, linestyle="--")
-        ax.set_xlabel("length (" + ("pairs" if suite.name == "mqar" else "items" if suite.name == "ar" else "cells") + ")")
+        ax.set_xlabel(f"length ({get_task(suite.name).LENGTH_UNIT})")
         ax.set_ylabel("held-out per-bit error (chance 0.5)")
         ax.set_title(f"{suite.name}: length generalisation (mean over seeds, bootstrap 95% CI)", fontsize=9)
         ax.legend(fontsize=6)

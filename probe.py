@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import model as M
 import pretrained
-from runs import UserError, environment, pick_device, portable, resolve_dtype, run_main, save_atomic
+from runs import UserError, environment, pick_device, portable, refuse_overwrite, resolve_dtype, run_main, save_atomic
 
 PRIMITIVES = ("copying", "induction", "prev_token", "bos_sink", "entropy", "mean_distance")
 
@@ -99,7 +99,9 @@ def main():
     p.add_argument("--model", default=pretrained.DEFAULT_MODEL, help="model id or path (default: embedded gemma3-270m)")
     p.add_argument("--layers", default="all", help="layers to score, 'a-b' or 'a' (default: all)")
     p.add_argument("--text", default=str(pretrained.PROBE_TEXT), help="one sentence per line (default: data/probe_sentences.txt)")
-    p.add_argument("--out", default=None, help="JSON path (default results/probe/probe_<model>.json)")
+    p.add_argument("--out", default=None, help="JSON path (default runs/probe/probe_<model>[_<init><seed>].json; the "
+                   "committed results/probe/ is written only when named here)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
     p.add_argument("--init", default="pretrained", choices=M.INITS,
                    help="weights of the probed layers (the layers below them stay pretrained, so they still see "
                         "real text): " + M.INIT_HELP)
@@ -117,11 +119,12 @@ def main():
     sentences = [s.strip() for s in Path(args.text).read_text().splitlines() if s.strip()]
     if not sentences:
         raise UserError(f"--text {args.text}: no sentences in it (one per line)")
+    tag = "" if args.init == "pretrained" else f"_{args.init}{args.seed}"
+    out = Path(args.out or f"runs/probe/probe_{Path(args.model).name}{tag}.json")
+    refuse_overwrite(out, args.force)          # before the model is loaded, not after minutes of work
     t0 = time.time()
     heads, means, counts = probe(ckpt, first, last, sentences, device, resolve_dtype(args.dtype, device),
                                  args.init, args.seed)
-    tag = "" if args.init == "pretrained" else f"_{args.init}{args.seed}"
-    out = Path(args.out or f"results/probe/probe_{Path(args.model).name}{tag}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     ranking = {p: sorted(heads, key=lambda h: -heads[h]["scores"][p])[:5] for p in PRIMITIVES}
     save_atomic({"model": args.model, "layers": f"{first}-{last}", "init": args.init, "seed": args.seed,

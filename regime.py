@@ -3,7 +3,7 @@ The regime a frozen body runs in: how much it changes the residual stream, and h
 moves the others, for each control and input scale (model.regime, on random tokens).
 
     python regime.py                                   # slice 6-11 of the embedded 270M, scales 1, 4, auto
-    python regime.py --bodies pretrained,shuffled --scales 1,32 --seeds 0,1,2 --out results/regime/L6-11.json
+    python regime.py --conditions pretrained,shuffled --scales 1,32 --seeds 0,1,2 --out runs/regime_L6-11.json
 
 Why: a control can lose to the pretrained slice through its operating point alone. At the calibrated
 scale (~32 for slice 6-11 of the 270M) a re-initialised Gemma 3 slice is close to the identity (its
@@ -19,11 +19,13 @@ import pretrained
 import stats
 from runs import UserError, dtype_name, environment, pick_device, resolve_dtype, run_main, save_atomic
 
-BODIES = ("pretrained", "random", "shuffled", "matched", "gpt2-random")
+# the condition names of sweep.py and every results JSON
+BODIES = ("pretrained", "random-init", "shuffled", "matched", "gpt2-random")
 
 
 def measure(model, layers, body_name, seed, scales, device, dtype):
     substrate, init = ("gpt2-random", "pretrained") if body_name == "gpt2-random" else ("gemma", body_name)
+    init = "random" if init == "random-init" else init       # --init's name for the re-initialised slice
     body, info = M.build_body(model, layers, substrate, init, device, dtype, seed, input_scale="auto")
     rows = {}
     for s in scales:
@@ -36,7 +38,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=pretrained.DEFAULT_MODEL, help="as train.py --model (default gemma3-270m)")
     p.add_argument("--layers", default="6-11", help="as train.py --layers (default 6-11)")
-    p.add_argument("--bodies", default=",".join(BODIES), help=f"comma-separated subset of {','.join(BODIES)} (default: all)")
+    p.add_argument("--conditions", "--bodies", dest="bodies", default=",".join(BODIES),
+                   help=f"comma-separated subset of {','.join(BODIES)}, as sweep.py --conditions (default: all; "
+                        "--bodies is the old name)")
     p.add_argument("--scales", default="1,4,auto",
                    help="input scales (RMS of the random tokens): numbers, or auto = the calibrated scale of the "
                         "slice (1 for gpt2-random) (default 1,4,auto)")
@@ -45,10 +49,11 @@ def main():
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"), help="as train.py --dtype (default auto)")
     args = p.parse_args()
-    bodies = [b.strip() for b in args.bodies.split(",") if b.strip()]
+    # 'random' is the name results/regime/L6-11.json was written with
+    bodies = list(dict.fromkeys("random-init" if b.strip() == "random" else b.strip() for b in args.bodies.split(",") if b.strip()))
     for b in bodies:
         if b not in BODIES:
-            raise UserError(f"unknown body {b!r}; choose from {', '.join(BODIES)}")
+            raise UserError(f"unknown condition {b!r}; choose from {', '.join(BODIES)}")
     scales = [s.strip() for s in args.scales.split(",") if s.strip()]
     for s in scales:
         if s != "auto" and not isinstance(M.parse_input_scale(s), float):

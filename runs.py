@@ -314,11 +314,18 @@ def condition_name(cfg):
     return "-".join(["bridge"] + (["partial"] if partial else []) + ([init] if init != "pretrained" else []))
 
 
+# settings that do not change what a run trains (how long, how often it reports, where it goes)
+NOT_IDENTITY = ("out", "resume", "steps", "eval_every", "device", "dry_run", "checkpoint_minutes", "log_every", "compile")
+
+
 def run_folder(label, cfg):
-    """Default folder of a run: runs/<task label>__<condition>[-L<slice>]__<seed> (the slice where the
-    body has layers, so runs of two slices do not collide)."""
-    sliced = cfg["substrate"] not in ("none", "mlp", "dt")
-    return Path("runs") / f"{label}__{condition_name(cfg)}{'-L' + str(cfg['layers']) if sliced else ''}__{cfg['seed']}"
+    """Default folder of a run: runs/<task label>__<condition>__<seed>__<hash>, the run's name as sweep.py
+    names it plus a short hash of every setting that defines it (slice, learning rate, input scale, ...),
+    so two runs that differ in any of them never share a folder; a longer run of the same settings
+    (--steps) is the same run and resumes there."""
+    settings = {k: v for k, v in sorted(cfg.items()) if k not in NOT_IDENTITY}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return Path("runs") / f"{label}__{condition_name(cfg)}__{cfg['seed']}__{digest}"
 
 
 def episode_seed_base(run_seed, stream):
@@ -414,3 +421,89 @@ def finish_distributed():
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- the researcher's loop: resume by folder, outputs, live logs
+
+def add_run_args(p):
+    """Flags every training loop shares beyond its own: resume by folder, the wall-clock checkpoint and
+    the TensorBoard scalars."""
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="DIR",
+                   help="continue a run from its last.pt: --resume DIR, or --resume with --out DIR; every flag not "
+                        "given comes from the run's stored config (--steps may extend it)")
+    p.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                   help="also write last.pt every this many minutes of training, so a kill loses minutes, not an "
+                        "evaluation interval (default 10; 0: after every step)")
+    p.add_argument("--log-every", type=int, default=10,
+                   help="TensorBoard: training loss and learning rate every N steps, into the run folder (default 10)")
+
+
+def parse_run_args(parser, argv=None):
+    """A training script's flags. With --resume DIR (or --resume --out DIR) every flag not typed defaults to
+    the value in DIR/last.pt's stored config, so `--resume DIR --steps N` is all a longer run needs; a
+    typed flag that differs from the stored one is still refused by open_run."""
+    args = parser.parse_args(argv)
+    if args.resume is False:
+        return args
+    folder = args.out if args.resume is True else args.resume
+    if folder is None:
+        raise UserError("--resume needs the run folder: --resume DIR, or --resume --out DIR")
+    if args.resume is not True and args.out is not None and Path(args.out) != Path(args.resume):
+        raise UserError(f"--resume {args.resume} and --out {args.out} name two folders; give one")
+    stored = load_checkpoint(Path(folder) / "last.pt")["config"]
+    dests = {a.dest for a in parser._actions}
+    parser.set_defaults(**{k: v for k, v in stored.items() if k in dests and k not in ("out", "resume")})
+    args = parser.parse_args(argv)
+    args.out, args.resume = str(folder), True
+    return args
+
+
+def checkpoint_due(saved_at, minutes):
+    """Has the wall-clock checkpoint interval passed since `saved_at` (time.time())?"""
+    import time
+    return time.time() - saved_at >= minutes * 60
+
+
+def refuse_overwrite(path, force):
+    """An analysis output that exists already is kept unless --force."""
+    if Path(path).exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it or choose another --out")
+
+
+def scalar_writer(out, step, enabled=True):
+    """TensorBoard event file in the run folder (`tensorboard --logdir runs`). A resumed run hides the
+    events an earlier session logged after the checkpoint's step, so the curves show the run as it continued."""
+    if not enabled:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(str(out), purge_step=step + 1 if step else None)
+
+
+def log_scalars(writer, values, step, prefix=""):
+    """Every number in a (nested) dict as a scalar named by its path, e.g. val/errors/8."""
+    if writer is None:
+        return
+    for key, value in values.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            log_scalars(writer, value, step, name)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            writer.add_scalar(name, value, step)
+
+
+def subcommands(prog, description, commands, argv, default=None):
+    """`python -m tasks.X COMMAND [flags]`: commands = {name: (function(argv), one-line help)}. `--help`
+    lists the commands, `COMMAND --help` gives that command's own flags; with `default`, flags without
+    a command go to that command."""
+    import argparse
+    if default and (not argv or argv[0] not in commands) and argv[:1] not in (["-h"], ["--help"]):
+        argv = [default, *argv]
+    if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help")):
+        raise UserError(f"usage: {prog} {{{','.join(commands)}}} [flags]  (--help lists the commands)")
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=f"{prog} COMMAND --help lists the flags of a command")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, text) in commands.items():
+        sub.add_parser(name, help=text, add_help=False)
+    args = p.parse_args(argv[:1])
+    return commands[args.command][0](argv[1:])

@@ -7,7 +7,7 @@ held-out evaluation and a summary with bootstrap CIs. Resumable: run it again an
 
 1. search (seed 0, --search-steps): every condition gets a 3-value learning-rate grid (the fully
    trainable scratch model its own, lower grid) crossed with the input-scale choices (--input-scales,
-   default auto and learn) for every condition that has an input scale. The winner is the lowest error at --select-len on
+   default auto, learn and 1) for every condition that has an input scale. The winner is the lowest error at --select-len on
    the validation stream (seed + 1) at the end of the short run. A condition whose winning rate is
    at an end of its grid gets the next rate beyond it (x ~3.3), up to twice, so no condition is held
    back by where its grid happened to stop. Every search run is kept.
@@ -43,7 +43,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import model as M
@@ -98,11 +98,13 @@ def get_parser():
     p.add_argument("--layers", default="6-11", help="as train.py --layers (default 6-11)")
     p.add_argument("--conditions", default=None,
                    help=f"subset of {','.join(CONDITIONS)} (images with --bridge-steps also {','.join(BRIDGES)}; default: all)")
-    p.add_argument("--train-len", type=int, help="token tasks: training length edge, as train.py (required)")
-    p.add_argument("--eval-lengths", help="token tasks: lengths of the held-out evaluation at the end (required)")
+    p.add_argument("--train-len", type=int, default=10, help="token tasks: training length edge, as train.py (default 10)")
+    p.add_argument("--eval-lengths", default="10,20,30,40,60",
+                   help="token tasks: lengths of the held-out evaluation at the end, as train.py (default 10,20,30,40,60)")
     p.add_argument("--track-lengths", help="lengths evaluated on the validation stream during training (default: "
                    "--select-len only, which is all the selection needs; every evaluated length costs time)")
-    p.add_argument("--select-len", type=int, help="token tasks: length whose validation error picks the setting and best.pt (required)")
+    p.add_argument("--select-len", type=int, default=30,
+                   help="token tasks: length whose validation error picks the setting and best.pt, as train.py (default 30)")
     p.add_argument("--dataset", default="mnist5k", help="images: as train.py --task images --dataset (default mnist5k)")
     p.add_argument("--patch", type=int, default=4, help="images: patch side (default 4)")
     p.add_argument("--data-dir", default="data/images", help="images: as train.py --data-dir (default data/images)")
@@ -189,9 +191,24 @@ def train_all(jobs, n_jobs):
             continue
         todo.append((cmd + (["--resume"] if (out / "last.pt").exists() else []), out / "train.log"))
     print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; {len(todo)} to go", flush=True)
+    t0 = time.time()
     with ThreadPoolExecutor(n_jobs) as pool:
-        for _ in pool.map(lambda a: run(*a), todo):
-            pass
+        running = {pool.submit(run, *a): a[1].parent for a in todo}
+        for done, future in enumerate(as_completed(running), 1):
+            future.result()
+            print(finished_line(running[future], done, len(todo), time.time() - t0), flush=True)
+
+
+def finished_line(out, done, total, elapsed):
+    """One line per finished run: its folder, its last evaluation, and when the rest should be done
+    (the wall time per finished run so far, with the jobs running at once, times the runs left)."""
+    r = json.loads((out / "results.json").read_text())
+    entry = r.get("final") or {}
+    value = (" ".join(f"len{k}={v:.4f}" for k, v in entry["errors"].items()) if "errors" in entry else
+             f"val {entry['val_accuracy']:.4f} test {entry['test_accuracy']:.4f}" if "val_accuracy" in entry else "")
+    left = (total - done) * elapsed / done
+    return (f"[{done}/{total}] {portable(out)} step {r['steps_done']}: {value}; "
+            + (f"about {left / 60:.0f} min left" if done < total else f"all done in {elapsed / 60:.0f} min"))
 
 
 def set_aside_if_other_setting(run_dir, out, chosen):

@@ -27,7 +27,7 @@ import tasks
 from runs import (UserError, barrier, condition_name, data_parallel, environment, finish_distributed, global_loss,
                   need_at_least, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
                   resolve_dtype, results_head, resume_training, run_folder, run_main, save_atomic, training_state,
-                  warm_up, wrap_ddp)
+                  warm_up, wrap_ddp, add_run_args, checkpoint_due, log_scalars, parse_run_args, scalar_writer, load_checkpoint)
 from tasks.floors import floors
 from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
@@ -47,7 +47,7 @@ def get_parser():
     p.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per step (default 32)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps, then constant LR (default 100)")
+    p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps, then constant LR (default 50)")
     p.add_argument("--train-len", type=int, default=10,
                    help="training lengths are drawn uniformly from the task's minimum up to this edge (default 10)")
     p.add_argument("--seed", type=int, default=0, help="seeds init, data and random-init weights (default 0)")
@@ -55,8 +55,8 @@ def get_parser():
     p.add_argument("--eval-lengths", default="10,20,30,40,60", help="comma-separated lengths to evaluate (default 10,20,30,40,60)")
     p.add_argument("--eval-samples", type=int, default=256, help="sequences per length per evaluation (default 256)")
     p.add_argument("--select-len", type=int, default=30, help="length whose error picks best.pt (default 30: 'L30')")
-    p.add_argument("--out", default=None, help="run folder (default runs/{task}__{condition}-L{layers}__{seed})")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--out", default=None, help="run folder (default runs/{task}__{condition}__{seed}__{hash of the settings})")
+    add_run_args(p)
     p.add_argument("--dry-run", action="store_true",
                    help="print the bytes to download and the peak weight memory of this slice in the chosen --dtype, "
                         "then exit; fetches only config and index (works with every --task)")
@@ -102,7 +102,13 @@ def main():
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--task")
     pre.add_argument("--dry-run", action="store_true")
+    pre.add_argument("--resume", nargs="?", const=True, default=False)
+    pre.add_argument("--out")
     known = pre.parse_known_args()[0]
+    if known.task is None and known.resume is not False and (known.out or known.resume is not True):
+        # resume by folder: the task, like every other setting, comes from the run's checkpoint
+        known.task = load_checkpoint(Path(known.out if known.resume is True else known.resume) / "last.pt")["config"]["task"]
+        sys.argv[1:1] = ["--task", known.task]
     module = tasks.module(known.task) if known.task is not None else None
     own_loop = module is not None and module.__name__ != "tasks.tokens"
     if known.dry_run:
@@ -110,7 +116,7 @@ def main():
     if own_loop:
         return module.main(sys.argv[1:])
     parser = get_parser()
-    args = parser.parse_args()
+    args = parse_run_args(parser)
     cfg = {**vars(args), "out": portable(args.out)}   # as recorded in JSON: no machine's absolute path
     need_at_least(args, 1, "steps", "batch_size", "eval_every", "eval_samples", "train_len")
     need_at_least(args, 0, "warmup")
@@ -149,7 +155,7 @@ def main():
         if not main_rank:
             return
         save_atomic(training_state(cfg, info, step, M.trainable_state(net), opt, data_gen, history, best,
-                                   wall_before + time.time() - t0), out / name)
+                                   wall_before + time.time() - t0, loss_since_eval=[loss_sum, loss_n]), out / name)
 
     def write_results():
         if not main_rank:
@@ -160,10 +166,12 @@ def main():
                      "history": history, "best": best,
                      "final": history[-1] if history else None, **M.end_regime(net)}, out / "results.json")
 
-    t0 = time.time()
-    last_sel = history[-1]["errors"][str(args.select_len)] if history else float("nan")
+    t0 = saved_at = time.time()
+    shown = {f"len{args.select_len}": f"{history[-1]['errors'][str(args.select_len)]:.4f}"} if history else {}
     bar = tqdm(total=args.steps, initial=step, desc=f"{args.task}", dynamic_ncols=True, disable=not main_rank)
-    loss_sum, loss_n = 0.0, 0  # mean training loss since the last evaluation
+    # mean training loss since the last evaluation (a wall-clock checkpoint between evaluations keeps it)
+    loss_sum, loss_n = state.get("loss_since_eval", (0.0, 0)) if state is not None else (0.0, 0)
+    writer = scalar_writer(out, step, main_rank)
     while step < args.steps:
         L = int(torch.randint(task.MIN_LEN, args.train_len + 1, (1,), generator=data_gen))
         # every rank draws the whole global batch from the same stream and keeps its share: N ranks
@@ -181,19 +189,31 @@ def main():
         step += 1
         loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
         bar.update(1)
+        if writer and (step % args.log_every == 0 or step == 1):
+            log_scalars(writer, {"loss": loss_value, "lr": opt.param_groups[0]["lr"]}, step, "train")
         if step % args.eval_every == 0 or step == args.steps:
             errors = bit_errors(net, task, eval_lengths, args.eval_samples, args.seed + 1, device, rank=rank, world=world)
             history.append({"step": step, "loss": loss_sum / loss_n, "errors": errors, "input_scale": net.input_scale()})
             loss_sum, loss_n = 0.0, 0
             last_sel = errors[str(args.select_len)]
+            shown = {f"len{args.select_len}": f"{last_sel:.4f}"}
             if best is None or last_sel < best["errors"][str(args.select_len)]:
                 best = {"step": step, "errors": errors}
                 checkpoint("best.pt")
             checkpoint("last.pt")
             write_results()
-        bar.set_postfix(loss=f"{loss_value:.4f}", **{f"len{args.select_len}": f"{last_sel:.4f}"})
+            saved_at = time.time()
+            log_scalars(writer, {"errors": errors, "input_scale": net.input_scale()}, step, "val")
+            bar.unpause()           # the rate shown counts training steps, not evaluation time
+        elif checkpoint_due(saved_at, args.checkpoint_minutes):
+            checkpoint("last.pt")
+            saved_at = time.time()
+            bar.unpause()
+        bar.set_postfix(loss=f"{loss_value:.4f}", **shown)
     bar.close()
     write_results()
+    if writer:
+        writer.close()
     finish_distributed()
     if main_rank:
         print(f"done: best len{args.select_len} {best['errors'][str(args.select_len)]:.4f} at step {best['step']}; {out}/results.json")

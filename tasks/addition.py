@@ -2,6 +2,7 @@
 import torch
 
 NAME = "addition"
+LENGTH_UNIT = "bits per operand"   # what the length L counts (figure axes)
 IN_DIM = 3   # a_i, b_i, end flag
 OUT_DIM = 1  # one bit of a + b
 MIN_LEN = 1

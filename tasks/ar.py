@@ -11,6 +11,7 @@ import torch
 from scipy.stats import hypergeom
 
 NAME = "ar"
+LENGTH_UNIT = "items"   # what the length L counts (figure axes)
 IN_DIM, OUT_DIM = 8, 6
 ITEM_VECS, BITS = 2, 6
 MIN_LEN, MAX_LEN = 2, 1024  # generator limit; the model's sliding window sets the usable one (tasks.tokens.max_length)

@@ -2,6 +2,7 @@
 import torch
 
 NAME = "copy"
+LENGTH_UNIT = "vectors"   # what the length L counts (figure axes)
 IN_DIM = 9   # 8 data bits + delimiter flag
 OUT_DIM = 8  # the 8 bits of one vector
 MIN_LEN = 1

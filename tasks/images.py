@@ -48,7 +48,8 @@ import stats
 from runs import (UserError, all_sum, barrier, condition_name, data_parallel, environment, finish_distributed,
                   global_loss, host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float,
                   open_run, pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder,
-                  run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print)
+                  run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print, add_run_args, checkpoint_due,
+                  log_scalars, parse_run_args, scalar_writer, subcommands)
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -348,12 +349,14 @@ def load_trained(ckpt_path, device="auto", dtype=None):
 
 
 @torch.no_grad()
-def accuracy(net, images, labels, cfg, device, batch=256, rank=0, world=1):
+def accuracy(net, images, labels, cfg, device, batch=256, rank=0, world=1, desc=None):
     """Top-1 accuracy; under torchrun each rank scores every world-th chunk and the counts are summed
-    (integer counts: exactly the single-process number)."""
+    (integer counts: exactly the single-process number). desc: show a transient progress bar (an
+    evaluation of a large split on a CPU takes a minute)."""
     net.eval()
     right = total = 0
-    for i, start in enumerate(range(0, len(labels), batch)):
+    starts = range(0, len(labels), batch)
+    for i, start in enumerate(tqdm(starts, desc=desc, leave=False, dynamic_ncols=True, disable=desc is None or rank != 0)):
         if i % world != rank:
             continue
         x = to_tokens(images[start:start + batch], cfg).to(device)
@@ -396,7 +399,7 @@ def get_parser():
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps of the interface (default 2000)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step, global under torchrun (default 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps, then constant LR (default 100)")
+    p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps, then constant LR (default 50)")
     p.add_argument("--bridge-steps", type=int, default=0,
                    help="random-label bridge stage before the normal training: steps of training the --bridge-layers "
                         "with a throwaway interface (default 0: no bridge)")
@@ -412,8 +415,10 @@ def get_parser():
                         "--eval-every steps) reaches this; --bridge-steps is then the cap (default 0: run every step)")
     p.add_argument("--seed", type=int, default=0, help="seeds the interface, batches, augmentation, random labels and random-init weights (default 0)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
-    p.add_argument("--out", default=None, help="run folder (default runs/images__{dataset}__{condition}-L{layers}__{seed})")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--out", default=None, help="run folder (default runs/images__{dataset}__{condition}__{seed}__{hash of the settings})")
+    add_run_args(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="through train.py --task images: print the bytes to download and the peak weight memory, then exit")
     return p
 
 
@@ -530,7 +535,9 @@ def run_bridge(net, cfg, info, train_x, device, out, saved=None, rank=0, world=1
 
 def main(argv=None):
     parser = get_parser()
-    args = parser.parse_args(argv)
+    args = parse_run_args(parser, argv)
+    if args.dry_run:
+        raise UserError("--dry-run is train.py's: python train.py --task images --dry-run [flags]")
     need_at_least(args, 1, "steps", "batch_size", "eval_every", "patch")
     need_at_least(args, 0, "warmup", "bridge_steps", "bridge_images")
     if not 0 <= args.bridge_until_acc <= 1:
@@ -597,6 +604,8 @@ def main(argv=None):
     opt = torch.optim.Adam(params, lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)   # batches and augmentation: the same with or without a bridge
     step, history, best, wall_before = resume_training(state, net, opt, gen)
+    # mean training loss since the last evaluation (a wall-clock checkpoint between evaluations keeps it)
+    loss_sum, loss_n = state.get("loss_since_eval", (0.0, 0)) if state is not None else (0.0, 0)
     if state is not None and main_rank:
         print(f"resuming {out} at step {step}")
     if bridge_entry is not None:
@@ -607,7 +616,8 @@ def main(argv=None):
     def checkpoint(name):
         if main_rank:
             save_atomic(training_state(cfg, info, step, M.trainable_state(net), opt, gen, history, best,
-                                       wall_before + time.time() - t0, bridged=bridged), out / name)
+                                       wall_before + time.time() - t0, bridged=bridged,
+                                       loss_since_eval=[loss_sum, loss_n]), out / name)
 
     def write_results():
         if main_rank:
@@ -623,7 +633,8 @@ def main(argv=None):
         write_results()
     model = wrap_ddp(net, device, world)
     bar = tqdm(total=total, initial=step, desc="images", dynamic_ncols=True, disable=not main_rank)
-    loss_sum, loss_n = 0.0, 0
+    writer = scalar_writer(out, step, main_rank)
+    saved_at = time.time()
     while step < total:
         x, y = draw_batch(train_x, train_y, cfg, gen, device, rank, world)
         train_step = step - args.bridge_steps          # 0-based step of this stage
@@ -637,8 +648,11 @@ def main(argv=None):
         loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
+        if writer and ((train_step + 1) % args.log_every == 0 or train_step == 0):
+            log_scalars(writer, {"loss": loss_value, "lr": opt.param_groups[0]["lr"]}, step, "train")
         if (train_step + 1) % args.eval_every == 0 or step == total:
-            acc = {k: accuracy(net, *data[k], cfg, device, rank=rank, world=world) for k in ("val", "test")}
+            acc = {k: accuracy(net, *data[k], cfg, device, rank=rank, world=world, desc=f"evaluating {k}")
+                   for k in ("val", "test")}
             history.append({"step": step, "phase": "train", "train_step": train_step + 1, "loss": loss_sum / loss_n,
                             "val_accuracy": acc["val"], "test_accuracy": acc["test"], "input_scale": net.input_scale()})
             loss_sum, loss_n = 0.0, 0
@@ -647,10 +661,19 @@ def main(argv=None):
                 checkpoint("best.pt")
             checkpoint("last.pt")
             write_results()
+            saved_at = time.time()
+            log_scalars(writer, {"accuracy": acc, "input_scale": net.input_scale()}, step, "val")
             if main_rank:
                 bar.write(f"step {step}: val {acc['val']:.4f} test {acc['test']:.4f}")
+            bar.unpause()           # the rate shown counts training steps, not evaluation time
+        elif checkpoint_due(saved_at, args.checkpoint_minutes):
+            checkpoint("last.pt")
+            saved_at = time.time()
+            bar.unpause()
     bar.close()
     write_results()
+    if writer:
+        writer.close()
     finish_distributed()
     if main_rank:
         print(f"done: best val {best['val_accuracy']:.4f} (test {best['test_accuracy']:.4f}) at step {best['step']}; "
@@ -733,8 +756,10 @@ def compare_bridges(argv=None):
 
 
 def cli(argv):
-    """python -m tasks.images [train flags] | compare-bridges RUN..."""
-    return compare_bridges(argv[1:]) if argv[:1] == ["compare-bridges"] else main(argv)
+    """python -m tasks.images [train] [flags] | compare-bridges RUN..."""
+    return subcommands("python -m tasks.images", __doc__, {
+        "train": (main, "train the image classifier (the default command; the same as train.py --task images)"),
+        "compare-bridges": (compare_bridges, "bridged runs against their unbridged twins, seed by seed")}, argv, default="train")
 
 
 if __name__ == "__main__":

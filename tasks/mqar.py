@@ -5,6 +5,7 @@ import math
 import torch
 
 NAME = "mqar"
+LENGTH_UNIT = "key-value pairs"   # what the length L counts (figure axes)
 BITS = 6
 IN_DIM = BITS + 3   # 6 code bits + key flag + value flag + query flag
 OUT_DIM = BITS      # the 6 bits of the queried key's value

@@ -44,7 +44,8 @@ import stats
 from runs import (UserError, condition_name, environment, episode_seed_base, file_sha256, global_loss, host_reachable,
                   load_checkpoint, load_weights, need_at_least, need_package, need_positive_float, open_run,
                   pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder, run_main,
-                  save_atomic, training_state, write_or_print)
+                  save_atomic, training_state, write_or_print, add_run_args, checkpoint_due, log_scalars, parse_run_args,
+                  scalar_writer, subcommands)
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -87,7 +88,7 @@ def load(name, dataset_dir=DEFAULT_DATA_DIR):
             f"{folder}/{missing[0]} is missing and {DATA_HOST} cannot be reached. Either download it with internet "
             f"(this command does it on first use, or `python -c \"import ogbench; ogbench.download_datasets(['{dataset}'], "
             f"'{dataset_dir}')\"`), or generate a stand-in offline: "
-            f"`python -m tasks.ogbench generate --env {dataset} --episodes 100 --out {dataset_dir}`")
+            f"`python -m tasks.ogbench generate --env {dataset} --episodes 100 --dataset-dir {dataset_dir}`")
     return ogbench.make_env_and_datasets(name, dataset_dir=str(folder))
 
 
@@ -141,7 +142,8 @@ def generate(argv=None):
     p.add_argument("--noise", type=float, default=0.1, help="plan noise of the oracles (default 0.1)")
     p.add_argument("--noise-smoothing", type=float, default=0.5, help="temporal smoothing of that noise (default 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seeds the env and the oracles (default 0)")
-    p.add_argument("--out", default=DEFAULT_DATA_DIR, help=f"folder ogbench reads from (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--dataset-dir", "--out", dest="out", default=DEFAULT_DATA_DIR,
+                   help=f"folder ogbench reads from, as train's --dataset-dir (default {DEFAULT_DATA_DIR}; --out is the old name)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     args = p.parse_args(argv)
     need_ogbench()
@@ -576,13 +578,17 @@ def get_parser():
     p.add_argument("--eval-episodes", type=int, default=50, help="episodes per evaluation (default 50)")
     p.add_argument("--eval-batch", type=int, default=None, help="episodes stepped together; each live env holds ~170 MB of RAM "
                                                                   "(default: all --eval-episodes at once)")
-    p.add_argument("--out", default=None, help="run folder (default runs/ogbench-{env}__{condition}-L{layers}__{seed}; mlp: no -L part)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--out", default=None, help="run folder (default runs/ogbench-{env}__{condition}__{seed}__{hash of the settings})")
+    add_run_args(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="through train.py --task ogbench: print the bytes to download and the peak weight memory, then exit")
     return p
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    args = parse_run_args(get_parser(), argv)
+    if args.dry_run:
+        raise UserError("--dry-run is train.py's: python train.py --task ogbench --dry-run [flags]")
     if M.parse_input_scale(args.input_scale) == "learn":
         raise UserError("--input-scale learn is for the token tasks; give 'auto' or a number here")
     if args.fql_budget:
@@ -636,7 +642,8 @@ def main(argv=None):
 
     def checkpoint(name):
         save_atomic({**training_state(cfg, net.info, step, M.trainable_state(net, TARGET), opt, data_gen, history, None,
-                                      wall_before + time.time() - t0), "data_sha256": data_stats["sha256"]}, out / name)
+                                      wall_before + time.time() - t0, train_since_eval=[dict(sums), n]),
+                     "data_sha256": data_stats["sha256"]}, out / name)
 
     def write_results():
         save_atomic({**results_head(cfg, net.info, condition, counts, env, step, wall_before + time.time() - t0),
@@ -651,7 +658,11 @@ def main(argv=None):
                     out / "results.json")
 
     bar = tqdm(total=args.steps, initial=step, desc=f"iql {condition}", dynamic_ncols=True)
-    sums, n = defaultdict(float), 0
+    # training losses summed since the last evaluation (a wall-clock checkpoint between evaluations keeps them)
+    kept = state.get("train_since_eval", ({}, 0)) if state is not None else ({}, 0)
+    sums, n = defaultdict(float, kept[0]), kept[1]
+    writer = scalar_writer(out, step)
+    saved_at = time.time()
     while step < args.steps:
         loss, logs = iql_losses(net, sample(data, args.batch_size, data_gen), cfg)
         global_loss(loss, 1, step, out)   # one process: checks the loss is finite before the update
@@ -666,6 +677,8 @@ def main(argv=None):
         bar.update(1)
         if step % 20 == 0:
             bar.set_postfix(critic=f"{logs['critic_loss']:.3f}", bc_mse=f"{logs['bc_mse']:.3f}")
+        if step % args.log_every == 0 or step == 1:
+            log_scalars(writer, {**logs, "lr": opt.param_groups[0]["lr"]}, step, "train")
         if step % args.eval_every == 0 or step == args.steps:
             t_eval = time.time()
             result = success_rate(net, cfg, args.eval_episodes, eval_seed, device, batch=args.eval_batch)
@@ -675,10 +688,18 @@ def main(argv=None):
             sums, n = defaultdict(float), 0
             checkpoint("last.pt")
             write_results()
+            saved_at = time.time()
+            log_scalars(writer, {"success_rate": result["success_rate"]}, step, "eval")
             bar.write(f"step {step}: success {result['success_rate']:.3f} over {args.eval_episodes} episodes "
                       f"({result['wall_s']:.0f} s)")
+            bar.unpause()           # the rate shown counts training steps, not evaluation time
+        elif checkpoint_due(saved_at, args.checkpoint_minutes):
+            checkpoint("last.pt")
+            saved_at = time.time()
+            bar.unpause()
     bar.close()
     write_results()
+    writer.close()
     print(f"done: last-three mean success {last_three(history):.3f}; {out}/results.json")
 
 
@@ -914,10 +935,12 @@ def check(argv=None):
 
 
 def cli(argv):
-    commands = {"train": main, "generate": generate, "compare": compare, "check": check, "seeds": seeds}
-    if not argv or argv[0] not in commands:
-        raise UserError("usage: python -m tasks.ogbench {train,generate,compare,check,seeds} [flags]  (--help after the command)")
-    commands[argv[0]](argv[1:])
+    subcommands("python -m tasks.ogbench", __doc__, {
+        "train": (main, "train an IQL agent (the same as train.py --task ogbench)"),
+        "generate": (generate, "write play datasets with the shipped oracles into --dataset-dir"),
+        "compare": (compare, "success per evaluation and paired McNemar tests of runs against the first"),
+        "check": (check, "does each task's success state occur in the data?"),
+        "seeds": (seeds, "last three evaluations of runs at several seeds: means, t intervals, tests over seeds")}, argv)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 NAME = "rule90"
+LENGTH_UNIT = "cells"   # what the length L counts (figure axes)
 IN_DIM = 2   # state bit + delimiter flag
 OUT_DIM = 1  # next state of one cell
 MIN_LEN = 1

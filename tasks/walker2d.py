@@ -34,7 +34,8 @@ import stats
 from runs import (UserError, all_gather, barrier, condition_name, data_parallel, environment, episode_seed_base,
                   finish_distributed, global_loss, host_reachable, load_checkpoint, load_weights, need_at_least,
                   need_package, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
-                  results_head, resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print)
+                  results_head, resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print,
+                  add_run_args, checkpoint_due, log_scalars, parse_run_args, scalar_writer, subcommands)
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -70,8 +71,10 @@ def load_minari(dataset_id):
     except Exception as e:
         raise UserError(f"could not read Minari dataset {dataset_id!r}: {type(e).__name__}: {e}")
     if ds is None:
-        howto = (f"with internet it is downloaded from the Hugging Face hub; offline, record a stand-in with "
-                 f"`python -m tasks.walker2d record --id {dataset_id}` (or pass --d4rl-hdf5 FILE)")
+        # never suggest recording a stand-in under the official dataset's id: its scores would pass for D4RL's
+        howto = ("with internet it is downloaded from the Hugging Face hub; offline, make medium-quality data here "
+                 "with `python -m tasks.walker2d_medium make` and train with --dataset local/walker2d-medium-sac-v0 "
+                 "(or pass --d4rl-hdf5 FILE)")
         if os.environ.get("HF_HUB_OFFLINE") == "1" or not host_reachable("huggingface.co"):
             raise UserError(f"Minari dataset {dataset_id!r} is not on this machine and the hub is unreachable; {howto}")
         try:
@@ -469,13 +472,17 @@ def get_parser():
                         "for reference runs: all episodes run in lockstep, so it costs little more)")
     p.add_argument("--targets", default="5000,2500", help="comma-separated target returns (default 5000,2500)")
     p.add_argument("--max-ep-len", type=int, default=MAX_TIMESTEP, help=f"cut evaluation episodes at this many steps (default {MAX_TIMESTEP})")
-    p.add_argument("--out", default=None, help="run folder (default runs/walker2d__{condition}-L{layers}__{seed})")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--out", default=None, help="run folder (default runs/walker2d__{condition}__{seed}__{hash of the settings})")
+    add_run_args(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="through train.py --task walker2d: print the bytes to download and the peak weight memory, then exit")
     return p
 
 
 def main(argv=None):
-    args = get_parser().parse_args(argv)
+    args = parse_run_args(get_parser(), argv)
+    if args.dry_run:
+        raise UserError("--dry-run is train.py's: python train.py --task walker2d --dry-run [flags]")
     if args.substrate == "dt" and (args.init != "pretrained" or args.input_scale != "auto"):
         raise UserError("--substrate dt is the reference Decision Transformer: --init and --input-scale do not apply")
     if M.parse_input_scale(args.input_scale) == "learn":
@@ -533,7 +540,8 @@ def main(argv=None):
         if not main_rank:
             return
         save_atomic(training_state(cfg, net.info, step, M.trainable_state(net), opt, data_gen, history, best,
-                                   wall_before + time.time() - t0, torch_rng=torch.get_rng_state()), out / name)
+                                   wall_before + time.time() - t0, torch_rng=torch.get_rng_state(),
+                                   loss_since_eval=[loss_sum, loss_n]), out / name)
 
     def write_results():
         if not main_rank:
@@ -556,7 +564,10 @@ def main(argv=None):
                                                 "reported on (optimistic)"}, out / "results.json")
 
     bar = tqdm(total=args.steps, initial=step, desc="walker2d", dynamic_ncols=True, disable=not main_rank)
-    loss_sum, loss_n = 0.0, 0
+    # mean training loss since the last evaluation (a wall-clock checkpoint between evaluations keeps it)
+    loss_sum, loss_n = state.get("loss_since_eval", (0.0, 0)) if state is not None else (0.0, 0)
+    writer = scalar_writer(out, step, main_rank)
+    saved_at = time.time()
     while step < args.steps:
         # every rank draws the global batch from the same stream and keeps its share (same windows
         # as one process); the loss is normalised by the global count of real steps, so DDP's
@@ -577,6 +588,8 @@ def main(argv=None):
         loss_sum, loss_n = loss_sum + loss_value, loss_n + 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
+        if writer and (step % args.log_every == 0 or step == 1):
+            log_scalars(writer, {"loss": loss_value, "lr": opt.param_groups[0]["lr"]}, step, "train")
         if step % args.eval_every == 0 or step == args.steps:
             scores = episode_scores(net, cfg, args.eval_episodes, targets, eval_seed, args.max_ep_len, device, rank, world)
             history.append({"step": step, "loss": loss_sum / loss_n, "scores": scores})
@@ -587,10 +600,19 @@ def main(argv=None):
                 checkpoint("best.pt")
             checkpoint("last.pt")
             write_results()
+            saved_at = time.time()
+            log_scalars(writer, {"score": {k: v["score_mean"] for k, v in scores.items()}}, step, "eval")
             if main_rank:
                 bar.write(f"step {step}: " + ", ".join(f"target {k} score {v['score_mean']:.2f}" for k, v in scores.items()))
+            bar.unpause()           # the rate shown counts training steps, not evaluation time
+        elif checkpoint_due(saved_at, args.checkpoint_minutes):
+            checkpoint("last.pt")
+            saved_at = time.time()
+            bar.unpause()
     bar.close()
     write_results()
+    if writer:
+        writer.close()
     finish_distributed()
     if main_rank:
         print(f"done: best score {best['score']:.2f} at step {best['step']}; {out}/results.json")
@@ -785,10 +807,12 @@ def seeds(argv=None):
 
 
 def cli(argv):
-    commands = {"train": main, "record": record, "compare": compare, "pick-lr": pick_lr, "seeds": seeds}
-    if not argv or argv[0] not in commands:
-        raise UserError("usage: python -m tasks.walker2d {train,record,compare,pick-lr,seeds} [flags]  (--help after the command)")
-    commands[argv[0]](argv[1:])
+    subcommands("python -m tasks.walker2d", __doc__, {
+        "train": (main, "train the Decision Transformer (the same as train.py --task walker2d)"),
+        "record": (record, "record a seeded stand-in policy as a local Minari dataset (a pipeline test, not D4RL)"),
+        "compare": (compare, "training curves and fresh-episode scores of runs against the first"),
+        "pick-lr": (pick_lr, "choose each body's learning rate from a check's training-time evaluations"),
+        "seeds": (seeds, "fresh-episode scores of runs at several seeds: means, t intervals, tests over seeds")}, argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from runs import UserError, environment, file_sha256, need_at_least, need_package, run_main, save_atomic
+from runs import (UserError, environment, file_sha256, log_scalars, need_at_least, need_package, run_main, save_atomic,
+                  scalar_writer, subcommands)
 from tasks.walker2d import ENV_ID, REF_MAX_RETURN, REF_MIN_RETURN, d4rl_score
 
 DEFAULT_ID = "local/walker2d-medium-sac-v0"
@@ -125,6 +126,7 @@ def sac(args):
     t0 = time.time()
     medium = history and history[-1]["stochastic_return_mean"] >= args.stop_return
     bar = tqdm(total=args.max_steps, initial=model.num_timesteps, desc="SAC Walker2d-v5", dynamic_ncols=True)
+    writer = scalar_writer(out, model.num_timesteps)      # the evaluation returns, live (tensorboard --logdir)
     while not medium and model.num_timesteps < args.max_steps:
         chunk = min(args.eval_every - model.num_timesteps % args.eval_every, args.max_steps - model.num_timesteps)
         before = model.num_timesteps
@@ -138,10 +140,13 @@ def sac(args):
                         "deterministic_returns": det, "d4rl_score_stochastic": d4rl_score(float(np.mean(stoch))),
                         "wall_time_s": wall_before + time.time() - t0})
         bar.set_postfix(stoch=f"{np.mean(stoch):.0f}", det=f"{np.mean(det):.0f}")
+        log_scalars(writer, {k: v for k, v in history[-1].items() if k.endswith(("_mean", "_stochastic"))},
+                    model.num_timesteps, "eval")
         medium = history[-1]["stochastic_return_mean"] >= args.stop_return
         save_checkpoint(model, out, history, wall_before + time.time() - t0)
         write_curve(out, cfg, history, model.num_timesteps, medium, wall_before + time.time() - t0)
     bar.close()
+    writer.close()
     env.close()
     if not history:
         raise UserError(f"{out}: --max-steps {args.max_steps} leaves nothing to train")
@@ -255,10 +260,13 @@ def add_record_args(p, with_sac=True):
 
 
 def cli(argv):
-    commands = ("make", "sac", "record")
-    if not argv or argv[0] not in commands:
-        raise UserError(f"usage: python -m tasks.walker2d_medium {{{','.join(commands)}}} [flags]  (--help after the command)")
-    cmd, rest = argv[0], argv[1:]
+    subcommands("python -m tasks.walker2d_medium", __doc__, {
+        "make": (lambda rest: command("make", rest), "both stages: SAC to medium quality, then record its dataset"),
+        "sac": (lambda rest: command("sac", rest), "stage 1 alone: SAC until medium quality; run it again to resume"),
+        "record": (lambda rest: command("record", rest), "stage 2 alone: record a stopped SAC run as a Minari dataset")}, argv)
+
+
+def command(cmd, rest):
     p = argparse.ArgumentParser(prog=f"python -m tasks.walker2d_medium {cmd}", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     if cmd in ("make", "sac"):

@@ -209,7 +209,7 @@ def test_evaluate_and_ablate_image_checkpoints(gemma3_ckpt, image_folder, tmp_pa
     s = json.loads((tmp_path / "sweep.json").read_text())
     assert s["metric"] == "top1_accuracy" and len(s["heads"]) == 4 * 4 and s["intact"] == e["accuracy"]["test"]
     assert all(0 <= h["mcnemar_p"] <= 1 for h in s["heads"].values())
-    agg = run("evaluate.py", "--aggregate", str(tmp_path)).stdout
+    agg = run("evaluate.py", "--aggregate", str(tmp_path), "--out", str(tmp_path / "summary.json")).stdout
     assert "images" in agg and "test=" in agg
 
 

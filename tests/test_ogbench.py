@@ -265,8 +265,8 @@ def test_train_evaluate_resume_and_ablate(gemma3_ckpt, data_dir, tmp_path):
     run("evaluate.py", "--ckpt", str(tmp_path / "full" / "last.pt"), "--episodes", "2", "--out", str(tmp_path / "ev.json"))
     ev = json.loads((tmp_path / "ev.json").read_text())
     assert ev["episode_seed_base"] == O.episode_seed_base(0, 2) and len(ev["successes"]) == 2 and ev["checkpoint_step"] == 6
-    run("evaluate.py", "--aggregate", str(tmp_path / "full"))
-    rows = json.loads((tmp_path / "full" / "summary_best.json").read_text())["conditions"]
+    run("evaluate.py", "--aggregate", str(tmp_path / "full"), "--out", str(tmp_path / "summary_best.json"))
+    rows = json.loads((tmp_path / "summary_best.json").read_text())["conditions"]
     assert rows[0]["task"] == "ogbench" and rows[0]["success"]["last_three_mean"]["values"] == [r["last_three_mean"]]
 
     # resume: 3 steps, then 3 more from last.pt == 6 straight

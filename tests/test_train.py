@@ -63,8 +63,8 @@ def test_evaluate_and_aggregate(gemma3_wide_ckpt, tmp_path):
     r = json.loads((tmp_path / "runs" / "s0" / "eval_best.json").read_text())
     assert set(r["errors"]) == {"4", "6"} and r["eval_seed"] == 2 and r["checkpoint_step"] == 10
     assert all(0 <= e <= 1 for e in r["errors"].values())
-    run("evaluate.py", "--aggregate", str(tmp_path / "runs"))
-    s = json.loads((tmp_path / "runs" / "summary_best.json").read_text())
+    run("evaluate.py", "--aggregate", str(tmp_path / "runs"), "--out", str(tmp_path / "summary_best.json"))
+    s = json.loads((tmp_path / "summary_best.json").read_text())
     (row,) = s["conditions"]
     assert row["n"] == 2 and row["seeds"] == [0, 1]
     e = row["errors"]["8"]

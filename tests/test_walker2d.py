@@ -180,7 +180,7 @@ def test_resume_matches_uninterrupted(gemma3_ckpt, standin, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["train", "--dataset", "local/no-such-dataset-v0"], "record --id local/no-such-dataset-v0"),
+    (["train", "--dataset", "local/no-such-dataset-v0"], "walker2d_medium make"),
     (["train", "--d4rl-hdf5", "/no/such/file.hdf5"], "no such file"),
     (["train", "--targets", "high"], "--targets"),
     (["record", "--id", "local/w2d-test-v0"], "already exists"),

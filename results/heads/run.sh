@@ -4,10 +4,13 @@
 # On the mqar suite that admits the three pretrained and the three random-init seeds; the other
 # controls stay far above it. Image checkpoints count as solved at a test accuracy of at least 0.5
 # (five times chance); results/images/ runs must exist with their best.pt (sweep.py, see results/README.md).
+# Usage: bash results/heads/run.sh [OUT]   (default runs/heads; an existing output is kept: pass a new
+# folder, or delete the old files, to redo one)
 set -e
 cd "$(dirname "$0")/../.."
 S=results/archive/mqar_first/runs   # the first MQAR suite (results/README.md: archive/mqar_first)
-H=results/heads
+H=${1:-runs/heads}
+mkdir -p "$H"
 for s in 0 1 2; do      # every head of slice 6-11 zeroed in turn, same 512 held-out sequences of 8 pairs
   OMP_NUM_THREADS=1 python ablate.py --ckpt $S/mqar__pretrained__$s/best.pt --lengths 8 --samples 512 \
       --out $H/ablate_mqar_pretrained_s$s.json &
