@@ -13,13 +13,13 @@ from a stream (--eval-seed) that training never used for selecting best.pt, so t
 free of selection bias.
 """
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import stats
 import tasks
 from runs import UserError, load_checkpoint, need_at_least, portable, run_main, save_atomic
+from runs import read_json, refuse_overwrite
 
 
 def get_parser():
@@ -46,7 +46,9 @@ def aggregate(folder, which="best"):
     task reports for a run (tasks/<module>.run_values: errors per length, scores per target, ...)."""
     groups = defaultdict(list)
     for f in sorted(Path(folder).rglob("results.json")):
-        r = json.loads(f.read_text())
+        r = read_json(f)
+        if not (isinstance(r, dict) and isinstance(r.get("config"), dict) and "task" in r["config"]):
+            raise UserError(f"{f} is not a results.json of this project (no config with a task)")
         found = tasks.module(r["config"]["task"]).run_values(r, which)
         if found is None:          # nothing evaluated yet
             continue
@@ -73,6 +75,7 @@ def main():
         if not rows:
             raise UserError(f"no results.json under {args.aggregate}")
         out = Path(args.out or Path(args.aggregate) / f"summary_{args.metric}.json")
+        refuse_overwrite(out, Path(args.aggregate).rglob("results.json"))
         save_atomic({"source": portable(args.aggregate), "curve": args.metric, "conditions": rows}, out)
         for r in rows:
             name = next(k for k in ("errors", "scores", "success", "accuracy") if k in r)
@@ -83,9 +86,10 @@ def main():
         return
     if not args.ckpt:
         raise UserError("give --ckpt PATH or --aggregate DIR")
+    out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
+    refuse_overwrite(out, [args.ckpt, *Path(args.ckpt).parent.glob("*.pt"), Path(args.ckpt).with_name("results.json")])
     task = tasks.module(load_checkpoint(args.ckpt)["config"]["task"])
     result = task.evaluate_run(args.ckpt, args)
-    out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
     save_atomic(result, out)
     print(task.summary_line(result), f"-> {out}")
 

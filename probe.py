@@ -26,6 +26,7 @@ from tqdm import tqdm
 import model as M
 import pretrained
 from runs import UserError, environment, pick_device, portable, resolve_dtype, run_main, save_atomic
+from runs import read_lines, refuse_overwrite
 
 PRIMITIVES = ("copying", "induction", "prev_token", "bos_sink", "entropy", "mean_distance")
 
@@ -114,14 +115,15 @@ def main():
     first, last = M.parse_layers(spec, ckpt.num_layers)
     if not Path(args.text).is_file():
         raise UserError(f"--text {args.text}: no such file")
-    sentences = [s.strip() for s in Path(args.text).read_text().splitlines() if s.strip()]
+    sentences = read_lines(args.text)
     if not sentences:
         raise UserError(f"--text {args.text}: no sentences in it (one per line)")
+    tag = "" if args.init == "pretrained" else f"_{args.init}{args.seed}"
+    out = Path(args.out or f"results/probe/probe_{Path(args.model).name}{tag}.json")
+    refuse_overwrite(out, [args.text])
     t0 = time.time()
     heads, means, counts = probe(ckpt, first, last, sentences, device, resolve_dtype(args.dtype, device),
                                  args.init, args.seed)
-    tag = "" if args.init == "pretrained" else f"_{args.init}{args.seed}"
-    out = Path(args.out or f"results/probe/probe_{Path(args.model).name}{tag}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     ranking = {p: sorted(heads, key=lambda h: -heads[h]["scores"][p])[:5] for p in PRIMITIVES}
     save_atomic({"model": args.model, "layers": f"{first}-{last}", "init": args.init, "seed": args.seed,

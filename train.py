@@ -28,6 +28,7 @@ from runs import (UserError, barrier, condition_name, data_parallel, environment
                   need_at_least, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
                   resolve_dtype, results_head, resume_training, run_folder, run_main, save_atomic, training_state,
                   warm_up, wrap_ddp)
+from runs import stop_at_step_boundary, stop_requested, stopped
 from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 
@@ -162,7 +163,12 @@ def main():
     last_sel = history[-1]["errors"][str(args.select_len)] if history else float("nan")
     bar = tqdm(total=args.steps, initial=step, desc=f"{args.task}", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0  # mean training loss since the last evaluation
+    stop_at_step_boundary()
     while step < args.steps:
+        if stop_requested(world):
+            checkpoint("last.pt")
+            write_results()
+            raise stopped(out, step)
         L = int(torch.randint(task.MIN_LEN, args.train_len + 1, (1,), generator=data_gen))
         # every rank draws the whole global batch from the same stream and keeps its share: N ranks
         # see exactly the sequences one process would (every sequence of a step has the same length,

@@ -35,6 +35,7 @@ import importlib.resources
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ from runs import (UserError, all_sum, barrier, condition_name, data_parallel, en
                   global_loss, host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float,
                   open_run, pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder,
                   run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print)
+from runs import stop_at_step_boundary, stop_requested, stopped
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -114,8 +116,12 @@ def load_folder(root, image_size):
                               f"(train, validation, test)")
         for f in files:
             try:
-                img = Image.open(f).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-            except OSError as e:
+                with warnings.catch_warnings():     # a header claiming a huge size: refuse, do not allocate it
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    img = Image.open(f).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+            except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+                raise UserError(f"--dataset {root}: {f} claims a size too large to decode (damaged?): {e}")
+            except (OSError, ValueError, SyntaxError) as e:     # PIL's errors for damaged image data
                 raise UserError(f"--dataset {root}: cannot read {f}: {e}")
             xs.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
             ys.append(c)
@@ -493,7 +499,13 @@ def run_bridge(net, cfg, info, train_x, device, out, saved=None, rank=0, world=1
     bar = tqdm(total=steps, initial=step, desc="bridge", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
     acc = curve[-1].get("train_accuracy", 0.0) if curve else 0.0
+    stop_at_step_boundary()
     while step < steps and not (until and acc >= until):
+        if stop_requested(world):
+            if main_rank:
+                save_atomic(training_state(cfg, info, step, M.trainable_state(bnet), opt, gen, curve, None,
+                                           wall_before + time.time() - t0, bridged=None), out / "last.pt")
+            raise stopped(out, step)
         x, y = draw_batch(train_x, labels, cfg, gen, device, rank, world)
         warm_up(opt, lr, step, cfg["warmup"])
         loss = F.cross_entropy(class_logits(model, x, cfg["readout"]), y)
@@ -623,7 +635,12 @@ def main(argv=None):
     model = wrap_ddp(net, device, world)
     bar = tqdm(total=total, initial=step, desc="images", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
+    stop_at_step_boundary()
     while step < total:
+        if stop_requested(world):
+            checkpoint("last.pt")
+            write_results()
+            raise stopped(out, step)
         x, y = draw_batch(train_x, train_y, cfg, gen, device, rank, world)
         train_step = step - args.bridge_steps          # 0-based step of this stage
         warm_up(opt, args.lr, train_step, args.warmup)

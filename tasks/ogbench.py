@@ -29,6 +29,8 @@ import os
 import sys
 import time
 import warnings
+import zipfile
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -44,6 +46,7 @@ from runs import (UserError, condition_name, environment, episode_seed_base, fil
                   load_checkpoint, load_weights, need_at_least, need_package, need_positive_float, open_run,
                   pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder, run_main,
                   save_atomic, training_state, write_or_print)
+from runs import stop_at_step_boundary, stop_requested, stopped
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -87,7 +90,11 @@ def load(name, dataset_dir=DEFAULT_DATA_DIR):
             f"(this command does it on first use, or `python -c \"import ogbench; ogbench.download_datasets(['{dataset}'], "
             f"'{dataset_dir}')\"`), or generate a stand-in offline: "
             f"`python -m tasks.ogbench generate --env {dataset} --episodes 100 --out {dataset_dir}`")
-    return ogbench.make_env_and_datasets(name, dataset_dir=str(folder))
+    try:
+        return ogbench.make_env_and_datasets(name, dataset_dir=str(folder))
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:   # a damaged .npz
+        raise UserError(f"{folder}/{dataset}.npz or {dataset}-val.npz cannot be read (truncated or damaged?): "
+                        f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
 
 
 def data_file_sha256(name, dataset_dir=DEFAULT_DATA_DIR):
@@ -650,7 +657,12 @@ def main(argv=None):
 
     bar = tqdm(total=args.steps, initial=step, desc=f"iql {condition}", dynamic_ncols=True)
     sums, n = defaultdict(float), 0
+    stop_at_step_boundary()
     while step < args.steps:
+        if stop_requested():
+            checkpoint("last.pt")
+            write_results()
+            raise stopped(out, step)
         loss, logs = iql_losses(net, sample(data, args.batch_size, data_gen), cfg)
         global_loss(loss, 1, step, out)   # one process: checks the loss is finite before the update
         opt.zero_grad(set_to_none=True)

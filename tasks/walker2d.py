@@ -33,6 +33,7 @@ from runs import (UserError, all_gather, barrier, condition_name, data_parallel,
                   finish_distributed, global_loss, host_reachable, load_checkpoint, load_weights, need_at_least,
                   need_package, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
                   results_head, resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print)
+from runs import stop_at_step_boundary, stop_requested, stopped
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -77,9 +78,13 @@ def load_minari(dataset_id):
         except Exception as e:
             raise UserError(f"could not get Minari dataset {dataset_id!r} ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); {howto}")
-    episodes = [{"observations": np.asarray(ep.observations[:-1], np.float32),  # the last is the final state
-                 "actions": np.asarray(ep.actions, np.float32), "rewards": np.asarray(ep.rewards, np.float32)}
-                for ep in ds.iterate_episodes()]
+    try:
+        episodes = [{"observations": np.asarray(ep.observations[:-1], np.float32),  # the last is the final state
+                     "actions": np.asarray(ep.actions, np.float32), "rewards": np.asarray(ep.rewards, np.float32)}
+                    for ep in ds.iterate_episodes()]
+    except (OSError, KeyError, ValueError, TypeError) as e:     # a damaged HDF5 file inside the dataset
+        raise UserError(f"Minari dataset {dataset_id!r}: its data file cannot be read (truncated or damaged?): "
+                        f"{str(e).splitlines()[0][:120]}")
     meta = ds.storage.metadata
     standin = str(meta.get("algorithm_name") or "").startswith(STANDIN_TAG)
     return episodes, standin
@@ -91,13 +96,16 @@ def load_d4rl_hdf5(path):
     h5py = need_package("h5py", "h5py", "walker2d")
     if not Path(path).is_file():
         raise UserError(f"--d4rl-hdf5: no such file {path}")
-    with h5py.File(path, "r") as f:
-        missing = [k for k in ("observations", "actions", "rewards", "terminals", "timeouts") if k not in f]
-        if missing:
-            raise UserError(f"{path} is not a D4RL file: missing {', '.join(missing)}")
-        obs, act = f["observations"][:].astype(np.float32), f["actions"][:].astype(np.float32)
-        rew = f["rewards"][:].astype(np.float32).reshape(-1)
-        ends = np.flatnonzero(f["terminals"][:].reshape(-1).astype(bool) | f["timeouts"][:].reshape(-1).astype(bool))
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("observations", "actions", "rewards", "terminals", "timeouts") if k not in f]
+            if missing:
+                raise UserError(f"{path} is not a D4RL file: missing {', '.join(missing)}")
+            obs, act = f["observations"][:].astype(np.float32), f["actions"][:].astype(np.float32)
+            rew = f["rewards"][:].astype(np.float32).reshape(-1)
+            ends = np.flatnonzero(f["terminals"][:].reshape(-1).astype(bool) | f["timeouts"][:].reshape(-1).astype(bool))
+    except (OSError, KeyError, ValueError, TypeError) as e:     # h5py's errors for a truncated or damaged file
+        raise UserError(f"{path} is not a readable HDF5 file (truncated or damaged?): {str(e).splitlines()[0][:120]}")
     bounds = np.concatenate([[0], ends + 1, [len(rew)]])
     return [{"observations": obs[a:b], "actions": act[a:b], "rewards": rew[a:b]}
             for a, b in zip(bounds[:-1], bounds[1:]) if b > a]   # a trailing unfinished episode is kept
@@ -554,7 +562,12 @@ def main(argv=None):
 
     bar = tqdm(total=args.steps, initial=step, desc="walker2d", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
+    stop_at_step_boundary()
     while step < args.steps:
+        if stop_requested(world):
+            checkpoint("last.pt")
+            write_results()
+            raise stopped(out, step)
         # every rank draws the global batch from the same stream and keeps its share (same windows
         # as one process); the loss is normalised by the global count of real steps, so DDP's
         # average of the ranks' gradients is the gradient of the global masked mean
