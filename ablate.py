@@ -27,7 +27,7 @@ import model as M
 import stats
 from runs import (UserError, all_gather, condition_name, distributed, environment, finish_distributed,
                   load_checkpoint, need_at_least, need_positive_float, portable, run_main, save_atomic)
-from runs import read_json, refuse_overwrite
+from runs import read_json, refuse_overwrite, seed_arg
 import tasks
 
 
@@ -148,7 +148,7 @@ def main():
     p.add_argument("--ckpt", help="checkpoint written by train.py")
     p.add_argument("--lengths", default=None, help="comma-separated lengths (default: the run's --select-len)")
     p.add_argument("--samples", type=int, default=256, help="sequences per length (default 256)")
-    p.add_argument("--eval-seed", type=int, default=None, help="seed of the evaluation sequences (default: run seed + 2)")
+    p.add_argument("--eval-seed", type=seed_arg, default=None, help="seed of the evaluation sequences (default: run seed + 2)")
     p.add_argument("--episodes", type=int, default=None, help="walker2d: episodes per target return (default 10); ogbench: episodes (default 50)")
     p.add_argument("--max-ep-len", type=int, default=None, help="walker2d / ogbench: episode cut-off (default: the run's / the env's)")
     p.add_argument("--heads", default=None, help="ablate this set together, e.g. L7.2,L9.0 (default: sweep every head)")

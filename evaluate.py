@@ -19,7 +19,7 @@ from pathlib import Path
 import stats
 import tasks
 from runs import UserError, load_checkpoint, need_at_least, portable, run_main, save_atomic
-from runs import read_json, refuse_overwrite
+from runs import read_json, refuse_overwrite, seed_arg
 
 
 def get_parser():
@@ -27,7 +27,7 @@ def get_parser():
     p.add_argument("--ckpt", help="checkpoint written by train.py (best.pt or last.pt)")
     p.add_argument("--lengths", default=None, help="comma-separated lengths (default: the run's --eval-lengths)")
     p.add_argument("--samples", type=int, default=1024, help="sequences per length (default 1024)")
-    p.add_argument("--eval-seed", type=int, default=None,
+    p.add_argument("--eval-seed", type=seed_arg, default=None,
                    help="seed of the evaluation sequences (default: run seed + 2, a stream training never selected on)")
     p.add_argument("--episodes", type=int, default=None,
                    help="walker2d: episodes per target (default 10); ogbench: episodes (default 50); seeds never used in training")

@@ -26,7 +26,7 @@ from tqdm import tqdm
 import model as M
 import pretrained
 from runs import UserError, environment, pick_device, portable, resolve_dtype, run_main, save_atomic
-from runs import read_lines, refuse_overwrite
+from runs import read_lines, refuse_overwrite, seed_arg
 
 PRIMITIVES = ("copying", "induction", "prev_token", "bos_sink", "entropy", "mean_distance")
 
@@ -104,7 +104,7 @@ def main():
     p.add_argument("--init", default="pretrained", choices=M.INITS,
                    help="weights of the probed layers (the layers below them stay pretrained, so they still see "
                         "real text): " + M.INIT_HELP)
-    p.add_argument("--seed", type=int, default=0, help="seed of a control's weights (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of a control's weights (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
                    help="precision of the model: auto = bf16 on CUDA, fp32 on CPU; scores are summed in fp64 (default auto)")

@@ -392,10 +392,26 @@ def need_at_least(args, minimum, *names):
 
 
 def need_positive_float(args, *names):
+    """Positive and finite, and small enough for the float32 tensors it multiplies (an lr of 1e300 is not)."""
     for name in names:
         value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+        if value is not None and not (math.isfinite(value) and 0 < value <= torch.finfo(torch.float32).max):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number (at most 3.4e38), got {value}")
+
+
+SEED_MAX = 2 ** 31 - 1     # numpy takes seeds below 2**32 and the code derives seeds as seed + small offsets
+
+
+def seed_arg(text):
+    """argparse type of every seed flag: a whole number 0..SEED_MAX. Out of range is one `error:` line
+    (a UserError passes through argparse to run_main), not an overflow deep in torch or numpy."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f"a seed must be a whole number from 0 to {SEED_MAX}, got {text!r}")
+    if not 0 <= value <= SEED_MAX:
+        raise UserError(f"a seed must be a whole number from 0 to {SEED_MAX}, got {text}")
+    return value
 
 
 

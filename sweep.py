@@ -47,6 +47,7 @@ import stats
 import tables
 import tasks
 from runs import UserError, pick_device, portable, run_main, save_atomic
+from runs import read_json
 
 REPO = Path(__file__).resolve().parent
 # condition -> (train.py flags, seeds in phase 2, learning-rate grid, whether --input-scales applies)
@@ -238,6 +239,9 @@ def main():
     for c in conditions:
         if c not in CONDS:
             raise UserError(f"unknown condition {c!r}; choose from {', '.join(CONDS)}")
+    if not conditions:
+        raise UserError(f"--conditions {args.conditions!r} names no condition; choose from {', '.join(CONDS)}")
+    refuse_shrinking(Path(args.out), conditions)
     for name in ("search_steps", "steps", "eval_every", "batch_size", "jobs", "eval_samples", "eval_samples_final"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -269,6 +273,19 @@ def main():
     for c, row in summary["conditions"].items():
         print(f"{c:18s} " + " ".join(f"{k}={v['mean']:.4f}" for k, v in row[summary["values"]].items()))
     print(f"wrote {out / 'summary.json'}")
+
+
+def refuse_shrinking(out, conditions):
+    """sweep.json and summary.json are rewritten with the conditions of this call: refuse a call that
+    would drop conditions they already hold (a committed summary is never replaced by less)."""
+    for name, key in (("summary.json", "conditions"), ("sweep.json", "grids")):
+        if not (out / name).is_file():
+            continue
+        held = read_json(out / name).get(key) or {}
+        dropped = [c for c in held if c not in conditions]
+        if dropped:
+            raise UserError(f"{out / name} holds {', '.join(dropped)}, which --conditions leaves out; this call would "
+                            f"rewrite it without them (add them to --conditions, or choose another --out)")
 
 
 def search(args, record, conditions, scales, out):

@@ -28,7 +28,7 @@ from runs import (UserError, barrier, condition_name, data_parallel, environment
                   need_at_least, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
                   resolve_dtype, results_head, resume_training, run_folder, run_main, save_atomic, training_state,
                   warm_up, wrap_ddp)
-from runs import stop_at_step_boundary, stop_requested, stopped
+from runs import seed_arg, stop_at_step_boundary, stop_requested, stopped
 from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 
@@ -50,7 +50,7 @@ def get_parser():
     p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps, then constant LR (default 100)")
     p.add_argument("--train-len", type=int, default=10,
                    help="training lengths are drawn uniformly from the task's minimum up to this edge (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="seeds init, data and random-init weights (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds init, data and random-init weights (default 0)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
     p.add_argument("--eval-lengths", default="10,20,30,40,60", help="comma-separated lengths to evaluate (default 10,20,30,40,60)")
     p.add_argument("--eval-samples", type=int, default=256, help="sequences per length per evaluation (default 256)")

@@ -50,7 +50,7 @@ from runs import (UserError, all_sum, barrier, condition_name, data_parallel, en
                   global_loss, host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float,
                   open_run, pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder,
                   run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print)
-from runs import stop_at_step_boundary, stop_requested, stopped
+from runs import seed_arg, stop_at_step_boundary, stop_requested, stopped
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -396,7 +396,7 @@ def get_parser():
     p.add_argument("--readout", default="mean", choices=("mean", "last"),
                    help="classify from the mean over tokens of the normalised final states, or the last token's (default mean)")
     p.add_argument("--augment", action="store_true", help="random crop (4-pixel padding) and horizontal flip while training (CIFAR's standard; not for digits)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split, fixed across run seeds (default 0)")
+    p.add_argument("--split-seed", type=seed_arg, default=0, help="seed of the train/validation/test split, fixed across run seeds (default 0)")
     M.add_body_args(p)
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps of the interface (default 2000)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step, global under torchrun (default 64)")
@@ -415,7 +415,7 @@ def get_parser():
     p.add_argument("--bridge-until-acc", type=float, default=0.0,
                    help="stop the bridge once its accuracy on its own random labels (its images, measured every "
                         "--eval-every steps) reaches this; --bridge-steps is then the cap (default 0: run every step)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the interface, batches, augmentation, random labels and random-init weights (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds the interface, batches, augmentation, random labels and random-init weights (default 0)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
     p.add_argument("--out", default=None, help="run folder (default runs/images__{dataset}__{condition}-L{layers}__{seed})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")

@@ -46,7 +46,7 @@ from runs import (UserError, condition_name, environment, episode_seed_base, fil
                   load_checkpoint, load_weights, need_at_least, need_package, need_positive_float, open_run,
                   pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder, run_main,
                   save_atomic, training_state, write_or_print)
-from runs import stop_at_step_boundary, stop_requested, stopped
+from runs import seed_arg, stop_at_step_boundary, stop_requested, stopped
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -146,7 +146,7 @@ def generate(argv=None):
     p.add_argument("--episode-steps", type=int, default=1001, help="steps per episode (default 1001, as the official play data)")
     p.add_argument("--noise", type=float, default=0.1, help="plan noise of the oracles (default 0.1)")
     p.add_argument("--noise-smoothing", type=float, default=0.5, help="temporal smoothing of that noise (default 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the env and the oracles (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds the env and the oracles (default 0)")
     p.add_argument("--out", default=DEFAULT_DATA_DIR, help=f"folder ogbench reads from (default {DEFAULT_DATA_DIR})")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     args = p.parse_args(argv)
@@ -570,7 +570,7 @@ def get_parser():
                    help="target critic of the slice agent: separate = its own Polyak-averaged interface and Q heads "
                         "with its own pass of the slice (the reference); shared = only the Q heads are averaged and "
                         "read the online critic's pass (one slice pass fewer per step) (default separate)")
-    p.add_argument("--seed", type=int, default=0, help="seeds init, batches and evaluation episodes (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds init, batches and evaluation episodes (default 0)")
     p.add_argument("--eval-every", type=int, default=10_000, help="evaluate and checkpoint every N steps (default 10000)")
     p.add_argument("--fql-budget", action="store_true",
                    help="FQL's reference budget instead of the paper's: 1,000,000 steps, evaluation every 100,000 "

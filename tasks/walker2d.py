@@ -33,7 +33,7 @@ from runs import (UserError, all_gather, barrier, condition_name, data_parallel,
                   finish_distributed, global_loss, host_reachable, load_checkpoint, load_weights, need_at_least,
                   need_package, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
                   results_head, resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print)
-from runs import stop_at_step_boundary, stop_requested, stopped
+from runs import seed_arg, stop_at_step_boundary, stop_requested, stopped
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -172,7 +172,7 @@ def record(argv=None):
     p.add_argument("--policy", default="pd", choices=("pd", "random"),
                    help="pd: noisy hand-written balance controller; random: uniform actions (default pd)")
     p.add_argument("--noise", type=float, default=0.2, help="std of Gaussian noise added to pd actions (default 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="episode i uses env seed seed+i and noise seed seed+i (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="episode i uses env seed seed+i and noise seed seed+i (default 0)")
     args = p.parse_args(argv)
     gym, minari = need_package("gymnasium", "gymnasium[mujoco]", "walker2d"), need_package("minari", "minari h5py", "walker2d")
     from minari.data_collector import EpisodeBuffer  # a plain dataclass; DataCollector would pull in jax
@@ -467,7 +467,7 @@ def get_parser():
                         "10,000, so a short CPU run reaches its learning rate; a resumed run keeps its own)")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout on the token embeddings (default 0.1)")
     p.add_argument("--grad-clip", type=float, default=0.25, help="gradient norm clip (default 0.25)")
-    p.add_argument("--seed", type=int, default=0, help="seeds init, batches, dropout and evaluation episodes (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds init, batches, dropout and evaluation episodes (default 0)")
     p.add_argument("--eval-every", type=int, default=10_000, help="evaluate and checkpoint every N steps (default 10000)")
     p.add_argument("--eval-episodes", type=int, default=10,
                    help="episodes per target return (default 10, a quick check; the DT reference evaluates 100, use 100 "

@@ -30,7 +30,8 @@ import torch
 from tqdm import tqdm
 
 from runs import UserError, environment, file_sha256, need_at_least, need_package, run_main, save_atomic
-from runs import hold_lock, stop_at_step_boundary, stop_requested, stopped
+from runs import need_positive_float
+from runs import hold_lock, seed_arg, stop_at_step_boundary, stop_requested, stopped
 from tasks.walker2d import ENV_ID, REF_MAX_RETURN, REF_MIN_RETURN, d4rl_score
 
 DEFAULT_ID = "local/walker2d-medium-sac-v0"
@@ -249,7 +250,7 @@ def record(args):
 
 def add_sac_args(p):
     p.add_argument("--out", default="runs/sac_walker2d", help="SAC run folder: sac.pt, buffer.npz, curve.json (default runs/sac_walker2d)")
-    p.add_argument("--seed", type=int, default=0, help="SAC seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="SAC seed (default 0)")
     p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
     p.add_argument("--buffer-size", type=int, default=1_000_000, help="replay buffer capacity (default 1,000,000)")
     p.add_argument("--learning-starts", type=int, default=10_000, help="uniform random steps before learning (default 10,000)")
@@ -288,6 +289,7 @@ def cli(argv):
         need_at_least(args, 1, "buffer_size", "eval_every", "eval_episodes", "max_steps")
         if args.learning_starts < 0:
             raise UserError("--learning-starts must be >= 0")
+        need_positive_float(args, "lr")
         out, medium = sac(args)
         if cmd == "sac":
             return
