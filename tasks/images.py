@@ -32,7 +32,6 @@ class 80 / 10 / 10. best.pt is chosen on validation accuracy; test accuracy is w
 import argparse
 import gzip
 import importlib.resources
-import json
 import sys
 import time
 import warnings
@@ -50,7 +49,7 @@ from runs import (UserError, all_sum, barrier, condition_name, data_parallel, en
                   global_loss, host_reachable, load_checkpoint, load_weights, need_at_least, need_positive_float,
                   open_run, pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder,
                   run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print)
-from runs import seed_arg, stop_at_step_boundary, stop_requested, stopped
+from runs import read_json, seed_arg, stop_at_step_boundary, stop_requested, stopped
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -711,9 +710,9 @@ def compare_bridges(argv=None):
         d = Path(folder)
         if not (d / "results.json").is_file() or not (d / "eval_best.json").is_file():
             raise UserError(f"{folder}: need results.json and eval_best.json (python evaluate.py --ckpt {folder}/best.pt)")
-        return json.loads((d / "results.json").read_text()), json.loads((d / "eval_best.json").read_text())
+        return read_json(d / "results.json"), read_json(d / "eval_best.json")
 
-    unbridged = [(f.parent, json.loads(f.read_text()).get("config", {})) for d in args.unbridged
+    unbridged = [(f.parent, read_json(f).get("config", {})) for d in args.unbridged
                  for f in sorted(Path(d).glob("*/results.json"))]
     unbridged = [(d, c) for d, c in unbridged if not c.get("bridge_steps")]
     per_condition = {}

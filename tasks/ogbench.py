@@ -46,7 +46,7 @@ from runs import (UserError, condition_name, environment, episode_seed_base, fil
                   load_checkpoint, load_weights, need_at_least, need_package, need_positive_float, open_run,
                   pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder, run_main,
                   save_atomic, training_state, write_or_print)
-from runs import seed_arg, stop_at_step_boundary, stop_requested, stopped
+from runs import read_json, seed_arg, stop_at_step_boundary, stop_requested, stopped
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -708,7 +708,7 @@ def compare(argv=None):
         f = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
         if not f.is_file():
             raise UserError(f"{run}: no results.json")
-        r = json.loads(f.read_text())
+        r = read_json(f)
         if "history" not in r or r.get("metric") != "success_rate":
             raise UserError(f"{f}: not an OGBench training run's results.json")
         results[f.parent.name] = (f, r)      # the run folder names the run (conditions can repeat)

@@ -33,7 +33,7 @@ from runs import (UserError, all_gather, barrier, condition_name, data_parallel,
                   finish_distributed, global_loss, host_reachable, load_checkpoint, load_weights, need_at_least,
                   need_package, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
                   results_head, resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print)
-from runs import seed_arg, stop_at_step_boundary, stop_requested, stopped
+from runs import read_json, seed_arg, stop_at_step_boundary, stop_requested, stopped
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -621,8 +621,8 @@ def compare(argv=None):
         d = Path(run)
         if not (d / "results.json").is_file() or not (d / "eval_best.json").is_file():
             raise UserError(f"{run}: need results.json and eval_best.json (python evaluate.py --ckpt {run}/best.pt)")
-        r = json.loads((d / "results.json").read_text())
-        evals = {k: json.loads((d / f"eval_{k}.json").read_text()) for k in ("best", "last") if (d / f"eval_{k}.json").is_file()}
+        r = read_json(d / "results.json")
+        evals = {k: read_json(d / f"eval_{k}.json") for k in ("best", "last") if (d / f"eval_{k}.json").is_file()}
         if r.get("metric") != METRIC or any("scores" not in e for e in evals.values()):
             raise UserError(f"{run}: not a Walker2d run")
         runs[d.name] = (d, r, evals)               # the folder names the run (conditions can repeat over seeds)

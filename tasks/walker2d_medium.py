@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from runs import UserError, environment, file_sha256, need_at_least, need_package, run_main, save_atomic
 from runs import need_positive_float
-from runs import hold_lock, seed_arg, stop_at_step_boundary, stop_requested, stopped
+from runs import hold_lock, read_json, seed_arg, stop_at_step_boundary, stop_requested, stopped
 from tasks.walker2d import ENV_ID, REF_MAX_RETURN, REF_MIN_RETURN, d4rl_score
 
 DEFAULT_ID = "local/walker2d-medium-sac-v0"
@@ -121,7 +121,7 @@ def sac(args):
     cfg = {k: getattr(args, k) for k in ("seed", "lr", "buffer_size", "learning_starts", "eval_every", "eval_episodes",
                                           "stop_return", "max_steps")}
     if cfg_file.exists():
-        old = json.loads(cfg_file.read_text())
+        old = read_json(cfg_file)
         fixed = ("seed", "lr", "buffer_size", "learning_starts", "eval_episodes")   # what defines the run
         diff = [k for k in fixed if old.get(k) != cfg[k]]
         if diff:
@@ -192,7 +192,7 @@ def record(args):
     sac_dir = Path(args.sac)
     if not (sac_dir / "sac.pt").is_file():
         raise UserError(f"--sac {sac_dir}: no sac.pt (train it first: python -m tasks.walker2d_medium sac --out {sac_dir})")
-    curve = json.loads((sac_dir / "curve.json").read_text())
+    curve = read_json(sac_dir / "curve.json")
     if not curve["medium_reached"] and not args.allow_not_medium:
         raise UserError(f"{sac_dir}: SAC stopped before medium quality (last stochastic return "
                         f"{curve['history'][-1]['stochastic_return_mean']:.0f}); resume it or pass --allow-not-medium")
