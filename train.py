@@ -33,7 +33,8 @@ from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths,
 
 
 # Flags that define what a run is: --resume refuses to continue with any of them changed
-# (--steps may grow, --eval-every may change: neither changes what is trained).
+# (--steps may grow, --eval-every may change: neither changes what is trained), but for --lr:
+# a lower rate after a divergence is allowed and recorded (runs.open_run).
 IDENTITY = ("task", "model", "layers", "substrate", "init", "seed", "input_scale", "train_len", "lr", "batch_size",
             "warmup", "select_len", "eval_lengths", "eval_samples", "dtype")
 
