@@ -138,13 +138,18 @@ def sac(args):
     t0 = time.time()
     medium = history and history[-1]["stochastic_return_mean"] >= args.stop_return
     bar = tqdm(total=args.max_steps, initial=model.num_timesteps, desc="SAC Walker2d-v5", dynamic_ncols=True)
+
+    def keep_going(*_):
+        """SB3 calls this after every environment step; False ends learn() there."""
+        if stop_requested():
+            model.num_timesteps -= 1     # SB3 has counted this step but does not store it
+            return False
+        return True
     stop_at_step_boundary()
     while not medium and model.num_timesteps < args.max_steps:
         chunk = min(args.eval_every - model.num_timesteps % args.eval_every, args.max_steps - model.num_timesteps)
         before = model.num_timesteps
-        # SB3 polls the callback after every environment step; False ends learn() there
-        model.learn(total_timesteps=chunk, reset_num_timesteps=False, progress_bar=False,
-                    callback=lambda *_: not stop_requested())
+        model.learn(total_timesteps=chunk, reset_num_timesteps=False, progress_bar=False, callback=keep_going)
         bar.update(model.num_timesteps - before)
         if stop_requested():
             save_checkpoint(model, out, history, wall_before + time.time() - t0)

@@ -80,6 +80,23 @@ def test_second_writer_refused_and_a_signal_saves_a_resumable_checkpoint(gemma3_
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
+def test_sac_stops_on_a_signal_between_environment_steps(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    out = tmp_path / "sac"
+    proc = start(["-m", "tasks.walker2d_medium", "sac", "--out", str(out), "--learning-starts", "50", "--eval-every", "100",
+                  "--eval-episodes", "1", "--buffer-size", "100000", "--max-steps", "100000", "--stop-return", "1e9"])
+    wait_for(out / "sac.pt", proc)                     # the first evaluation is done: SAC is learning
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143 and "Traceback" not in err, err[-2000:]
+    line = last_line(err)
+    assert line.startswith("stopped by SIGTERM at step") and "sac.pt holds it" in line, line
+    state = torch.load(out / "sac.pt", weights_only=True)
+    assert line.split(" at step ")[1].startswith(f"{state['num_timesteps']:,}:")
+    with np.load(out / "buffer.npz") as z:
+        assert len(z["observations"]) == state["num_timesteps"]
+
+
 def test_lock_names_its_holder_and_is_reentrant(tmp_path):
     lock = tmp_path / ".lock"
     runs.hold_lock(lock, "--out x")
