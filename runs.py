@@ -1,11 +1,11 @@
 """
 Run bookkeeping shared by every script and task: the one-line user errors (UserError, run_main),
-device and dtype choice, the run folder guard, atomic writes, the one checkpoint loader, the
-environment block of every results JSON, and checks of user input.
+the stop on SIGINT/SIGTERM at a step boundary, the locks of run folders and cache entries, device
+and dtype choice, the run folder guard, atomic writes, the one checkpoint loader, the environment
+block of every results JSON, and checks of user input and of the files a user gives.
 
 Nothing here runs at import time (the git commit is read on the first call to environment()).
 """
-import argparse
 import atexit
 import functools
 import hashlib
