@@ -17,7 +17,6 @@ rank and the z-score of the impact within the task. --joint names the heads that
 with the hypergeometric P and a permutation P that also varies the primitive and the thresholds.
 """
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,7 +26,8 @@ from tqdm import tqdm
 import model as M
 import stats
 from runs import (UserError, all_gather, condition_name, distributed, environment, finish_distributed,
-                  load_checkpoint, need_at_least, need_positive_float, portable, refuse_overwrite, run_main, save_atomic)
+                  load_checkpoint, need_at_least, need_positive_float, portable, refuse_existing, run_main, save_atomic)
+from runs import read_json, refuse_overwrite, seed_arg
 import tasks
 
 
@@ -83,10 +83,10 @@ def sweep(ckpt, opts, heads=None, keep_only=False):
 def joint(probe_file, ablation_files, probe_ratio=1.5, ablate_z=2.0, primitives=("copying", "induction", "prev_token"),
           thresholds=(1.25, 1.5, 2.0, 2.5), z_mins=(1.5, 2.0, 2.5, 3.0), n_perm=10000, seed=0):
     """Heads top-tier on both signals; hypergeometric P and a multiplicity-aware permutation P."""
-    probe = json.loads(Path(probe_file).read_text())
+    probe = read_json(probe_file)
     impact = {}
     for f in ablation_files:
-        a = json.loads(Path(f).read_text())
+        a = read_json(f)
         if "heads" not in a:
             raise UserError(f"{f} is not a per-head ablation sweep (run ablate.py without --heads)")
         if a["task"] in impact:
@@ -113,7 +113,7 @@ def stability(ablation_files, n_perm=10000, seed=0):
     of sweeps (same task, other seed; or another task), each with a permutation P over head labels."""
     sweeps = []
     for f in ablation_files:
-        a = json.loads(Path(f).read_text())
+        a = read_json(f)
         if "heads" not in a:
             raise UserError(f"{f} is not a per-head ablation sweep (run ablate.py without --heads)")
         sweeps.append({"file": portable(f), "task": a["task"], "seed": a["config"]["seed"],
@@ -148,7 +148,7 @@ def main():
     p.add_argument("--ckpt", help="checkpoint written by train.py")
     p.add_argument("--lengths", default=None, help="comma-separated lengths (default: the run's --select-len)")
     p.add_argument("--samples", type=int, default=1024, help="sequences per length (default 1024, as evaluate.py)")
-    p.add_argument("--eval-seed", type=int, default=None, help="seed of the evaluation sequences (default: run seed + 2)")
+    p.add_argument("--eval-seed", type=seed_arg, default=None, help="seed of the evaluation sequences (default: run seed + 2)")
     p.add_argument("--episodes", type=int, default=None, help="walker2d: episodes per target return (default 10); ogbench: episodes (default 50)")
     p.add_argument("--max-ep-len", type=int, default=None, help="walker2d / ogbench: episode cut-off (default: the run's / the env's)")
     p.add_argument("--heads", default=None, help="ablate this set together, e.g. L7.2,L9.0 (default: sweep every head)")
@@ -176,7 +176,8 @@ def main():
             if not Path(f).is_file():
                 raise UserError(f"--stability: no such file {f}")
         out = Path(args.out or "runs/stability.json")
-        refuse_overwrite(out, args.force)
+        refuse_existing(out, args.force)
+        refuse_overwrite(out, args.stability)
         result = stability(args.stability, n_perm=args.n_perm)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_atomic(result, out)
@@ -192,7 +193,8 @@ def main():
             if not Path(f).is_file():
                 raise UserError(f"--joint: no such file {f}")
         out = Path(args.out or "runs/joint.json")
-        refuse_overwrite(out, args.force)
+        refuse_existing(out, args.force)
+        refuse_overwrite(out, args.joint)
         result = joint(args.joint[0], args.joint[1:], args.probe_ratio, args.ablate_z, n_perm=args.n_perm)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_atomic(result, out)
@@ -208,10 +210,11 @@ def main():
     rank, world, local_rank = distributed()
     if world > 1 and args.device in ("auto", "cuda") and torch.cuda.is_available():
         args.device = f"cuda:{local_rank}"      # one GPU per rank
-    result = sweep(args.ckpt, args, args.heads, args.keep_only)
     tag = "sweep" if args.heads is None else ("keep_" if args.keep_only else "ablate_") + args.heads.replace(",", "_")
     out = Path(args.out or Path(args.ckpt).with_name(f"ablate_{Path(args.ckpt).stem}_{tag}.json"))
-    refuse_overwrite(out, args.force)
+    refuse_existing(out, args.force)
+    refuse_overwrite(out, [args.ckpt, *Path(args.ckpt).parent.glob("*.pt"), Path(args.ckpt).with_name("results.json")])
+    result = sweep(args.ckpt, args, args.heads, args.keep_only)
     rank = distributed()[0]
     finish_distributed()
     if rank != 0:       # torchrun: rank 0 holds every head's result and writes the one JSON

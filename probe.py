@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 import model as M
 import pretrained
-from runs import UserError, environment, pick_device, portable, refuse_overwrite, resolve_dtype, run_main, save_atomic
+from runs import UserError, environment, pick_device, portable, refuse_existing, resolve_dtype, run_main, save_atomic
+from runs import read_lines, refuse_overwrite, seed_arg
 
 PRIMITIVES = ("copying", "induction", "prev_token", "bos_sink", "entropy", "mean_distance")
 
@@ -105,7 +106,7 @@ def main():
     p.add_argument("--init", default="pretrained", choices=M.INITS,
                    help="weights of the probed layers (the layers below them stay pretrained, so they still see "
                         "real text): " + M.INIT_HELP)
-    p.add_argument("--seed", type=int, default=0, help="seed of a control's weights (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of a control's weights (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
                    help="precision of the model: auto = bf16 on CUDA, fp32 on CPU; scores are summed in fp64 (default auto)")
@@ -116,12 +117,13 @@ def main():
     first, last = M.parse_layers(spec, ckpt.num_layers)
     if not Path(args.text).is_file():
         raise UserError(f"--text {args.text}: no such file")
-    sentences = [s.strip() for s in Path(args.text).read_text().splitlines() if s.strip()]
+    sentences = read_lines(args.text)
     if not sentences:
         raise UserError(f"--text {args.text}: no sentences in it (one per line)")
     tag = "" if args.init == "pretrained" else f"_{args.init}{args.seed}"
     out = Path(args.out or f"runs/probe/probe_{Path(args.model).name}{tag}.json")
-    refuse_overwrite(out, args.force)          # before the model is loaded, not after minutes of work
+    refuse_existing(out, args.force)          # before the model is loaded, not after minutes of work
+    refuse_overwrite(out, [args.text])
     t0 = time.time()
     heads, means, counts = probe(ckpt, first, last, sentences, device, resolve_dtype(args.dtype, device),
                                  args.init, args.seed)

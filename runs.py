@@ -1,17 +1,21 @@
 """
 Run bookkeeping shared by every script and task: the one-line user errors (UserError, run_main),
-device and dtype choice, the run folder guard, atomic writes, the one checkpoint loader, the
-environment block of every results JSON, and checks of user input.
+the stop on SIGINT/SIGTERM at a step boundary, the locks of run folders and cache entries, device
+and dtype choice, the run folder guard, atomic writes, the one checkpoint loader, the environment
+block of every results JSON, and checks of user input and of the files a user gives.
 
 Nothing here runs at import time (the git commit is read on the first call to environment()).
 """
+import atexit
 import functools
 import hashlib
 import json
 import math
 import os
 import platform
+import signal
 import subprocess
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -25,14 +29,29 @@ class UserError(Exception):
     """Bad input from the command line: scripts print it as one line and exit 2."""
 
 
+class Stopped(Exception):
+    """SIGINT/SIGTERM ended the run: run_main prints the message and exits 128 + the signal number."""
+
+    def __init__(self, signum, message):
+        super().__init__(message)
+        self.signum = signum
+
+
 def run_main(main):
-    """Call main(); a UserError becomes `error: ...` on stderr and exit code 2, no traceback."""
-    import sys
+    """Call main(); a UserError becomes `error: ...` on stderr and exit code 2, a signal one line and exit
+    130 (SIGINT) or 143 (SIGTERM); no traceback. Progress bars are closed first, so the line is the last."""
+    signal.signal(signal.SIGTERM, stop_now)
     try:
         main()
     except UserError as e:
+        close_progress_bars()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except (Stopped, KeyboardInterrupt) as e:
+        close_progress_bars()
+        signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+        print(str(e) if isinstance(e, Stopped) else "stopped by SIGINT; files written before it are kept", file=sys.stderr)
+        sys.exit(128 + signum)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         # Under torchrun the work is done and saved; leave without the interpreter's shutdown. A gloo
         # worker thread can still be freeing the last collective's tensors, which takes the GIL; if
@@ -41,6 +60,94 @@ def run_main(main):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def close_progress_bars():
+    """Close every live tqdm bar: left open, a bar redraws itself after the error line at exit."""
+    from tqdm import tqdm
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+# ----------------------------------------------------------------------------- signals
+
+_STOP = {"signal": None}
+
+
+def stop_now(signum, frame):
+    """Outside a training loop a signal stops at once (files written before it are kept)."""
+    raise Stopped(signum, f"stopped by {signal.Signals(signum).name}; files written before it are kept")
+
+
+def stop_at_step_boundary():
+    """From here on SIGINT/SIGTERM only set a flag the training loop polls (stop_requested) between steps,
+    so the loop can save a resumable checkpoint; a second signal stops at once."""
+    def on_signal(signum, frame):
+        if _STOP["signal"] is not None:
+            stop_now(signum, frame)
+        _STOP["signal"] = signum
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, on_signal)
+
+
+def stop_requested(world=1):
+    """True once a signal arrived (on any rank under torchrun, so that all ranks stop at the same step)."""
+    flag = _STOP["signal"] is not None
+    return all_sum([float(flag)])[0] > 0 if world > 1 else flag
+
+
+def stopped(out, step, saved="last.pt", how="run the same command with --resume"):
+    """What a loop raises after it saved its checkpoint at a step boundary on a signal."""
+    signum = _STOP["signal"] or signal.SIGTERM
+    return Stopped(signum, f"stopped by {signal.Signals(signum).name} at step {step}: {out}/{saved} holds it; "
+                           f"to continue, {how}")
+
+
+# ----------------------------------------------------------------------------- locks
+
+_LOCKS = {}
+
+
+def hold_lock(lock_file, what, wait=False):
+    """Hold an exclusive lock on lock_file until release_lock or the end of the process. Another process
+    holding it: wait=False refuses in one line naming the holder; wait=True waits for it. Re-entrant
+    within a process (a script that opens the same run twice)."""
+    import fcntl
+    lock_file = Path(lock_file).absolute()
+    if lock_file in _LOCKS:
+        return
+    if not _LOCKS:
+        atexit.register(lambda: [release_lock(f) for f in list(_LOCKS)])
+    while True:
+        f = open(lock_file, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise UserError(f"{what} is in use by {holder} (lock {lock_file.name}); wait for it to end or choose another")
+        try:   # the holder removes the file as it releases: a lock on a removed file guards nothing
+            if os.stat(lock_file).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        f.close()
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()} on {platform.node()}\n")
+    f.flush()
+    _LOCKS[lock_file] = f
+
+
+def release_lock(lock_file):
+    f = _LOCKS.pop(Path(lock_file).absolute(), None)
+    if f is not None:
+        try:
+            os.unlink(f.name)
+        except OSError:
+            pass
+        f.close()
 
 
 def pick_device(name=None):
@@ -119,7 +226,8 @@ def write_or_print(obj, out=None):
 
 
 def save_atomic(obj, path):
-    """Write a dict as JSON (.json) or anything else with torch.save; a kill mid-write leaves the old file."""
+    """Write a dict as JSON (.json) or anything else with torch.save; a kill or a failed write (full disk,
+    no permission) mid-write leaves the old file as it was."""
     path = Path(path)
     tmp = Path(str(path) + ".tmp")
     try:
@@ -128,8 +236,14 @@ def save_atomic(obj, path):
         else:
             torch.save(obj, tmp)
         os.replace(tmp, path)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}")
+    except (OSError, RuntimeError) as e:   # torch's zip writer reports a failed write as a RuntimeError
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed; is the disk full?"
+        kept = "the previous file is kept" if path.exists() else "nothing was written"
+        raise UserError(f"cannot write {path} ({reason}); {kept}")
 
 
 def load_checkpoint(path, tasks=None):
@@ -182,31 +296,82 @@ def open_run(out, cfg, identity, resume, defaults=None, check_write=True):
     """The checkpoint to resume from (None for a new run); refuses to mix or overwrite runs.
 
     identity: the config keys a resumed run must share with its checkpoint (a key the checkpoint
-    predates counts as its default in `defaults`). Also makes sure the folder can be written, so
-    a bad --out fails before any work, not at the first checkpoint."""
+    predates counts as its default in `defaults`); but for "lr": a changed rate is allowed on resume
+    and noted in cfg["lr_changes"] (what the divergence advice asks for). Also makes sure the folder
+    can be written, so a bad --out fails before any work, not at the first checkpoint, and locks it
+    for this process: a second run started into the same folder is refused, naming the first."""
     out = Path(out)
+    if resume and not (out / "last.pt").is_file():
+        load_checkpoint(out / "last.pt")        # the one-line refusal of a missing checkpoint
+    if check_write:     # torchrun: rank 0 checks and locks, the others only read
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / ".write_test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"--out {out}: cannot create or write there ({e.strerror or type(e).__name__})")
+        hold_lock(out / ".lock", f"--out {out}")
     if not resume:
         if (out / "last.pt").exists() or (out / "results.json").exists():
             raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        state = None
-    else:
-        state = load_checkpoint(out / "last.pt")
-        old = state["config"]
-        defaults = defaults or {}
-        diff = [k for k in identity if old.get(k, defaults.get(k)) != cfg[k]]
-        if diff:
-            raise UserError(f"--resume: {out} was trained with different " + ", ".join(f"{k}={old.get(k, defaults.get(k))!r}" for k in diff)
-                            + " (start a new run with another --out to change them)")
-    if not check_write:     # torchrun: rank 0 checks, the others only read
-        return state
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"--out {out}: cannot create or write there ({e.strerror or type(e).__name__})")
+        return None
+    state = load_checkpoint(out / "last.pt")
+    old = state["config"]
+    defaults = defaults or {}
+    diff = [k for k in identity if k != "lr" and old.get(k, defaults.get(k)) != cfg[k]]
+    if diff:
+        raise UserError(f"--resume: {out} was trained with different " + ", ".join(f"{k}={old.get(k, defaults.get(k))!r}" for k in diff)
+                        + " (start a new run with another --out to change them)")
+    planned = cfg.get("steps")
+    if planned is not None and state["step"] > planned + (cfg.get("bridge_steps") or 0):
+        raise UserError(f"--resume: {out} has done {state['step'] - (cfg.get('bridge_steps') or 0)} steps already; "
+                        f"--steps {planned} is fewer (give at least that many)")
+    note_lr_change(cfg, old, state["step"], "lr" in identity)
     return state
+
+
+def note_lr_change(cfg, old, step, tracked):
+    """--resume with another --lr: from `step` on the run trains at the new rate; cfg["lr_changes"] keeps
+    every change (carried over from the checkpoint's config), so results.json says what was run."""
+    changes = list(old.get("lr_changes", []))
+    if tracked and old.get("lr") != cfg.get("lr"):
+        changes.append({"step": step, "from": old.get("lr"), "to": cfg["lr"]})
+        print(f"note: --lr {cfg['lr']} from step {step} on (trained at {old.get('lr')} before); recorded in the "
+              f"run's config as lr_changes")
+    if changes:
+        cfg["lr_changes"] = changes
+
+
+def refuse_overwrite(out, inputs, flag="--out"):
+    """An output that is one of the command's inputs (a checkpoint, a dataset, a results.json it reads)
+    would destroy it: refused in one line."""
+    out = Path(out).resolve()
+    for f in inputs:
+        if Path(f).resolve() == out:
+            raise UserError(f"{flag} {out} is an input of this command; writing there would replace it (choose another path)")
+
+
+def read_json(path):
+    """A JSON file a user gives (results.json, a summary, an analysis file): damage is one line naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text (damaged, or not a JSON file?)")
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON (truncated or damaged?): {e}")
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or type(e).__name__}")
+
+
+def read_lines(path):
+    """The non-empty lines of a UTF-8 text file a user gives, stripped; damage is one line naming it."""
+    try:
+        return [s.strip() for s in Path(path).read_text(encoding="utf-8").splitlines() if s.strip()]
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start} cannot be decoded)")
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or type(e).__name__}")
 
 
 def file_sha256(path):
@@ -227,10 +392,26 @@ def need_at_least(args, minimum, *names):
 
 
 def need_positive_float(args, *names):
+    """Positive and finite, and small enough for the float32 tensors it multiplies (an lr of 1e300 is not)."""
     for name in names:
         value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+        if value is not None and not (math.isfinite(value) and 0 < value <= torch.finfo(torch.float32).max):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive number (at most 3.4e38), got {value}")
+
+
+SEED_MAX = 2 ** 31 - 1     # numpy takes seeds below 2**32 and the code derives seeds as seed + small offsets
+
+
+def seed_arg(text):
+    """argparse type of every seed flag: a whole number 0..SEED_MAX. Out of range is one `error:` line
+    (a UserError passes through argparse to run_main), not an overflow deep in torch or numpy."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f"a seed must be a whole number from 0 to {SEED_MAX}, got {text!r}")
+    if not 0 <= value <= SEED_MAX:
+        raise UserError(f"a seed must be a whole number from 0 to {SEED_MAX}, got {text}")
+    return value
 
 
 
@@ -243,7 +424,10 @@ def resume_training(state, net, opt, data_gen):
     if state is None:
         return 0, [], None, 0.0
     net.load_state_dict(state["model"], strict=False)
+    rates = [g["lr"] for g in opt.param_groups]
     opt.load_state_dict(state["optimizer"])
+    for group, lr in zip(opt.param_groups, rates):    # the rate given now (an --lr changed on resume)
+        group["lr"] = lr
     data_gen.set_state(state["data_rng"])
     return state["step"], state["history"], state.get("best"), state["wall_time_s"]
 
@@ -464,7 +648,7 @@ def checkpoint_due(saved_at, minutes):
     return time.time() - saved_at >= minutes * 60
 
 
-def refuse_overwrite(path, force):
+def refuse_existing(path, force):
     """An analysis output that exists already is kept unless --force."""
     if Path(path).exists() and not force:
         raise UserError(f"{path} exists; pass --force to overwrite it or choose another --out")

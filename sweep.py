@@ -52,6 +52,7 @@ import stats
 import tables
 import tasks
 from runs import UserError, pick_device, portable, run_main, save_atomic
+from runs import read_json
 
 REPO = Path(__file__).resolve().parent
 # condition -> (train.py flags, seeds in phase 2, learning-rate grid, whether --input-scales applies)
@@ -167,7 +168,7 @@ def finished(out, steps):
     f = out / "results.json"
     if not f.exists():
         return False
-    r = json.loads(f.read_text())
+    r = read_json(f)
     return r["steps_done"] - r["config"].get("bridge_steps", 0) >= steps
 
 
@@ -217,7 +218,7 @@ def set_aside_if_other_setting(run_dir, out, chosen):
     f = run_dir / "results.json"
     if not f.exists():
         return
-    cfg = json.loads(f.read_text())["config"]
+    cfg = read_json(f)["config"]
     if float(cfg["lr"]) == float(chosen["lr"]) and str(cfg["input_scale"]) == str(chosen["input_scale"]):
         return
     dest = out / "superseded" / f"{run_dir.name}__lr{cfg['lr']:g}__scale-{cfg['input_scale']}"
@@ -231,7 +232,7 @@ def selection_error(out, args, best=False):
     """What the search minimises on the validation stream (the task's selection_error: per-bit error
     at --select-len, or 1 - accuracy), at the end of the run, or with best=True the lowest over its
     evaluations (what best.pt keeps)."""
-    r = json.loads((out / "results.json").read_text())
+    r = read_json(out / "results.json")
     history = [h for h in r["history"] if h.get("phase", "train") == "train"] if best else [r["final"]]
     return min(tasks.module(args.task).selection_error(h, args) for h in history)
 
@@ -265,6 +266,9 @@ def main():
     for c in conditions:
         if c not in CONDS:
             raise UserError(f"unknown condition {c!r}; choose from {', '.join(CONDS)}")
+    if not conditions:
+        raise UserError(f"--conditions {args.conditions!r} names no condition; choose from {', '.join(CONDS)}")
+    refuse_shrinking(Path(args.out), conditions)
     for name in ("search_steps", "steps", "eval_every", "batch_size", "jobs", "eval_samples", "eval_samples_final"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -300,6 +304,19 @@ def main():
     for c, row in summary["conditions"].items():
         print(f"{c:18s} " + " ".join(f"{k}={v['mean']:.4f}" for k, v in row[summary["values"]].items()))
     print(f"wrote {out / 'summary.json'}")
+
+
+def refuse_shrinking(out, conditions):
+    """sweep.json and summary.json are rewritten with the conditions of this call: refuse a call that
+    would drop conditions they already hold (a committed summary is never replaced by less)."""
+    for name, key in (("summary.json", "conditions"), ("sweep.json", "grids")):
+        if not (out / name).is_file():
+            continue
+        held = read_json(out / name).get(key) or {}
+        dropped = [c for c in held if c not in conditions]
+        if dropped:
+            raise UserError(f"{out / name} holds {', '.join(dropped)}, which --conditions leaves out; this call would "
+                            f"rewrite it without them (add them to --conditions, or choose another --out)")
 
 
 def search(args, record, conditions, scales, out):
@@ -350,7 +367,7 @@ def confirm(args, record, conditions, scales, out, chosen):
         budget is the same run, so it is reused."""
         seed0 = out / "runs" / f"{args.task}__{c}__0"
         if finished(seed0, args.steps):
-            cfg = json.loads((seed0 / "results.json").read_text())["config"]
+            cfg = read_json(seed0 / "results.json")["config"]
             if float(cfg["lr"]) == float(lr) and str(cfg["input_scale"]) == str(sc):
                 return seed0
         return out / "confirm" / f"{c}__lr{lr}__scale-{sc}"
@@ -430,7 +447,7 @@ def evaluate_seeds(args, seed_runs, chosen):
     todo = [(["evaluate.py", "--ckpt", str(ck), *extra, "--out", str(e)], e.parent / "eval.log") for ck, e in pending]
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda a: run(*a), todo))
-    per = {c: [json.loads((d / "eval_best.json").read_text()) for d in ds] for c, ds in seed_runs.items()}
+    per = {c: [read_json(d / "eval_best.json") for d in ds] for c, ds in seed_runs.items()}
     return summarise(args, per, chosen, seed_runs)
 
 
@@ -440,7 +457,7 @@ def checkpoint_regime(run_dir, ev):
     run's config (frozen bodies only: a trained scratch stack needs its lost weights)."""
     if "regime" in ev or ev["config"]["substrate"] in ("scratch", "none"):
         return ev.get("regime")
-    history = json.loads((run_dir / "results.json").read_text())["history"]
+    history = read_json(run_dir / "results.json")["history"]
     scale = next(h["input_scale"] for h in history if h["step"] == ev["checkpoint_step"] and "input_scale" in h)
     cfg = ev["config"]
     body, _ = M.body_from_config(cfg, pick_device("cpu"), known_scale=scale)

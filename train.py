@@ -29,11 +29,13 @@ from runs import (UserError, barrier, condition_name, data_parallel, environment
                   resolve_dtype, results_head, resume_training, run_folder, run_main, save_atomic, training_state,
                   warm_up, wrap_ddp, add_run_args, checkpoint_due, log_scalars, parse_run_args, scalar_writer, load_checkpoint)
 from tasks.floors import floors
+from runs import seed_arg, stop_at_step_boundary, stop_requested, stopped
 from tasks.tokens import bit_errors, build, get_task, max_length, parse_lengths, task_loss
 
 
 # Flags that define what a run is: --resume refuses to continue with any of them changed
-# (--steps may grow, --eval-every may change: neither changes what is trained).
+# (--steps may grow, --eval-every may change: neither changes what is trained), but for --lr:
+# a lower rate after a divergence is allowed and recorded (runs.open_run).
 IDENTITY = ("task", "model", "layers", "substrate", "init", "seed", "input_scale", "train_len", "lr", "batch_size",
             "warmup", "select_len", "eval_lengths", "eval_samples", "dtype", "compile")
 
@@ -50,7 +52,7 @@ def get_parser():
     p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps, then constant LR (default 50)")
     p.add_argument("--train-len", type=int, default=10,
                    help="training lengths are drawn uniformly from the task's minimum up to this edge (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="seeds init, data and random-init weights (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds init, data and random-init weights (default 0)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
     p.add_argument("--eval-lengths", default="10,20,30,40,60", help="comma-separated lengths to evaluate (default 10,20,30,40,60)")
     p.add_argument("--eval-samples", type=int, default=256, help="sequences per length per evaluation (default 256)")
@@ -172,7 +174,12 @@ def main():
     # mean training loss since the last evaluation (a wall-clock checkpoint between evaluations keeps it)
     loss_sum, loss_n = state.get("loss_since_eval", (0.0, 0)) if state is not None else (0.0, 0)
     writer = scalar_writer(out, step, main_rank)
+    stop_at_step_boundary()
     while step < args.steps:
+        if stop_requested(world):
+            checkpoint("last.pt")
+            write_results()
+            raise stopped(out, step)
         L = int(torch.randint(task.MIN_LEN, args.train_len + 1, (1,), generator=data_gen))
         # every rank draws the whole global batch from the same stream and keeps its share: N ranks
         # see exactly the sequences one process would (every sequence of a step has the same length,

@@ -32,9 +32,9 @@ class 80 / 10 / 10. best.pt is chosen on validation accuracy; test accuracy is w
 import argparse
 import gzip
 import importlib.resources
-import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,7 @@ from runs import (UserError, all_sum, barrier, condition_name, data_parallel, en
                   open_run, pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder,
                   run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print, add_run_args, checkpoint_due,
                   log_scalars, parse_run_args, scalar_writer, subcommands)
+from runs import read_json, seed_arg, stop_at_step_boundary, stop_requested, stopped
 
 TORCHVISION = "0.28.0"   # the torchvision release built for the pinned torch 2.13.0
 # --dataset NAME -> (torchvision class, host and port it downloads from, a file that exists once downloaded)
@@ -115,8 +116,12 @@ def load_folder(root, image_size):
                               f"(train, validation, test)")
         for f in files:
             try:
-                img = Image.open(f).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-            except OSError as e:
+                with warnings.catch_warnings():     # a header claiming a huge size: refuse, do not allocate it
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    img = Image.open(f).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+            except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+                raise UserError(f"--dataset {root}: {f} claims a size too large to decode (damaged?): {e}")
+            except (OSError, ValueError, SyntaxError) as e:     # PIL's errors for damaged image data
                 raise UserError(f"--dataset {root}: cannot read {f}: {e}")
             xs.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
             ys.append(c)
@@ -394,7 +399,7 @@ def get_parser():
     p.add_argument("--readout", default="mean", choices=("mean", "last"),
                    help="classify from the mean over tokens of the normalised final states, or the last token's (default mean)")
     p.add_argument("--augment", action="store_true", help="random crop (4-pixel padding) and horizontal flip while training (CIFAR's standard; not for digits)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the train/validation/test split, fixed across run seeds (default 0)")
+    p.add_argument("--split-seed", type=seed_arg, default=0, help="seed of the train/validation/test split, fixed across run seeds (default 0)")
     M.add_body_args(p)
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps of the interface (default 2000)")
     p.add_argument("--batch-size", type=int, default=64, help="images per step, global under torchrun (default 64)")
@@ -413,7 +418,7 @@ def get_parser():
     p.add_argument("--bridge-until-acc", type=float, default=0.0,
                    help="stop the bridge once its accuracy on its own random labels (its images, measured every "
                         "--eval-every steps) reaches this; --bridge-steps is then the cap (default 0: run every step)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the interface, batches, augmentation, random labels and random-init weights (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds the interface, batches, augmentation, random labels and random-init weights (default 0)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluate and checkpoint every N steps (default 250)")
     p.add_argument("--out", default=None, help="run folder (default runs/images__{dataset}__{condition}__{seed}__{hash of the settings})")
     add_run_args(p)
@@ -499,7 +504,13 @@ def run_bridge(net, cfg, info, train_x, device, out, saved=None, rank=0, world=1
     bar = tqdm(total=steps, initial=step, desc="bridge", dynamic_ncols=True, disable=not main_rank)
     loss_sum, loss_n = 0.0, 0
     acc = curve[-1].get("train_accuracy", 0.0) if curve else 0.0
+    stop_at_step_boundary()
     while step < steps and not (until and acc >= until):
+        if stop_requested(world):
+            if main_rank:
+                save_atomic(training_state(cfg, info, step, M.trainable_state(bnet), opt, gen, curve, None,
+                                           wall_before + time.time() - t0, bridged=None), out / "last.pt")
+            raise stopped(out, step)
         x, y = draw_batch(train_x, labels, cfg, gen, device, rank, world)
         warm_up(opt, lr, step, cfg["warmup"])
         loss = F.cross_entropy(class_logits(model, x, cfg["readout"]), y)
@@ -635,7 +646,12 @@ def main(argv=None):
     bar = tqdm(total=total, initial=step, desc="images", dynamic_ncols=True, disable=not main_rank)
     writer = scalar_writer(out, step, main_rank)
     saved_at = time.time()
+    stop_at_step_boundary()
     while step < total:
+        if stop_requested(world):
+            checkpoint("last.pt")
+            write_results()
+            raise stopped(out, step)
         x, y = draw_batch(train_x, train_y, cfg, gen, device, rank, world)
         train_step = step - args.bridge_steps          # 0-based step of this stage
         warm_up(opt, args.lr, train_step, args.warmup)
@@ -718,9 +734,9 @@ def compare_bridges(argv=None):
         d = Path(folder)
         if not (d / "results.json").is_file() or not (d / "eval_best.json").is_file():
             raise UserError(f"{folder}: need results.json and eval_best.json (python evaluate.py --ckpt {folder}/best.pt)")
-        return json.loads((d / "results.json").read_text()), json.loads((d / "eval_best.json").read_text())
+        return read_json(d / "results.json"), read_json(d / "eval_best.json")
 
-    unbridged = [(f.parent, json.loads(f.read_text()).get("config", {})) for d in args.unbridged
+    unbridged = [(f.parent, read_json(f).get("config", {})) for d in args.unbridged
                  for f in sorted(Path(d).glob("*/results.json"))]
     unbridged = [(d, c) for d, c in unbridged if not c.get("bridge_steps")]
     per_condition = {}

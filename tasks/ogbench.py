@@ -30,6 +30,8 @@ import os
 import sys
 import time
 import warnings
+import zipfile
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -46,6 +48,7 @@ from runs import (UserError, condition_name, environment, episode_seed_base, fil
                   pick_device, portable, refuse_changed_scale, results_head, resume_training, run_folder, run_main,
                   save_atomic, training_state, write_or_print, add_run_args, checkpoint_due, log_scalars, parse_run_args,
                   scalar_writer, subcommands)
+from runs import read_json, seed_arg, stop_at_step_boundary, stop_requested, stopped
 
 DEFAULT_ENV = "scene-play-singletask-task1-v0"
 DEFAULT_DATA_DIR = "~/.ogbench/data"
@@ -89,7 +92,11 @@ def load(name, dataset_dir=DEFAULT_DATA_DIR):
             f"(this command does it on first use, or `python -c \"import ogbench; ogbench.download_datasets(['{dataset}'], "
             f"'{dataset_dir}')\"`), or generate a stand-in offline: "
             f"`python -m tasks.ogbench generate --env {dataset} --episodes 100 --dataset-dir {dataset_dir}`")
-    return ogbench.make_env_and_datasets(name, dataset_dir=str(folder))
+    try:
+        return ogbench.make_env_and_datasets(name, dataset_dir=str(folder))
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:   # a damaged .npz
+        raise UserError(f"{folder}/{dataset}.npz or {dataset}-val.npz cannot be read (truncated or damaged?): "
+                        f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}")
 
 
 def data_file_sha256(name, dataset_dir=DEFAULT_DATA_DIR):
@@ -141,7 +148,7 @@ def generate(argv=None):
     p.add_argument("--episode-steps", type=int, default=1001, help="steps per episode (default 1001, as the official play data)")
     p.add_argument("--noise", type=float, default=0.1, help="plan noise of the oracles (default 0.1)")
     p.add_argument("--noise-smoothing", type=float, default=0.5, help="temporal smoothing of that noise (default 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the env and the oracles (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds the env and the oracles (default 0)")
     p.add_argument("--dataset-dir", "--out", dest="out", default=DEFAULT_DATA_DIR,
                    help=f"folder ogbench reads from, as train's --dataset-dir (default {DEFAULT_DATA_DIR}; --out is the old name)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -567,7 +574,7 @@ def get_parser():
                    help="target critic of the slice agent: separate = its own Polyak-averaged interface and Q heads "
                         "with its own pass of the slice (the reference); shared = only the Q heads are averaged and "
                         "read the online critic's pass (one slice pass fewer per step) (default separate)")
-    p.add_argument("--seed", type=int, default=0, help="seeds init, batches and evaluation episodes (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds init, batches and evaluation episodes (default 0)")
     p.add_argument("--eval-every", type=int, default=10_000, help="evaluate and checkpoint every N steps (default 10000)")
     p.add_argument("--fql-budget", action="store_true",
                    help="FQL's reference budget instead of the paper's: 1,000,000 steps, evaluation every 100,000 "
@@ -663,7 +670,12 @@ def main(argv=None):
     sums, n = defaultdict(float, kept[0]), kept[1]
     writer = scalar_writer(out, step)
     saved_at = time.time()
+    stop_at_step_boundary()
     while step < args.steps:
+        if stop_requested():
+            checkpoint("last.pt")
+            write_results()
+            raise stopped(out, step)
         loss, logs = iql_losses(net, sample(data, args.batch_size, data_gen), cfg)
         global_loss(loss, 1, step, out)   # one process: checks the loss is finite before the update
         opt.zero_grad(set_to_none=True)
@@ -719,7 +731,7 @@ def compare(argv=None):
         f = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
         if not f.is_file():
             raise UserError(f"{run}: no results.json")
-        r = json.loads(f.read_text())
+        r = read_json(f)
         if "history" not in r or r.get("metric") != "success_rate":
             raise UserError(f"{f}: not an OGBench training run's results.json")
         results[f.parent.name] = (f, r)      # the run folder names the run (conditions can repeat)

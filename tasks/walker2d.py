@@ -36,6 +36,7 @@ from runs import (UserError, all_gather, barrier, condition_name, data_parallel,
                   need_package, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
                   results_head, resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print,
                   add_run_args, checkpoint_due, log_scalars, parse_run_args, scalar_writer, subcommands)
+from runs import read_json, seed_arg, stop_at_step_boundary, stop_requested, stopped
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -82,9 +83,13 @@ def load_minari(dataset_id):
         except Exception as e:
             raise UserError(f"could not get Minari dataset {dataset_id!r} ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); {howto}")
-    episodes = [{"observations": np.asarray(ep.observations[:-1], np.float32),  # the last is the final state
-                 "actions": np.asarray(ep.actions, np.float32), "rewards": np.asarray(ep.rewards, np.float32)}
-                for ep in ds.iterate_episodes()]
+    try:
+        episodes = [{"observations": np.asarray(ep.observations[:-1], np.float32),  # the last is the final state
+                     "actions": np.asarray(ep.actions, np.float32), "rewards": np.asarray(ep.rewards, np.float32)}
+                    for ep in ds.iterate_episodes()]
+    except (OSError, KeyError, ValueError, TypeError) as e:     # a damaged HDF5 file inside the dataset
+        raise UserError(f"Minari dataset {dataset_id!r}: its data file cannot be read (truncated or damaged?): "
+                        f"{str(e).splitlines()[0][:120]}")
     meta = ds.storage.metadata
     standin = str(meta.get("algorithm_name") or "").startswith(STANDIN_TAG)
     return episodes, standin
@@ -96,13 +101,16 @@ def load_d4rl_hdf5(path):
     h5py = need_package("h5py", "h5py", "walker2d")
     if not Path(path).is_file():
         raise UserError(f"--d4rl-hdf5: no such file {path}")
-    with h5py.File(path, "r") as f:
-        missing = [k for k in ("observations", "actions", "rewards", "terminals", "timeouts") if k not in f]
-        if missing:
-            raise UserError(f"{path} is not a D4RL file: missing {', '.join(missing)}")
-        obs, act = f["observations"][:].astype(np.float32), f["actions"][:].astype(np.float32)
-        rew = f["rewards"][:].astype(np.float32).reshape(-1)
-        ends = np.flatnonzero(f["terminals"][:].reshape(-1).astype(bool) | f["timeouts"][:].reshape(-1).astype(bool))
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("observations", "actions", "rewards", "terminals", "timeouts") if k not in f]
+            if missing:
+                raise UserError(f"{path} is not a D4RL file: missing {', '.join(missing)}")
+            obs, act = f["observations"][:].astype(np.float32), f["actions"][:].astype(np.float32)
+            rew = f["rewards"][:].astype(np.float32).reshape(-1)
+            ends = np.flatnonzero(f["terminals"][:].reshape(-1).astype(bool) | f["timeouts"][:].reshape(-1).astype(bool))
+    except (OSError, KeyError, ValueError, TypeError) as e:     # h5py's errors for a truncated or damaged file
+        raise UserError(f"{path} is not a readable HDF5 file (truncated or damaged?): {str(e).splitlines()[0][:120]}")
     bounds = np.concatenate([[0], ends + 1, [len(rew)]])
     return [{"observations": obs[a:b], "actions": act[a:b], "rewards": rew[a:b]}
             for a, b in zip(bounds[:-1], bounds[1:]) if b > a]   # a trailing unfinished episode is kept
@@ -169,7 +177,7 @@ def record(argv=None):
     p.add_argument("--policy", default="pd", choices=("pd", "random"),
                    help="pd: noisy hand-written balance controller; random: uniform actions (default pd)")
     p.add_argument("--noise", type=float, default=0.2, help="std of Gaussian noise added to pd actions (default 0.2)")
-    p.add_argument("--seed", type=int, default=0, help="episode i uses env seed seed+i and noise seed seed+i (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="episode i uses env seed seed+i and noise seed seed+i (default 0)")
     args = p.parse_args(argv)
     gym, minari = need_package("gymnasium", "gymnasium[mujoco]", "walker2d"), need_package("minari", "minari h5py", "walker2d")
     from minari.data_collector import EpisodeBuffer  # a plain dataclass; DataCollector would pull in jax
@@ -465,7 +473,7 @@ def get_parser():
                         "10,000, so a short CPU run reaches its learning rate; a resumed run keeps its own)")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout on the token embeddings (default 0.1)")
     p.add_argument("--grad-clip", type=float, default=0.25, help="gradient norm clip (default 0.25)")
-    p.add_argument("--seed", type=int, default=0, help="seeds init, batches, dropout and evaluation episodes (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds init, batches, dropout and evaluation episodes (default 0)")
     p.add_argument("--eval-every", type=int, default=10_000, help="evaluate and checkpoint every N steps (default 10000)")
     p.add_argument("--eval-episodes", type=int, default=10,
                    help="episodes per target return (default 10, a quick check; the DT reference evaluates 100, use 100 "
@@ -568,7 +576,12 @@ def main(argv=None):
     loss_sum, loss_n = state.get("loss_since_eval", (0.0, 0)) if state is not None else (0.0, 0)
     writer = scalar_writer(out, step, main_rank)
     saved_at = time.time()
+    stop_at_step_boundary()
     while step < args.steps:
+        if stop_requested(world):
+            checkpoint("last.pt")
+            write_results()
+            raise stopped(out, step)
         # every rank draws the global batch from the same stream and keeps its share (same windows
         # as one process); the loss is normalised by the global count of real steps, so DDP's
         # average of the ranks' gradients is the gradient of the global masked mean
@@ -633,8 +646,8 @@ def compare(argv=None):
         d = Path(run)
         if not (d / "results.json").is_file() or not (d / "eval_best.json").is_file():
             raise UserError(f"{run}: need results.json and eval_best.json (python evaluate.py --ckpt {run}/best.pt)")
-        r = json.loads((d / "results.json").read_text())
-        evals = {k: json.loads((d / f"eval_{k}.json").read_text()) for k in ("best", "last") if (d / f"eval_{k}.json").is_file()}
+        r = read_json(d / "results.json")
+        evals = {k: read_json(d / f"eval_{k}.json") for k in ("best", "last") if (d / f"eval_{k}.json").is_file()}
         if r.get("metric") != METRIC or any("scores" not in e for e in evals.values()):
             raise UserError(f"{run}: not a Walker2d run")
         runs[d.name] = (d, r, evals)               # the folder names the run (conditions can repeat over seeds)

@@ -31,6 +31,8 @@ from tqdm import tqdm
 
 from runs import (UserError, environment, file_sha256, log_scalars, need_at_least, need_package, run_main, save_atomic,
                   scalar_writer, subcommands)
+from runs import need_positive_float
+from runs import hold_lock, read_json, seed_arg, stop_at_step_boundary, stop_requested, stopped
 from tasks.walker2d import ENV_ID, REF_MAX_RETURN, REF_MIN_RETURN, d4rl_score
 
 DEFAULT_ID = "local/walker2d-medium-sac-v0"
@@ -51,11 +53,16 @@ def save_checkpoint(model, out, history, wall):
     n = buf.buffer_size if buf.full else buf.pos
     # the buffer first, under a temporary name: a crash between the two writes leaves the old pair valid
     tmp = out / "buffer.tmp.npz"
-    np.savez(tmp, pos=buf.pos, full=buf.full, **{k: getattr(buf, k)[:n] for k in BUFFER_FIELDS})
     state = {"params": model.get_parameters(), "log_ent_coef": model.log_ent_coef.detach().clone(),
              "num_timesteps": model.num_timesteps, "n_updates": model._n_updates, "history": json.dumps(history),
              "wall_time_s": wall}
-    torch.save(state, out / "sac.tmp.pt")
+    try:
+        np.savez(tmp, pos=buf.pos, full=buf.full, **{k: getattr(buf, k)[:n] for k in BUFFER_FIELDS})
+        torch.save(state, out / "sac.tmp.pt")
+    except (OSError, RuntimeError):      # a full disk: the previous pair stays as it was
+        for f in (tmp, out / "sac.tmp.pt"):
+            f.unlink(missing_ok=True)
+        raise UserError(f"cannot write the SAC checkpoint in {out} (is the disk full?); the previous one is kept")
     os.replace(tmp, out / "buffer.npz")
     os.replace(out / "sac.tmp.pt", out / "sac.pt")
 
@@ -71,14 +78,19 @@ def load_checkpoint_into(model, out, with_buffer=True):
         model.log_ent_coef.copy_(state["log_ent_coef"])
     model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
     if with_buffer:
-        with np.load(out / "buffer.npz") as z:
-            buf = model.replay_buffer
-            n = len(z["observations"])
-            if n > buf.buffer_size:
-                raise UserError(f"{out}/buffer.npz holds {n} transitions, more than --buffer-size {buf.buffer_size}")
-            for k in BUFFER_FIELDS:
-                getattr(buf, k)[:n] = z[k]
-            buf.pos, buf.full = int(z["pos"]), bool(z["full"])
+        try:
+            with np.load(out / "buffer.npz") as z:
+                buf = model.replay_buffer
+                n = len(z["observations"])
+                if n > buf.buffer_size:
+                    raise UserError(f"{out}/buffer.npz holds {n} transitions, more than --buffer-size {buf.buffer_size}")
+                for k in BUFFER_FIELDS:
+                    getattr(buf, k)[:n] = z[k]
+                buf.pos, buf.full = int(z["pos"]), bool(z["full"])
+        except UserError:
+            raise
+        except Exception as e:    # truncated or damaged: zipfile, zlib and numpy each fail their own way
+            raise UserError(f"{out}/buffer.npz is not a readable replay buffer (truncated or damaged?): {type(e).__name__}")
     return json.loads(state["history"]), float(state["wall_time_s"])
 
 
@@ -105,11 +117,12 @@ def sac(args):
     gym = need_package("gymnasium", "gymnasium[mujoco]", "walker2d_medium")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    hold_lock(out / ".lock", f"--out {out}")
     cfg_file = out / "config.json"
     cfg = {k: getattr(args, k) for k in ("seed", "lr", "buffer_size", "learning_starts", "eval_every", "eval_episodes",
                                           "stop_return", "max_steps")}
     if cfg_file.exists():
-        old = json.loads(cfg_file.read_text())
+        old = read_json(cfg_file)
         fixed = ("seed", "lr", "buffer_size", "learning_starts", "eval_episodes")   # what defines the run
         diff = [k for k in fixed if old.get(k) != cfg[k]]
         if diff:
@@ -127,11 +140,22 @@ def sac(args):
     medium = history and history[-1]["stochastic_return_mean"] >= args.stop_return
     bar = tqdm(total=args.max_steps, initial=model.num_timesteps, desc="SAC Walker2d-v5", dynamic_ncols=True)
     writer = scalar_writer(out, model.num_timesteps)      # the evaluation returns, live (tensorboard --logdir)
+
+    def keep_going(*_):
+        """SB3 calls this after every environment step; False ends learn() there."""
+        if stop_requested():
+            model.num_timesteps -= 1     # SB3 has counted this step but does not store it
+            return False
+        return True
+    stop_at_step_boundary()
     while not medium and model.num_timesteps < args.max_steps:
         chunk = min(args.eval_every - model.num_timesteps % args.eval_every, args.max_steps - model.num_timesteps)
         before = model.num_timesteps
-        model.learn(total_timesteps=chunk, reset_num_timesteps=False, progress_bar=False)
+        model.learn(total_timesteps=chunk, reset_num_timesteps=False, progress_bar=False, callback=keep_going)
         bar.update(model.num_timesteps - before)
+        if stop_requested():
+            save_checkpoint(model, out, history, wall_before + time.time() - t0)
+            raise stopped(out, f"{model.num_timesteps:,}", saved="sac.pt", how="run the same command again")
         eval_seed = 10_000 + model.num_timesteps     # fresh episodes at every evaluation
         stoch = evaluate(model, args.eval_episodes, eval_seed, deterministic=False)
         det = evaluate(model, args.eval_episodes, eval_seed, deterministic=True)
@@ -178,7 +202,7 @@ def record(args):
     sac_dir = Path(args.sac)
     if not (sac_dir / "sac.pt").is_file():
         raise UserError(f"--sac {sac_dir}: no sac.pt (train it first: python -m tasks.walker2d_medium sac --out {sac_dir})")
-    curve = json.loads((sac_dir / "curve.json").read_text())
+    curve = read_json(sac_dir / "curve.json")
     if not curve["medium_reached"] and not args.allow_not_medium:
         raise UserError(f"{sac_dir}: SAC stopped before medium quality (last stochastic return "
                         f"{curve['history'][-1]['stochastic_return_mean']:.0f}); resume it or pass --allow-not-medium")
@@ -236,7 +260,7 @@ def record(args):
 
 def add_sac_args(p):
     p.add_argument("--out", default="runs/sac_walker2d", help="SAC run folder: sac.pt, buffer.npz, curve.json (default runs/sac_walker2d)")
-    p.add_argument("--seed", type=int, default=0, help="SAC seed (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="SAC seed (default 0)")
     p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
     p.add_argument("--buffer-size", type=int, default=1_000_000, help="replay buffer capacity (default 1,000,000)")
     p.add_argument("--learning-starts", type=int, default=10_000, help="uniform random steps before learning (default 10,000)")
@@ -278,6 +302,7 @@ def command(cmd, rest):
         need_at_least(args, 1, "buffer_size", "eval_every", "eval_episodes", "max_steps")
         if args.learning_starts < 0:
             raise UserError("--learning-starts must be >= 0")
+        need_positive_float(args, "lr")
         out, medium = sac(args)
         if cmd == "sac":
             return

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import model as M
+import runs
 from runs import UserError
 from tasks import images
 
@@ -149,6 +150,7 @@ def test_bridge_interrupted_mid_stage_resumes_to_the_same_weights(gemma3_ckpt, i
     with pytest.raises(KeyboardInterrupt):
         images.main(tiny_args(ckpt, image_folder, cut, *flags)[1:])
     monkeypatch.undo()
+    runs.release_lock(cut / ".lock")            # what the end of a crashed process does
     mid = torch.load(cut / "last.pt", weights_only=True)
     assert mid["step"] == 2 and mid["bridged"] is None and any(k.startswith("body.layers.") for k in mid["model"])
     with pytest.raises(UserError, match="during the bridge stage"):      # evaluate/ablate refuse it

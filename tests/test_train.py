@@ -145,7 +145,7 @@ def test_resume_refuses_changed_hyperparameters(gemma3_wide_ckpt, tmp_path):
     out = tmp_path / "run"
     run(*tiny_args(gemma3_wide_ckpt[0], out, "--steps", "4", "--eval-every", "4"))
     before = {f.name: f.read_bytes() for f in out.iterdir()}
-    for flag, value, shown in (("--lr", "1e-2", "lr=0.003"), ("--batch-size", "4", "batch_size=8"),
+    for flag, value, shown in (("--warmup", "2", "warmup=1"), ("--batch-size", "4", "batch_size=8"),
                                ("--select-len", "4", "select_len=8")):
         args = tiny_args(gemma3_wide_ckpt[0], out, "--steps", "8", "--resume")
         args[args.index(flag) + 1] = value
