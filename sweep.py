@@ -130,6 +130,10 @@ def get_parser():
     p.add_argument("--eval-samples-final", type=int, default=1024, help="held-out sequences per length (default 1024)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each (default 2)")
     p.add_argument("--phase", default="all", choices=("search", "seeds", "evaluate", "all"), help="stop after this phase")
+    p.add_argument("--restate", action="store_true",
+                   help="only recompute OUT/summary.json's statistics (per condition and against pretrained) from "
+                        "OUT/sweep.json and each seed run's eval_best.json, training and evaluating nothing: for a "
+                        "suite whose checkpoints are gone when the statistics change")
     p.add_argument("--table", action="store_true",
                    help="only print OUT/summary.json as markdown tables (report.py puts the same tables into the "
                         "results READMEs)")
@@ -219,6 +223,9 @@ def main():
         except (ValueError, KeyError) as e:
             raise UserError(f"{args.out}/summary.json: {e}")
         return
+    if args.restate:
+        restate(Path(args.out))
+        return
     if args.task is None:
         raise UserError("--task is required (or pass --table)")
     task = tasks.module(args.task)
@@ -291,18 +298,49 @@ def search(args, record, conditions, scales, out):
             chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"]}
         grown = False
         for c in conditions:
-            lrs = sorted(grids[c], key=float)
-            i = LADDER.index(chosen[c]["lr"])
-            if chosen[c]["lr"] == lrs[-1] and i + 1 < len(LADDER) and extension < 2:
-                grids[c].append(LADDER[i + 1])
-                grown = True
-            elif chosen[c]["lr"] == lrs[0] and i > 0 and extension < 2:
-                grids[c].insert(0, LADDER[i - 1])
-                grown = True
+            if extension < 2:
+                grown |= extend_at_edges(grids[c], [r for r in record["search"] if r["condition"] == c])
         record["grids"] = {c: {**record["grids"][c], "lr": grids[c]} for c in conditions}
         if not grown:
             break
+    record["open_edges"] = open_edges(grids, record["search"], conditions)
     return chosen
+
+
+def best_rates(rows):
+    """The best learning rate of every input-scale choice among one condition's search rows."""
+    return {sc: min((r for r in rows if r["input_scale"] == sc), key=lambda r: r["val_error"])["lr"]
+            for sc in dict.fromkeys(r["input_scale"] for r in rows)}
+
+
+def extend_at_edges(grid, rows):
+    """Grow one condition's learning-rate grid by a ladder step beyond each end where the best rate of
+    any input-scale choice sits (the confirmation reruns every choice's best, so each needs a closed
+    grid, not only the overall winner). Returns whether the grid grew."""
+    lrs = sorted(grid, key=float)
+    grown = False
+    for lr in set(best_rates(rows).values()):
+        i = LADDER.index(lr)
+        if lr == lrs[-1] and i + 1 < len(LADDER) and LADDER[i + 1] not in grid:
+            grid.append(LADDER[i + 1])
+            grown = True
+        elif lr == lrs[0] and i > 0 and LADDER[i - 1] not in grid:
+            grid.insert(0, LADDER[i - 1])
+            grown = True
+    return grown
+
+
+def open_edges(grids, rows, conditions):
+    """Where a best rate still sits at an end of its grid after the extensions (the ladder or the
+    extension limit ran out): {condition: {input scale: lr}}, recorded in sweep.json and printed."""
+    out = {}
+    for c in conditions:
+        lrs = sorted(grids[c], key=float)
+        edge = {sc: lr for sc, lr in best_rates([r for r in rows if r["condition"] == c]).items() if lr in (lrs[0], lrs[-1])}
+        if edge:
+            out[c] = edge
+            print(f"warning: {c}: best learning rate at an end of its grid after the extensions: {edge}", flush=True)
+    return out
 
 
 def confirm(args, record, conditions, scales, out, chosen):
@@ -407,6 +445,31 @@ def summarise(args, per, chosen, seed_runs):
         if c != "pretrained":
             summary[task.COMPARISON][c] = task.versus_pretrained(args, by_key(per[c]), by_key(per["pretrained"]))
     return summary
+
+def restate(out):
+    """--restate: the summary's statistics recomputed from the per-run JSON; what they summarise (the
+    chosen settings, seeds, regimes, steps) is kept as the finished suite recorded it."""
+    for name in ("sweep.json", "summary.json"):
+        if not (out / name).is_file():
+            raise UserError(f"--restate: no {name} in {out}")
+    record, summary = tables.load(out / "sweep.json"), tables.load(out / "summary.json")
+    args = argparse.Namespace(**record["protocol"])
+    task = tasks.module(args.task)
+    head, keys, get = task.summary_values(args)
+    per = {}
+    for c, row in summary["conditions"].items():
+        files = [out / "runs" / f"{args.task}__{c}__{s}" / "eval_best.json" for s in row["seeds"]]
+        lost = [str(f) for f in files if not f.is_file()]
+        if lost:
+            raise UserError(f"--restate: no {', '.join(lost)}")
+        results = [tables.load(f) for f in files]
+        per[c] = {k: [get(r, k) for r in results] for k in keys}
+        row[head["values"]] = {k: stats.describe(per[c][k]) for k in keys}
+    if "pretrained" in per:
+        summary[task.COMPARISON] = {c: task.versus_pretrained(args, per[c], per["pretrained"]) for c in per if c != "pretrained"}
+    save_atomic(summary, out / "summary.json")
+    print(f"wrote {out / 'summary.json'}")
+
 
 if __name__ == "__main__":
     run_main(main)
