@@ -20,7 +20,8 @@ Kinds (each reads only JSON under --results):
             (ogbench/*/results.json, walker2d/**/results.json)
 
 A condition has one colour, marker and line style in every figure (readable in greyscale); each figure
-names its source JSON in small print.
+names its source JSON in small print, and <figure>.sources.json beside it records each source's
+sha256 and, for head ablations, the checkpoint each was measured on with its sha256.
 """
 import argparse
 import math
@@ -34,7 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import stats  # noqa: E402
 import tables  # noqa: E402
-from runs import REPO, UserError, run_main  # noqa: E402
+from runs import REPO, UserError, run_main, save_atomic, sources_record  # noqa: E402
 
 KINDS = ("heads", "curves", "lengths", "images", "control")
 PAPER_RULE90 = REPO / "data" / "paper" / "ca_rule90_length_curve.json"
@@ -115,6 +116,9 @@ def save(fig, out, name, sources, results, bottom=0.03):
     path = out / f"{name}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    # beside the picture, what it was drawn from: each JSON's sha256 and the checkpoints behind it
+    save_atomic({"figure": path.name, "sources": sources_record(sorted({str(s) for s in sources}))},
+                out / f"{name}.sources.json")
     return path
 
 
