@@ -8,17 +8,21 @@ held-out evaluation and a summary with bootstrap CIs. Resumable: run it again an
 1. search (seed 0, --search-steps): every condition gets a 3-value learning-rate grid (the fully
    trainable scratch model its own, lower grid) crossed with the input-scale choices (--input-scales,
    default auto and learn) for every condition that has an input scale. The winner is the lowest error at --select-len on
-   the validation stream (seed + 1) at the end of the short run. A condition whose winning rate is
-   at an end of its grid gets the next rate beyond it (x ~3.3), up to twice, so no condition is held
-   back by where its grid happened to stop. Every search run is kept.
-   With --confirm, each condition's best learning rate for every input-scale choice is then rerun
-   on seed 0 for --steps (the seed budget) and the setting is chosen again on validation at that
-   budget: a short search can favour a setting that starts fast and plateaus.
+   the validation stream (seed + 1) at the end of the short run. Wherever the best rate of any
+   input-scale choice of a condition is at an end of its grid, that grid gets the next rate beyond
+   it (x ~3.3), again until no best rate sits at an end (or the ladder ends: sweep.json's
+   open_edges), so no condition is held back by where its grid happened to stop. Every search run
+   is kept. With --confirm, each condition's best learning rate for every input-scale choice and its
+   two ladder neighbours are then rerun on seed 0 for --steps (the seed budget) and the setting is
+   chosen again on validation at that budget: a short search can favour a rate that starts fast and
+   plateaus (cost: up to 3 x input-scale choices full-length runs per condition).
 2. seeds (--steps, fixed in advance): each condition at its winning setting, seeds 0..n-1
    (pretrained and random-init: 3, the other controls: 2).
 3. evaluate: best.pt of every seed on the held-out stream (seed + 2, --eval-samples-final sequences
-   per length), then OUT/summary.json: mean, std, bootstrap 95% CI per condition and length, and
-   the mean over seeds of per-seed ratios control/pretrained (seeds paired by index) with a CI.
+   per length), then OUT/summary.json: mean, std, range and bootstrap 95% CI per condition and
+   length, and control/pretrained as the ratio of the means and the geometric mean of per-seed
+   ratios (seeds paired by index; a zero pretrained error at its binomial bound, stats.error_ratios).
+   --restate recomputes these statistics of a finished suite from its runs' eval_best.json.
 
 Images (--task images --dataset D --patch P): the same three phases; the search and best.pt use the
 validation error rate (1 - accuracy), the summary reports test accuracy and the mean over seeds of
@@ -120,9 +124,10 @@ def get_parser():
     p.add_argument("--search-steps", type=int, default=200, help="steps per search run (default 200)")
     p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
     p.add_argument("--confirm", action="store_true",
-                   help="after the search, rerun each condition's best learning rate for every input-scale choice on "
-                        "seed 0 for --steps and choose among them by validation at that budget (default: the short "
-                        "search decides alone)")
+                   help="after the search, rerun each condition's best learning rate and its two ladder neighbours "
+                        "for every input-scale choice on seed 0 for --steps and choose among them by validation at "
+                        "that budget. Cost: up to 3 x (input-scale choices) runs of --steps per condition, as many "
+                        "full-length runs as that many seeds (default: the short search decides alone)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences (images) per step (default 32)")
     p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps (default 50)")
@@ -343,14 +348,24 @@ def open_edges(grids, rows, conditions):
     return out
 
 
+def confirm_settings(rows, scales):
+    """The settings the confirmation reruns for one condition: for every input-scale choice, the
+    search's best learning rate and its two ladder neighbours (those on the ladder)."""
+    out = []
+    for sc in scales:
+        i = LADDER.index(best_rates([r for r in rows if r["input_scale"] == sc])[sc])
+        out += [(LADDER[j], sc) for j in (i - 1, i, i + 1) if 0 <= j < len(LADDER)]
+    return out
+
+
 def confirm(args, record, conditions, scales, out, chosen):
-    """1b. A short search can misjudge what a setting reaches at the full budget (a setting that
-    starts fast may plateau), so for every condition and input-scale choice the best learning rate
-    of the search is rerun on seed 0 for --steps, and the winner is chosen again on the same
-    validation stream. Fills record["confirm"]; returns the confirmed settings."""
-    top = {c: [min((r for r in record["search"] if r["condition"] == c and r["input_scale"] == sc),
-                   key=lambda r: r["val_error"]) for sc in scales(c)] for c in conditions}
-    runs = [(c, r["lr"], r["input_scale"]) for c in conditions for r in top[c]]
+    """1b. A short search can misjudge what a setting reaches at the full budget (a rate that starts
+    fast may plateau, a slower one may overtake it), so for every condition and input-scale choice
+    the search's best learning rate and its two ladder neighbours are rerun on seed 0 for --steps,
+    and the winner is chosen again on the same validation stream at that budget. Fills
+    record["confirm"]; returns the confirmed settings."""
+    rows = {c: [r for r in record["search"] if r["condition"] == c] for c in conditions}
+    runs = [(c, lr, sc) for c in conditions for lr, sc in confirm_settings(rows[c], scales(c))]
 
     def confirm_dir(c, lr, sc):
         """The run folder of one confirmation; a seed-0 run already trained at this setting and
@@ -365,10 +380,10 @@ def confirm(args, record, conditions, scales, out, chosen):
                 args.steps) for c, lr, sc in runs], args.jobs)
     # the best validation error over the run's evaluations: the checkpoint a seed run would keep
     best_of = lambda d: selection_error(d, args, best=True)
+    searched = lambda c, lr, sc: next((r["val_error"] for r in rows[c] if (r["lr"], r["input_scale"]) == (lr, sc)), None)
     record["confirm"] = [{"condition": c, "lr": lr, "input_scale": sc, "seed": 0, "steps": args.steps,
-                          "search_val_error": next(r["val_error"] for r in top[c] if (r["lr"], r["input_scale"]) == (lr, sc)),
-                          "val_error": best_of(confirm_dir(c, lr, sc)), "run": portable(confirm_dir(c, lr, sc))}
-                         for c, lr, sc in runs]
+                          "search_val_error": searched(c, lr, sc), "val_error": best_of(confirm_dir(c, lr, sc)),
+                          "run": portable(confirm_dir(c, lr, sc))} for c, lr, sc in runs]
     record["chosen_by_search"] = chosen
     chosen = {}
     for c in conditions:

@@ -148,8 +148,8 @@ def test_confirm_reruns_each_scales_best_rate_at_the_full_budget(gemma3_wide_ckp
         lrs = sorted(sweep["grids"]["pretrained"]["lr"], key=float)
         assert best not in (lrs[0], lrs[-1]) or best in (S.LADDER[0], S.LADDER[-1]), (scale, best, lrs)
         assert (best in (lrs[0], lrs[-1])) == (scale in sweep["open_edges"].get("pretrained", {}))
-    assert "3 x (input-scale choices)" in subprocess.run([sys.executable, "sweep.py", "--help"], cwd=REPO,
-                                                         capture_output=True, text=True).stdout.replace("\n", " ")
+    help_text = " ".join(subprocess.run([sys.executable, "sweep.py", "--help"], cwd=REPO, capture_output=True, text=True).stdout.split())
+    assert "Cost: up to 3 x (input-scale choices) runs of --steps per condition" in help_text     # the cost is stated
 
 
 def rows(c, scale, errors):
@@ -182,3 +182,32 @@ def test_confirmation_takes_each_scales_best_rate_and_its_ladder_neighbours():
     assert S.confirm_settings(search, ["auto", "1", "learn"]) == [
         ("1e-3", "auto"), ("3e-3", "auto"), ("1e-2", "auto"), ("3e-4", "1"), ("1e-3", "1"), ("3e-3", "1"),
         ("3e-2", "learn"), ("1e-1", "learn")]
+
+
+def test_restate_recomputes_a_finished_suites_statistics_from_its_runs(tmp_path):
+    """sweep.py --restate: a suite whose checkpoints are gone gets its summary's statistics rebuilt from
+    sweep.json and each seed run's eval_best.json, nothing trained or evaluated; the rest is kept."""
+    protocol = {"task": "mqar", "train_len": 6, "eval_lengths": "8", "track_lengths": "8", "select_len": 8,
+                "eval_samples": 16, "eval_samples_final": 4, "dataset": "mnist5k"}
+    (tmp_path / "sweep.json").write_text(json.dumps({"protocol": protocol}))
+    errors = {"pretrained": [0.0, 0.01], "random-init": [0.2, 0.1]}
+    for c, errs in errors.items():
+        for s, e in enumerate(errs):
+            run = tmp_path / "runs" / f"mqar__{c}__{s}"
+            run.mkdir(parents=True)
+            (run / "eval_best.json").write_text(json.dumps({"errors": {"8": e}}))
+    old = {"task": "mqar", "values": "errors", "chosen": {"kept": True},
+           "conditions": {c: {"n": 2, "seeds": [0, 1], "lr": "1e-2", "errors": {"8": {"mean": 9.0}}} for c in errors},
+           "ratios_to_pretrained": {"random-init": {"8": {"mean": 9.0}}}}
+    (tmp_path / "summary.json").write_text(json.dumps(old))
+    r = subprocess.run([sys.executable, "sweep.py", "--restate", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["chosen"] == {"kept": True} and s["conditions"]["random-init"]["lr"] == "1e-2"
+    e = s["conditions"]["random-init"]["errors"]["8"]
+    assert e["values"] == [0.2, 0.1] and e["range"] == [0.1, 0.2] and abs(e["mean"] - 0.15) < 1e-12
+    ratio = s["ratios_to_pretrained"]["random-init"]["8"]
+    assert abs(ratio["ratio_of_means"] - 0.15 / 0.005) < 1e-9 and ratio["value_lower_bound"] == [True, False]
+    (tmp_path / "runs" / "mqar__random-init__1" / "eval_best.json").unlink()
+    r = subprocess.run([sys.executable, "sweep.py", "--restate", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "mqar__random-init__1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
