@@ -284,12 +284,13 @@ def main():
 
 
 def search(args, record, conditions, scales, out):
-    """1. Seed 0, the same budget for every condition: the grid, then at most two extensions at an
-    edge. Fills record["search"] and record["grids"]; returns each condition's best setting."""
+    """1. Seed 0, the same budget for every condition: the grid, then extensions until no input-scale
+    choice of any condition has its best rate at an end of its grid (or the ladder ends). Fills
+    record["search"], record["grids"] and record["open_edges"]; returns each condition's best setting."""
     CONDS = conditions_of(args)
     folder = lambda c, lr, s: out / "search" / f"{c}__lr{lr}__scale-{s}"
     grids = {c: list(CONDS[c][2]) for c in conditions}
-    for extension in range(3):          # the grid itself, then at most two extensions at an edge
+    for _ in range(len(LADDER)):        # the grid, then one ladder step at each end a best rate sits on
         search = [(c, lr, s) for c in conditions for lr in grids[c] for s in scales(c)]
         train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, args.search_steps, folder(c, lr, s)),
                     args.search_steps) for c, lr, s in search], args.jobs)
@@ -303,8 +304,7 @@ def search(args, record, conditions, scales, out):
             chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"]}
         grown = False
         for c in conditions:
-            if extension < 2:
-                grown |= extend_at_edges(grids[c], [r for r in record["search"] if r["condition"] == c])
+            grown |= extend_at_edges(grids[c], [r for r in record["search"] if r["condition"] == c])
         record["grids"] = {c: {**record["grids"][c], "lr": grids[c]} for c in conditions}
         if not grown:
             break
@@ -336,8 +336,8 @@ def extend_at_edges(grid, rows):
 
 
 def open_edges(grids, rows, conditions):
-    """Where a best rate still sits at an end of its grid after the extensions (the ladder or the
-    extension limit ran out): {condition: {input scale: lr}}, recorded in sweep.json and printed."""
+    """Where a best rate still sits at an end of its grid after the extensions (the ladder ran out):
+    {condition: {input scale: lr}}, recorded in sweep.json and printed."""
     out = {}
     for c in conditions:
         lrs = sorted(grids[c], key=float)
