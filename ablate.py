@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 import model as M
 import stats
-from runs import (UserError, all_gather, condition_name, distributed, environment, finish_distributed,
-                  load_checkpoint, need_at_least, need_positive_float, portable, refuse_existing, run_main, save_atomic)
+from runs import (UserError, all_gather, condition_name, distributed, environment, file_sha256, finish_distributed,
+                  load_checkpoint, need_at_least, need_positive_float, portable, refuse_existing, run_main, save_atomic, sources_record)
 from runs import read_json, refuse_overwrite, seed_arg
 import tasks
 
@@ -40,7 +40,8 @@ def sweep(ckpt, opts, heads=None, keep_only=False):
     sign = -1 if meta["higher_is_better"] else 1  # impact > 0: the model got worse without the head
     t0 = time.time()
     intact, intact_detail = measure()
-    out = {"checkpoint": portable(ckpt), "config": cfg, "task": cfg["task"], **meta, "intact": intact, "intact_detail": intact_detail}
+    # the hash binds the analysis to the exact file it read: a later run written to the same path is another checkpoint
+    out = {"checkpoint": portable(ckpt), "checkpoint_sha256": file_sha256(ckpt), "config": cfg, "task": cfg["task"], **meta, "intact": intact, "intact_detail": intact_detail}
     if heads is not None:
         chosen = M.parse_heads(heads, body)
         if keep_only:
@@ -101,7 +102,8 @@ def joint(probe_file, ablation_files, probe_ratio=1.5, ablate_z=2.0, primitives=
                                    lambda imp: stats.top_by_z(imp, ablate_z))
     perm = stats.permutation_test(scores, impact, thresholds=thresholds, z_min=z_mins, n_perm=n_perm, seed=seed)
     per_task_top = {t: sorted(stats.top_by_z({t: v}, ablate_z)) for t, v in impact.items()}
-    return {"probe": portable(probe_file), "ablations": [portable(f) for f in ablation_files], "tasks": sorted(impact),
+    return {"probe": portable(probe_file), "probe_sha256": file_sha256(probe_file),
+            "ablations": [portable(f) for f in ablation_files], "read": sources_record(ablation_files), "tasks": sorted(impact),
             "rule": {"probe": f"copying score >= {probe_ratio}x the mean over the ablated heads",
                      "ablation": f"within-task z >= {ablate_z} on any task"},
             "both": main["heads"], "hypergeometric": main, "per_task_ablation_top": per_task_top,
@@ -137,7 +139,7 @@ def stability(ablation_files, n_perm=10000, seed=0):
                           "conditions": [a["condition"], b["condition"]], "seeds": [a["seed"], b["seed"]], **r,
                           "p_perm_within_layer": within["p_perm"]})
     kinds = ("same task, same condition", "same task, other condition", "across tasks")
-    return {"files": [s["file"] for s in sweeps], "heads": heads, "pairs": pairs,
+    return {"files": [s["file"] for s in sweeps], "read": sources_record(ablation_files), "heads": heads, "pairs": pairs,
             "null": "p_perm: head labels shuffled over all heads; p_perm_within_layer: shuffled within each layer",
             "mean_rho": {k: float(sum(p["rho"] for p in pairs if p["kind"] == k) / max(1, sum(p["kind"] == k for p in pairs)))
                          for k in kinds if any(p["kind"] == k for p in pairs)}}

@@ -11,17 +11,18 @@ Kinds (each reads only JSON under --results):
             (heads/ablate_<task>_<condition>_s<seed>.json, probe/probe_*.json, heads/joint_*.json)
   curves    validation metric against step for every condition of a suite: mean over seeds, the seed
             range shaded (<suite>/runs/*/results.json; token tasks on a log scale)
-  lengths   held-out per-bit error against length per condition with bootstrap CIs, the no-learning
-            floor (tasks/floors.py) and the training edge marked; rule90 beside the paper's Table B.6
-            (data/paper, Gemma 4 31B) (<suite>/summary.json)
-  images    test accuracy per condition with CIs, FPT's numbers as reference lines (images/summary.json);
+  lengths   held-out per-bit error against length per condition with the seeds' range (a bootstrap
+            CI from 5 seeds), the no-learning floor (tasks/floors.py) and the training edge marked; rule90
+            beside the paper's Table B.6 (data/paper, Gemma 4 31B) (<suite>/summary.json)
+  images    test accuracy per condition with the seeds' range, FPT's numbers as reference lines (images/summary.json);
             the long bridge's random-label curves and per-seed test accuracy without and with it
             (images/summary_bridge_long.json, when present)
   control   OGBench success rate and Walker2d normalised score against step, with published references
             (ogbench/*/results.json, walker2d/**/results.json)
 
 A condition has one colour, marker and line style in every figure (readable in greyscale); each figure
-names its source JSON in small print.
+names its source JSON in small print, and <figure>.sources.json beside it records each source's
+sha256 and, for head ablations, the checkpoint each was measured on with its sha256.
 """
 import argparse
 import math
@@ -35,7 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 import stats  # noqa: E402
 import tables  # noqa: E402
-from runs import REPO, UserError, run_main  # noqa: E402
+from runs import REPO, UserError, run_main, save_atomic, sources_record  # noqa: E402
 from tasks.tokens import get_task  # noqa: E402
 
 KINDS = ("heads", "curves", "lengths", "images", "control")
@@ -117,7 +118,21 @@ def save(fig, out, name, sources, results, bottom=0.03):
     path = out / f"{name}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    # beside the picture, what it was drawn from: each JSON's sha256 and the checkpoints behind it
+    save_atomic({"figure": path.name, "sources": sources_record(sorted({str(s) for s in sources}))},
+                out / f"{name}.sources.json")
     return path
+
+
+SPREAD = f"bars: range over seeds, or bootstrap 95% CI from {tables.FEW_SEEDS} seeds"
+
+
+def spread(d):
+    """Error-bar ends of a stats.describe entry: the range below tables.FEW_SEEDS seeds (a bootstrap
+    interval over three values is little more than it), the bootstrap 95% CI from there on."""
+    if len(d["values"]) < tables.FEW_SEEDS:
+        return min(d["values"]), max(d["values"])
+    return d["ci95"][0], d["ci95"][1]
 
 
 # ----------------------------------------------------------------------------- heads
@@ -272,8 +287,8 @@ def length_figures(results, out):
             lengths = sorted(field(row, "errors", where=str(f)), key=int)
             x = [int(L) for L in lengths]
             mean = [row["errors"][L]["mean"] for L in lengths]
-            err = [[m - row["errors"][L]["ci95"][0] for L, m in zip(lengths, mean)],
-                   [row["errors"][L]["ci95"][1] - m for L, m in zip(lengths, mean)]]
+            bars = [spread(row["errors"][L]) for L in lengths]
+            err = [[m - lo for (lo, _), m in zip(bars, mean)], [hi - m for (_, hi), m in zip(bars, mean)]]
             colour, marker, line = style(cond)
             ax.errorbar(x, mean, yerr=err, color=colour, marker=marker, linestyle=line, capsize=2,
                         label=f"{cond} (n={row['n']})")
@@ -297,7 +312,7 @@ def length_figures(results, out):
         ax.axhline(0.5, color="#bbbbbb", linewidth=0.8, linestyle="--")
         ax.set_xlabel(f"length ({get_task(suite.name).LENGTH_UNIT})")
         ax.set_ylabel("held-out per-bit error (chance 0.5)")
-        ax.set_title(f"{suite.name}: length generalisation (mean over seeds, bootstrap 95% CI)", fontsize=9)
+        ax.set_title(f"{suite.name}: length generalisation (mean over seeds; {SPREAD})", fontsize=9)
         ax.legend(fontsize=6)
         written.append(save(fig, out, f"lengths_{suite.name}", sources, results))
     demo = sorted((results / "demo").glob("*/results.json")) if (results / "demo").is_dir() else []
@@ -333,7 +348,8 @@ def image_figures(results, out):
     for i, (cond, row) in enumerate(conds.items()):
         d = field(row, "accuracy", "test", where=str(f))
         colour, marker, _ = style(cond)
-        ax.errorbar([i], [d["mean"]], yerr=[[d["mean"] - d["ci95"][0]], [d["ci95"][1] - d["mean"]]], color=colour,
+        lo, hi = spread(d)
+        ax.errorbar([i], [d["mean"]], yerr=[[d["mean"] - lo], [hi - d["mean"]]], color=colour,
                     marker=marker, markersize=7, capsize=3)
         ax.scatter([i] * len(d["values"]), d["values"], color=colour, s=8, alpha=0.5)
     for j, (name, value) in enumerate(ANCHORS["images"]):
@@ -342,7 +358,7 @@ def image_figures(results, out):
     scale = lambda r: "" if r.get("input_scale") in (None, "auto") else f", scale {r['input_scale']}"
     ax.set_xticks(range(len(conds)), [f"{c}\n(n={r['n']}{scale(r)})" for c, r in conds.items()], fontsize=7, rotation=20)
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"images ({s.get('dataset', '?')}): test accuracy per condition, mean and bootstrap 95% CI", fontsize=9)
+    ax.set_title(f"images ({s.get('dataset', '?')}): test accuracy per condition, mean; {SPREAD}", fontsize=9)
     written = [save(fig, out, "images_accuracy", [f], results)]
     fb = results / "images" / "summary_bridge_long.json"
     return written + ([bridge_figure(fb, out, results)] if fb.is_file() else [])

@@ -383,6 +383,23 @@ def file_sha256(path):
     return h.hexdigest()
 
 
+def sources_record(files):
+    """What an analysis (or a figure) built from results JSON records about what it read: each
+    file's sha256, and where the file is an analysis of a checkpoint (ablate.py), the checkpoint
+    it names with that checkpoint's sha256 (None for a file written before ablate.py recorded it:
+    such an analysis cannot show which checkpoint it is about)."""
+    out = []
+    for f in files:
+        try:
+            d = json.loads(Path(f).read_text())
+        except (ValueError, UnicodeDecodeError):
+            d = None
+        d = d if isinstance(d, dict) else {}
+        out.append({"file": portable(f), "sha256": file_sha256(f), "checkpoint": d.get("checkpoint"),
+                    "checkpoint_sha256": d.get("checkpoint_sha256")})
+    return out
+
+
 def need_at_least(args, minimum, *names):
     """One line per bad value: --steps 0, --batch-size -1 and friends."""
     for name in names:

@@ -12,6 +12,7 @@ Contents, top to bottom:
   3. the joint-coincidence test and its multiplicity-aware permutation version
   4. generic helpers: Spearman, paired t, exact McNemar, bootstrap CI, mean/std
   5. summaries over a few training seeds: t interval, per-seed differences with a paired t over seeds
+  6. ratios of error rates over seeds: ratio of means, geometric mean, exact bounds for zero errors
 
 Where scipy.stats has the test it is the implementation (hypergeometric tail, Spearman, paired t,
 exact binomial, bootstrap); what scipy lacks is written here: the joint-coincidence permutation
@@ -285,11 +286,13 @@ def mean_std(values):
 
 
 def describe(values):
-    """Mean, sample std, bootstrap 95% CI of the mean (10,000 resamples, seed 0) and the values: the
-    summary every results JSON gives over seeds."""
+    """Mean, sample std, bootstrap 95% CI of the mean (10,000 resamples, seed 0), the range and the
+    values: the summary every results JSON gives over seeds. With fewer than five values the
+    bootstrap interval is little more than their range, so tables quote the range there."""
     mean, std = mean_std(values)
     _, lo, hi = bootstrap_ci(values, n_boot=10000, seed=0)
-    return {"mean": mean, "std": std, "ci95": [lo, hi], "values": list(values)}
+    return {"mean": mean, "std": std, "ci95": [lo, hi], "range": [float(min(values)), float(max(values))],
+            "values": list(values)}
 
 
 def spearman_permutation(x, y, n_perm=10000, seed=0, groups=None):
@@ -353,4 +356,46 @@ def paired_over_seeds(reference, other, names=("reference", "other")):
     ci = out["ci95"]
     out["verdict"] = ("one seed: no test" if ci is None else f"{names[0]} ahead" if ci[0] > 0 else f"{names[1]} ahead" if ci[1] < 0
                       else "not separated")
+
+
+# 6. ratios of error rates over seeds
+
+
+def binomial_upper(k, n, alpha=0.05):
+    """Exact one-sided (1 - alpha) upper bound of an error rate seen as k wrong out of n scored
+    (Clopper-Pearson's one-sided end; for k = 0 it is 1 - alpha^(1/n), about 3/n at 95%)."""
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError("binomial_upper needs 0 <= k <= n and n >= 1")
+    return 1.0 if k == n else float(sps.beta.ppf(1 - alpha, k + 1, n - k))
+
+
+def error_ratios(control, reference, scored, alpha=0.05):
+    """How many times a control's error rate is the reference's, over seeds paired by index.
+
+    control, reference: per-seed error rates; scored: bits (or items) behind each rate. A reference
+    seed that made no error has no finite ratio: its error is replaced by the exact one-sided
+    (1 - alpha) binomial upper bound from the bits it scored, so its ratio is a lower bound and is
+    flagged. Reported: the ratio of the means (pooled errors; bounded the same way when the
+    reference made no error on any seed), the geometric mean of the per-seed ratios, and the range
+    of the per-seed ratios (with a handful of seeds a resampling interval is only their range, so
+    none is given; a bootstrap interval of the geometric mean is added from five seeds on)."""
+    n = min(len(control), len(reference))
+    if n < 1:
+        raise ValueError("error_ratios needs at least one pair")
+    c, r = np.asarray(control[:n], dtype=float), np.asarray(reference[:n], dtype=float)
+    bound = binomial_upper(0, scored, alpha)
+    zero = r == 0
+    per_seed = c / np.where(zero, bound, r)
+    pooled_zero = bool(zero.all())
+    ratio_of_means = float(c.mean() / (binomial_upper(0, n * scored, alpha) if pooled_zero else r.mean()))
+    geo = 0.0 if (per_seed == 0).any() else float(np.exp(np.log(per_seed).mean()))
+    out = {"ratio_of_means": ratio_of_means, "ratio_of_means_lower_bound": pooled_zero,
+           "difference_of_means": float(c.mean() - r.mean()),
+           "geometric_mean": geo, "geometric_mean_lower_bound": bool(zero.any()),
+           "values": per_seed.tolist(), "value_lower_bound": zero.tolist(), "n": n,
+           "range": [float(per_seed.min()), float(per_seed.max())],
+           "zero_error_bound": {"scored": int(scored), "alpha": alpha, "one_sided_upper": bound}}
+    if n >= 5 and geo > 0:
+        _, lo, hi = bootstrap_ci(np.log(per_seed))
+        out["geometric_mean_ci95"] = [float(np.exp(lo)), float(np.exp(hi))]
     return out

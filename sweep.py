@@ -8,12 +8,14 @@ held-out evaluation and a summary with bootstrap CIs. Resumable: run it again an
 1. search (seed 0, --search-steps): every condition gets a 3-value learning-rate grid (the fully
    trainable scratch model its own, lower grid) crossed with the input-scale choices (--input-scales,
    default auto, learn and 1) for every condition that has an input scale. The winner is the lowest error at --select-len on
-   the validation stream (seed + 1) at the end of the short run. A condition whose winning rate is
-   at an end of its grid gets the next rate beyond it (x ~3.3), up to twice, so no condition is held
-   back by where its grid happened to stop. Every search run is kept.
-   With --confirm, each condition's best learning rate for every input-scale choice is then rerun
-   on seed 0 for --steps (the seed budget) and the setting is chosen again on validation at that
-   budget: a short search can favour a setting that starts fast and plateaus.
+   the validation stream (seed + 1) at the end of the short run. Wherever the best rate of any
+   input-scale choice of a condition is at an end of its grid, that grid gets the next rate beyond
+   it (x ~3.3), again until no best rate sits at an end (or the ladder ends: sweep.json's
+   open_edges), so no condition is held back by where its grid happened to stop. Every search run
+   is kept. With --confirm, each condition's best learning rate for every input-scale choice and its
+   two ladder neighbours are then rerun on seed 0 for --steps (the seed budget) and the setting is
+   chosen again on validation at that budget: a short search can favour a rate that starts fast and
+   plateaus (cost: up to 3 x input-scale choices full-length runs per condition).
    Token tasks: no choice from noise. A condition whose chosen validation error (the lowest of all
    its search and confirmation looked at) does not beat the task's no-learning floor at --select-len
    by a clear margin (tasks/floors.py: what a query- or data-blind predictor could reach by luck
@@ -22,8 +24,10 @@ held-out evaluation and a summary with bootstrap CIs. Resumable: run it again an
 2. seeds (--steps, fixed in advance): each condition at its winning setting, seeds 0..n-1
    (pretrained and random-init: 3, the other controls: 2).
 3. evaluate: best.pt of every seed on the held-out stream (seed + 2, --eval-samples-final sequences
-   per length), then OUT/summary.json: mean, std, bootstrap 95% CI per condition and length, and
-   the mean over seeds of per-seed ratios control/pretrained (seeds paired by index) with a CI.
+   per length), then OUT/summary.json: mean, std, range and bootstrap 95% CI per condition and
+   length, and control/pretrained as the ratio of the means and the geometric mean of per-seed
+   ratios (seeds paired by index; a zero pretrained error at its binomial bound, stats.error_ratios).
+   --restate recomputes these statistics of a finished suite from its runs' eval_best.json.
 
 Images (--task images --dataset D --patch P): the same three phases; the search and best.pt use the
 validation error rate (1 - accuracy), the summary reports test accuracy and the mean over seeds of
@@ -128,9 +132,10 @@ def get_parser():
     p.add_argument("--search-steps", type=int, default=200, help="steps per search run (default 200)")
     p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
     p.add_argument("--confirm", action="store_true",
-                   help="after the search, rerun each condition's best learning rate for every input-scale choice on "
-                        "seed 0 for --steps and choose among them by validation at that budget (default: the short "
-                        "search decides alone)")
+                   help="after the search, rerun each condition's best learning rate and its two ladder neighbours "
+                        "for every input-scale choice on seed 0 for --steps and choose among them by validation at "
+                        "that budget. Cost: up to 3 x (input-scale choices) runs of --steps per condition, as many "
+                        "full-length runs as that many seeds (default: the short search decides alone)")
     p.add_argument("--floor-check", action=argparse.BooleanOptionalAction, default=True,
                    help="token tasks: give no seeds to a condition whose chosen validation error does not beat the "
                         "no-learning floor by the margin of tasks/floors.py (default on; --no-floor-check seeds it "
@@ -143,6 +148,10 @@ def get_parser():
     p.add_argument("--compile", action="store_true", help="every run with train.py --compile (held-out evaluation follows)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each (default 2)")
     p.add_argument("--phase", default="all", choices=("search", "seeds", "evaluate", "all"), help="stop after this phase")
+    p.add_argument("--restate", action="store_true",
+                   help="only recompute OUT/summary.json's statistics (per condition and against pretrained) from "
+                        "OUT/sweep.json and each seed run's eval_best.json, training and evaluating nothing: for a "
+                        "suite whose checkpoints are gone when the statistics change")
     p.add_argument("--table", action="store_true",
                    help="only print OUT/summary.json as markdown tables (report.py puts the same tables into the "
                         "results READMEs)")
@@ -247,6 +256,9 @@ def main():
         except (ValueError, KeyError) as e:
             raise UserError(f"{args.out}/summary.json: {e}")
         return
+    if args.restate:
+        restate(Path(args.out))
+        return
     if args.task is None:
         raise UserError("--task is required (or pass --table)")
     task = tasks.module(args.task)
@@ -320,12 +332,13 @@ def refuse_shrinking(out, conditions):
 
 
 def search(args, record, conditions, scales, out):
-    """1. Seed 0, the same budget for every condition: the grid, then at most two extensions at an
-    edge. Fills record["search"] and record["grids"]; returns each condition's best setting."""
+    """1. Seed 0, the same budget for every condition: the grid, then extensions until no input-scale
+    choice of any condition has its best rate at an end of its grid (or the ladder ends). Fills
+    record["search"], record["grids"] and record["open_edges"]; returns each condition's best setting."""
     CONDS = conditions_of(args)
     folder = lambda c, lr, s: out / "search" / f"{c}__lr{lr}__scale-{s}"
     grids = {c: list(CONDS[c][2]) for c in conditions}
-    for extension in range(3):          # the grid itself, then at most two extensions at an edge
+    for _ in range(len(LADDER)):        # the grid, then one ladder step at each end a best rate sits on
         search = [(c, lr, s) for c in conditions for lr in grids[c] for s in scales(c)]
         train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, args.search_steps, folder(c, lr, s)),
                     args.search_steps) for c, lr, s in search], args.jobs)
@@ -339,28 +352,68 @@ def search(args, record, conditions, scales, out):
             chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"]}
         grown = False
         for c in conditions:
-            lrs = sorted(grids[c], key=float)
-            i = LADDER.index(chosen[c]["lr"])
-            if chosen[c]["lr"] == lrs[-1] and i + 1 < len(LADDER) and extension < 2:
-                grids[c].append(LADDER[i + 1])
-                grown = True
-            elif chosen[c]["lr"] == lrs[0] and i > 0 and extension < 2:
-                grids[c].insert(0, LADDER[i - 1])
-                grown = True
+            grown |= extend_at_edges(grids[c], [r for r in record["search"] if r["condition"] == c])
         record["grids"] = {c: {**record["grids"][c], "lr": grids[c]} for c in conditions}
         if not grown:
             break
+    record["open_edges"] = open_edges(grids, record["search"], conditions)
     return chosen
 
 
+def best_rates(rows):
+    """The best learning rate of every input-scale choice among one condition's search rows."""
+    return {sc: min((r for r in rows if r["input_scale"] == sc), key=lambda r: r["val_error"])["lr"]
+            for sc in dict.fromkeys(r["input_scale"] for r in rows)}
+
+
+def extend_at_edges(grid, rows):
+    """Grow one condition's learning-rate grid by a ladder step beyond each end where the best rate of
+    any input-scale choice sits (the confirmation reruns every choice's best, so each needs a closed
+    grid, not only the overall winner). Returns whether the grid grew."""
+    lrs = sorted(grid, key=float)
+    grown = False
+    for lr in set(best_rates(rows).values()):
+        i = LADDER.index(lr)
+        if lr == lrs[-1] and i + 1 < len(LADDER) and LADDER[i + 1] not in grid:
+            grid.append(LADDER[i + 1])
+            grown = True
+        elif lr == lrs[0] and i > 0 and LADDER[i - 1] not in grid:
+            grid.insert(0, LADDER[i - 1])
+            grown = True
+    return grown
+
+
+def open_edges(grids, rows, conditions):
+    """Where a best rate still sits at an end of its grid after the extensions (the ladder ran out):
+    {condition: {input scale: lr}}, recorded in sweep.json and printed."""
+    out = {}
+    for c in conditions:
+        lrs = sorted(grids[c], key=float)
+        edge = {sc: lr for sc, lr in best_rates([r for r in rows if r["condition"] == c]).items() if lr in (lrs[0], lrs[-1])}
+        if edge:
+            out[c] = edge
+            print(f"warning: {c}: best learning rate at an end of its grid after the extensions: {edge}", flush=True)
+    return out
+
+
+def confirm_settings(rows, scales):
+    """The settings the confirmation reruns for one condition: for every input-scale choice, the
+    search's best learning rate and its two ladder neighbours (those on the ladder)."""
+    out = []
+    for sc in scales:
+        i = LADDER.index(best_rates([r for r in rows if r["input_scale"] == sc])[sc])
+        out += [(LADDER[j], sc) for j in (i - 1, i, i + 1) if 0 <= j < len(LADDER)]
+    return out
+
+
 def confirm(args, record, conditions, scales, out, chosen):
-    """1b. A short search can misjudge what a setting reaches at the full budget (a setting that
-    starts fast may plateau), so for every condition and input-scale choice the best learning rate
-    of the search is rerun on seed 0 for --steps, and the winner is chosen again on the same
-    validation stream. Fills record["confirm"]; returns the confirmed settings."""
-    top = {c: [min((r for r in record["search"] if r["condition"] == c and r["input_scale"] == sc),
-                   key=lambda r: r["val_error"]) for sc in scales(c)] for c in conditions}
-    runs = [(c, r["lr"], r["input_scale"]) for c in conditions for r in top[c]]
+    """1b. A short search can misjudge what a setting reaches at the full budget (a rate that starts
+    fast may plateau, a slower one may overtake it), so for every condition and input-scale choice
+    the search's best learning rate and its two ladder neighbours are rerun on seed 0 for --steps,
+    and the winner is chosen again on the same validation stream at that budget. Fills
+    record["confirm"]; returns the confirmed settings."""
+    rows = {c: [r for r in record["search"] if r["condition"] == c] for c in conditions}
+    runs = [(c, lr, sc) for c in conditions for lr, sc in confirm_settings(rows[c], scales(c))]
 
     def confirm_dir(c, lr, sc):
         """The run folder of one confirmation; a seed-0 run already trained at this setting and
@@ -375,10 +428,10 @@ def confirm(args, record, conditions, scales, out, chosen):
                 args.steps) for c, lr, sc in runs], args.jobs)
     # the best validation error over the run's evaluations: the checkpoint a seed run would keep
     best_of = lambda d: selection_error(d, args, best=True)
+    searched = lambda c, lr, sc: next((r["val_error"] for r in rows[c] if (r["lr"], r["input_scale"]) == (lr, sc)), None)
     record["confirm"] = [{"condition": c, "lr": lr, "input_scale": sc, "seed": 0, "steps": args.steps,
-                          "search_val_error": next(r["val_error"] for r in top[c] if (r["lr"], r["input_scale"]) == (lr, sc)),
-                          "val_error": best_of(confirm_dir(c, lr, sc)), "run": portable(confirm_dir(c, lr, sc))}
-                         for c, lr, sc in runs]
+                          "search_val_error": searched(c, lr, sc), "val_error": best_of(confirm_dir(c, lr, sc)),
+                          "run": portable(confirm_dir(c, lr, sc))} for c, lr, sc in runs]
     record["chosen_by_search"] = chosen
     chosen = {}
     for c in conditions:
@@ -486,6 +539,31 @@ def summarise(args, per, chosen, seed_runs):
         if c != "pretrained":
             summary[task.COMPARISON][c] = task.versus_pretrained(args, by_key(per[c]), by_key(per["pretrained"]))
     return summary
+
+def restate(out):
+    """--restate: the summary's statistics recomputed from the per-run JSON; what they summarise (the
+    chosen settings, seeds, regimes, steps) is kept as the finished suite recorded it."""
+    for name in ("sweep.json", "summary.json"):
+        if not (out / name).is_file():
+            raise UserError(f"--restate: no {name} in {out}")
+    record, summary = tables.load(out / "sweep.json"), tables.load(out / "summary.json")
+    args = argparse.Namespace(**record["protocol"])
+    task = tasks.module(args.task)
+    head, keys, get = task.summary_values(args)
+    per = {}
+    for c, row in summary["conditions"].items():
+        files = [out / "runs" / f"{args.task}__{c}__{s}" / "eval_best.json" for s in row["seeds"]]
+        lost = [str(f) for f in files if not f.is_file()]
+        if lost:
+            raise UserError(f"--restate: no {', '.join(lost)}")
+        results = [tables.load(f) for f in files]
+        per[c] = {k: [get(r, k) for r in results] for k in keys}
+        row[head["values"]] = {k: stats.describe(per[c][k]) for k in keys}
+    if "pretrained" in per:
+        summary[task.COMPARISON] = {c: task.versus_pretrained(args, per[c], per["pretrained"]) for c in per if c != "pretrained"}
+    save_atomic(summary, out / "summary.json")
+    print(f"wrote {out / 'summary.json'}")
+
 
 if __name__ == "__main__":
     run_main(main)

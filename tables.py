@@ -33,8 +33,26 @@ def lookup(obj, dotted):
     return obj
 
 
-def ci(d, fmt="{:.4f}"):
-    return f"{fmt.format(d['mean'])} [{fmt.format(d['ci95'][0])}, {fmt.format(d['ci95'][1])}]"
+FEW_SEEDS = 5      # below this a bootstrap interval over seeds is only their range: the range is shown
+
+
+def spread(d, fmt="{:.4f}"):
+    """A stats.describe entry as its mean and, labelled, the range (fewer than FEW_SEEDS values) or
+    the bootstrap 95% CI."""
+    if len(d["values"]) < FEW_SEEDS:
+        lo, hi = d.get("range") or [min(d["values"]), max(d["values"])]
+        return f"{fmt.format(d['mean'])} (range {fmt.format(lo)} to {fmt.format(hi)})"
+    return f"{fmt.format(d['mean'])} (95% CI {fmt.format(d['ci95'][0])} to {fmt.format(d['ci95'][1])})"
+
+
+def ratio_cell(r):
+    """One stats.error_ratios entry: ratio of means; geometric mean [range], ">=" where a zero error
+    was replaced by its binomial upper bound (the ratio is then a lower bound)."""
+    ge = lambda flag: ">= " if flag else ""
+    g = f"{ge(r['geometric_mean_lower_bound'])}{r['geometric_mean']:.1f}"
+    if "geometric_mean_ci95" in r:
+        g += f" (95% CI {r['geometric_mean_ci95'][0]:.1f} to {r['geometric_mean_ci95'][1]:.1f})"
+    return f"{ge(r['ratio_of_means_lower_bound'])}{r['ratio_of_means']:.1f}; {g} [{r['range'][0]:.1f} to {r['range'][1]:.1f}]"
 
 
 def summary_tables(summary):
@@ -48,19 +66,16 @@ def summary_tables(summary):
              "|---|---|---|---|---|" + "---|" * len(keys)]
     for c, row in conds.items():
         lines.append(f"| {c} | {row['trainable_params']:,} | {row['lr']} | {row['input_scale']} | {row['n']} | "
-                     + " | ".join(ci(row[what][k]) for k in keys) + " |")
+                     + " | ".join(spread(row[what][k]) for k in keys) + " |")
     lines += floor_rows(summary, keys)
     if what == "accuracy":
         lines += ["", "| pretrained - condition, test accuracy (mean of per-seed differences) | |", "|---|---|"]
         for c, d in summary["differences_to_pretrained"].items():
-            lines.append(f"| pretrained - {c} | {ci(d['test'])} |")
+            lines.append(f"| pretrained - {c} | {spread(d['test'])} |")
         return "\n".join(lines)
-    lines += ["", "| ratio to pretrained (mean of per-seed ratios) | " + " | ".join(head) + " |",
-              "|---|" + "---|" * len(keys)]
+    lines += ["", "| error / pretrained error: ratio of means; geometric mean of per-seed ratios [their range] | " + " | ".join(head) + " |", "|---|" + "---|" * len(keys)]
     for c, per_len in summary["ratios_to_pretrained"].items():
-        # ">=": a pretrained seed made no error at all, counted as one wrong bit
-        lines.append(f"| {c} / pretrained | " + " | ".join((">= " if per_len[L].get("lower_bound") else "")
-                                                          + ci(per_len[L], "{:.1f}") for L in keys) + " |")
+        lines.append(f"| {c} / pretrained | " + " | ".join(ratio_cell(per_len[L]) for L in keys) + " |")
     return "\n".join(lines)
 
 
@@ -152,13 +167,15 @@ def search_table(sweep):
 
 
 def confirm_table(sweep):
-    """sweep.py --confirm: each condition's best learning rate per input-scale choice, rerun on seed 0 at
-    the full budget; the error the short search saw beside the error at the end, the final choice in bold."""
-    lines = ["| condition | lr | input scale | search error | full-budget error |", "|---|---|---|---|---|"]
+    """sweep.py --confirm: each condition's best learning rate per input-scale choice and its ladder
+    neighbours, rerun on seed 0 at the full budget; the error the short search saw (- where it never
+    ran that rate) beside the best validation error of the full-budget run, the final choice in bold."""
+    lines = ["| condition | lr | input scale | search error | full-budget error (best evaluation) |", "|---|---|---|---|---|"]
     for r in sweep["confirm"]:
         chosen = sweep["chosen"][r["condition"]]
         mark = "**" if (r["lr"], r["input_scale"]) == (chosen["lr"], chosen["input_scale"]) else ""
-        lines.append(f"| {r['condition']} | {r['lr']} | {r['input_scale']} | {r['search_val_error']:.4f} "
+        searched = "-" if r["search_val_error"] is None else f"{r['search_val_error']:.4f}"
+        lines.append(f"| {r['condition']} | {r['lr']} | {r['input_scale']} | {searched} "
                      f"| {mark}{r['val_error']:.4f}{mark} |")
     return "\n".join(lines)
 
@@ -208,8 +225,8 @@ def bridge_table(compare):
     lines += ["", "| condition | seeds | every bridge reached its criterion | test, bridged | test, unbridged "
               "| bridged - unbridged (mean of per-seed differences) |", "|---|---|---|---|---|---|"]
     for c, row in compare["conditions"].items():
-        lines.append(f"| {c} | {row['n']} | {'yes' if row['all_bridges_reached'] else 'no'} | {ci(row['test'], '{:.3f}')} | "
-                     f"{ci(row['unbridged_test'], '{:.3f}')} | {ci(row['bridged_minus_unbridged'], '{:+.3f}')} |")
+        lines.append(f"| {c} | {row['n']} | {'yes' if row['all_bridges_reached'] else 'no'} | {spread(row['test'], '{:.3f}')} | "
+                     f"{spread(row['unbridged_test'], '{:.3f}')} | {spread(row['bridged_minus_unbridged'], '{:+.3f}')} |")
     return "\n".join(lines)
 
 

@@ -215,16 +215,13 @@ def summary_values(args):
 
 
 def versus_pretrained(args, values, reference):
-    """Per length, the mean over seeds of control / pretrained (seeds paired by index) with a bootstrap
-    CI. values, reference: {length: [per-seed error]}. A pretrained seed with no error at all counts
-    as one wrong bit, so its ratio is a lower bound and is flagged, not an infinity."""
-    out = {}
-    for L in values:
-        one_error = 1 / scored_bits(args.task, int(L), args.eval_samples_final)
-        n = min(len(values[L]), len(reference[L]))
-        ratios = [values[L][i] / max(reference[L][i], one_error) for i in range(n)]
-        out[L] = {**stats.describe(ratios), "lower_bound": any(reference[L][i] == 0 for i in range(n))}
-    return out
+    """Per length, control error / pretrained error over seeds paired by index (stats.error_ratios:
+    ratio of means, geometric mean of per-seed ratios, their range). values, reference: {length:
+    [per-seed error]}. A pretrained seed with no error at all gets the exact one-sided 95% binomial
+    upper bound on its error from the bits it scored, so its ratio and the geometric mean are lower
+    bounds, flagged, never an infinity."""
+    return {L: stats.error_ratios(values[L], reference[L], scored_bits(args.task, int(L), args.eval_samples_final))
+            for L in values}
 
 
 def scored_bits(task_name, length, samples):

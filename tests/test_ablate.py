@@ -26,6 +26,8 @@ def test_sweep_every_head(trained):
     assert r["heads"][top]["delta"] == max(deltas)
     for key in ("intact", "config", "eval_seed", "git_commit", "wall_time_s"):
         assert key in r
+    from runs import file_sha256
+    assert r["checkpoint_sha256"] == file_sha256(trained / "best.pt")     # bound to the exact file it read
 
 
 def test_set_and_keep_only(trained):
@@ -56,6 +58,8 @@ def test_joint_finds_planted_heads(tmp_path):
     run("ablate.py", "--joint", str(tmp_path / "probe.json"), *files, "--n-perm", "2000", "--out", str(tmp_path / "joint.json"))
     j = json.loads((tmp_path / "joint.json").read_text())
     assert set(j["both"]) == planted
+    # ablation files without a checkpoint hash are recorded as such, never as bound
+    assert [x["checkpoint_sha256"] for x in j["read"]] == [None, None] and len(j["probe_sha256"]) == 64
     assert j["hypergeometric"]["p"] < 1e-3 and j["permutation"]["p_perm"] < 0.01
     # shuffle the ablation labels: the coincidence should vanish
     for f in files:
@@ -88,6 +92,9 @@ def test_stability_of_fingerprints(trained, tmp_path):
     run("ablate.py", "--stability", str(tmp_path / "s5.json"), str(tmp_path / "s6.json"), "--n-perm", "500",
         "--out", str(tmp_path / "stab.json"))
     r = json.loads((tmp_path / "stab.json").read_text())
+    from runs import file_sha256
+    assert [x["sha256"] for x in r["read"]] == [file_sha256(tmp_path / f"s{s}.json") for s in (5, 6)]
+    assert {x["checkpoint_sha256"] for x in r["read"]} == {file_sha256(trained / "best.pt")}
     (pair,) = r["pairs"]
     assert pair["kind"] == "same task, same condition" and pair["n"] == 16 and 0 < pair["p_perm_within_layer"] <= 1 and -1 <= pair["rho"] <= 1 and 0 < pair["p_perm"] <= 1
     a = json.loads((tmp_path / "s5.json").read_text())["heads"]

@@ -69,7 +69,11 @@ def test_every_figure_kind_renders(tmp_path):
         img = imread(f)
         assert img.shape[0] > 100 and img.shape[1] > 100 and img[..., :3].std() > 0.05, f.name   # not blank
     only = run("--results", str(root), "--only", "images", "--out", str(tmp_path / "one"))
-    assert only.returncode == 0 and sorted(p.name for p in (tmp_path / "one").iterdir()) == ["images_accuracy.png", "images_bridge.png"]
+    assert only.returncode == 0 and sorted(p.name for p in (tmp_path / "one").glob("*.png")) == ["images_accuracy.png", "images_bridge.png"]
+    # beside each figure, the hash of every JSON it was drawn from
+    side = json.loads((tmp_path / "one" / "images_accuracy.sources.json").read_text())
+    from runs import file_sha256
+    assert side["figure"] == "images_accuracy.png" and all(r["sha256"] == file_sha256(r["file"]) for r in side["sources"])
 
 
 @pytest.mark.parametrize("damage,message", [

@@ -119,12 +119,13 @@ def test_bridge_table_from_a_comparison():
     run = {"seed": 0, "bridge_layers": [8, 9, 10, 11], "bridge_steps_run": 1200, "bridge_train_accuracy": 0.5,
            "bridge_reached": False, "bridge_until_accuracy": 0.9, "frobenius_change": {"8": 0.2, "9": 0.05}, "regime_before": {"stream_change": 10.9},
            "regime_after": {"stream_change": 8.44}, "test_accuracy": 0.8, "unbridged_test_accuracy": 0.85, "difference": -0.05}
-    d = lambda m: {"mean": m, "ci95": [m - 0.01, m + 0.01]}
+    d = lambda m: {"mean": m, "ci95": [m - 0.01, m + 0.01], "values": [m - 0.01, m + 0.01]}
     cmp = {"conditions": {"bridge-partial": {"n": 1, "all_bridges_reached": False, "runs": [run], "test": d(0.8),
                                              "unbridged_test": d(0.85), "bridged_minus_unbridged": d(-0.05)}}}
     t = tables.bridge_table(cmp).splitlines()
     assert t[2] == "| bridge-partial | 0 | 8-11 | 1,200 | 0.500 (not reached) | 0.050-0.200 | 10.9 -> 8.44 | 0.800 | 0.850 | -0.050 |"
-    assert t[-1] == "| bridge-partial | 1 | no | 0.800 [0.790, 0.810] | 0.850 [0.840, 0.860] | -0.050 [-0.060, -0.040] |"
+    # two seeds: the spread shown is their range, labelled so, never a bootstrap interval
+    assert t[-1] == "| bridge-partial | 1 | no | 0.800 (range 0.790 to 0.810) | 0.850 (range 0.840 to 0.860) | -0.050 (range -0.060 to -0.040) |"
     old = {"seed": 1, "bridge_layers": [6, 11], "bridge_steps_run": None, "bridge_reached": None, "test_accuracy": 0.8,
            "unbridged_test_accuracy": 0.8, "difference": 0.0}      # a bridge from before these were recorded
     cmp["conditions"]["bridge-partial"]["runs"].append(old)

@@ -273,3 +273,45 @@ def test_t_interval_and_paired_over_seeds():
     assert d["verdict"] == "pre ahead"
     assert S.paired_over_seeds({0: 0.1, 1: 0.9}, {0: 0.5, 1: 0.5}, ("pre", "ctl"))["verdict"] == "not separated"
     assert S.paired_over_seeds({0: 0.1}, {0: 0.5})["verdict"] == "one seed: no test"
+
+
+def test_binomial_upper_bound_is_exact():
+    # no error in n: 1 - alpha^(1/n) (the "rule of three" is its approximation 3/n)
+    assert S.binomial_upper(0, 1000) == pytest.approx(1 - 0.05 ** (1 / 1000))
+    assert 2.99 / 1000 < S.binomial_upper(0, 1000) < 3.0 / 1000
+    # at the bound, seeing k or fewer errors has probability alpha
+    from scipy.stats import binom
+    u = S.binomial_upper(3, 200)
+    assert binom.cdf(3, 200, u) == pytest.approx(0.05, rel=1e-6)
+    assert S.binomial_upper(5, 5) == 1.0
+    with pytest.raises(ValueError):
+        S.binomial_upper(3, 2)
+
+
+def test_error_ratios_report_ratio_of_means_geometric_mean_and_bounds():
+    """The committed MQAR values at 8 pairs: a mean of per-seed ratios (734x) hides that two of
+    three seeds divide by a floor; the ratio of means and the geometric mean say more, and a zero
+    error becomes an exact bound, flagged."""
+    control = [0.032389322916666664, 0.00811767578125, 0.011088053385416666]
+    reference = [0.0, 0.0001220703125, 0.0]
+    r = S.error_ratios(control, reference, scored=49152)
+    assert r["ratio_of_means"] == pytest.approx(sum(control) / sum(reference)) and not r["ratio_of_means_lower_bound"]
+    u = 1 - 0.05 ** (1 / 49152)
+    per = [control[0] / u, control[1] / reference[1], control[2] / u]
+    assert r["values"] == pytest.approx(per) and r["value_lower_bound"] == [True, False, True]
+    assert r["geometric_mean"] == pytest.approx((per[0] * per[1] * per[2]) ** (1 / 3)) and r["geometric_mean_lower_bound"]
+    assert r["range"] == pytest.approx([min(per), max(per)]) and "geometric_mean_ci95" not in r   # 3 seeds: a range only
+    # no error on any seed: the ratio of means is a lower bound from the pooled bits
+    r = S.error_ratios([0.1, 0.2], [0.0, 0.0], scored=100)
+    assert r["ratio_of_means_lower_bound"] and r["ratio_of_means"] == pytest.approx(0.15 / (1 - 0.05 ** (1 / 200)))
+    # five seeds: a bootstrap interval of the geometric mean is added, and it contains it
+    r = S.error_ratios([0.2, 0.3, 0.1, 0.4, 0.2], [0.1, 0.1, 0.1, 0.1, 0.05], scored=1000)
+    lo, hi = r["geometric_mean_ci95"]
+    assert lo <= r["geometric_mean"] <= hi and not r["geometric_mean_lower_bound"]
+    # a control seed with no error: its ratio is 0 and so is the geometric mean
+    assert S.error_ratios([0.0, 0.2], [0.1, 0.1], scored=100)["geometric_mean"] == 0.0
+
+
+def test_describe_gives_the_range():
+    d = S.describe([0.3, 0.1, 0.2])
+    assert d["range"] == [0.1, 0.3] and d["values"] == [0.3, 0.1, 0.2]

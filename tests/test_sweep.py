@@ -128,13 +128,88 @@ def test_confirm_reruns_each_scales_best_rate_at_the_full_budget(gemma3_wide_ckp
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     sweep = json.loads((out / "sweep.json").read_text())
     rows = sweep["confirm"]
-    # one row per input-scale choice, at the best learning rate the short search found for it
-    assert sorted(x["input_scale"] for x in rows) == ["1.0", "2.0"]
+    # per input-scale choice: the best rate the short search found for it and its two ladder neighbours
+    import sweep as S
+    for scale in ("1.0", "2.0"):
+        search = [s for s in sweep["search"] if s["input_scale"] == scale]
+        i = S.LADDER.index(min(search, key=lambda s: s["val_error"])["lr"])
+        want = {S.LADDER[j] for j in (i - 1, i, i + 1) if 0 <= j < len(S.LADDER)}
+        assert {x["lr"] for x in rows if x["input_scale"] == scale} == want, (scale, rows)
     for x in rows:
-        search = [s for s in sweep["search"] if s["input_scale"] == x["input_scale"]]
-        assert x["lr"] == min(search, key=lambda s: s["val_error"])["lr"] and x["steps"] == 4
+        assert x["steps"] == 4
         res = json.loads((out / "confirm" / f"pretrained__lr{x['lr']}__scale-{x['input_scale']}" / "results.json").read_text())
         assert res["steps_done"] == 4 and x["val_error"] == min(h["errors"]["4"] for h in res["history"])
+        searched = [s["val_error"] for s in sweep["search"] if (s["lr"], s["input_scale"]) == (x["lr"], x["input_scale"])]
+        assert x["search_val_error"] == (searched[0] if searched else None)
     best = min(rows, key=lambda x: x["val_error"])
     assert sweep["chosen"]["pretrained"]["lr"] == best["lr"] and sweep["chosen"]["pretrained"]["input_scale"] == best["input_scale"]
     assert sweep["chosen_by_search"]["pretrained"]["val_error"] == min(s["val_error"] for s in sweep["search"])
+    # no input-scale choice ends with its best rate at an end of its grid, unless the ladder ran out
+    for scale in ("1.0", "2.0"):
+        best = min((s for s in sweep["search"] if s["input_scale"] == scale), key=lambda s: s["val_error"])["lr"]
+        lrs = sorted(sweep["grids"]["pretrained"]["lr"], key=float)
+        assert best not in (lrs[0], lrs[-1]) or best in (S.LADDER[0], S.LADDER[-1]), (scale, best, lrs)
+        assert (best in (lrs[0], lrs[-1])) == (scale in sweep["open_edges"].get("pretrained", {}))
+    help_text = " ".join(subprocess.run([sys.executable, "sweep.py", "--help"], cwd=REPO, capture_output=True, text=True).stdout.split())
+    assert "Cost: up to 3 x (input-scale choices) runs of --steps per condition" in help_text     # the cost is stated
+
+
+def rows(c, scale, errors):
+    return [{"condition": c, "lr": lr, "input_scale": scale, "val_error": e} for lr, e in errors.items()]
+
+
+def test_every_input_scale_choice_gets_its_grid_edge_closed():
+    """The committed MQAR search: random-init's overall best (3e-3 at scale 1) sat inside its grid,
+    but its best at the learnt scale was 1e-2, the grid's top, and the confirmation then chose that
+    one; 3e-2 was never run for it. Each scale's best now closes its own edge."""
+    import sweep as S
+    grid = ["3e-4", "1e-3", "3e-3", "1e-2"]
+    search = (rows("random-init", "learn", {"3e-4": 0.4959, "1e-3": 0.4878, "3e-3": 0.4285, "1e-2": 0.3767})
+              + rows("random-init", "1", {"3e-4": 0.3961, "1e-3": 0.3749, "3e-3": 0.3708, "1e-2": 0.3713}))
+    assert S.extend_at_edges(grid, search) and grid == ["3e-4", "1e-3", "3e-3", "1e-2", "3e-2"]
+    search += rows("random-init", "learn", {"3e-2": 0.39}) + rows("random-init", "1", {"3e-2": 0.40})
+    assert not S.extend_at_edges(grid, search) and S.open_edges({"random-init": grid}, search, ["random-init"]) == {}
+    # the bottom edge grows downwards; the ladder's end stays open and is reported
+    grid = ["1e-5", "3e-5"]
+    low = rows("x", "auto", {"1e-5": 0.1, "3e-5": 0.2})
+    assert not S.extend_at_edges(grid, low) and S.open_edges({"x": grid}, low, ["x"]) == {"x": {"auto": "1e-5"}}
+    grid = ["1e-3", "3e-3"]
+    assert S.extend_at_edges(grid, rows("x", "auto", {"1e-3": 0.1, "3e-3": 0.2})) and grid == ["3e-4", "1e-3", "3e-3"]
+
+
+def test_confirmation_takes_each_scales_best_rate_and_its_ladder_neighbours():
+    import sweep as S
+    search = (rows("c", "auto", {"1e-3": 0.3, "3e-3": 0.1, "1e-2": 0.2}) + rows("c", "1", {"1e-3": 0.3, "3e-3": 0.4, "1e-2": 0.5})
+              + rows("c", "learn", {"1e-1": 0.1}))
+    assert S.confirm_settings(search, ["auto", "1", "learn"]) == [
+        ("1e-3", "auto"), ("3e-3", "auto"), ("1e-2", "auto"), ("3e-4", "1"), ("1e-3", "1"), ("3e-3", "1"),
+        ("3e-2", "learn"), ("1e-1", "learn")]
+
+
+def test_restate_recomputes_a_finished_suites_statistics_from_its_runs(tmp_path):
+    """sweep.py --restate: a suite whose checkpoints are gone gets its summary's statistics rebuilt from
+    sweep.json and each seed run's eval_best.json, nothing trained or evaluated; the rest is kept."""
+    protocol = {"task": "mqar", "train_len": 6, "eval_lengths": "8", "track_lengths": "8", "select_len": 8,
+                "eval_samples": 16, "eval_samples_final": 4, "dataset": "mnist5k"}
+    (tmp_path / "sweep.json").write_text(json.dumps({"protocol": protocol}))
+    errors = {"pretrained": [0.0, 0.01], "random-init": [0.2, 0.1]}
+    for c, errs in errors.items():
+        for s, e in enumerate(errs):
+            run = tmp_path / "runs" / f"mqar__{c}__{s}"
+            run.mkdir(parents=True)
+            (run / "eval_best.json").write_text(json.dumps({"errors": {"8": e}}))
+    old = {"task": "mqar", "values": "errors", "chosen": {"kept": True},
+           "conditions": {c: {"n": 2, "seeds": [0, 1], "lr": "1e-2", "errors": {"8": {"mean": 9.0}}} for c in errors},
+           "ratios_to_pretrained": {"random-init": {"8": {"mean": 9.0}}}}
+    (tmp_path / "summary.json").write_text(json.dumps(old))
+    r = subprocess.run([sys.executable, "sweep.py", "--restate", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["chosen"] == {"kept": True} and s["conditions"]["random-init"]["lr"] == "1e-2"
+    e = s["conditions"]["random-init"]["errors"]["8"]
+    assert e["values"] == [0.2, 0.1] and e["range"] == [0.1, 0.2] and abs(e["mean"] - 0.15) < 1e-12
+    ratio = s["ratios_to_pretrained"]["random-init"]["8"]
+    assert abs(ratio["ratio_of_means"] - 0.15 / 0.005) < 1e-9 and ratio["value_lower_bound"] == [True, False]
+    (tmp_path / "runs" / "mqar__random-init__1" / "eval_best.json").unlink()
+    r = subprocess.run([sys.executable, "sweep.py", "--restate", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "mqar__random-init__1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
