@@ -178,8 +178,8 @@ def main():
             if not Path(f).is_file():
                 raise UserError(f"--stability: no such file {f}")
         out = Path(args.out or "runs/stability.json")
-        refuse_existing(out, args.force)
         refuse_overwrite(out, args.stability)
+        refuse_existing(out, args.force)
         result = stability(args.stability, n_perm=args.n_perm)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_atomic(result, out)
@@ -195,8 +195,8 @@ def main():
             if not Path(f).is_file():
                 raise UserError(f"--joint: no such file {f}")
         out = Path(args.out or "runs/joint.json")
-        refuse_existing(out, args.force)
         refuse_overwrite(out, args.joint)
+        refuse_existing(out, args.force)
         result = joint(args.joint[0], args.joint[1:], args.probe_ratio, args.ablate_z, n_perm=args.n_perm)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_atomic(result, out)
@@ -214,8 +214,8 @@ def main():
         args.device = f"cuda:{local_rank}"      # one GPU per rank
     tag = "sweep" if args.heads is None else ("keep_" if args.keep_only else "ablate_") + args.heads.replace(",", "_")
     out = Path(args.out or Path(args.ckpt).with_name(f"ablate_{Path(args.ckpt).stem}_{tag}.json"))
-    refuse_existing(out, args.force)
     refuse_overwrite(out, [args.ckpt, *Path(args.ckpt).parent.glob("*.pt"), Path(args.ckpt).with_name("results.json")])
+    refuse_existing(out, args.force)
     result = sweep(args.ckpt, args, args.heads, args.keep_only)
     rank = distributed()[0]
     finish_distributed()

@@ -114,8 +114,8 @@ def main():
         # never into the folder read (it may be committed results): under runs/ unless --out says where
         tag = portable(args.aggregate).strip("/").replace("/", "-") or "runs"
         out = Path(args.out or Path("runs") / "summaries" / f"{tag}__{args.stream}__{args.metric}.json")
-        refuse_existing(out, args.force)
         refuse_overwrite(out, [*Path(args.aggregate).rglob("results.json"), *Path(args.aggregate).rglob("eval_*.json")])
+        refuse_existing(out, args.force)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_atomic({"source": portable(args.aggregate), "stream": STREAMS[args.stream], "curve": args.metric,
                      "conditions": rows}, out)

@@ -122,8 +122,8 @@ def main():
         raise UserError(f"--text {args.text}: no sentences in it (one per line)")
     tag = "" if args.init == "pretrained" else f"_{args.init}{args.seed}"
     out = Path(args.out or f"runs/probe/probe_{Path(args.model).name}{tag}.json")
-    refuse_existing(out, args.force)          # before the model is loaded, not after minutes of work
     refuse_overwrite(out, [args.text])
+    refuse_existing(out, args.force)          # before the model is loaded, not after minutes of work
     t0 = time.time()
     heads, means, counts = probe(ckpt, first, last, sentences, device, resolve_dtype(args.dtype, device),
                                  args.init, args.seed)
