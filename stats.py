@@ -356,6 +356,7 @@ def paired_over_seeds(reference, other, names=("reference", "other")):
     ci = out["ci95"]
     out["verdict"] = ("one seed: no test" if ci is None else f"{names[0]} ahead" if ci[0] > 0 else f"{names[1]} ahead" if ci[1] < 0
                       else "not separated")
+    return out
 
 
 # 6. ratios of error rates over seeds
