@@ -26,6 +26,11 @@ def toy_module():
         mask[:, 1:] = True
         return bits, y, mask[..., 0]
     mod.make_batch = make_batch
+
+    def floor(length):
+        """Blind to the previous token: every guess is a coin flip."""
+        return 0.5
+    mod.floor = floor          # a token task names its no-learning floor (tasks/floors.py)
     return mod
 
 
