@@ -715,6 +715,17 @@ def main(argv=None):
     print(f"done: last-three mean success {last_three(history):.3f}; {out}/results.json")
 
 
+def read_results(run):
+    """(path, results.json) of an OGBench training run, given its folder or the file; damage is one line."""
+    f = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
+    if not f.is_file():
+        raise UserError(f"{run}: no results.json")
+    r = read_json(f)
+    if not isinstance(r, dict) or "history" not in r or r.get("metric") != "success_rate":
+        raise UserError(f"{f}: not an OGBench training run's results.json")
+    return f, r
+
+
 def compare(argv=None):
     """Success of each run per evaluation with its exact 95% interval; then each run against the first
     (the reference, e.g. the pretrained slice), pooling the episodes of the last --last evaluations
@@ -728,12 +739,7 @@ def compare(argv=None):
         raise UserError("--last must be at least 1")
     results = {}
     for run in args.runs:
-        f = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
-        if not f.is_file():
-            raise UserError(f"{run}: no results.json")
-        r = read_json(f)
-        if "history" not in r or r.get("metric") != "success_rate":
-            raise UserError(f"{f}: not an OGBench training run's results.json")
+        f, r = read_results(run)
         results[f.parent.name] = (f, r)      # the run folder names the run (conditions can repeat)
     out = {"runs": {}, "versus_reference": {}, "pooled_evaluations": args.last}
     for name, (f, r) in results.items():
@@ -896,15 +902,7 @@ def seeds(argv=None):
         raise UserError("--last must be at least 1")
     runs = {}
     for run in args.runs:
-        f = Path(run) / "results.json" if Path(run).is_dir() else Path(run)
-        if not f.is_file():
-            raise UserError(f"{run}: no results.json")
-        try:
-            r = json.loads(f.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{f}: not valid JSON")
-        if "history" not in r or r.get("metric") != "success_rate":
-            raise UserError(f"{f}: not an OGBench training run's results.json")
+        f, r = read_results(run)
         if f.parent.name in runs:
             raise UserError(f"two runs named {f.parent.name}: the folder name identifies a run")
         runs[f.parent.name] = r

@@ -696,12 +696,9 @@ def read_run(run, need=()):
     d = Path(run)
     if not (d / "results.json").is_file():
         raise UserError(f"{run}: no results.json")
-    try:
-        r = json.loads((d / "results.json").read_text())
-        evals = {k: json.loads((d / f"eval_{k}.json").read_text()) for k in ("best", "last") if (d / f"eval_{k}.json").is_file()}
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{run}: a JSON file there is not valid ({type(e).__name__})")
-    if r.get("metric") != METRIC or "history" not in r:
+    r = read_json(d / "results.json")
+    evals = {k: read_json(d / f"eval_{k}.json") for k in ("best", "last") if (d / f"eval_{k}.json").is_file()}
+    if not isinstance(r, dict) or r.get("metric") != METRIC or "history" not in r:
         raise UserError(f"{run}: not a Walker2d run")
     for k in need:
         if k not in evals:
