@@ -83,6 +83,12 @@ def conditions_of(args):
     return {**CONDITIONS, **(BRIDGES if args.bridge_steps else {})}
 
 
+def seed_count(args, condition):
+    """Phase-2 seeds of one condition: --seeds for every condition alike, else the table's count."""
+    n = getattr(args, "seeds", None)               # records written before --seeds have none
+    return n if n is not None else condition[1]
+
+
 def scale_choices(condition, choices):
     """The input scales one condition is searched over: none for a body-less condition (s cancels in
     W_out RMSNorm(s W_in x), so the first choice only), and for the GPT-2 stacks no numeric 1, which
@@ -140,6 +146,9 @@ def get_parser():
                    help="token tasks: give no seeds to a condition whose chosen validation error does not beat the "
                         "no-learning floor by the margin of tasks/floors.py (default on; --no-floor-check seeds it "
                         "anyway, as the suites summarised before the check did, and still records the verdict)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seed runs per condition in phase 2 (default: 3 for pretrained and the re-initialised "
+                        "controls, 2 for the others); raising it later trains only the added seeds")
     p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences (images) per step (default 32)")
     p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps (default 50)")
@@ -280,7 +289,9 @@ def main():
             raise UserError(f"unknown condition {c!r}; choose from {', '.join(CONDS)}")
     if not conditions:
         raise UserError(f"--conditions {args.conditions!r} names no condition; choose from {', '.join(CONDS)}")
-    refuse_shrinking(Path(args.out), conditions)
+    if args.seeds is not None and args.seeds < 1:
+        raise UserError("--seeds must be at least 1")
+    refuse_shrinking(Path(args.out), conditions, {c: seed_count(args, CONDS[c]) for c in conditions})
     for name in ("search_steps", "steps", "eval_every", "batch_size", "jobs", "eval_samples", "eval_samples_final"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
@@ -292,7 +303,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     record = {"task": args.task, "protocol": {k: v for k, v in vars(args).items() if k not in ("phase", "jobs")},
-              "grids": {c: {"lr": list(CONDS[c][2]), "input_scale": scales(c), "seeds": CONDS[c][1]}
+              "grids": {c: {"lr": list(CONDS[c][2]), "input_scale": scales(c), "seeds": seed_count(args, CONDS[c])}
                         for c in conditions}}
 
     chosen = search(args, record, conditions, scales, out)
@@ -318,9 +329,10 @@ def main():
     print(f"wrote {out / 'summary.json'}")
 
 
-def refuse_shrinking(out, conditions):
-    """sweep.json and summary.json are rewritten with the conditions of this call: refuse a call that
-    would drop conditions they already hold (a committed summary is never replaced by less)."""
+def refuse_shrinking(out, conditions, seeds):
+    """sweep.json and summary.json are rewritten with the conditions and seeds of this call: refuse a
+    call that would drop conditions or seeds they already hold (a committed summary is never replaced
+    by less). seeds: condition -> this call's seed count."""
     for name, key in (("summary.json", "conditions"), ("sweep.json", "grids")):
         if not (out / name).is_file():
             continue
@@ -329,6 +341,12 @@ def refuse_shrinking(out, conditions):
         if dropped:
             raise UserError(f"{out / name} holds {', '.join(dropped)}, which --conditions leaves out; this call would "
                             f"rewrite it without them (add them to --conditions, or choose another --out)")
+        fewer = {c: v.get("seeds", v.get("n")) for c, v in held.items()
+                 if isinstance(v.get("seeds", v.get("n")), int) and v.get("seeds", v.get("n")) > seeds[c]}
+        if fewer:
+            raise UserError(f"{out / name} holds more seeds than this call trains ("
+                            + ", ".join(f"{c}: {n}" for c, n in fewer.items())
+                            + f"); pass --seeds {max(fewer.values())}, or choose another --out")
 
 
 def search(args, record, conditions, scales, out):
@@ -475,7 +493,8 @@ def floor_summary(args, record, chosen):
 def train_seeds(args, record, conditions, out, chosen):
     """2. Seeds at the chosen setting (a seed run trained at another setting is set aside first)."""
     CONDS = conditions_of(args)
-    seed_runs = {c: [out / "runs" / f"{args.task}__{c}__{s}" for s in range(CONDS[c][1])] for c in conditions}
+    seed_runs = {c: [out / "runs" / f"{args.task}__{c}__{s}" for s in range(seed_count(args, CONDS[c]))]
+                 for c in conditions}
     for c in conditions:
         for d in seed_runs[c]:
             set_aside_if_other_setting(d, out, chosen[c])

@@ -48,11 +48,22 @@ def test_sweep_searches_alike_then_seeds_then_summarises(gemma3_wide_ckpt, tmp_p
     assert summary["conditions"]["none"]["regime"] == [None, None]
     table = subprocess.run([sys.executable, "sweep.py", "--table", "--out", str(out)], cwd=REPO, capture_output=True, text=True)
     assert table.returncode == 0 and "| pretrained |" in table.stdout and "| none / pretrained |" in table.stdout, table.stdout
+    # --seeds raises every condition to that count: only the missing seed is trained and evaluated
+    before = {d.name: (d / "results.json").stat().st_mtime for d in (out / "runs").iterdir()}
+    r = subprocess.run(cmd + ["--seeds", "3"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = {d.name: (d / "results.json").stat().st_mtime for d in (out / "runs").iterdir()}
+    assert set(after) - set(before) == {"copy__none__2"} and all(after[k] == v for k, v in before.items())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["conditions"]["none"]["n"] == 3 and summary["conditions"]["pretrained"]["n"] == 3
+    # a call with fewer seeds than the suite holds would rewrite its summary with less: refused
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "--seeds 3" in r.stderr, r.stderr[-2000:]
     # a seed run finished elsewhere, never evaluated, its checkpoints gone: a clear error, not a crash
     lost = out / "runs" / "copy__none__1"
     (lost / "eval_best.json").unlink()
     (lost / "best.pt").unlink()
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(cmd + ["--seeds", "3"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "copy__none__1" in r.stderr and "delete those folders" in r.stderr, r.stderr[-2000:]
 
 

@@ -5,12 +5,12 @@
 # auto, learn, 1) and the fully trainable transformer of the same shape (the paper's comparison for
 # AR), by the fair protocol of sweep.py at the step-1 budget: the same search for every condition
 # (seed 0, 500 steps), each condition's best rate per input-scale choice confirmed at 5,000 steps,
-# then seeds at the confirmed setting (sweep.py's seed counts: pretrained and random-init 0-2,
-# scratch 0-1), held-out evaluation of every best.pt on 1,024 sequences per length. A condition
+# then seeds 0-2 of every condition at its confirmed setting (--seeds 3), held-out evaluation of
+# every best.pt on 1,024 sequences per length. A condition
 # whose choice does not beat the floor (tasks/floors.py) is reported not learned at this budget and
 # gets no seeds.
 # fp32 (the sweep's runs use train.py's CPU default, fp32): bf16 is ~100x slower on this CPU.
-# Cost, one thread per run: about 27 search runs x 500 steps, 9 confirmations and 8 seed runs x
+# Cost, one thread per run: about 27 search runs x 500 steps, 9 confirmations and 9 seed runs x
 # 5,000 steps (a confirmation at the chosen setting is not reused as seed 0): ~95K steps, 28-36
 # core-hours per task at 1.05-1.35 s a step.
 # The paper's ratio: control / pretrained at L30 (Rule 90: L20) per seed, averaged
@@ -33,6 +33,6 @@ case $task in      # the step-1 lengths (results/token_suite/<task>/run.sh)
     *) echo "error: unknown task $task (ar, copy, addition, rule90)" >&2; exit 2 ;;
 esac
 python sweep.py --task "$task" --layers 6-11 --conditions pretrained,random-init,scratch --input-scales auto,learn,1 \
-    "${lengths[@]}" --search-steps "${SEARCH_STEPS:-500}" --steps "${STEPS:-5000}" --confirm --eval-every 250 \
+    "${lengths[@]}" --search-steps "${SEARCH_STEPS:-500}" --steps "${STEPS:-5000}" --confirm --seeds 3 --eval-every 250 \
     --batch-size 32 --warmup 50 --eval-samples 256 --eval-samples-final 1024 --jobs "${JOBS:-1}" --out "$out"
 python sweep.py --table --out "$out"
