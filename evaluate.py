@@ -19,7 +19,7 @@ from pathlib import Path
 import model as M
 import stats
 import tasks
-from runs import UserError, load_checkpoint, need_at_least, portable, refuse_existing, run_main, save_atomic
+from runs import UserError, file_sha256, load_checkpoint, need_at_least, portable, refuse_existing, run_main, save_atomic
 from runs import read_json, refuse_overwrite, seed_arg
 
 
@@ -135,6 +135,7 @@ def main():
     task = tasks.module(load_checkpoint(args.ckpt)["config"]["task"])
     M.COMPILE_OVERRIDE = args.compile
     result = task.evaluate_run(args.ckpt, args)
+    result["checkpoint_sha256"] = file_sha256(args.ckpt)     # run folders get reused: name exactly what was read
     save_atomic(result, out)
     print(task.summary_line(result), f"-> {out}")
 

@@ -1,4 +1,5 @@
 """train.py / evaluate.py as a user runs them: tiny checkpoints, subprocesses, real files."""
+import hashlib
 import json
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def test_evaluate_and_aggregate(gemma3_wide_ckpt, tmp_path):
     out = run("evaluate.py", "--ckpt", str(tmp_path / "runs" / "s0" / "best.pt"), "--samples", "16", "--lengths", "4,6")
     r = json.loads((tmp_path / "runs" / "s0" / "eval_best.json").read_text())
     assert set(r["errors"]) == {"4", "6"} and r["eval_seed"] == 2 and r["checkpoint_step"] == 10
+    assert r["checkpoint_sha256"] == hashlib.sha256((tmp_path / "runs" / "s0" / "best.pt").read_bytes()).hexdigest()
     assert all(0 <= e <= 1 for e in r["errors"].values())
     run("evaluate.py", "--aggregate", str(tmp_path / "runs"), "--out", str(tmp_path / "summary_best.json"))
     s = json.loads((tmp_path / "summary_best.json").read_text())
