@@ -104,3 +104,43 @@ def test_stability_of_fingerprints(trained, tmp_path):
     assert abs(pair["rho"] - stats.spearman([a[h]["impact"] for h in heads], [b[h]["impact"] for h in heads])[0]) < 1e-12
     out = run("ablate.py", "--stability", str(tmp_path / "s5.json"), check=False)
     assert out.returncode == 2 and "at least two" in out.stderr
+
+
+def test_heads_script_ablates_exactly_the_solved_checkpoints(trained, tmp_path):
+    """results/heads/run.sh reads which checkpoints are solved from their own eval_best.json, sweeps
+    only those, binds each sweep to its checkpoint by hash, and stops when a sweep fails."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+    from runs import file_sha256
+    repo = Path(__file__).resolve().parents[1]
+    suite = tmp_path / "suite"
+    errors = {"pretrained__0": 0.01, "pretrained__1": 0.05, "random-init__0": 0.08, "random-init__1": 0.3,
+              "shuffled__0": 0.4}                                   # solved: at most 0.1 at 8 pairs
+    for name, err in errors.items():
+        d = suite / f"mqar__{name}"
+        d.mkdir(parents=True)
+        shutil.copy(trained / "best.pt", d / "best.pt")
+        (d / "eval_best.json").write_text(json.dumps({"errors": {"8": err}}))
+    heads = [f"L{l}.{h}" for l in range(2, 6) for h in range(4)]
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"heads": {h: {"scores": {"copying": 0.1 + 0.01 * i, "induction": 0.1, "prev_token": 0.1}}
+                                           for i, h in enumerate(heads)}}))
+    out = tmp_path / "heads"
+    sh = lambda: subprocess.run(["bash", str(repo / "results/heads/run.sh"), str(out), str(suite), str(tmp_path / "no_images")],
+                                cwd=repo, capture_output=True, text=True, env={**__import__("os").environ, "PROBE": str(probe)})
+    r = sh()
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    made = sorted(p.name for p in out.iterdir())
+    assert made == ["ablate_mqar_pretrained_s0.json", "ablate_mqar_pretrained_s1.json", "ablate_mqar_random-init_s0.json",
+                    "joint_mqar_pretrained_s0.json", "joint_mqar_pretrained_s1.json",
+                    "stability_mqar.json", "stability_mqar_random-init.json"], made
+    for f in made[:3]:
+        a = json.loads((out / f).read_text())
+        assert a["checkpoint_sha256"] == file_sha256(trained / "best.pt") and len(a["heads"]) == 16
+    assert "not solved, not ablated" in r.stderr and "mqar__shuffled__0" in r.stderr
+    # a sweep that fails stops the script (no analysis is built on a missing sweep)
+    (out / "ablate_mqar_random-init_s0.json").unlink()
+    (suite / "mqar__random-init__0" / "best.pt").write_bytes(b"not a checkpoint")
+    r = sh()
+    assert r.returncode != 0 and not (out / "ablate_mqar_random-init_s0.json").exists()

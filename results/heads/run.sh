@@ -1,41 +1,85 @@
 #!/bin/bash
-# Head analysis on solved checkpoints only (see results/README.md, "heads/"): a checkpoint counts as
-# solved when its held-out per-bit error at the ablation length is at most 0.1 (a fifth of chance).
-# On the mqar suite that admits the three pretrained and the three random-init seeds; the other
-# controls stay far above it. Image checkpoints count as solved at a test accuracy of at least 0.5
-# (five times chance); results/images/ runs must exist with their best.pt (sweep.py, see results/README.md).
-# Usage: bash results/heads/run.sh [OUT]   (default runs/heads; an existing output is kept: pass a new
-# folder, or delete the old files, to redo one)
-set -e
+# Head analysis on solved checkpoints only (results/README.md, "heads/"). Which checkpoints are
+# solved is read from each run's own held-out file (eval_best.json), never listed by hand:
+#   MQAR: per-bit error at 8 pairs (the ablation length) at most 0.1, a fifth of chance;
+#   images: test accuracy at least 0.5, five times chance.
+# Every head of slice 6-11 is zeroed in turn on the same 512 held-out sequences of 8 pairs (MQAR) or
+# the same 1,000 test images; each output records the sha256 of the checkpoint it read.
+# Then: the joint test (text probe against each solved pretrained MQAR seed), fingerprint stability
+# among the solved pretrained seeds, and for each control its solved seeds beside the pretrained ones.
+# Usage: bash results/heads/run.sh [OUT [MQAR_RUNS [IMAGE_RUNS]]]
+#   defaults: runs/heads, results/token_suite/mqar/runs, results/images/runs (their best.pt must exist:
+#   checkpoints are not kept in git, so this runs where the suites ran). An existing sweep (the costly
+#   part) is kept: pass a new folder, or delete its file, to redo it; the joint and stability tests are
+#   recomputed from the sweeps every time. Two sweeps at a time, one thread each. PROBE names the
+#   text-probe file of the same model (default results/probe/probe_gemma3-270m.json).
+set -euo pipefail
 cd "$(dirname "$0")/../.."
-S=results/archive/mqar_first/runs   # the first MQAR suite (results/README.md: archive/mqar_first)
-H=${1:-runs/heads}
+H=${1:-runs/heads}; S=${2:-results/token_suite/mqar/runs}; I=${3:-results/images/runs}
+PROBE=${PROBE:-results/probe/probe_gemma3-270m.json}
 mkdir -p "$H"
-for s in 0 1 2; do      # every head of slice 6-11 zeroed in turn, same 512 held-out sequences of 8 pairs
-  OMP_NUM_THREADS=1 python ablate.py --ckpt $S/mqar__pretrained__$s/best.pt --lengths 8 --samples 512 \
-      --out $H/ablate_mqar_pretrained_s$s.json &
-  if [ $s = 1 ]; then wait; fi
-done
-wait
-for s in 0 1 2; do      # the random-init slice's seeds, same sequences: does a re-initialised slice use other heads?
-  OMP_NUM_THREADS=1 python ablate.py --ckpt $S/mqar__random-init__$s/best.pt --lengths 8 --samples 512 \
-      --out $H/ablate_mqar_random-init_s$s.json
-done
-python ablate.py --joint results/probe/probe_gemma3-270m.json $H/ablate_mqar_pretrained_s0.json --out $H/joint_mqar_L6-11.json
-python ablate.py --stability $H/ablate_mqar_pretrained_s0.json $H/ablate_mqar_pretrained_s1.json \
-    $H/ablate_mqar_pretrained_s2.json --out $H/stability_mqar.json
-python ablate.py --stability $H/ablate_mqar_random-init_s0.json $H/ablate_mqar_random-init_s1.json \
-    $H/ablate_mqar_random-init_s2.json $H/ablate_mqar_pretrained_s0.json $H/ablate_mqar_pretrained_s1.json \
-    $H/ablate_mqar_pretrained_s2.json --out $H/stability_mqar_random-init.json
+export OMP_NUM_THREADS=1
 
-# Across tasks: the image classifiers on the same slice 6-11 (results/images/, mnist5k), each head
-# zeroed in turn and the same 1,000 test images re-scored (impact = accuracy drop)
-I=results/images/runs
-for s in 0 1 2; do      # the three pretrained seeds; the random-init image classifiers were not ablated (CPU time)
-  OMP_NUM_THREADS=1 python ablate.py --ckpt $I/images__pretrained__$s/best.pt --out $H/ablate_images_pretrained_s$s.json &
-  if [ $s = 1 ]; then wait; fi
+solved() {   # folder key threshold above|below: exit 0 if the run's held-out value passes
+    python - "$@" <<'EOF'
+import json, sys
+folder, key, limit, side = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+value = json.load(open(f"{folder}/eval_best.json"))
+for k in key.split("."):
+    value = value[k]
+ok = value <= limit if side == "below" else value >= limit
+print(f"{folder}: {key} = {value:.4f} -> {'solved' if ok else 'not solved, not ablated'}", file=sys.stderr)
+sys.exit(0 if ok else 1)
+EOF
+}
+
+PIDS=()
+sweep() {   # checkpoint, output, extra flags: in the background, two at a time; skipped if the output exists
+    if [ -f "$2" ]; then echo "keeping $2"; return 0; fi
+    python ablate.py --ckpt "$1" "${@:3}" --out "$2" &
+    PIDS+=($!)
+    if [ ${#PIDS[@]} -ge 2 ]; then drain; fi
+}
+drain() {   # wait for every sweep under way; a failed one stops the script (a bare `wait` would hide it)
+    for pid in "${PIDS[@]}"; do wait "$pid"; done
+    PIDS=()
+}
+
+declare -A SOLVED     # condition -> space-separated ablation files of its solved seeds
+for c in pretrained random-init shuffled matched; do
+    for d in "$S"/mqar__"$c"__*; do
+        [ -d "$d" ] || continue
+        s=${d##*__}
+        solved "$d" errors.8 0.1 below || continue
+        f=$H/ablate_mqar_${c}_s$s.json
+        SOLVED[$c]="${SOLVED[$c]:-} $f"
+        sweep "$d/best.pt" "$f" --lengths 8 --samples 512
+    done
 done
-wait
-python ablate.py --stability $H/ablate_images_pretrained_s0.json $H/ablate_images_pretrained_s1.json \
-    $H/ablate_images_pretrained_s2.json $H/ablate_mqar_pretrained_s0.json $H/ablate_mqar_pretrained_s1.json \
-    $H/ablate_mqar_pretrained_s2.json --out $H/stability_images_mqar.json
+drain
+
+P=${SOLVED[pretrained]:-}
+[ -n "$P" ] || { echo "no solved pretrained MQAR checkpoint in $S: nothing to compare" >&2; exit 1; }
+for f in $P; do     # the text probe's copy heads against each seed's ablation
+    python ablate.py --joint "$PROBE" "$f" --out "$H/joint_${f##*/ablate_}" --force
+done
+if [ "$(echo $P | wc -w)" -ge 2 ]; then
+    python ablate.py --stability $P --out "$H/stability_mqar.json" --force
+fi
+for c in random-init shuffled matched; do      # each control's seeds beside the pretrained ones
+    C=${SOLVED[$c]:-}
+    if [ -n "$C" ]; then python ablate.py --stability $C $P --out "$H/stability_mqar_$c.json" --force; fi
+done
+
+# Across tasks: the pretrained image classifiers on the same slice 6-11 (results/images/, mnist5k)
+IMG=""
+for d in "$I"/images__pretrained__*; do
+    [ -d "$d" ] || continue
+    solved "$d" accuracy.test 0.5 above || continue
+    f=$H/ablate_images_pretrained_s${d##*__}.json
+    IMG="$IMG $f"
+    sweep "$d/best.pt" "$f"
+done
+drain
+if [ -n "$IMG" ]; then python ablate.py --stability $IMG $P --out "$H/stability_images_mqar.json" --force; fi
+echo "head analyses in $H"
