@@ -33,18 +33,26 @@ QUOTED = {
     "74.0": "Decision Transformer's published Walker2d score",
     "1.66": "the paper: the 5-layer slice above the 6-layer one",
     "0.85": "the speed issue's goal: fraction of the bf16 matmul peak (a target, not a measurement)",
+    "0.0000": "the paper's Table B.6: Rule 90, frozen Gemma 4 31B layers 24-29 at L10",
+    "0.0001": "the paper's Table B.6: Rule 90, frozen Gemma 4 31B layers 24-29 at L20",
+    "0.2566": "the paper's Table B.6: Rule 90, frozen Gemma 4 31B layers 24-29 at L30",
+    "0.3470": "the paper's Table B.6: Rule 90, frozen Gemma 4 31B layers 24-29 at L40",
+    "0.4194": "the paper's Table B.6: Rule 90, frozen Gemma 4 31B layers 24-29 at L60",
+    "0.0030": "the paper's Table B.6: Rule 90, from-scratch transformer at L10",
+    "0.0217": "the paper's Table B.6: Rule 90, from-scratch transformer at L20",
+    "0.422": "the paper's Table B.6: Rule 90, frozen random GPT-2 at L10",
+    "0.459": "the paper's Table B.6: Rule 90, frozen random GPT-2 at L20",
+    "0.474": "the paper's Table B.6: Rule 90, frozen random GPT-2 at L30",
+    "98.0": "FPT (Lu et al. 2021), published MNIST accuracy: frozen pretrained GPT-2",
+    "91.7": "FPT (Lu et al. 2021), published MNIST accuracy: frozen random-init GPT-2",
+    "99.1": "FPT (Lu et al. 2021), published MNIST accuracy: fully trained transformer",
+    "2.30": "ln 10, the cross-entropy of a uniform guess over 10 classes (a constant)",
 }
 
 # typed before this test; to be replaced by templates (page -> the values, space-separated)
 UNTEMPLATED = {
     "docs/gpu.src.md": "0.111 0.143 1.6 1.8x 1.8x 2.13 2.8 3.9 4.3 5.9 5.9 5.9 15x 31.85 31.87 78%",
     "docs/tasks.src.md": "0% 0.005 0.01 0.05 0.16 0.24 0.25 0.91x 1.2 3x 8.5 10%",
-    "results/README.src.md": (
-        "0% 0.0000 0.0001 0.002 0.0030 0.01 0.0217 0.04 0.05 0.05 0.11 0.11 0.11 0.13 0.13 0.135 0.15 0.156 "
-        "0.164 0.20 0.25 0.2566 0.30 0.33 0.3470 0.36 0.37 0.37 0.371 0.38 0.4194 0.422 0.459 0.463 0.469 "
-        "0.47 0.474 0.475 0.485 0.54x 0.6 0.60 0.68 0.699 0.844 0.845 0.865 0.877 0.882 0.909 1.2 1.2 1.3 "
-        "1.3 1.5x 1.9 2.1x 2.25 2.30 2.30 2.5 2.7 2.7 2.8 2.9 3.4 3.5 3.6 4.3 6.3 8.4 8.4 8.5 8.6 10.9 10.9 "
-        "10.9 31.87 31.9 31.9 91.7 98.0 99.1 527x"),
     "results/archive/ogbench_5k_batch64/README.src.md": (
         "0.00 " * 19 + "0.005 0.01 0.02 0.044 0.055 0.065 0.080 0.085 0.088 0.090 0.11 0.120 0.140 0.142 0.18 "
         "0.181 0.21 0.222 0.24 0.29 0.30 0.32 0.32 0.33 0.364 0.464 0.59 0.99 1.11 1.22 2.5 7.4 12.5 80x"),
