@@ -2,6 +2,7 @@
 trains, evaluates, resumes and ablates. All offline, on tiny generated datasets."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -615,6 +616,7 @@ def test_the_three_seed_readme_section_renders_from_the_summary(tmp_path):
     runs = three_seeds(tmp_path / "runs", {"L8_pretrained": [3, 2, 1], "L8_random-init_scale1": [2, 2, 0], "mlp": [1, 1, 0]})
     results = tmp_path / "results"
     (results / "ogbench" / "scene_3seeds").mkdir(parents=True)
+    shutil.copytree(report.REPO / "results" / "bench", results / "bench")      # the dtype measurement it cites
     summary = O.seeds(runs + ["--out", str(results / "ogbench" / "scene_3seeds" / "summary.json")])
     template = (report.REPO / "results" / "ogbench" / "scene_3seeds" / "readme_section.tmpl.md").read_text()
     _, section, finding = template.split("\n---\n")
