@@ -1,7 +1,7 @@
 """tasks/walker2d.py: stand-in recording, training, batched evaluation, resume, data loading, scores."""
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 import time
