@@ -462,6 +462,7 @@ def test_the_three_seed_readme_section_renders_from_the_summaries(tmp_path):
     (results / "lr_check").mkdir(parents=True)
     (results / "seeds").mkdir()
     shutil.copytree(REPO / "results" / "bench", tmp_path / "results" / "bench")   # the dtype measurement it cites
+    shutil.copytree(REPO / "results" / "walker2d" / "medium_sac_3seeds", tmp_path / "results" / "walker2d" / "medium_sac_3seeds")
     check = []
     for body, values in {"L8_pretrained": (10, 20, 15), "L8_random-init_scale1": (5, 8, 9)}.items():
         for lr, v in zip((1e-4, 3e-4, 1e-3), values):
