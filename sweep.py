@@ -341,8 +341,8 @@ def refuse_shrinking(out, conditions, seeds):
         if dropped:
             raise UserError(f"{out / name} holds {', '.join(dropped)}, which --conditions leaves out; this call would "
                             f"rewrite it without them (add them to --conditions, or choose another --out)")
-        fewer = {c: v.get("seeds", v.get("n")) for c, v in held.items()
-                 if isinstance(v.get("seeds", v.get("n")), int) and v.get("seeds", v.get("n")) > seeds[c]}
+        counts = {c: v.get("seeds", v.get("n")) for c, v in held.items()}     # sweep.json: seeds, summary.json: n
+        fewer = {c: n for c, n in counts.items() if isinstance(n, int) and n > seeds[c]}
         if fewer:
             raise UserError(f"{out / name} holds more seeds than this call trains ("
                             + ", ".join(f"{c}: {n}" for c, n in fewer.items())

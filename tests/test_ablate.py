@@ -1,9 +1,14 @@
 """ablate.py on a tiny trained checkpoint: sweep, sets, keep-only, and the joint classification."""
 import json
+import os
 import random
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from runs import file_sha256
 from test_train import run, tiny_args
 
 
@@ -26,7 +31,6 @@ def test_sweep_every_head(trained):
     assert r["heads"][top]["delta"] == max(deltas)
     for key in ("intact", "config", "eval_seed", "git_commit", "wall_time_s"):
         assert key in r
-    from runs import file_sha256
     assert r["checkpoint_sha256"] == file_sha256(trained / "best.pt")     # bound to the exact file it read
 
 
@@ -92,7 +96,6 @@ def test_stability_of_fingerprints(trained, tmp_path):
     run("ablate.py", "--stability", str(tmp_path / "s5.json"), str(tmp_path / "s6.json"), "--n-perm", "500",
         "--out", str(tmp_path / "stab.json"))
     r = json.loads((tmp_path / "stab.json").read_text())
-    from runs import file_sha256
     assert [x["sha256"] for x in r["read"]] == [file_sha256(tmp_path / f"s{s}.json") for s in (5, 6)]
     assert {x["checkpoint_sha256"] for x in r["read"]} == {file_sha256(trained / "best.pt")}
     (pair,) = r["pairs"]
@@ -109,10 +112,6 @@ def test_stability_of_fingerprints(trained, tmp_path):
 def test_heads_script_ablates_exactly_the_solved_checkpoints(trained, tmp_path):
     """results/heads/run.sh reads which checkpoints are solved from their own eval_best.json, sweeps
     only those, binds each sweep to its checkpoint by hash, and stops when a sweep fails."""
-    import shutil
-    import subprocess
-    from pathlib import Path
-    from runs import file_sha256
     repo = Path(__file__).resolve().parents[1]
     suite = tmp_path / "suite"
     errors = {"pretrained__0": 0.01, "pretrained__1": 0.05, "random-init__0": 0.08, "random-init__1": 0.3,
@@ -128,7 +127,7 @@ def test_heads_script_ablates_exactly_the_solved_checkpoints(trained, tmp_path):
                                            for i, h in enumerate(heads)}}))
     out = tmp_path / "heads"
     sh = lambda: subprocess.run(["bash", str(repo / "results/heads/run.sh"), str(out), str(suite), str(tmp_path / "no_images")],
-                                cwd=repo, capture_output=True, text=True, env={**__import__("os").environ, "PROBE": str(probe)})
+                                cwd=repo, capture_output=True, text=True, env={**os.environ, "PROBE": str(probe)})
     r = sh()
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     made = sorted(p.name for p in out.iterdir())

@@ -23,10 +23,9 @@ export OMP_NUM_THREADS=1
 solved() {   # folder key threshold above|below: exit 0 if the run's held-out value passes
     python - "$@" <<'EOF'
 import json, sys
+from tables import lookup
 folder, key, limit, side = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-value = json.load(open(f"{folder}/eval_best.json"))
-for k in key.split("."):
-    value = value[k]
+value = lookup(json.load(open(f"{folder}/eval_best.json")), key)
 ok = value <= limit if side == "below" else value >= limit
 print(f"{folder}: {key} = {value:.4f} -> {'solved' if ok else 'not solved, not ablated'}", file=sys.stderr)
 sys.exit(0 if ok else 1)
