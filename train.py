@@ -216,7 +216,9 @@ def main():
             checkpoint("last.pt")
             saved_at = time.time()
             bar.unpause()
-        bar.set_postfix(loss=f"{loss_value:.4f}", **shown)
+        # the bar shows the mean since the last evaluation: one batch's loss swings with the length drawn
+        # for it (a 2-item AR batch is solved by position alone, a 6-item one is not)
+        bar.set_postfix(loss=f"{(loss_sum / loss_n if loss_n else loss_value):.4f}", **shown)
     bar.close()
     write_results()
     if writer:
