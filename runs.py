@@ -416,6 +416,19 @@ def need_positive_float(args, *names):
             raise UserError(f"--{name.replace('_', '-')} must be a positive number (at most 3.4e38), got {value}")
 
 
+# the learning rates a search may extend its grid along, one step (x ~3) beyond an end its best rate sits
+# on (sweep.py for the token and image suites, tasks/walker2d.py pick-lr for the Walker2d check)
+LADDER = ("1e-5", "3e-5", "1e-4", "3e-4", "1e-3", "3e-3", "1e-2", "3e-2", "1e-1")
+
+
+def ladder_index(lr):
+    """Where a learning rate sits on LADDER, compared as numbers; a rate off the ladder is a UserError."""
+    for i, step in enumerate(LADDER):
+        if math.isclose(float(step), float(lr), rel_tol=1e-9):
+            return i
+    raise UserError(f"learning rate {lr:g} is not on the ladder {', '.join(LADDER)}; a grid can only be extended from it")
+
+
 SEED_MAX = 2 ** 31 - 1     # numpy takes seeds below 2**32 and the code derives seeds as seed + small offsets
 
 

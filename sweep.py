@@ -55,13 +55,12 @@ import pretrained
 import stats
 import tables
 import tasks
-from runs import UserError, pick_device, portable, run_main, save_atomic
+from runs import LADDER, UserError, pick_device, portable, run_main, save_atomic
 from runs import read_json
 
 REPO = Path(__file__).resolve().parent
 # condition -> (train.py flags, seeds in phase 2, learning-rate grid, whether --input-scales applies)
 FROZEN_LRS, SCRATCH_LRS = ("3e-4", "1e-3", "3e-3"), ("1e-4", "3e-4", "1e-3")
-LADDER = ("1e-5", "3e-5", "1e-4", "3e-4", "1e-3", "3e-3", "1e-2", "3e-2", "1e-1")   # grid extensions come from here
 CONDITIONS = {
     "pretrained": (["--substrate", "gemma", "--init", "pretrained"], 3, FROZEN_LRS, True),
     "random-init": (["--substrate", "gemma", "--init", "random"], 3, FROZEN_LRS, True),

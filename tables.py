@@ -299,7 +299,10 @@ def lr_check_table(choice):
             mark = "**" if name == b["chosen_run"] else ""
             lines.append(f"| {body} | {mark}{r['lr']:g}{mark} | {r['steps_done']:,} | {mark}{r['value']:.1f}{mark} | "
                          + " / ".join(f"{t}: {v:.1f}" for t, v in r["per_target"].items()) + f" | {r['wall_time_s'] / 3600:.1f} |")
-    return "\n".join(lines)
+    edges = [f"{body}: best rate {b['chosen_lr']:g} at the {b['open_edge']} end of the rates checked, "
+             + (f"{b['next_lr']:g} beyond it not run" if b["next_lr"] else "the ladder ends there")
+             for body, b in choice["bodies"].items() if b.get("open_edge")]
+    return "\n".join(lines + ([""] + [f"Open edge: {e}." for e in edges] if edges else []))
 
 
 TABLES = {"summary": summary_tables, "regime": regime_table, "summary-regime": regime_summary_table,

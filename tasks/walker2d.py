@@ -6,7 +6,7 @@ Decision Transformer on Walker2d whose GPT-2 body is replaced by a frozen Gemma 
     python -m tasks.walker2d train --dataset mujoco/walker2d/medium-v0                 # Minari download (internet)
     python -m tasks.walker2d train --d4rl-hdf5 walker2d_medium-v2.hdf5                 # a D4RL file you have
     python -m tasks.walker2d compare RUN_DIR...                                        # fresh scores, paired by episode
-    python -m tasks.walker2d pick-lr CHECK_RUN...                                      # a body's rate from a short check
+    python -m tasks.walker2d pick-lr CHECK_RUN...                                      # a body's rate from a check
     python -m tasks.walker2d seeds RUN_DIR... --reference L8_pretrained                # over seeds, t intervals
 
 Tokens, as in Chen et al. 2021: for each timestep t of a context of K steps, three tokens
@@ -36,7 +36,7 @@ from runs import (UserError, all_gather, barrier, condition_name, data_parallel,
                   need_package, need_positive_float, open_run, pick_device, portable, refuse_changed_scale,
                   results_head, resume_training, run_folder, run_main, save_atomic, training_state, warm_up, wrap_ddp, write_or_print,
                   add_run_args, checkpoint_due, log_scalars, parse_run_args, scalar_writer, subcommands)
-from runs import read_json, seed_arg, stop_at_step_boundary, stop_requested, stopped
+from runs import LADDER, ladder_index, read_json, seed_arg, stop_at_step_boundary, stop_requested, stopped
 
 ENV_ID = "Walker2d-v5"          # Minari's mujoco/walker2d datasets were collected in v5
 D4RL_ENV_ID = "Walker2d-v4"     # D4RL used the pre-v5 MuJoCo model (v5 changed the foot friction)
@@ -707,11 +707,13 @@ def read_run(run, need=()):
 
 
 def pick_lr(argv=None):
-    """Each body's learning rate from a short check: runs that differ only in --lr, grouped by the
+    """Each body's learning rate from a check at one budget: runs that differ only in --lr, grouped by the
     folder name before its '__lr' part (L8_pretrained__lr3e-4__0 -> L8_pretrained). The criterion is the
     training-time evaluation episodes (stream 1, seed base 10000 x seed + 1000): the mean over targets
     of the normalised return, averaged over the last --last evaluations; the fresh episodes (stream 2)
-    that are reported are never looked at. Ties go to the lower rate."""
+    that are reported are never looked at. Ties go to the lower rate. A chosen rate at an end of the
+    rates checked for its body is an open edge: the record names the next rate of the ladder beyond it
+    (next_lr; None where the ladder ends), which the check runs before its choice counts."""
     p = argparse.ArgumentParser(prog="python -m tasks.walker2d pick-lr", description=pick_lr.__doc__)
     p.add_argument("runs", nargs="+", help="run folders of the check, e.g. lr_check/*__lr*__0")
     p.add_argument("--last", type=int, default=2, help="evaluations averaged per run (default 2)")
@@ -744,7 +746,17 @@ def pick_lr(argv=None):
         if len({row["lr"] for row in runs.values()}) != len(runs):
             raise UserError(f"{body}: two check runs at the same learning rate")
         name = max(sorted(runs, key=lambda n: runs[n]["lr"]), key=lambda n: runs[n]["value"])   # max keeps the first of ties
-        out["bodies"][body] = {"chosen_lr": runs[name]["lr"], "chosen_run": name, "steps_done": runs[name]["steps_done"], "runs": runs}
+        lrs, lr = sorted(row["lr"] for row in runs.values()), runs[name]["lr"]
+        # an end of the checked rates: the best may lie beyond it (with one rate checked, both ends are open)
+        edge = "high" if lr == lrs[-1] else "low" if lr == lrs[0] else None
+        i = ladder_index(lr)
+        j = {"high": i + 1, "low": i - 1}.get(edge)
+        next_lr = float(LADDER[j]) if j is not None and 0 <= j < len(LADDER) else None
+        out["bodies"][body] = {"chosen_lr": lr, "chosen_run": name, "steps_done": runs[name]["steps_done"],
+                               "checked_lrs": lrs, "open_edge": edge, "next_lr": next_lr, "runs": runs}
+        if edge:
+            print(f"{body}: best rate {lr:g} at the {edge} end of the checked rates; "
+                  + (f"next on the ladder: {next_lr:g}" if next_lr else "the ladder ends there"), file=sys.stderr, flush=True)
     write_or_print(out, args.out)
     return out
 

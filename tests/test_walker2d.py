@@ -378,6 +378,15 @@ def test_pick_lr_chooses_on_the_training_time_episodes(tmp_path):
     assert pre["chosen_lr"] == 3e-4 and pre["runs"]["L8_pretrained__lr3e-4__0"]["value"] == pytest.approx(32.5)
     assert pre["runs"]["L8_pretrained__lr1e-4__0"]["value"] == pytest.approx(15.0)
     assert out["bodies"]["L8_random-init_scale1"]["chosen_lr"] == 1e-4
+    # an end of the checked rates is an open edge, with the ladder's next rate beyond it; inside, none
+    assert (pre["open_edge"], pre["next_lr"], pre["checked_lrs"]) == (None, None, [1e-4, 3e-4, 1e-3])
+    ri = out["bodies"]["L8_random-init_scale1"]
+    assert (ri["open_edge"], ri["next_lr"]) == ("low", 3e-5)
+    top = W.pick_lr([str(check / f"L8_pretrained__lr{lr}__0") for lr in ("1e-4", "3e-4")])["bodies"]["L8_pretrained"]
+    assert (top["chosen_lr"], top["open_edge"], top["next_lr"]) == (3e-4, "high", 1e-3)
+    off = seed_run(tmp_path / "off" / "L8_pretrained__lr2e-4__0", 0, [{"5000": 1, "2500": 1}] * 3, lr=2e-4)
+    with pytest.raises(UserError, match="not on the ladder"):
+        W.pick_lr([str(off)])
     # a run whose evaluations are not the training-time stream, or a check at unequal budgets, is refused
     odd = seed_run(tmp_path / "odd" / "L8_pretrained__lr1e-2__0", 0, [{"5000": 1, "2500": 1}] * 2, lr=1e-2)
     r = json.loads((odd / "results.json").read_text())
@@ -428,16 +437,22 @@ def test_lr_check_and_three_seed_scripts_end_to_end(standin, gemma3_ckpt, tmp_pa
     env = {**os.environ, "MINARI_DATASETS_PATH": str(standin), "BG_CACHE": str(tmp_path / "cache"), "DATASET": "local/w2d-test-v0",
            "STEPS": "4", "EVAL_EVERY": "2", "EVAL_EPISODES": "1", "FRESH_EPISODES": "1", "SLICE_BATCH": "8",
            "EXTRA": "--context 5 --max-ep-len 20", "SLICE_EXTRA": f"--model {gemma3_ckpt[0]} --layers 2 --input-scale 1.0",
-           "LRS": "1e-3 3e-3", "DEST": str(tmp_path / "check"), "CHOICE": str(tmp_path / "choice.json")}
+           "LRS": "1e-3", "MAX_EXTEND": "1", "LAST": "2", "DEST": str(tmp_path / "check"),
+           "CHOICE": str(tmp_path / "check" / "choice.json")}
     sh = lambda script, *args: subprocess.run(["bash", str(REPO / "results/walker2d/medium" / script), *args], cwd=REPO,
                                              env=env, capture_output=True, text=True)
     res = sh("run_3seeds.sh", "0", "pretrained")
     assert res.returncode == 2 and "run lr_check.sh and pick-lr first" in res.stderr
-    res = sh("lr_check.sh", "pretrained")          # the scale-1 control runs the same script; kept out for time
+    assert sh("lr_check.sh", "pretrained", "mlp").returncode == 2       # a bad condition, before anything runs
+    assert not (tmp_path / "check").exists()
+    # one rate checked: its best sits at both ends, so the check runs the ladder's next rate up (one
+    # extension allowed here), then writes the choice; the scale-1 control runs the same script, kept out for time
+    res = sh("lr_check.sh", "pretrained")
     assert res.returncode == 0, res.stderr[-2000:]
-    runs = sorted(str(p) for p in (tmp_path / "check").iterdir())
-    assert [Path(r).name for r in runs] == ["L8_pretrained__lr1e-3__0", "L8_pretrained__lr3e-3__0"]
-    choice = W.pick_lr(runs + ["--out", env["CHOICE"]])
+    runs = sorted(p.name for p in (tmp_path / "check").iterdir() if p.is_dir())
+    assert runs == ["L8_pretrained__lr1e-3__0", "L8_pretrained__lr3e-3__0"]
+    choice = json.loads(Path(env["CHOICE"]).read_text())
+    assert choice["last"] == 2 and choice["bodies"]["L8_pretrained"]["checked_lrs"] == [1e-3, 3e-3]
     env["DEST"] = str(tmp_path / "runs")
     res = sh("run_3seeds.sh", "0", "random-init-scale1")
     assert res.returncode == 2 and "no rate for L8_random-init_scale1" in res.stderr

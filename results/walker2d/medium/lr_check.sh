@@ -1,36 +1,66 @@
 #!/usr/bin/env bash
 # Learning-rate check of the frozen-slice bodies before their three-seed runs (run_3seeds.sh): seed 0,
-# each rate of $LRS, a short budget ($STEPS steps), everything else as in run_3seeds.sh (fp32 slice,
-# batch $SLICE_BATCH, warm-up a tenth of the steps). The rate is then chosen by `python -m tasks.walker2d
-# pick-lr` on the training-time evaluation episodes only (stream 1); the fresh episodes that
-# run_3seeds.sh reports are never scored here. The DT keeps its reference settings and is not checked.
+# each rate of $LRS at the full budget of those runs ($STEPS steps, evaluation every $EVAL_EVERY), so
+# that a rate which starts fast and then stalls cannot win on a short budget; everything else as in
+# run_3seeds.sh (fp32 slice, batch $SLICE_BATCH, warm-up a tenth of the steps). Where a body's best
+# rate sits at an end of the rates checked for it, the next rate of the ladder beyond that end is run
+# too, until the best is inside (or the ladder ends): the same rule for every body. The rate is chosen
+# by `python -m tasks.walker2d pick-lr` on the training-time evaluation episodes only (stream 1; the
+# mean of the last $LAST evaluations); the fresh episodes that run_3seeds.sh reports are never scored
+# here. The DT keeps its reference settings and is not checked.
 # Usage: bash results/walker2d/medium/lr_check.sh CONDITION...   (one thread; two queues at a time)
-#   conditions: pretrained, random-init-scale1. Resumable: run it again. Then:
-#   python -m tasks.walker2d pick-lr results/walker2d/medium/lr_check/*__lr*__0 --out results/walker2d/medium/lr_check/choice.json
-# Settings by environment: STEPS (4000), LRS ("1e-4 3e-4 1e-3"), SLICE_BATCH (32), DEST (results/walker2d/medium/lr_check),
-#   DATASET (local/walker2d-medium-sac-v0), EVAL_EVERY (1000), EVAL_EPISODES (10 per target),
-#   EXTRA (flags appended to every run), SLICE_EXTRA (appended to the slice runs; e.g. a small --model for a test).
+#   conditions: pretrained, random-init-scale1. Resumable: run it again. It ends by writing
+#   $DEST/choice.json over every check run in $DEST once all of them have finished (a body still running
+#   in another queue: it says what it waits for, and that queue's call writes it).
+# Cost: one 20,000-step slice run is about 1.5 hours on one thread of this CPU (compiled), so at least
+#   three runs (4.5 hours) per body, 1.5 hours more per extension.
+# Settings by environment: STEPS (20000), LRS ("1e-4 3e-4 1e-3"), SLICE_BATCH (32), DEST (results/walker2d/medium/lr_check),
+#   DATASET (local/walker2d-medium-sac-v0), EVAL_EVERY (2500), EVAL_EPISODES (10 per target), LAST (3),
+#   MAX_EXTEND (extensions per body; default: until the best rate is inside), EXTRA (flags appended to
+#   every run), SLICE_EXTRA (appended to the slice runs; e.g. a small --model for a test).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-steps=${STEPS:-4000}
+steps=${STEPS:-20000}
+last=${LAST:-3}
 dest=${DEST:-results/walker2d/medium/lr_check}
 common=(--dataset "${DATASET:-local/walker2d-medium-sac-v0}" --steps "$steps" --batch-size "${SLICE_BATCH:-32}"
-        --eval-every "${EVAL_EVERY:-1000}" --eval-episodes "${EVAL_EPISODES:-10}" --targets 5000,2500 --seed 0 ${EXTRA:-})
+        --eval-every "${EVAL_EVERY:-2500}" --eval-episodes "${EVAL_EPISODES:-10}" --targets 5000,2500 --seed 0 ${EXTRA:-})
 slice=(--layers 8 --dtype fp32)
-run() {   # name, lr, flags...
-    local out=$dest/$1__lr$2__0 lr=$2; shift 2
-    if [ -f "$out/results.json" ] && python -c "import json,sys; sys.exit(json.load(open('$out/results.json'))['steps_done'] < $steps)"; then
-        return 0
-    fi
-    python -m tasks.walker2d train "${common[@]}" --lr "$lr" "$@" ${SLICE_EXTRA:-} --out "$out" $([ -f "$out/last.pt" ] && echo --resume)
+finished() {   # run folder: has it trained $steps steps?
+    [ -f "$1/results.json" ] && python -c "import json,sys; sys.exit(json.load(open('$1/results.json'))['steps_done'] < $steps)"
 }
+run() {   # condition, lr
+    local body=${bodies[$1]} lr=$2
+    local out=$dest/${body}__lr${lr}__0
+    finished "$out" && return 0
+    case $1 in
+        pretrained)         flags=("${slice[@]}") ;;
+        random-init-scale1) flags=("${slice[@]}" --init random --input-scale 1) ;;
+    esac
+    python -m tasks.walker2d train "${common[@]}" --lr "$lr" "${flags[@]}" ${SLICE_EXTRA:-} --out "$out" $([ -f "$out/last.pt" ] && echo --resume)
+}
+declare -A bodies=([pretrained]=L8_pretrained [random-init-scale1]=L8_random-init_scale1)
+for c in "$@"; do
+    [ -n "${bodies[$c]:-}" ] || { echo "unknown condition $c" >&2; exit 2; }
+done
 for c in "$@"; do
     for lr in ${LRS:-1e-4 3e-4 1e-3}; do
-        case $c in
-            pretrained)         run L8_pretrained "$lr" "${slice[@]}" ;;
-            random-init-scale1) run L8_random-init_scale1 "$lr" "${slice[@]}" --init random --input-scale 1 ;;
-            *) echo "unknown condition $c" >&2; exit 2 ;;
-        esac
+        run "$c" "$lr"
+    done
+    n=0
+    while [ -z "${MAX_EXTEND:-}" ] || [ "$n" -lt "$MAX_EXTEND" ]; do   # close an open edge, one ladder step at a time
+        next=$(python -m tasks.walker2d pick-lr "$dest/${bodies[$c]}"__lr*__0 --last "$last" | python -c "
+import json, sys
+from runs import LADDER, ladder_index
+b = json.load(sys.stdin)['bodies']['${bodies[$c]}']
+print(LADDER[ladder_index(b['next_lr'])] if b['next_lr'] else '')")
+        [ -n "$next" ] || break
+        run "$c" "$next"
+        n=$((n + 1))
     done
 done
+for out in "$dest"/*__lr*__0; do
+    finished "$out" || { echo "choice.json waits for $out"; exit 0; }
+done
+python -m tasks.walker2d pick-lr "$dest"/*__lr*__0 --last "$last" --out "$dest/choice.json"

@@ -27,7 +27,8 @@ slice=(--layers 8 --dtype fp32 --batch-size "${SLICE_BATCH:-32}")
 chosen() {   # body -> its learning rate from the check
     [ -f "$choice" ] || { echo "error: no $choice: run lr_check.sh and pick-lr first" >&2; exit 2; }
     python -c "import json,sys; b = json.load(open('$choice'))['bodies']; print(b['$1']['chosen_lr']) if '$1' in b else \
-sys.exit('error: $choice has no rate for $1: run lr_check.sh for it, then pick-lr again')" || exit 2
+sys.exit('error: $choice has no rate for $1: run lr_check.sh for it, then pick-lr again'); \
+b['$1'].get('next_lr') and print('warning: $1: its best checked rate sits at an end of the rates checked; lr_check.sh extends it', file=sys.stderr)" || exit 2
 }
 run() {   # name, flags...
     local out=$dest/$1__$seed; shift
