@@ -716,7 +716,7 @@ def pick_lr(argv=None):
     (next_lr; None where the ladder ends), which the check runs before its choice counts."""
     p = argparse.ArgumentParser(prog="python -m tasks.walker2d pick-lr", description=pick_lr.__doc__)
     p.add_argument("runs", nargs="+", help="run folders of the check, e.g. lr_check/*__lr*__0")
-    p.add_argument("--last", type=int, default=2, help="evaluations averaged per run (default 2)")
+    p.add_argument("--last", type=int, default=3, help="evaluations averaged per run (default 3)")
     p.add_argument("--out", help="write the choice here as JSON (default: print it)")
     args = p.parse_args(argv)
     if args.last < 1:
@@ -768,7 +768,7 @@ def seeds(argv=None):
     condition is a run folder's name before its last '__' (L8_pretrained__1 -> L8_pretrained). Every run
     must have read one dataset and run the same number of steps."""
     p = argparse.ArgumentParser(prog="python -m tasks.walker2d seeds", description=seeds.__doc__)
-    p.add_argument("runs", nargs="+", help="run folders with results.json and eval_<checkpoint>.json, e.g. RUNS/*__[012]")
+    p.add_argument("runs", nargs="+", help="run folders with results.json and eval_<checkpoint>.json, e.g. RUNS/*__[123]")
     p.add_argument("--reference", default=None, help="condition the others are compared with (default: the first run's)")
     p.add_argument("--checkpoint", default="last", choices=("last", "best"), help="whose fresh-episode scores (default last)")
     p.add_argument("--out", help="write the summary here as JSON (default: print it)")

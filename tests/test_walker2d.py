@@ -372,7 +372,7 @@ def test_pick_lr_chooses_on_the_training_time_episodes(tmp_path):
     seed_run(check / "L8_pretrained__lr1e-3__0", 0, [{"5000": 0, "2500": 0}, {"5000": 5, "2500": 5}, {"5000": 5, "2500": 5}], lr=1e-3)
     for lr in (1e-4, 3e-4):       # a tie goes to the lower rate
         seed_run(check / f"L8_random-init_scale1__lr{lr:g}__0", 0, [{"5000": 7, "2500": 7}] * 3, lr=lr)
-    out = W.pick_lr([str(p) for p in sorted(check.iterdir())] + ["--out", str(tmp_path / "choice.json")])
+    out = W.pick_lr([str(p) for p in sorted(check.iterdir())] + ["--last", "2", "--out", str(tmp_path / "choice.json")])
     assert json.loads((tmp_path / "choice.json").read_text()) == json.loads(json.dumps(out))
     pre = out["bodies"]["L8_pretrained"]
     assert pre["chosen_lr"] == 3e-4 and pre["runs"]["L8_pretrained__lr3e-4__0"]["value"] == pytest.approx(32.5)
@@ -382,7 +382,7 @@ def test_pick_lr_chooses_on_the_training_time_episodes(tmp_path):
     assert (pre["open_edge"], pre["next_lr"], pre["checked_lrs"]) == (None, None, [1e-4, 3e-4, 1e-3])
     ri = out["bodies"]["L8_random-init_scale1"]
     assert (ri["open_edge"], ri["next_lr"]) == ("low", 3e-5)
-    top = W.pick_lr([str(check / f"L8_pretrained__lr{lr}__0") for lr in ("1e-4", "3e-4")])["bodies"]["L8_pretrained"]
+    top = W.pick_lr([str(check / f"L8_pretrained__lr{lr}__0") for lr in ("1e-4", "3e-4")] + ["--last", "2"])["bodies"]["L8_pretrained"]
     assert (top["chosen_lr"], top["open_edge"], top["next_lr"]) == (3e-4, "high", 1e-3)
     off = seed_run(tmp_path / "off" / "L8_pretrained__lr2e-4__0", 0, [{"5000": 1, "2500": 1}] * 3, lr=2e-4)
     with pytest.raises(UserError, match="not on the ladder"):
@@ -393,7 +393,7 @@ def test_pick_lr_chooses_on_the_training_time_episodes(tmp_path):
     r["eval"]["episode_seed_base"] = 2000
     (odd / "results.json").write_text(json.dumps(r))
     with pytest.raises(UserError, match="training-time stream"):
-        W.pick_lr([str(odd)])
+        W.pick_lr([str(odd), "--last", "2"])
     short = seed_run(tmp_path / "short" / "L8_pretrained__lr1e-2__0", 0, [{"5000": 1, "2500": 1}] * 3, lr=1e-2, steps=10)
     with pytest.raises(UserError, match="one budget"):
         W.pick_lr([str(check / "L8_pretrained__lr1e-4__0"), str(short)])
@@ -453,6 +453,19 @@ def test_lr_check_and_three_seed_scripts_end_to_end(standin, gemma3_ckpt, tmp_pa
     assert runs == ["L8_pretrained__lr1e-3__0", "L8_pretrained__lr3e-3__0"]
     choice = json.loads(Path(env["CHOICE"]).read_text())
     assert choice["last"] == 2 and choice["bodies"]["L8_pretrained"]["checked_lrs"] == [1e-3, 3e-3]
+    # a check run stopped part-way (here: its record set back) is finished before anything is chosen
+    f = tmp_path / "check" / "L8_pretrained__lr3e-3__0" / "results.json"
+    r = json.loads(f.read_text())
+    f.write_text(json.dumps({**r, "steps_done": 2}))
+    env["MAX_EXTEND"] = "0"
+    res = sh("lr_check.sh", "pretrained")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(f.read_text())["steps_done"] == 4
+    # with two rates the best sits at an end: the seed runs refuse an open edge unless told to go on
+    assert choice["bodies"]["L8_pretrained"]["next_lr"] is not None
+    res = sh("run_3seeds.sh", "1", "pretrained")
+    assert res.returncode == 2 and "ALLOW_OPEN_EDGE" in res.stderr
+    env["ALLOW_OPEN_EDGE"] = "1"
     env["DEST"] = str(tmp_path / "runs")
     res = sh("run_3seeds.sh", "0", "random-init-scale1")
     assert res.returncode == 2 and "no rate for L8_random-init_scale1" in res.stderr
@@ -482,10 +495,10 @@ def test_the_three_seed_readme_section_renders_from_the_summaries(tmp_path):
     for body, values in {"L8_pretrained": (10, 20, 15), "L8_random-init_scale1": (5, 8, 9)}.items():
         for lr, v in zip((1e-4, 3e-4, 1e-3), values):
             check.append(str(seed_run(tmp_path / "check" / f"{body}__lr{lr:g}__0", 0, [{"5000": v, "2500": v}] * 2, lr=lr)))
-    choice = W.pick_lr(check + ["--out", str(results / "lr_check" / "choice.json")])
+    choice = W.pick_lr(check + ["--last", "2", "--out", str(results / "lr_check" / "choice.json")])
     runs = []
     for cond, per_seed in {"L8_pretrained": (30, 35, 40), "L8_random-init_scale1": (20, 30, 25), "dt-b64": (60, 70, 65)}.items():
-        for seed, a in enumerate(per_seed):
+        for seed, a in enumerate(per_seed, start=1):   # the reported seeds: 0 is the check's
             runs.append(str(seed_run(tmp_path / "runs" / f"{cond}__{seed}", seed, [{"5000": 0, "2500": 0}],
                                      fresh={"5000": [float(a)] * 2, "2500": [a - 5.0] * 2})))
     summary = W.seeds(runs + ["--reference", "L8_pretrained", "--out", str(results / "seeds" / "summary.json")])

@@ -12,8 +12,11 @@
 #   conditions: pretrained, random-init-scale1. Resumable: run it again. It ends by writing
 #   $DEST/choice.json over every check run in $DEST once all of them have finished (a body still running
 #   in another queue: it says what it waits for, and that queue's call writes it).
-# Cost: one 20,000-step slice run is about 1.5 hours on one thread of this CPU (compiled), so at least
-#   three runs (4.5 hours) per body, 1.5 hours more per extension.
+# Cost: one 20,000-step slice run is about 1.5 hours on one thread of this CPU with EXTRA=--compile
+#   (about 1.9 without), so at least three runs (4.5 hours) per body, 1.5 hours more per extension.
+# Seed 0 is the check's seed; the three-seed runs that are reported use seeds 1, 2 and 3, which had no
+#   part in the choice (seed 0 at the chosen rate won on its own training-time episodes, a draw of luck
+#   that would stay in a reported seed 0).
 # Settings by environment: STEPS (20000), LRS ("1e-4 3e-4 1e-3"), SLICE_BATCH (32), DEST (results/walker2d/medium/lr_check),
 #   DATASET (local/walker2d-medium-sac-v0), EVAL_EVERY (2500), EVAL_EPISODES (10 per target), LAST (3),
 #   MAX_EXTEND (extensions per body; default: until the best rate is inside), EXTRA (flags appended to
@@ -47,6 +50,9 @@ done
 for c in "$@"; do
     for lr in ${LRS:-1e-4 3e-4 1e-3}; do
         run "$c" "$lr"
+    done
+    for out in "$dest/${bodies[$c]}"__lr*__0; do   # an extension stopped part-way: finish it before choosing
+        [ -d "$out" ] && ! finished "$out" && { r=${out##*__lr}; run "$c" "${r%__0}"; }
     done
     n=0
     while [ -z "${MAX_EXTEND:-}" ] || [ "$n" -lt "$MAX_EXTEND" ]; do   # close an open edge, one ladder step at a time
