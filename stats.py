@@ -291,8 +291,10 @@ def describe(values):
     bootstrap interval is little more than their range, so tables quote the range there."""
     mean, std = mean_std(values)
     _, lo, hi = bootstrap_ci(values, n_boot=10000, seed=0)
-    return {"mean": mean, "std": std, "ci95": [lo, hi], "range": [float(min(values)), float(max(values))],
-            "values": list(values)}
+    # the percentile bootstrap is too narrow at a handful of values (it cannot leave their range):
+    # the Student-t interval beside it is what tables quote from five values on
+    return {"mean": mean, "std": std, "ci95": [lo, hi], "t95": t_interval(values)["ci95"],
+            "range": [float(min(values)), float(max(values))], "values": list(values)}
 
 
 def spearman_permutation(x, y, n_perm=10000, seed=0, groups=None):
@@ -370,33 +372,39 @@ def binomial_upper(k, n, alpha=0.05):
     return 1.0 if k == n else float(sps.beta.ppf(1 - alpha, k + 1, n - k))
 
 
-def error_ratios(control, reference, scored, alpha=0.05):
+def error_ratios(control, reference, units, alpha=0.05):
     """How many times a control's error rate is the reference's, over seeds paired by index.
 
-    control, reference: per-seed error rates; scored: bits (or items) behind each rate. A reference
-    seed that made no error has no finite ratio: its error is replaced by the exact one-sided
-    (1 - alpha) binomial upper bound from the bits it scored, so its ratio is a lower bound and is
-    flagged. Reported: the ratio of the means (pooled errors; bounded the same way when the
-    reference made no error on any seed), the geometric mean of the per-seed ratios, and the range
-    of the per-seed ratios (with a handful of seeds a resampling interval is only their range, so
-    none is given; a bootstrap interval of the geometric mean is added from five seeds on)."""
+    control, reference: per-seed per-bit error rates; units: the independent draws behind each rate
+    (the held-out sequences: the bits of one sequence are not independent, a wrong answer flips
+    several at once). A reference seed that made no error has no finite ratio: its error is replaced
+    by the exact one-sided (1 - alpha) binomial upper bound from the sequences it scored (a per-bit
+    rate is at most the rate of sequences with any wrong bit), so its ratio is a lower bound and is
+    flagged; a pair where neither made an error has no ratio at all (None, left out of the geometric
+    mean and the range). Reported: the ratio of the means (pooled errors; bounded the same way when
+    the reference made no error on any seed), the geometric mean of the per-seed ratios, their range
+    (with a handful of seeds a resampling interval is only the range), and from five seeds with no
+    bound among them a Student-t 95% interval of the geometric mean (t on the log ratios)."""
     n = min(len(control), len(reference))
     if n < 1:
         raise ValueError("error_ratios needs at least one pair")
     c, r = np.asarray(control[:n], dtype=float), np.asarray(reference[:n], dtype=float)
-    bound = binomial_upper(0, scored, alpha)
+    bound = binomial_upper(0, units, alpha)
     zero = r == 0
-    per_seed = c / np.where(zero, bound, r)
+    undefined = zero & (c == 0)
+    per_seed = [None if u else float(ci / (bound if z else ri)) for ci, ri, z, u in zip(c, r, zero, undefined)]
+    defined = np.asarray([v for v in per_seed if v is not None], dtype=float)
     pooled_zero = bool(zero.all())
-    ratio_of_means = float(c.mean() / (binomial_upper(0, n * scored, alpha) if pooled_zero else r.mean()))
-    geo = 0.0 if (per_seed == 0).any() else float(np.exp(np.log(per_seed).mean()))
+    ratio_of_means = float(c.mean() / (binomial_upper(0, n * units, alpha) if pooled_zero else r.mean()))
+    geo = None if len(defined) == 0 else 0.0 if (defined == 0).any() else float(np.exp(np.log(defined).mean()))
+    bounded = bool((zero & ~undefined).any())
     out = {"ratio_of_means": ratio_of_means, "ratio_of_means_lower_bound": pooled_zero,
            "difference_of_means": float(c.mean() - r.mean()),
-           "geometric_mean": geo, "geometric_mean_lower_bound": bool(zero.any()),
-           "values": per_seed.tolist(), "value_lower_bound": zero.tolist(), "n": n,
-           "range": [float(per_seed.min()), float(per_seed.max())],
-           "zero_error_bound": {"scored": int(scored), "alpha": alpha, "one_sided_upper": bound}}
-    if n >= 5 and geo > 0:
-        _, lo, hi = bootstrap_ci(np.log(per_seed))
-        out["geometric_mean_ci95"] = [float(np.exp(lo)), float(np.exp(hi))]
+           "geometric_mean": geo, "geometric_mean_lower_bound": bounded,
+           "values": per_seed, "value_lower_bound": (zero & ~undefined).tolist(), "value_undefined": undefined.tolist(),
+           "n": n, "range": [float(defined.min()), float(defined.max())] if len(defined) else None,
+           "zero_error_bound": {"units": "held-out sequences", "scored": int(units), "alpha": alpha, "one_sided_upper": bound}}
+    if len(defined) >= 5 and geo and not bounded:
+        lo, hi = t_interval(np.log(defined), alpha)["ci95"]
+        out["geometric_mean_t95"] = [float(np.exp(lo)), float(np.exp(hi))]
     return out

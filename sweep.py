@@ -1,6 +1,6 @@
 """
 The fair protocol for one token task: the same search for every condition, then seeds, then a
-held-out evaluation and a summary with bootstrap CIs. Resumable: run it again and it continues.
+held-out evaluation and a summary with intervals over seeds. Resumable: run it again and it continues.
 
     python sweep.py --task ar --out results/token_suite/ar --train-len 6 --eval-lengths 4,8,12,16 \\
         --select-len 8 --search-steps 150 --steps 600 --eval-every 150 --jobs 2
@@ -21,12 +21,16 @@ held-out evaluation and a summary with bootstrap CIs. Resumable: run it again an
    by a clear margin (tasks/floors.py: what a query- or data-blind predictor could reach by luck
    after that many tries) is recorded as not learned at this budget and gets no seeds. sweep.json and
    summary.json record the floor at every length, summary.json the conditions not learned.
-2. seeds (--steps, fixed in advance): each condition at its winning setting, seeds 0..n-1
-   (pretrained and random-init: 3, the other controls: 2).
+2. seeds (--steps, fixed in advance): each condition at its winning setting, seeds --first-seed
+   onwards (pretrained and random-init: 3, the other controls: 2; --seeds N: N for all). The default
+   first seed is 1: seed 0 is the search's, and its run at the chosen setting won on its own
+   validation curve, a draw of luck a reported seed should not carry (the suites committed before
+   this start at 0, as their run.sh says).
 3. evaluate: best.pt of every seed on the held-out stream (seed + 2, --eval-samples-final sequences
-   per length), then OUT/summary.json: mean, std, range and bootstrap 95% CI per condition and
-   length, and control/pretrained as the ratio of the means and the geometric mean of per-seed
-   ratios (seeds paired by index; a zero pretrained error at its binomial bound, stats.error_ratios).
+   per length), then OUT/summary.json: mean, std, range, bootstrap 95% CI and t interval per
+   condition and length, and control/pretrained as the ratio of the means and the geometric mean of
+   per-seed ratios (seeds paired by index; a zero pretrained error at its binomial bound from the
+   held-out sequences, stats.error_ratios).
    --restate recomputes these statistics of a finished suite from its runs' eval_best.json.
 
 Images (--task images --dataset D --patch P): the same three phases; the search and best.pt use the
@@ -148,6 +152,9 @@ def get_parser():
     p.add_argument("--seeds", type=int, default=None,
                    help="seed runs per condition in phase 2 (default: 3 for pretrained and the re-initialised "
                         "controls, 2 for the others); raising it later trains only the added seeds")
+    p.add_argument("--first-seed", type=int, default=1,
+                   help="the first of the seed runs' seeds (default 1: seed 0 is the search's and confirmation's, "
+                        "selected on its own validation curve; 0 reproduces the suites committed before this flag)")
     p.add_argument("--eval-every", type=int, default=250, help="evaluation period of the seed runs (default 250)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences (images) per step (default 32)")
     p.add_argument("--warmup", type=int, default=50, help="linear warm-up steps (default 50)")
@@ -290,6 +297,12 @@ def main():
         raise UserError(f"--conditions {args.conditions!r} names no condition; choose from {', '.join(CONDS)}")
     if args.seeds is not None and args.seeds < 1:
         raise UserError("--seeds must be at least 1")
+    if args.first_seed < 0:
+        raise UserError("--first-seed must be at least 0")
+    held = Path(args.out) / "sweep.json"
+    if held.is_file() and tables.load(held)["protocol"].get("first_seed", 0) != args.first_seed:
+        raise UserError(f"{held} has seed runs from --first-seed {tables.load(held)['protocol'].get('first_seed', 0)}; "
+                        f"pass the same, or choose another --out")
     refuse_shrinking(Path(args.out), conditions, {c: seed_count(args, CONDS[c]) for c in conditions})
     for name in ("search_steps", "steps", "eval_every", "batch_size", "jobs", "eval_samples", "eval_samples_final"):
         if getattr(args, name) < 1:
@@ -492,13 +505,14 @@ def floor_summary(args, record, chosen):
 def train_seeds(args, record, conditions, out, chosen):
     """2. Seeds at the chosen setting (a seed run trained at another setting is set aside first)."""
     CONDS = conditions_of(args)
-    seed_runs = {c: [out / "runs" / f"{args.task}__{c}__{s}" for s in range(seed_count(args, CONDS[c]))]
+    first = getattr(args, "first_seed", 0)         # records written before --first-seed started at 0
+    seed_runs = {c: [out / "runs" / f"{args.task}__{c}__{s}" for s in range(first, first + seed_count(args, CONDS[c]))]
                  for c in conditions}
     for c in conditions:
         for d in seed_runs[c]:
             set_aside_if_other_setting(d, out, chosen[c])
     train_all([(d, train_cmd(args, c, chosen[c]["lr"], chosen[c]["input_scale"], s, args.steps, args.eval_every, d), args.steps)
-               for c in conditions for s, d in enumerate(seed_runs[c])], args.jobs)
+               for c in conditions for s, d in enumerate(seed_runs[c], start=first)], args.jobs)
     record["seed_runs"] = {c: [str(d) for d in ds] for c, ds in seed_runs.items()}
     save_atomic(record, out / "sweep.json")
     return seed_runs

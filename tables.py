@@ -38,21 +38,29 @@ FEW_SEEDS = 5      # below this a bootstrap interval over seeds is only their ra
 
 def spread(d, fmt="{:.4f}"):
     """A stats.describe entry as its mean and, labelled, the range (fewer than FEW_SEEDS values) or
-    the bootstrap 95% CI."""
+    the Student-t 95% interval (the bootstrap one, labelled so, in entries written before it)."""
     if len(d["values"]) < FEW_SEEDS:
         lo, hi = d.get("range") or [min(d["values"]), max(d["values"])]
         return f"{fmt.format(d['mean'])} (range {fmt.format(lo)} to {fmt.format(hi)})"
-    return f"{fmt.format(d['mean'])} (95% CI {fmt.format(d['ci95'][0])} to {fmt.format(d['ci95'][1])})"
+    (lo, hi), label = (d["t95"], "95% t interval") if d.get("t95") else (d["ci95"], "bootstrap 95% CI")
+    return f"{fmt.format(d['mean'])} ({label} {fmt.format(lo)} to {fmt.format(hi)})"
 
 
 def ratio_cell(r):
     """One stats.error_ratios entry: ratio of means; geometric mean [range], ">=" where a zero error
-    was replaced by its binomial upper bound (the ratio is then a lower bound)."""
+    was replaced by its binomial upper bound (the ratio is then a lower bound); "n/a" where no pair
+    has a ratio (neither made an error)."""
     ge = lambda flag: ">= " if flag else ""
-    g = f"{ge(r['geometric_mean_lower_bound'])}{r['geometric_mean']:.1f}"
-    if "geometric_mean_ci95" in r:
-        g += f" (95% CI {r['geometric_mean_ci95'][0]:.1f} to {r['geometric_mean_ci95'][1]:.1f})"
-    return f"{ge(r['ratio_of_means_lower_bound'])}{r['ratio_of_means']:.1f}; {g} [{r['range'][0]:.1f} to {r['range'][1]:.1f}]"
+    if r.get("geometric_mean") is None:
+        g = "n/a"
+    else:
+        g = f"{ge(r['geometric_mean_lower_bound'])}{r['geometric_mean']:.1f}"
+        if "geometric_mean_t95" in r:
+            g += f" (95% t interval {r['geometric_mean_t95'][0]:.1f} to {r['geometric_mean_t95'][1]:.1f})"
+        elif "geometric_mean_ci95" in r:      # entries written before: a bootstrap interval
+            g += f" (bootstrap 95% CI {r['geometric_mean_ci95'][0]:.1f} to {r['geometric_mean_ci95'][1]:.1f})"
+        g += f" [{r['range'][0]:.1f} to {r['range'][1]:.1f}]"
+    return f"{ge(r['ratio_of_means_lower_bound'])}{r['ratio_of_means']:.1f}; {g}"
 
 
 def summary_tables(summary):

@@ -218,10 +218,10 @@ def versus_pretrained(args, values, reference):
     """Per length, control error / pretrained error over seeds paired by index (stats.error_ratios:
     ratio of means, geometric mean of per-seed ratios, their range). values, reference: {length:
     [per-seed error]}. A pretrained seed with no error at all gets the exact one-sided 95% binomial
-    upper bound on its error from the bits it scored, so its ratio and the geometric mean are lower
-    bounds, flagged, never an infinity."""
-    return {L: stats.error_ratios(values[L], reference[L], scored_bits(args.task, int(L), args.eval_samples_final))
-            for L in values}
+    upper bound on its error from the held-out sequences it scored (independent draws; the bits of
+    one sequence are not), so its ratio and the geometric mean are lower bounds, flagged, never an
+    infinity."""
+    return {L: stats.error_ratios(values[L], reference[L], args.eval_samples_final) for L in values}
 
 
 def scored_bits(task_name, length, samples):

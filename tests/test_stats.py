@@ -291,25 +291,36 @@ def test_binomial_upper_bound_is_exact():
 def test_error_ratios_report_ratio_of_means_geometric_mean_and_bounds():
     """The committed MQAR values at 8 pairs: a mean of per-seed ratios (734x) hides that two of
     three seeds divide by a floor; the ratio of means and the geometric mean say more, and a zero
-    error becomes an exact bound, flagged."""
+    error becomes an exact bound from the independent sequences scored (not the bits: a wrong answer
+    flips several bits of one sequence at once), flagged."""
     control = [0.032389322916666664, 0.00811767578125, 0.011088053385416666]
     reference = [0.0, 0.0001220703125, 0.0]
-    r = S.error_ratios(control, reference, scored=49152)
+    r = S.error_ratios(control, reference, units=1024)
     assert r["ratio_of_means"] == pytest.approx(sum(control) / sum(reference)) and not r["ratio_of_means_lower_bound"]
-    u = 1 - 0.05 ** (1 / 49152)
+    u = 1 - 0.05 ** (1 / 1024)
+    assert r["zero_error_bound"]["one_sided_upper"] == pytest.approx(u) and r["zero_error_bound"]["units"] == "held-out sequences"
     per = [control[0] / u, control[1] / reference[1], control[2] / u]
     assert r["values"] == pytest.approx(per) and r["value_lower_bound"] == [True, False, True]
     assert r["geometric_mean"] == pytest.approx((per[0] * per[1] * per[2]) ** (1 / 3)) and r["geometric_mean_lower_bound"]
-    assert r["range"] == pytest.approx([min(per), max(per)]) and "geometric_mean_ci95" not in r   # 3 seeds: a range only
-    # no error on any seed: the ratio of means is a lower bound from the pooled bits
-    r = S.error_ratios([0.1, 0.2], [0.0, 0.0], scored=100)
+    assert r["range"] == pytest.approx([min(per), max(per)]) and "geometric_mean_t95" not in r   # 3 seeds: a range only
+    # no error on any seed: the ratio of means is a lower bound from the pooled sequences
+    r = S.error_ratios([0.1, 0.2], [0.0, 0.0], units=100)
     assert r["ratio_of_means_lower_bound"] and r["ratio_of_means"] == pytest.approx(0.15 / (1 - 0.05 ** (1 / 200)))
-    # five seeds: a bootstrap interval of the geometric mean is added, and it contains it
-    r = S.error_ratios([0.2, 0.3, 0.1, 0.4, 0.2], [0.1, 0.1, 0.1, 0.1, 0.05], scored=1000)
-    lo, hi = r["geometric_mean_ci95"]
-    assert lo <= r["geometric_mean"] <= hi and not r["geometric_mean_lower_bound"]
+    # five seeds, none bounded: a t interval of the geometric mean (t on the log ratios), which contains it
+    ratios = [2.0, 3.0, 1.0, 4.0, 4.0]
+    r = S.error_ratios([0.2, 0.3, 0.1, 0.4, 0.2], [0.1, 0.1, 0.1, 0.1, 0.05], units=1000)
+    logs = np.log(ratios)
+    half = sps.t.ppf(0.975, 4) * logs.std(ddof=1) / 5 ** 0.5
+    assert r["geometric_mean_t95"] == pytest.approx([np.exp(logs.mean() - half), np.exp(logs.mean() + half)])
+    assert r["geometric_mean_t95"][0] <= r["geometric_mean"] <= r["geometric_mean_t95"][1]
     # a control seed with no error: its ratio is 0 and so is the geometric mean
-    assert S.error_ratios([0.0, 0.2], [0.1, 0.1], scored=100)["geometric_mean"] == 0.0
+    assert S.error_ratios([0.0, 0.2], [0.1, 0.1], units=100)["geometric_mean"] == 0.0
+    # neither made an error: no ratio for that pair, left out of the geometric mean and the range
+    r = S.error_ratios([0.0, 0.2], [0.0, 0.1], units=100)
+    assert r["values"] == [None, pytest.approx(2.0)] and r["value_undefined"] == [True, False]
+    assert r["geometric_mean"] == pytest.approx(2.0) and not r["geometric_mean_lower_bound"] and r["range"] == pytest.approx([2.0, 2.0])
+    r = S.error_ratios([0.0], [0.0], units=100)
+    assert r["geometric_mean"] is None and r["range"] is None
 
 
 def test_describe_gives_the_range():

@@ -29,10 +29,12 @@ def test_sweep_searches_alike_then_seeds_then_summarises(gemma3_wide_ckpt, tmp_p
         best = min((x for x in rows if x["condition"] == c), key=lambda x: x["val_error"])
         assert sweep["chosen"][c]["lr"] == best["lr"] and sweep["chosen"][c]["input_scale"] == best["input_scale"]
     # search and seed runs evaluate only the selection length during training (the default --track-lengths)
-    run0 = json.loads((out / "runs" / "copy__pretrained__0" / "results.json").read_text())
-    assert set(run0["history"][-1]["errors"]) == {"4"} and run0["config"]["lr"] == float(sweep["chosen"]["pretrained"]["lr"])
+    run1 = json.loads((out / "runs" / "copy__pretrained__1" / "results.json").read_text())
+    assert set(run1["history"][-1]["errors"]) == {"4"} and run1["config"]["lr"] == float(sweep["chosen"]["pretrained"]["lr"])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["conditions"]["pretrained"]["n"] == 3 and summary["conditions"]["none"]["n"] == 2
+    # the reported seeds start at 1: seed 0 is the search's, selected on its own validation curve
+    assert summary["conditions"]["pretrained"]["seeds"] == [1, 2, 3] and not (out / "runs" / "copy__pretrained__0").exists()
     assert set(summary["conditions"]["pretrained"]["errors"]) == {"2", "4"}   # held-out at every --eval-lengths
     for L in ("2", "4"):
         e = summary["conditions"]["none"]["errors"][L]
@@ -53,12 +55,15 @@ def test_sweep_searches_alike_then_seeds_then_summarises(gemma3_wide_ckpt, tmp_p
     r = subprocess.run(cmd + ["--seeds", "3"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     after = {d.name: (d / "results.json").stat().st_mtime for d in (out / "runs").iterdir()}
-    assert set(after) - set(before) == {"copy__none__2"} and all(after[k] == v for k, v in before.items())
+    assert set(after) - set(before) == {"copy__none__3"} and all(after[k] == v for k, v in before.items())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["conditions"]["none"]["n"] == 3 and summary["conditions"]["pretrained"]["n"] == 3
     # a call with fewer seeds than the suite holds would rewrite its summary with less: refused
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "--seeds 3" in r.stderr, r.stderr[-2000:]
+    # so would another first seed: the folder's seed runs started at 1
+    r = subprocess.run(cmd + ["--seeds", "3", "--first-seed", "0"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "--first-seed 1" in r.stderr, r.stderr[-2000:]
     # a seed run finished elsewhere, never evaluated, its checkpoints gone: a clear error, not a crash
     lost = out / "runs" / "copy__none__1"
     (lost / "eval_best.json").unlink()
@@ -96,7 +101,7 @@ def test_images_sweep_with_bridge_conditions(gemma3_ckpt, image_folder, tmp_path
         assert {x["lr"] for x in rows} == set(sweep["grids"][c]["lr"])
         res = json.loads((Path(rows[0]["run"]) / "results.json").read_text())
         assert rows[0]["val_error"] == 1 - res["final"]["val_accuracy"]
-    partial = json.loads((out / "runs" / "images__bridge-partial__0" / "results.json").read_text())
+    partial = json.loads((out / "runs" / "images__bridge-partial__1" / "results.json").read_text())
     assert partial["config"]["bridge_layer_ids"] == [4, 5]         # the slice 2-5 without its first two layers
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metric"] == "top1_accuracy" and summary["conditions"]["pretrained"]["n"] == 3

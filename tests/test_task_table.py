@@ -100,9 +100,9 @@ def test_summaries_compare_with_pretrained_as_the_task_says():
     r = tok.versus_pretrained(args, {"4": [0.2, 0.1], "8": [0.3, 0.3]}, {"4": [0.1, 0.0], "8": [0.1, 0.3]})
     assert r["4"]["values"][0] == pytest.approx(2.0) and r["4"]["value_lower_bound"] == [False, True]
     assert r["4"]["geometric_mean_lower_bound"] and not r["8"]["geometric_mean_lower_bound"]
-    # a pretrained seed with no error gets the exact 95% upper bound from the bits it scored (4 sequences)
-    bits = tok.scored_bits("mqar", 4, 4)
-    assert r["4"]["values"][1] == pytest.approx(0.1 / (1 - 0.05 ** (1 / bits)))
+    # a pretrained seed with no error gets the exact 95% upper bound from the sequences it scored (4),
+    # not from its bits, which are not independent draws
+    assert r["4"]["values"][1] == pytest.approx(0.1 / (1 - 0.05 ** (1 / 4)))
     assert r["8"]["ratio_of_means"] == pytest.approx(0.6 / 0.4) and r["8"]["range"] == pytest.approx([1.0, 3.0])
     d = img.versus_pretrained(args, {"test": [0.80, 0.85], "val": [0, 0]}, {"test": [0.90, 0.80], "val": [0, 0]})
     assert d["test"]["values"] == pytest.approx([0.10, -0.05])

@@ -5,14 +5,15 @@
 # auto, learn, 1) and the fully trainable transformer of the same shape (the paper's comparison for
 # AR), by the fair protocol of sweep.py at the step-1 budget: the same search for every condition
 # (seed 0, 500 steps), each condition's best rate per input-scale choice confirmed at 5,000 steps,
-# then seeds 0-2 of every condition at its confirmed setting (--seeds 3), held-out evaluation of
+# then seeds 1-3 of every condition at its confirmed setting (--seeds 3; seed 0 is the search's), held-out evaluation of
 # every best.pt on 1,024 sequences per length. A condition
 # whose choice does not beat the floor (tasks/floors.py) is reported not learned at this budget and
 # gets no seeds.
 # fp32 (the sweep's runs use train.py's CPU default, fp32): bf16 is ~100x slower on this CPU.
-# Cost, one thread per run: about 27 search runs x 500 steps, 9 confirmations and 9 seed runs x
-# 5,000 steps (a confirmation at the chosen setting is not reused as seed 0): ~95K steps, 28-36
-# core-hours per task at 1.05-1.35 s a step.
+# Cost, one thread per run: the search (about 5 rates x 8 input-scale choices: 3 each for the slice
+# bodies, 2 for scratch; more where an edge is extended) x 500 steps, then 3 rates x 8 choices = 24
+# confirmations and 9 seed runs x 5,000 steps: about 185K steps, 54-69 core-hours per task at 1.05-1.35 s
+# a step (scratch's steps cost more).
 # The paper's ratio: control / pretrained at L30 (Rule 90: L20) per seed, averaged
 # (summary.json ratios_to_pretrained.<control>.30), beside the ratio of the condition means
 # (conditions.<control>.errors.30.mean / conditions.pretrained.errors.30.mean); `sweep.py --table

@@ -13,7 +13,7 @@ shift || true
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(mqar ar rule90)
 common=(--model gemma3-270m --layers 6-11 --search-steps 150 --steps 600 --eval-every 150 --batch-size 32
-        --warmup 50 --eval-samples 256 --jobs 2)
+        --warmup 50 --eval-samples 256 --jobs 2 --first-seed 0)   # these suites' seeds started at 0
 for s in "${suites[@]}"; do
     case $s in
         mqar)   python sweep.py --task mqar "${common[@]}" --out "$out/mqar" --conditions pretrained,random-init,shuffled,matched \
