@@ -276,6 +276,9 @@ def main():
         return
     if args.task is None:
         raise UserError("--task is required (or pass --table)")
+    if not Path(args.out).is_absolute() and Path.cwd().resolve() != REPO:
+        # the runs are subprocesses started in the repository: a relative --out must mean the same there
+        raise UserError(f"--out {args.out} is relative: run sweep.py from the repository root ({REPO}) or give an absolute path")
     task = tasks.module(args.task)
     if not hasattr(task, "sweep_flags"):
         sweepable = [t for t in tasks.TABLE if hasattr(tasks.module(t), "sweep_flags")]

@@ -126,8 +126,12 @@ def test_heads_script_ablates_exactly_the_solved_checkpoints(trained, tmp_path):
     probe.write_text(json.dumps({"heads": {h: {"scores": {"copying": 0.1 + 0.01 * i, "induction": 0.1, "prev_token": 0.1}}
                                            for i, h in enumerate(heads)}}))
     out = tmp_path / "heads"
-    sh = lambda: subprocess.run(["bash", str(repo / "results/heads/run.sh"), str(out), str(suite), str(tmp_path / "no_images")],
+    images = tmp_path / "no_images"
+    sh = lambda: subprocess.run(["bash", str(repo / "results/heads/run.sh"), str(out), str(suite), str(images)],
                                 cwd=repo, capture_output=True, text=True, env={**os.environ, "PROBE": str(probe)})
+    r = sh()
+    assert r.returncode == 2 and "no image runs folder" in r.stderr      # a folder named but missing is an error
+    images.mkdir()
     r = sh()
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     made = sorted(p.name for p in out.iterdir())
@@ -138,6 +142,19 @@ def test_heads_script_ablates_exactly_the_solved_checkpoints(trained, tmp_path):
         a = json.loads((out / f).read_text())
         assert a["checkpoint_sha256"] == file_sha256(trained / "best.pt") and len(a["heads"]) == 16
     assert "not solved, not ablated" in r.stderr and "mqar__shuffled__0" in r.stderr
+    # a kept sweep is bound to its checkpoint: one that read another file is refused, not reused
+    kept = out / "ablate_mqar_pretrained_s1.json"
+    a = json.loads(kept.read_text())
+    kept.write_text(json.dumps({**a, "checkpoint_sha256": "0" * 64}))
+    r = sh()
+    assert r.returncode == 2 and "read another checkpoint" in r.stderr, r.stderr[-2000:]
+    kept.write_text(json.dumps(a))
+    # a held-out file that cannot be read stops the script; it is never taken for "not solved"
+    ev = suite / "mqar__shuffled__0" / "eval_best.json"
+    ev.write_text(json.dumps({"errors": {"4": 0.4}}))
+    r = sh()
+    assert r.returncode == 2 and "cannot read errors.8" in r.stderr, r.stderr[-2000:]
+    ev.write_text(json.dumps({"errors": {"8": 0.4}}))
     # a sweep that fails stops the script (no analysis is built on a missing sweep)
     (out / "ablate_mqar_random-init_s0.json").unlink()
     (suite / "mqar__random-init__0" / "best.pt").write_bytes(b"not a checkpoint")

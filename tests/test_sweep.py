@@ -229,3 +229,10 @@ def test_restate_recomputes_a_finished_suites_statistics_from_its_runs(tmp_path)
     (tmp_path / "runs" / "mqar__random-init__1" / "eval_best.json").unlink()
     r = subprocess.run([sys.executable, "sweep.py", "--restate", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "mqar__random-init__1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_relative_out_from_another_folder_is_refused(tmp_path):
+    """The runs start in the repository: a relative --out given elsewhere would split the suite in two."""
+    r = subprocess.run([sys.executable, str(REPO / "sweep.py"), "--task", "mqar", "--out", "suite"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "is relative" in r.stderr and not (tmp_path / "suite").exists(), r.stderr[-2000:]

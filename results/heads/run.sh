@@ -8,33 +8,57 @@
 # Then: the joint test (text probe against each solved pretrained MQAR seed), fingerprint stability
 # among the solved pretrained seeds, and for each control its solved seeds beside the pretrained ones.
 # Usage: bash results/heads/run.sh [OUT [MQAR_RUNS [IMAGE_RUNS]]]
-#   defaults: runs/heads, results/token_suite/mqar/runs, results/images/runs (their best.pt must exist:
+#   (paths as seen from where it is called) defaults: runs/heads, results/token_suite/mqar/runs, results/images/runs (their best.pt must exist:
 #   checkpoints are not kept in git, so this runs where the suites ran). An existing sweep (the costly
 #   part) is kept: pass a new folder, or delete its file, to redo it; the joint and stability tests are
 #   recomputed from the sweeps every time. Two sweeps at a time, one thread each. PROBE names the
 #   text-probe file of the same model (default results/probe/probe_gemma3-270m.json).
 set -euo pipefail
+given=$#
+args=()
+for a in "$@"; do args+=("$(realpath -m "$a")"); done     # as given, before moving to the repository root
 cd "$(dirname "$0")/../.."
-H=${1:-runs/heads}; S=${2:-results/token_suite/mqar/runs}; I=${3:-results/images/runs}
+H=${args[0]:-runs/heads}; S=${args[1]:-results/token_suite/mqar/runs}; I=${args[2]:-results/images/runs}
+[ -d "$S" ] || { echo "error: no MQAR runs folder $S" >&2; exit 2; }
+if [ "$given" -ge 3 ] && [ ! -d "$I" ]; then echo "error: no image runs folder $I" >&2; exit 2; fi
 PROBE=${PROBE:-results/probe/probe_gemma3-270m.json}
 mkdir -p "$H"
 export OMP_NUM_THREADS=1
 
-solved() {   # folder key threshold above|below: exit 0 if the run's held-out value passes
+solved() {   # folder key threshold above|below: exit 0 if the run's held-out value passes, 1 if not,
+             # 2 if it cannot be read (a missing eval_best.json or key stops the script, never reads as unsolved)
     python - "$@" <<'EOF'
 import json, sys
 from tables import lookup
 folder, key, limit, side = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-value = lookup(json.load(open(f"{folder}/eval_best.json")), key)
+try:
+    value = float(lookup(json.load(open(f"{folder}/eval_best.json")), key))
+except Exception as e:
+    print(f"error: {folder}/eval_best.json: cannot read {key}: {type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(2)
 ok = value <= limit if side == "below" else value >= limit
 print(f"{folder}: {key} = {value:.4f} -> {'solved' if ok else 'not solved, not ablated'}", file=sys.stderr)
 sys.exit(0 if ok else 1)
 EOF
 }
+is_solved() {   # as solved, but a read error stops the script
+    local rc=0
+    solved "$@" || rc=$?
+    [ "$rc" -le 1 ] || exit "$rc"
+    return "$rc"
+}
 
 PIDS=()
-sweep() {   # checkpoint, output, extra flags: in the background, two at a time; skipped if the output exists
-    if [ -f "$2" ]; then echo "keeping $2"; return 0; fi
+sweep() {   # checkpoint, output, extra flags: in the background, two at a time; skipped if the output
+            # exists and read this very checkpoint (same sha256), refused if it read another file
+    if [ -f "$2" ]; then
+        python -c "
+import json, sys
+from runs import file_sha256
+kept = json.load(open('$2')).get('checkpoint_sha256')
+sys.exit(0 if kept == file_sha256('$1') else f'error: $2 read another checkpoint than $1 (sha256 {kept}); delete it to redo it')" || exit 2
+        echo "keeping $2"; return 0
+    fi
     python ablate.py --ckpt "$1" "${@:3}" --out "$2" &
     PIDS+=($!)
     if [ ${#PIDS[@]} -ge 2 ]; then drain; fi
@@ -49,7 +73,7 @@ for c in pretrained random-init shuffled matched; do
     for d in "$S"/mqar__"$c"__*; do
         [ -d "$d" ] || continue
         s=${d##*__}
-        solved "$d" errors.8 0.1 below || continue
+        is_solved "$d" errors.8 0.1 below || continue
         f=$H/ablate_mqar_${c}_s$s.json
         SOLVED[$c]="${SOLVED[$c]:-} $f"
         sweep "$d/best.pt" "$f" --lengths 8 --samples 512
@@ -74,7 +98,7 @@ done
 IMG=""
 for d in "$I"/images__pretrained__*; do
     [ -d "$d" ] || continue
-    solved "$d" accuracy.test 0.5 above || continue
+    is_solved "$d" accuracy.test 0.5 above || continue
     f=$H/ablate_images_pretrained_s${d##*__}.json
     IMG="$IMG $f"
     sweep "$d/best.pt" "$f"
