@@ -303,9 +303,9 @@ def main():
     if args.first_seed < 0:
         raise UserError("--first-seed must be at least 0")
     held = Path(args.out) / "sweep.json"
-    if held.is_file() and tables.load(held)["protocol"].get("first_seed", 0) != args.first_seed:
-        raise UserError(f"{held} has seed runs from --first-seed {tables.load(held)['protocol'].get('first_seed', 0)}; "
-                        f"pass the same, or choose another --out")
+    held_first = tables.load(held)["protocol"].get("first_seed", 0) if held.is_file() else args.first_seed
+    if held_first != args.first_seed:
+        raise UserError(f"{held} has seed runs from --first-seed {held_first}; pass the same, or choose another --out")
     refuse_shrinking(Path(args.out), conditions, {c: seed_count(args, CONDS[c]) for c in conditions})
     for name in ("search_steps", "steps", "eval_every", "batch_size", "jobs", "eval_samples", "eval_samples_final"):
         if getattr(args, name) < 1:

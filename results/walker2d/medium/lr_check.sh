@@ -34,7 +34,7 @@ finished() {   # run folder: has it trained $steps steps?
     [ -f "$1/results.json" ] && python -c "import json,sys; sys.exit(json.load(open('$1/results.json'))['steps_done'] < $steps)"
 }
 run() {   # condition, lr
-    local body=${bodies[$1]} lr=$2
+    local body=${bodies[$1]} lr=$2 flags
     local out=$dest/${body}__lr${lr}__0
     finished "$out" && return 0
     case $1 in
