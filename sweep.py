@@ -303,7 +303,7 @@ def main():
     if args.first_seed < 0:
         raise UserError("--first-seed must be at least 0")
     held = Path(args.out) / "sweep.json"
-    held_first = tables.load(held)["protocol"].get("first_seed", 0) if held.is_file() else args.first_seed
+    held_first = tables.load(held).get("protocol", {}).get("first_seed", 0) if held.is_file() else args.first_seed
     if held_first != args.first_seed:
         raise UserError(f"{held} has seed runs from --first-seed {held_first}; pass the same, or choose another --out")
     refuse_shrinking(Path(args.out), conditions, {c: seed_count(args, CONDS[c]) for c in conditions})

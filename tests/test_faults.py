@@ -203,7 +203,7 @@ def test_sweep_never_replaces_a_summary_with_less(gemma3_wide_ckpt, tmp_path):
     out = tmp_path / "suite"
     out.mkdir()
     (out / "summary.json").write_text(json.dumps({"conditions": {"pretrained": {}, "none": {}}}))
-    (out / "sweep.json").write_text(json.dumps({"grids": {"pretrained": {}, "none": {}}}))
+    (out / "sweep.json").write_text(json.dumps({"protocol": {"first_seed": 1}, "grids": {"pretrained": {}, "none": {}}}))
     before = {f.name: f.read_bytes() for f in out.iterdir()}
     one_error_line(run(*sweep_args(gemma3_wide_ckpt[0], out, ","), check=False), "names no condition")
     one_error_line(run(*sweep_args(gemma3_wide_ckpt[0], out, "pretrained"), check=False), "holds none", "rewrite it")
