@@ -15,7 +15,9 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
    is kept. With --confirm, each condition's best learning rate for every input-scale choice and its
    two ladder neighbours are then rerun on seed 0 for --steps (the seed budget) and the setting is
    chosen again on validation at that budget: a short search can favour a rate that starts fast and
-   plateaus (cost: up to 3 x input-scale choices full-length runs per condition).
+   plateaus (cost: up to 3 x input-scale choices full-length runs per condition; --confirm-scales
+   best: 3, the search's best input-scale choice only, unless the condition's search sat at the
+   floor). --lrs / --scratch-lrs move the starting grids for a task that learns at other rates.
    Token tasks: no choice from noise. A condition whose chosen validation error (the lowest of all
    its search and confirmation looked at) does not beat the task's no-learning floor at --select-len
    by a clear margin (tasks/floors.py: what a query- or data-blind predictor could reach by luck
@@ -83,7 +85,10 @@ BRIDGES = {
 
 
 def conditions_of(args):
-    return {**CONDITIONS, **(BRIDGES if args.bridge_steps else {})}
+    """The conditions table, with the learning-rate grids of --lrs / --scratch-lrs where given."""
+    table = {**CONDITIONS, **(BRIDGES if args.bridge_steps else {})}
+    grid = lambda c: getattr(args, "scratch_lrs" if c == "scratch" else "lrs", None)   # None in older records
+    return {c: (f, n, tuple(grid(c).split(",")) if grid(c) else lrs, sc) for c, (f, n, lrs, sc) in table.items()}
 
 
 def seed_count(args, condition):
@@ -138,13 +143,26 @@ def get_parser():
                         "(default auto,learn,1: the calibrated scale, the same learnt, and a small start; the GPT-2 "
                         "stacks skip a 1, which is what their auto already is; give numbers for a model without a "
                         "tokenizer to calibrate with)")
-    p.add_argument("--search-steps", type=int, default=200, help="steps per search run (default 200)")
+    p.add_argument("--lrs", default=None,
+                   help=f"learning-rate grid the search starts from, for every condition but scratch, rates of the "
+                        f"ladder {','.join(LADDER)} (default {','.join(FROZEN_LRS)}); a task that learns only at "
+                        f"other rates needs its grid there, or a search at the floor chooses from noise")
+    p.add_argument("--scratch-lrs", default=None,
+                   help=f"the same for scratch, the fully trainable stack (default {','.join(SCRATCH_LRS)})")
+    p.add_argument("--search-steps", type=int, default=200,
+                   help="steps per search run (default 200); long enough that a setting which learns is off the "
+                        "floor by then, or the search cannot tell settings apart")
     p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
     p.add_argument("--confirm", action="store_true",
                    help="after the search, rerun each condition's best learning rate and its two ladder neighbours "
                         "for every input-scale choice on seed 0 for --steps and choose among them by validation at "
                         "that budget. Cost: up to 3 x (input-scale choices) runs of --steps per condition, as many "
                         "full-length runs as that many seeds (default: the short search decides alone)")
+    p.add_argument("--confirm-scales", default="all", choices=("all", "best"),
+                   help="with --confirm: all (default) confirms every input-scale choice; best only the search's "
+                        "best choice of each condition, unless that condition's search did not beat the task's "
+                        "floor (then it told the choices apart by noise, and all are confirmed). Cost: 3 "
+                        "full-length runs per condition instead of up to 3 x input-scale choices")
     p.add_argument("--floor-check", action=argparse.BooleanOptionalAction, default=True,
                    help="token tasks: give no seeds to a condition whose chosen validation error does not beat the "
                         "no-learning floor by the margin of tasks/floors.py (default on; --no-floor-check seeds it "
@@ -291,6 +309,14 @@ def main():
         if last - first < 2:
             raise UserError(f"--layers {args.layers} is too short for a partial bridge; give --bridge-partial")
         args.bridge_partial = f"{first + 2}-{last}"
+    for flag in ("lrs", "scratch_lrs"):
+        given = getattr(args, flag)
+        if given is not None:
+            rates = [r.strip() for r in given.split(",") if r.strip()]
+            off = [r for r in rates if r not in LADDER]
+            if not rates or off:
+                raise UserError(f"--{flag.replace('_', '-')} {given!r}: give rates of the ladder {','.join(LADDER)}")
+            setattr(args, flag, ",".join(sorted(set(rates), key=float)))
     CONDS = conditions_of(args)
     conditions = [c.strip() for c in (args.conditions or ",".join(CONDS)).split(",") if c.strip()]
     for c in conditions:
@@ -439,14 +465,26 @@ def confirm_settings(rows, scales):
     return out
 
 
+def confirmed_scales(args, rows, scales, chosen):
+    """The input-scale choices one condition's confirmation reruns (--confirm-scales), with why."""
+    if getattr(args, "confirm_scales", "all") == "all" or len(scales) == 1:
+        return {"scales": scales, "why": "all"}
+    task = tasks.module(args.task)
+    if hasattr(task, "floor_check") and not task.floor_check(args, chosen["val_error"], len(rows))["learned"]:
+        return {"scales": scales, "why": "all: the search did not beat the floor, so it could not tell them apart"}
+    return {"scales": [chosen["input_scale"]], "why": "the search's best"}
+
+
 def confirm(args, record, conditions, scales, out, chosen):
     """1b. A short search can misjudge what a setting reaches at the full budget (a rate that starts
     fast may plateau, a slower one may overtake it), so for every condition and input-scale choice
-    the search's best learning rate and its two ladder neighbours are rerun on seed 0 for --steps,
+    (--confirm-scales best: the search's best choice, unless the search sat at the floor) the
+    search's best learning rate and its two ladder neighbours are rerun on seed 0 for --steps,
     and the winner is chosen again on the same validation stream at that budget. Fills
     record["confirm"]; returns the confirmed settings."""
     rows = {c: [r for r in record["search"] if r["condition"] == c] for c in conditions}
-    runs = [(c, lr, sc) for c in conditions for lr, sc in confirm_settings(rows[c], scales(c))]
+    record["confirm_scales"] = {c: confirmed_scales(args, rows[c], scales(c), chosen[c]) for c in conditions}
+    runs = [(c, lr, sc) for c in conditions for lr, sc in confirm_settings(rows[c], record["confirm_scales"][c]["scales"])]
 
     def confirm_dir(c, lr, sc):
         """The run folder of one confirmation; a seed-0 run already trained at this setting and

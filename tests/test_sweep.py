@@ -236,3 +236,55 @@ def test_a_relative_out_from_another_folder_is_refused(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "sweep.py"), "--task", "mqar", "--out", "suite"], cwd=tmp_path,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "is relative" in r.stderr and not (tmp_path / "suite").exists(), r.stderr[-2000:]
+
+
+def test_confirm_scales_best_keeps_every_choice_when_the_search_sat_at_the_floor():
+    """--confirm-scales best confirms one input-scale choice only where the search could tell the
+    choices apart: AR at 6 items has a floor of 0.313, so a search best of 0.31 is noise."""
+    import argparse
+    import sweep as S
+    args = argparse.Namespace(task="ar", select_len=6, eval_samples=256, confirm_scales="best")
+    scales = ["auto", "learn", "1"]
+    search = rows("c", "auto", {"1e-2": 0.33, "3e-2": 0.31}) + rows("c", "learn", {"1e-2": 0.32, "3e-2": 0.34})
+    at_floor = {"lr": "3e-2", "input_scale": "auto", "val_error": 0.31}
+    assert S.confirmed_scales(args, search, scales, at_floor)["scales"] == scales
+    learned = {"lr": "3e-2", "input_scale": "learn", "val_error": 0.01}
+    assert S.confirmed_scales(args, search, scales, learned) == {"scales": ["learn"], "why": "the search's best"}
+    args.confirm_scales = "all"
+    assert S.confirmed_scales(args, search, scales, learned)["scales"] == scales
+
+
+def test_lrs_flags_move_the_starting_grids_and_off_ladder_rates_are_refused(tmp_path):
+    import argparse
+    import sweep as S
+    args = argparse.Namespace(bridge_steps=0, lrs="1e-2,3e-2,1e-1", scratch_lrs=None)
+    grids = {c: v[2] for c, v in S.conditions_of(args).items()}
+    assert grids["pretrained"] == grids["random-init"] == grids["none"] == ("1e-2", "3e-2", "1e-1")
+    assert grids["scratch"] == S.SCRATCH_LRS
+    old = argparse.Namespace(bridge_steps=0)        # a record written before the flags
+    assert S.conditions_of(old)["pretrained"][2] == S.FROZEN_LRS
+    r = subprocess.run([sys.executable, "sweep.py", "--task", "ar", "--out", str(tmp_path / "s"), "--lrs", "1e-2,0.05"],
+                       cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: --lrs") and not (tmp_path / "s").exists(), r.stderr
+
+
+def test_confirm_with_best_scales_reruns_only_that_choice(tmp_path, monkeypatch):
+    """The wiring of --confirm-scales best: a condition off the floor reruns its best choice's three
+    rates; one whose search sat at the floor reruns every choice's."""
+    import argparse
+    import sweep as S
+    args = argparse.Namespace(task="ar", select_len=6, eval_samples=256, confirm_scales="best", steps=10,
+                              eval_every=5, bridge_steps=0, model="m", layers="6-11", batch_size=4, warmup=1,
+                              compile=False, train_len=6, eval_lengths="6", track_lengths=None, jobs=1)
+    search = (rows("pretrained", "auto", {"1e-2": 0.2, "3e-2": 0.01}) + rows("pretrained", "1", {"1e-2": 0.3, "3e-2": 0.3})
+              + rows("random-init", "auto", {"1e-2": 0.32, "3e-2": 0.33}) + rows("random-init", "1", {"1e-2": 0.31, "3e-2": 0.34}))
+    record = {"search": search}
+    chosen = {"pretrained": {"lr": "3e-2", "input_scale": "auto", "val_error": 0.01},
+              "random-init": {"lr": "1e-2", "input_scale": "1", "val_error": 0.31}}
+    trained = []
+    monkeypatch.setattr(S, "train_all", lambda jobs, n: trained.extend(jobs))
+    monkeypatch.setattr(S, "selection_error", lambda d, a, best=False: 0.5)
+    S.confirm(args, record, ["pretrained", "random-init"], lambda c: ["auto", "1"], tmp_path, chosen)
+    got = {(x["condition"], x["input_scale"]) for x in record["confirm"]}
+    assert got == {("pretrained", "auto"), ("random-init", "auto"), ("random-init", "1")}
+    assert len(trained) == 3 + 6 and record["confirm_scales"]["pretrained"]["scales"] == ["auto"]

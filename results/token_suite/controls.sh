@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Step 2 of the paper's token tasks, only for a task whose step-1 run beat its no-learning floor
-# (OUT/learnability.json of results/token_suite/<task>/run.sh says "learned": true): the pretrained
-# slice against the strongest control (the slice re-initialised, its input scale searched as for MQAR:
-# auto, learn, 1) and the fully trainable transformer of the same shape (the paper's comparison for
-# AR), by the fair protocol of sweep.py at the step-1 budget: the same search for every condition
-# (seed 0, 500 steps), each condition's best rate per input-scale choice confirmed at 5,000 steps,
-# then seeds 1-3 of every condition at its confirmed setting (--seeds 3; seed 0 is the search's), held-out evaluation of
-# every best.pt on 1,024 sequences per length. A condition
-# whose choice does not beat the floor (tasks/floors.py) is reported not learned at this budget and
-# gets no seeds.
+# (results/token_suite/<task>/learn5k/learnability.json says "learned": true; the script checks): the
+# pretrained slice against the strongest control (the slice re-initialised, its input scale searched
+# as for MQAR: auto, learn, 1) and the fully trainable transformer of the same shape (the paper's
+# comparison for AR), by the fair protocol of sweep.py at the step-1 budget: the same search for
+# every condition (seed 0), the best rate of each condition's best input-scale choice and its two
+# ladder neighbours confirmed at 5,000 steps (every choice's, where a condition's search sat at the
+# floor), then seeds 1-3 of every condition at its confirmed setting (seed 0 is the search's),
+# held-out evaluation of every best.pt on 1,024 sequences per length. A condition whose choice does
+# not beat the floor (tasks/floors.py) is reported not learned at this budget and gets no seeds.
+# Per task, from its step-1 curve (the search must reach where learning shows, or it compares noise):
+#   ar: pretrained learned at 3e-2 (below the floor from step 750, 0.021 at 6 items by step 1,250)
+#       and not at 1e-2 in 5,000 steps; at 500 steps it still sat at the floor. So the search runs
+#       1,500 steps on a grid centred on 3e-2 (1e-2, 3e-2, 1e-1; the edges extend as always).
+#   copy, addition, rule90: set here once their step 1 is judged.
 # fp32 (the sweep's runs use train.py's CPU default, fp32): bf16 is ~100x slower on this CPU.
-# Cost, one thread per run: the search (about 5 rates x 8 input-scale choices: 3 each for the slice
-# bodies, 2 for scratch; more where an edge is extended) x 500 steps, then 3 rates x 8 choices = 24
-# confirmations and 9 seed runs x 5,000 steps: about 185K steps, 54-69 core-hours per task at 1.05-1.35 s
-# a step (scratch's steps cost more).
+# Cost for ar, one thread per run: search 24 runs x 1,500 steps (3 rates x 3 input-scale choices for
+# the two slice bodies, 3 x 2 for scratch; more where an edge extends), then 9 confirmations (up to 27
+# where a search sat at the floor) and 9 seed runs x 5,000 steps: about 126K steps, 40-65
+# core-hours at 1.1-1.9 s a step (scratch's steps cost more).
 # The paper's ratio: control / pretrained at L30 (Rule 90: L20) per seed, averaged
 # (summary.json ratios_to_pretrained.<control>.30), beside the ratio of the condition means
 # (conditions.<control>.errors.30.mean / conditions.pretrained.errors.30.mean); `sweep.py --table
@@ -26,14 +31,21 @@ out=${2:-}
 [ -n "$out" ] && out=$(realpath -m "$out")
 cd "$(dirname "$0")/../.."
 out=${out:-results/token_suite/$task/suite5k}
-case $task in      # the step-1 lengths (results/token_suite/<task>/run.sh)
-    ar)       lengths=(--train-len 6 --eval-lengths 4,6,8,12,16,30 --select-len 6) ;;
-    copy)     lengths=(--train-len 20 --eval-lengths 4,10,20,30,40 --select-len 20) ;;
-    addition) lengths=(--train-len 20 --eval-lengths 10,20,30,40 --select-len 20) ;;
-    rule90)   lengths=(--train-len 20 --eval-lengths 10,20,30,40,60 --select-len 20) ;;
+case $task in      # the step-1 lengths (results/token_suite/<task>/run.sh), then the search set from step 1
+    ar)       lengths=(--train-len 6 --eval-lengths 4,6,8,12,16,30 --select-len 6)
+              search=(--search-steps 1500 --lrs 1e-2,3e-2,1e-1) ;;
+    copy)     lengths=(--train-len 20 --eval-lengths 4,10,20,30,40 --select-len 20); search=() ;;
+    addition) lengths=(--train-len 20 --eval-lengths 10,20,30,40 --select-len 20); search=() ;;
+    rule90)   lengths=(--train-len 20 --eval-lengths 10,20,30,40,60 --select-len 20); search=() ;;
     *) echo "error: unknown task $task (ar, copy, addition, rule90)" >&2; exit 2 ;;
 esac
+verdict=results/token_suite/$task/learn5k/learnability.json
+[ -f "$verdict" ] || { echo "error: no $verdict: run step 1 first (bash results/token_suite/$task/run.sh)" >&2; exit 2; }
+python -c "import json,sys; sys.exit(0 if json.load(open('$verdict'))['learned'] else 1)" ||
+    { echo "error: $task did not beat its floor in step 1 ($verdict): step 2 is for learned tasks only" >&2; exit 2; }
+[ ${#search[@]} -gt 0 ] ||
+    { echo "error: $task's search budget and rate grid are not set from its step-1 curve yet (the case above)" >&2; exit 2; }
 python sweep.py --task "$task" --layers 6-11 --conditions pretrained,random-init,scratch --input-scales auto,learn,1 \
-    "${lengths[@]}" --search-steps "${SEARCH_STEPS:-500}" --steps "${STEPS:-5000}" --confirm --seeds 3 --eval-every 250 \
+    "${lengths[@]}" "${search[@]}" --steps "${STEPS:-5000}" --confirm --confirm-scales best --seeds 3 --eval-every 250 \
     --batch-size 32 --warmup 50 --eval-samples 256 --eval-samples-final 1024 --jobs "${JOBS:-1}" --out "$out"
 python sweep.py --table --out "$out"
