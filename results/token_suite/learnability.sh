@@ -10,7 +10,8 @@
 # `python report.py` can then draw it with {{table learnability ...}}.
 # Usage (from anywhere): bash results/token_suite/<task>/run.sh [OUT [LR...]]
 #   OUT: folder of the runs (default results/token_suite/<task>/learn5k); LR: the rates to run now
-#   (default: all of the task's; give one per call to run two rates on two cores at once).
+#   (default: the task's rates in order, stopping at the first that learns; given rates are trained,
+#   and the verdict waits until every rate it needs is done; give one per call to use two cores).
 # Resumable: run it again with the same arguments; a finished run is skipped, a stopped one resumes.
 # STEPS=20 gives a smoke run (put it in a throwaway OUT).
 set -euo pipefail
@@ -27,18 +28,24 @@ common=(--task "$task" --layers 6-11 --init pretrained --input-scale auto --seed
 done_run() {   # folder: has it trained $steps steps?
     [ -f "$1/results.json" ] && python -c "import json,sys; sys.exit(json.load(open('$1/results.json'))['steps_done'] < $steps)"
 }
-for lr in "${rates[@]}"; do
-    run=$out/${task}__pretrained__lr${lr}__0
-    done_run "$run" && continue
+learned() { python -c "import json,sys; sys.exit(not json.load(open('$out/learnability.json'))['learned'])"; }
+train() {
+    local run=$out/${task}__pretrained__lr$1__0
+    done_run "$run" && return 0
     mkdir -p "$out"
-    python train.py "${common[@]}" --lr "$lr" --out "$run" $([ -f "$run/last.pt" ] && echo --resume) 2>&1 | tee -a "$run.log"
-done
+    python train.py "${common[@]}" --lr "$1" --out "$run" $([ -f "$run/last.pt" ] && echo --resume) 2>&1 | tee -a "$run.log"
+}
+if [ $# -gt 1 ]; then for lr in "${rates[@]}"; do train "$lr"; done; fi
+# the task's rates in order until one learns (a task that learns at the first is not run at the next);
+# the verdict counts every evaluation of every run tried
 runs=()
 for lr in "${RATES[@]}"; do
     run=$out/${task}__pretrained__lr${lr}__0
     if ! done_run "$run"; then
-        echo "verdict waits for $run"; exit 0
+        [ $# -gt 1 ] && { echo "verdict waits for $run"; exit 0; }
+        train "$lr"
     fi
     runs+=("$run")
+    python -m tasks.floors verdict "${runs[@]}" --out "$out/learnability.json"
+    learned && break
 done
-python -m tasks.floors verdict "${runs[@]}" --out "$out/learnability.json"
