@@ -112,9 +112,15 @@ def verdict(args):
         if not history[d]:
             raise UserError(f"{d}: no evaluation yet")
         best = min(history[d], key=lambda h: h["errors"][str(select)])
+        at = lambda h: h["errors"][str(select)]
+        # when the run left the floor (by the family's margin), and when it first went under 1% (the
+        # paper's "error below 0.01 within about 2k steps" for AR): how long a search must run to see it
+        first = lambda ok: next((h["step"] for h in history[d] if ok(h)), None)
         out["runs"][portable(d)] = {
             "condition": r.get("condition"), "lr": r["config"]["lr"], "input_scale": r["config"]["input_scale"],
             "seed": r["config"]["seed"], "steps_done": r["steps_done"], "best_step": best["step"],
+            "first_step_off_floor": first(lambda h: check(task_name, select, samples, at(h), tries)["learned"]),
+            "first_step_under_0.01": first(lambda h: at(h) < 0.01),
             "errors": best["errors"], "floors": floors(task_name, best["errors"]),
             "check": check(task_name, select, samples, best["errors"][str(select)], tries)}
     out["learned"] = any(v["check"]["learned"] for v in out["runs"].values())
