@@ -6,7 +6,7 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
         --select-len 8 --search-steps 150 --steps 600 --eval-every 150 --jobs 2
 
 1. search (seed 0, --search-steps): every condition gets a 3-value learning-rate grid (the fully
-   trainable scratch model its own, lower grid) crossed with the input-scale choices (--input-scales,
+   trainable scratch model its own, lower grid; --lrs / --scratch-lrs move them) crossed with the input-scale choices (--input-scales,
    default auto, learn and 1) for every condition that has an input scale. The winner is the lowest error at --select-len on
    the validation stream (seed + 1) at the end of the short run. Wherever the best rate of any
    input-scale choice of a condition is at an end of its grid, that grid gets the next rate beyond
@@ -17,7 +17,8 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
    chosen again on validation at that budget: a short search can favour a rate that starts fast and
    plateaus (cost: up to 3 x input-scale choices full-length runs per condition; --confirm-scales
    best: 3, the search's best input-scale choice only, unless the condition's search sat at the
-   floor). --lrs / --scratch-lrs move the starting grids for a task that learns at other rates.
+   floor; a condition whose search sat at the floor then gets its whole searched grid at the full
+   budget, as the search could not rank its rates either).
    Token tasks: no choice from noise. A condition whose chosen validation error (the lowest of all
    its search and confirmation looked at) does not beat the task's no-learning floor at --select-len
    by a clear margin (tasks/floors.py: what a query- or data-blind predictor could reach by luck
@@ -61,7 +62,7 @@ import pretrained
 import stats
 import tables
 import tasks
-from runs import LADDER, UserError, pick_device, portable, run_main, save_atomic
+from runs import LADDER, UserError, ladder_index, pick_device, portable, run_main, save_atomic
 from runs import read_json
 
 REPO = Path(__file__).resolve().parent
@@ -161,8 +162,10 @@ def get_parser():
     p.add_argument("--confirm-scales", default="all", choices=("all", "best"),
                    help="with --confirm: all (default) confirms every input-scale choice; best only the search's "
                         "best choice of each condition, unless that condition's search did not beat the task's "
-                        "floor (then it told the choices apart by noise, and all are confirmed). Cost: 3 "
-                        "full-length runs per condition instead of up to 3 x input-scale choices")
+                        "floor (it could rank neither rates nor scales: then every setting it searched is "
+                        "confirmed, and the many tries make that condition's floor margin stricter). Cost: up to "
+                        "3 full-length runs per condition that left the floor, instead of up to 3 x input-scale "
+                        "choices")
     p.add_argument("--floor-check", action=argparse.BooleanOptionalAction, default=True,
                    help="token tasks: give no seeds to a condition whose chosen validation error does not beat the "
                         "no-learning floor by the margin of tasks/floors.py (default on; --no-floor-check seeds it "
@@ -279,6 +282,18 @@ def selection_error(out, args, best=False):
     return min(tasks.module(args.task).selection_error(h, args) for h in history)
 
 
+def ladder_rates(flag, given):
+    """--lrs / --scratch-lrs in the ladder's own spelling, sorted (0.01 and 1E-2 are 1e-2): what the
+    grids, folder names and the held protocol compare."""
+    try:
+        rates = {LADDER[ladder_index(r.strip())] for r in given.split(",") if r.strip()}
+    except (ValueError, UserError):
+        rates = set()
+    if not rates:
+        raise UserError(f"--{flag.replace('_', '-')} {given!r}: give rates of the ladder {','.join(LADDER)}")
+    return ",".join(sorted(rates, key=float))
+
+
 def main():
     args = get_parser().parse_args()
     if args.table:
@@ -310,13 +325,10 @@ def main():
             raise UserError(f"--layers {args.layers} is too short for a partial bridge; give --bridge-partial")
         args.bridge_partial = f"{first + 2}-{last}"
     for flag in ("lrs", "scratch_lrs"):
-        given = getattr(args, flag)
-        if given is not None:
-            rates = [r.strip() for r in given.split(",") if r.strip()]
-            off = [r for r in rates if r not in LADDER]
-            if not rates or off:
-                raise UserError(f"--{flag.replace('_', '-')} {given!r}: give rates of the ladder {','.join(LADDER)}")
-            setattr(args, flag, ",".join(sorted(set(rates), key=float)))
+        if getattr(args, flag) is not None:
+            setattr(args, flag, ladder_rates(flag, getattr(args, flag)))
+    if args.confirm_scales != "all" and not args.confirm:
+        raise UserError("--confirm-scales applies to the confirmation: give --confirm too")
     CONDS = conditions_of(args)
     conditions = [c.strip() for c in (args.conditions or ",".join(CONDS)).split(",") if c.strip()]
     for c in conditions:
@@ -329,9 +341,7 @@ def main():
     if args.first_seed < 0:
         raise UserError("--first-seed must be at least 0")
     held = Path(args.out) / "sweep.json"
-    held_first = tables.load(held).get("protocol", {}).get("first_seed", 0) if held.is_file() else args.first_seed
-    if held_first != args.first_seed:
-        raise UserError(f"{held} has seed runs from --first-seed {held_first}; pass the same, or choose another --out")
+    refuse_other_protocol(held, args)
     refuse_shrinking(Path(args.out), conditions, {c: seed_count(args, CONDS[c]) for c in conditions})
     for name in ("search_steps", "steps", "eval_every", "batch_size", "jobs", "eval_samples", "eval_samples_final"):
         if getattr(args, name) < 1:
@@ -368,6 +378,24 @@ def main():
     for c, row in summary["conditions"].items():
         print(f"{c:18s} " + " ".join(f"{k}={v['mean']:.4f}" for k, v in row[summary["values"]].items()))
     print(f"wrote {out / 'summary.json'}")
+
+
+# what a folder's runs were chosen and named by: a rerun with other values would mix two protocols in one
+# record (search folders are not named by their steps); the defaults are what records written before
+# each flag ran with (search_steps was always recorded)
+HELD = {"first_seed": 0, "lrs": None, "scratch_lrs": None, "search_steps": "always recorded", "confirm_scales": "all"}
+
+
+def refuse_other_protocol(held, args):
+    """A resumed sweep must run the protocol its folder holds."""
+    if not held.is_file():
+        return
+    protocol = tables.load(held).get("protocol", {})
+    for key, default in HELD.items():
+        was = protocol.get(key, default)
+        if was != getattr(args, key):
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{held} was run with {flag} {was}, not {getattr(args, key)}: pass the same, or choose another --out")
 
 
 def refuse_shrinking(out, conditions, seeds):
@@ -471,20 +499,24 @@ def confirmed_scales(args, rows, scales, chosen):
         return {"scales": scales, "why": "all"}
     task = tasks.module(args.task)
     if hasattr(task, "floor_check") and not task.floor_check(args, chosen["val_error"], len(rows))["learned"]:
-        return {"scales": scales, "why": "all: the search did not beat the floor, so it could not tell them apart"}
+        return {"scales": scales, "grid": True,
+                "why": "every searched setting: the search did not beat the floor, so it could rank neither rates nor scales"}
     return {"scales": [chosen["input_scale"]], "why": "the search's best"}
 
 
 def confirm(args, record, conditions, scales, out, chosen):
     """1b. A short search can misjudge what a setting reaches at the full budget (a rate that starts
     fast may plateau, a slower one may overtake it), so for every condition and input-scale choice
-    (--confirm-scales best: the search's best choice, unless the search sat at the floor) the
-    search's best learning rate and its two ladder neighbours are rerun on seed 0 for --steps,
+    (--confirm-scales best: the search's best choice; a condition whose search sat at the floor:
+    every searched setting) the search's best learning rate and its two ladder neighbours are rerun
+    on seed 0 for --steps,
     and the winner is chosen again on the same validation stream at that budget. Fills
     record["confirm"]; returns the confirmed settings."""
     rows = {c: [r for r in record["search"] if r["condition"] == c] for c in conditions}
     record["confirm_scales"] = {c: confirmed_scales(args, rows[c], scales(c), chosen[c]) for c in conditions}
-    runs = [(c, lr, sc) for c in conditions for lr, sc in confirm_settings(rows[c], record["confirm_scales"][c]["scales"])]
+    which = lambda c: ([(r["lr"], r["input_scale"]) for r in rows[c]] if record["confirm_scales"][c].get("grid")
+                       else confirm_settings(rows[c], record["confirm_scales"][c]["scales"]))
+    runs = [(c, lr, sc) for c in conditions for lr, sc in which(c)]
 
     def confirm_dir(c, lr, sc):
         """The run folder of one confirmation; a seed-0 run already trained at this setting and

@@ -89,6 +89,8 @@ def verdict(args):
     """python -m tasks.floors verdict RUN...: train.py runs of one task judged together (their tries
     add up), each by the lowest validation error at its --select-len over its evaluations; with the
     best checkpoint's error at every tracked length beside the floor there."""
+    if args.out and Path(args.out).suffix != ".json":
+        raise UserError(f"--out {args.out}: the verdict is JSON; give a path ending in .json")
     runs = {}
     for d in args.runs:
         f = Path(d) / "results.json"

@@ -159,6 +159,9 @@ def test_verdict_judges_runs_as_one_family(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tasks.floors", "verdict", str(tmp_path / "a"), str(tmp_path / "c")],
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error: the runs differ") and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "tasks.floors", "verdict", str(tmp_path / "a"), "--out", str(tmp_path / "v")],
+                       cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "ending in .json" in r.stderr and not (tmp_path / "v").exists()
 
 
 @pytest.mark.parametrize("suite,learned", [("rule90", False), ("ar", False), ("mqar", True)])

@@ -261,6 +261,7 @@ def test_lrs_flags_move_the_starting_grids_and_off_ladder_rates_are_refused(tmp_
     grids = {c: v[2] for c, v in S.conditions_of(args).items()}
     assert grids["pretrained"] == grids["random-init"] == grids["none"] == ("1e-2", "3e-2", "1e-1")
     assert grids["scratch"] == S.SCRATCH_LRS
+    assert S.ladder_rates("lrs", "0.1, 3E-2,0.01,1e-2") == "1e-2,3e-2,1e-1"
     old = argparse.Namespace(bridge_steps=0)        # a record written before the flags
     assert S.conditions_of(old)["pretrained"][2] == S.FROZEN_LRS
     r = subprocess.run([sys.executable, "sweep.py", "--task", "ar", "--out", str(tmp_path / "s"), "--lrs", "1e-2,0.05"],
@@ -285,6 +286,29 @@ def test_confirm_with_best_scales_reruns_only_that_choice(tmp_path, monkeypatch)
     monkeypatch.setattr(S, "train_all", lambda jobs, n: trained.extend(jobs))
     monkeypatch.setattr(S, "selection_error", lambda d, a, best=False: 0.5)
     S.confirm(args, record, ["pretrained", "random-init"], lambda c: ["auto", "1"], tmp_path, chosen)
-    got = {(x["condition"], x["input_scale"]) for x in record["confirm"]}
-    assert got == {("pretrained", "auto"), ("random-init", "auto"), ("random-init", "1")}
-    assert len(trained) == 3 + 6 and record["confirm_scales"]["pretrained"]["scales"] == ["auto"]
+    got = {(x["condition"], x["lr"], x["input_scale"]) for x in record["confirm"]}
+    # pretrained: its best rate and both neighbours at its best scale; random-init, whose search could
+    # rank nothing: every setting it searched
+    assert got == {("pretrained", lr, "auto") for lr in ("1e-2", "3e-2", "1e-1")} | {
+        ("random-init", lr, sc) for lr in ("1e-2", "3e-2") for sc in ("auto", "1")}
+    assert len(trained) == 3 + 4 and record["confirm_scales"]["pretrained"]["scales"] == ["auto"]
+
+
+def test_a_resumed_sweep_must_run_the_protocol_its_folder_holds(tmp_path):
+    import argparse
+    import pytest
+    import sweep as S
+    from runs import UserError
+    args = lambda **kw: argparse.Namespace(**{"first_seed": 1, "lrs": None, "scratch_lrs": None, "search_steps": 150,
+                                              "confirm_scales": "all", **kw})
+    held = tmp_path / "sweep.json"
+    held.write_text(json.dumps({"protocol": {"first_seed": 0, "search_steps": 150}}))   # before the newer flags
+    S.refuse_other_protocol(held, args(first_seed=0))
+    for changed in ({"lrs": "1e-2,3e-2"}, {"search_steps": 300}, {"confirm_scales": "best"}, {"first_seed": 1}):
+        with pytest.raises(UserError, match="--" + next(iter(changed)).replace("_", "-")):
+            S.refuse_other_protocol(held, args(**{"first_seed": 0, **changed}))
+    held.write_text(json.dumps({"protocol": {"first_seed": 1, "search_steps": 1500, "lrs": "1e-2,3e-2,1e-1",
+                                             "scratch_lrs": None, "confirm_scales": "best"}}))
+    S.refuse_other_protocol(held, args(search_steps=1500, lrs="1e-2,3e-2,1e-1", confirm_scales="best"))
+    with pytest.raises(UserError, match="--lrs"):
+        S.refuse_other_protocol(held, args(search_steps=1500, lrs="3e-3,1e-2,3e-2", confirm_scales="best"))

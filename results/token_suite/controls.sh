@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
 # Step 2 of the paper's token tasks, only for a task whose step-1 run beat its no-learning floor
-# (results/token_suite/<task>/learn5k/learnability.json says "learned": true; the script checks): the
-# pretrained slice against the strongest control (the slice re-initialised, its input scale searched
-# as for MQAR: auto, learn, 1) and the fully trainable transformer of the same shape (the paper's
-# comparison for AR), by the fair protocol of sweep.py at the step-1 budget: the same search for
-# every condition (seed 0), the best rate of each condition's best input-scale choice and its two
-# ladder neighbours confirmed at 5,000 steps (every choice's, where a condition's search sat at the
-# floor), then seeds 1-3 of every condition at its confirmed setting (seed 0 is the search's),
-# held-out evaluation of every best.pt on 1,024 sequences per length. A condition whose choice does
-# not beat the floor (tasks/floors.py) is reported not learned at this budget and gets no seeds.
-# Per task, from its step-1 curve (the search must reach where learning shows, or it compares noise):
-#   ar: pretrained learned at 3e-2 (below the floor from step 750, 0.021 at 6 items by step 1,250)
+# (results/token_suite/<task>/learn5k/learnability.json, committed or copied here, says "learned":
+# true; the script checks): the pretrained slice against the strongest control (the slice
+# re-initialised, its input scale searched as for MQAR: auto, learn, 1) and the fully trainable
+# transformer of the same shape (the paper's comparison for AR), by the fair protocol of sweep.py at
+# the step-1 budget. Search: seed 0, the same steps for every condition, the same rate grid for the
+# two slice bodies, scratch its own lower grid (a fully trained stack of about 26M parameters, not a
+# 10K-parameter interface; every suite gave it its own, and the first MQAR suite chose 3e-4 inside
+# it), every edge extended alike. Confirmation at
+# 5,000 steps: for a condition whose search left the floor, its best input-scale choice's best rate
+# and the ladder neighbours; for one whose search sat at the floor (it could rank nothing), every
+# setting it searched. Then seeds 1-3 of every condition at its confirmed setting (seed 0 is the
+# search's), held-out evaluation of every best.pt on 1,024 sequences per length. A condition whose
+# choice does not beat the floor (tasks/floors.py) is reported not learned at this budget and gets
+# no seeds.
+# Per task, from its step-1 curve (the search must run until learning shows, or it compares noise):
+#   ar: pretrained learned at 3e-2 (off the floor from step 750, 0.021 at 6 items by step 1,250)
 #       and not at 1e-2 in 5,000 steps; at 500 steps it still sat at the floor. So the search runs
-#       1,500 steps on a grid centred on 3e-2 (1e-2, 3e-2, 1e-1; the edges extend as always).
-#   copy, addition, rule90: set here once their step 1 is judged.
+#       1,500 steps on a grid centred on 3e-2 (1e-2, 3e-2, 1e-1). The grid comes from the pretrained
+#       run, which is why a control the search cannot see gets its whole grid at the full budget.
+#   copy, addition, rule90: set here once their step 1 is judged (the script refuses until then).
 # fp32 (the sweep's runs use train.py's CPU default, fp32): bf16 is ~100x slower on this CPU.
 # Cost for ar, one thread per run: search 24 runs x 1,500 steps (3 rates x 3 input-scale choices for
-# the two slice bodies, 3 x 2 for scratch; more where an edge extends), then 9 confirmations (up to 27
-# where a search sat at the floor) and 9 seed runs x 5,000 steps: about 126K steps, 40-65
-# core-hours at 1.1-1.9 s a step (scratch's steps cost more).
+# the two slice bodies, 3 x 2 for scratch; more where an edge extends); confirmation up to 3 runs x
+# 5,000 steps for a condition off the floor, 9 (scratch 6) for one at it; 9 seed runs x 5,000 steps.
+# About 126K steps if every search leaves the floor, about 171K if both controls' sit at it:
+# 40-90 core-hours at 1.1-1.9 s a step (scratch's steps cost more).
 # The paper's ratio: control / pretrained at L30 (Rule 90: L20) per seed, averaged
 # (summary.json ratios_to_pretrained.<control>.30), beside the ratio of the condition means
 # (conditions.<control>.errors.30.mean / conditions.pretrained.errors.30.mean); `sweep.py --table

@@ -28,7 +28,11 @@ common=(--task "$task" --layers 6-11 --init pretrained --input-scale auto --seed
 done_run() {   # folder: has it trained $steps steps?
     [ -f "$1/results.json" ] && python -c "import json,sys; sys.exit(json.load(open('$1/results.json'))['steps_done'] < $steps)"
 }
-learned() { python -c "import json,sys; sys.exit(not json.load(open('$out/learnability.json'))['learned'])"; }
+judge() {   # judge FILE RUN...: the verdict on these runs into FILE; status 0 if they learned
+    local f=$1; shift
+    python -m tasks.floors verdict "$@" --out "$f" > /dev/null &&
+        python -c "import json,sys; sys.exit(not json.load(open('$f'))['learned'])"
+}
 train() {
     local run=$out/${task}__pretrained__lr$1__0
     done_run "$run" && return 0
@@ -36,16 +40,21 @@ train() {
     python train.py "${common[@]}" --lr "$1" --out "$run" $([ -f "$run/last.pt" ] && echo --resume) 2>&1 | tee -a "$run.log"
 }
 if [ $# -gt 1 ]; then for lr in "${rates[@]}"; do train "$lr"; done; fi
-# the task's rates in order until one learns (a task that learns at the first is not run at the next);
-# the verdict counts every evaluation of every run tried
-runs=()
+# what to train: the task's rates in order until one learns (a task that learns at the first is not
+# run at the next)
+tried=()
+partial=$(mktemp --suffix=.json)
 for lr in "${RATES[@]}"; do
     run=$out/${task}__pretrained__lr${lr}__0
     if ! done_run "$run"; then
-        [ $# -gt 1 ] && { echo "verdict waits for $run"; exit 0; }
+        [ $# -gt 1 ] && { echo "verdict waits for $run"; rm -f "$partial"; exit 0; }
         train "$lr"
     fi
-    runs+=("$run")
-    python -m tasks.floors verdict "${runs[@]}" --out "$out/learnability.json"
-    learned && break
+    tried+=("$run")
+    if judge "$partial" "${tried[@]}"; then break; fi
 done
+rm -f "$partial"
+# the verdict counts every finished run in OUT: the rates tried and any other trained there
+runs=()
+for run in "$out/${task}__pretrained__lr"*__0; do done_run "$run" && runs+=("$run"); done
+python -m tasks.floors verdict "${runs[@]}" --out "$out/learnability.json"
