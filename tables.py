@@ -147,14 +147,14 @@ def learnability_table(verdict):
     lines = [f"| run | lr | best step | " + " | ".join(f"len{L}" for L in lengths)
              + f" | at len{sel} | off the floor from step | under 0.01 at len{sel} from step |",
              "|---|---|---|" + "---|" * (len(lengths) + 3)]
-    step = lambda v, k: "-" if v.get(k) is None else f"{v[k]:,}"      # None: never; older files: not recorded
+    step = lambda v, k: "-" if k not in v else "never" if v[k] is None else f"{v[k]:,}"   # -: not recorded (older files)
     for d, v in runs.items():
         c = v["check"]
         need = "nothing can" if c["max_error"] is None else f"<= {c['max_error']:.4f}"
         lines.append(f"| `{Path(d).name}` | {v['lr']:g} | {v['best_step']:,} | "
                      + " | ".join(f"{v['errors'][L]:.4f}" if L in v["errors"] else "-" for L in lengths)
                      + f" | {'learned' if c['learned'] else 'not learned'} (needed {need}) | "
-                     + f"{step(v, 'first_step_off_floor')} | {step(v, 'first_step_under_0.01')} |")
+                     + f"{step(v, 'first_step_off_floor')} | {step(v, 'first_step_under_1pct')} |")
     floors = next(iter(runs.values()))["floors"]
     lines.append("| no-learning floor | | | " + " | ".join(f"{floors[L]:.4f}" if L in floors else "-" for L in lengths) + " | | | |")
     return "\n".join(lines)

@@ -122,7 +122,7 @@ def verdict(args):
             "condition": r.get("condition"), "lr": r["config"]["lr"], "input_scale": r["config"]["input_scale"],
             "seed": r["config"]["seed"], "steps_done": r["steps_done"], "best_step": best["step"],
             "first_step_off_floor": first(lambda h: check(task_name, select, samples, at(h), tries)["learned"]),
-            "first_step_under_0.01": first(lambda h: at(h) < 0.01),
+            "first_step_under_1pct": first(lambda h: at(h) < 0.01),
             "errors": best["errors"], "floors": floors(task_name, best["errors"]),
             "check": check(task_name, select, samples, best["errors"][str(select)], tries)}
     out["learned"] = any(v["check"]["learned"] for v in out["runs"].values())

@@ -151,7 +151,7 @@ def test_verdict_judges_runs_as_one_family(tmp_path):
     # when each run left the floor (the family's margin) and went under 1%
     off_at_100 = floors.check("ar", 4, v["eval_samples"], 0.20, 5)["learned"]
     assert a["first_step_off_floor"] is None and b["first_step_off_floor"] == (100 if off_at_100 else 200)
-    assert a["first_step_under_0.01"] is None and b["first_step_under_0.01"] is None
+    assert a["first_step_under_1pct"] is None and b["first_step_under_1pct"] is None
     assert b["floors"]["4"] == pytest.approx(ar.floor(4)) and b["floors"]["30"] == pytest.approx(ar.floor(30))
     table = tables.learnability_table(v)
     assert "| no-learning floor | | | 0.2501 | 0.4255 | | | |" in table and "not learned (needed" in table

@@ -33,6 +33,10 @@ QUOTED = {
     "0.8": "the paper: Walker2d spread",
     "74.0": "Decision Transformer's published Walker2d score",
     "1.66": "the paper: the 5-layer slice above the 6-layer one",
+    "0.0505": "the paper: AR, frozen 31B slice, best-checkpoint error at L30",
+    "0.4395": "the paper: AR, 6.36M from-scratch transformer, best-checkpoint error at L30",
+    "0.01": "the paper's AR threshold (error below 0.01 within about 2k steps; a threshold, not a measurement)",
+    "1%": "the same threshold as a percentage",
     "0.85": "the speed issue's goal: fraction of the bf16 matmul peak (a target, not a measurement)",
 }
 
