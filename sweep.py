@@ -382,8 +382,10 @@ def main():
 
 # what a folder's runs were chosen and named by: a rerun with other values would mix two protocols in one
 # record (search folders are not named by their steps); the defaults are what records written before
-# each flag ran with (search_steps was always recorded)
-HELD = {"first_seed": 0, "lrs": None, "scratch_lrs": None, "search_steps": "always recorded", "confirm_scales": "all"}
+# each flag ran with (search_steps has no such default: it was always recorded, and a record without
+# it is not compared on it)
+UNRECORDED = object()
+HELD = {"first_seed": 0, "lrs": None, "scratch_lrs": None, "search_steps": UNRECORDED, "confirm_scales": "all"}
 
 
 def refuse_other_protocol(held, args):
@@ -393,7 +395,7 @@ def refuse_other_protocol(held, args):
     protocol = tables.load(held).get("protocol", {})
     for key, default in HELD.items():
         was = protocol.get(key, default)
-        if was != getattr(args, key):
+        if was is not UNRECORDED and was != getattr(args, key):
             flag = "--" + key.replace("_", "-")
             raise UserError(f"{held} was run with {flag} {was}, not {getattr(args, key)}: pass the same, or choose another --out")
 
