@@ -6,8 +6,9 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
         --select-len 8 --search-steps 150 --steps 600 --eval-every 150 --jobs 2
 
 1. search (seed 0, --search-steps): every condition gets a 3-value learning-rate grid (the fully
-   trainable scratch model its own, lower grid; --lrs / --scratch-lrs move them) crossed with the input-scale choices (--input-scales,
-   default auto, learn and 1) for every condition that has an input scale. The winner is the lowest error at --select-len on
+   trainable scratch model its own, lower grid; --lrs / --scratch-lrs move them) crossed with the
+   input-scale choices (--input-scales, default auto, learn and 1) for every condition that has an
+   input scale. The winner is the lowest error at --select-len on
    the validation stream (seed + 1) at the end of the short run. Wherever the best rate of any
    input-scale choice of a condition is at an end of its grid, that grid gets the next rate beyond
    it (x ~3.3), again until no best rate sits at an end (or the ladder ends: sweep.json's
@@ -511,8 +512,8 @@ def confirm(args, record, conditions, scales, out, chosen):
     fast may plateau, a slower one may overtake it), so for every condition and input-scale choice
     (--confirm-scales best: the search's best choice; a condition whose search sat at the floor:
     every searched setting) the search's best learning rate and its two ladder neighbours are rerun
-    on seed 0 for --steps,
-    and the winner is chosen again on the same validation stream at that budget. Fills
+    on seed 0 for --steps, and the winner is chosen again on the same validation stream at that
+    budget. Fills
     record["confirm"]; returns the confirmed settings."""
     rows = {c: [r for r in record["search"] if r["condition"] == c] for c in conditions}
     record["confirm_scales"] = {c: confirmed_scales(args, rows[c], scales(c), chosen[c]) for c in conditions}

@@ -106,6 +106,7 @@ def verdict(args):
         raise UserError(f"the runs differ in task, --select-len or --eval-samples ({sorted(keys)}): judge them apart")
     task_name, select, samples = keys.pop()
     history = {d: [h for h in r["history"] if h.get("phase", "train") == "train"] for d, r in runs.items()}
+    at = lambda h: h["errors"][str(select)]        # an evaluation's error at the selection length
     tries = sum(len(h) for h in history.values())
     out = {"task": task_name, "select_len": select, "eval_samples": samples, "alpha": ALPHA, "tries": tries,
            "rule": "learned if the lowest validation error at select_len is at most max_error, the largest error a "
@@ -113,8 +114,7 @@ def verdict(args):
     for d, r in runs.items():
         if not history[d]:
             raise UserError(f"{d}: no evaluation yet")
-        best = min(history[d], key=lambda h: h["errors"][str(select)])
-        at = lambda h: h["errors"][str(select)]
+        best = min(history[d], key=at)
         # when the run left the floor (by the family's margin), and when it first went under 1% (the
         # paper's "error below 0.01 within about 2k steps" for AR): how long a search must run to see it
         first = lambda ok: next((h["step"] for h in history[d] if ok(h)), None)
@@ -124,7 +124,7 @@ def verdict(args):
             "first_step_off_floor": first(lambda h: check(task_name, select, samples, at(h), tries)["learned"]),
             "first_step_under_1pct": first(lambda h: at(h) < 0.01),
             "errors": best["errors"], "floors": floors(task_name, best["errors"]),
-            "check": check(task_name, select, samples, best["errors"][str(select)], tries)}
+            "check": check(task_name, select, samples, at(best), tries)}
     out["learned"] = any(v["check"]["learned"] for v in out["runs"].values())
     if args.out:
         save_atomic(out, Path(args.out))

@@ -271,7 +271,7 @@ def test_lrs_flags_move_the_starting_grids_and_off_ladder_rates_are_refused(tmp_
 
 def test_confirm_with_best_scales_reruns_only_that_choice(tmp_path, monkeypatch):
     """The wiring of --confirm-scales best: a condition off the floor reruns its best choice's three
-    rates; one whose search sat at the floor reruns every choice's."""
+    rates; one whose search sat at the floor reruns every setting it searched."""
     import argparse
     import sweep as S
     args = argparse.Namespace(task="ar", select_len=6, eval_samples=256, confirm_scales="best", steps=10,
