@@ -47,7 +47,8 @@ def spread(d, fmt="{:.4f}"):
 
 
 def ratio_cell(r):
-    """One stats.error_ratios entry: ratio of means; geometric mean [range], ">=" where a zero error
+    """One stats.error_ratios entry: ratio of means; geometric mean [range]; the arithmetic mean of the
+    per-seed ratios where the entry records it (the paper's statistic); ">=" where a zero error
     was replaced by its binomial upper bound (the ratio is then a lower bound); "n/a" where no pair
     has a ratio (neither made an error)."""
     ge = lambda flag: ">= " if flag else ""
@@ -60,7 +61,10 @@ def ratio_cell(r):
         elif "geometric_mean_ci95" in r:      # entries written before: a bootstrap interval
             g += f" (bootstrap 95% CI {r['geometric_mean_ci95'][0]:.1f} to {r['geometric_mean_ci95'][1]:.1f})"
         g += f" [{r['range'][0]:.1f} to {r['range'][1]:.1f}]"
-    return f"{ge(r['ratio_of_means_lower_bound'])}{r['ratio_of_means']:.1f}; {g}"
+    cell = f"{ge(r['ratio_of_means_lower_bound'])}{r['ratio_of_means']:.1f}; {g}"
+    if r.get("mean_of_ratios") is not None:      # summaries written before it was recorded lack it
+        cell += f"; {ge(r['mean_of_ratios_lower_bound'])}{r['mean_of_ratios']:.1f}"
+    return cell
 
 
 def summary_tables(summary):
@@ -81,8 +85,12 @@ def summary_tables(summary):
         for c, d in summary["differences_to_pretrained"].items():
             lines.append(f"| pretrained - {c} | {spread(d['test'])} |")
         return "\n".join(lines)
-    lines += ["", "| error / pretrained error: ratio of means; geometric mean of per-seed ratios [their range] | " + " | ".join(head) + " |", "|---|" + "---|" * len(keys)]
-    for c, per_len in summary["ratios_to_pretrained"].items():
+    ratios = summary["ratios_to_pretrained"]
+    paper = any(e.get("mean_of_ratios") is not None for per_len in ratios.values() for e in per_len.values())
+    what = "ratio of means; geometric mean of per-seed ratios [their range]" + (
+        "; arithmetic mean of per-seed ratios (the paper's statistic)" if paper else "")
+    lines += ["", f"| error / pretrained error: {what} | " + " | ".join(head) + " |", "|---|" + "---|" * len(keys)]
+    for c, per_len in ratios.items():
         lines.append(f"| {c} / pretrained | " + " | ".join(ratio_cell(per_len[L]) for L in keys) + " |")
     return "\n".join(lines)
 

@@ -69,6 +69,25 @@ def test_tables_render_a_sweep_summary():
     assert f"{s['conditions']['pretrained']['accuracy']['test']['mean']:.4f}" in table
 
 
+def test_ratio_table_shows_the_papers_mean_of_ratios_where_recorded():
+    """A token suite's ratio table: a summary written before the arithmetic mean of per-seed ratios was
+    recorded renders as it did; one that records it (stats.error_ratios now) shows it, flagged as a
+    lower bound where a seed's zero error was bounded, and says in the header what it is."""
+    import stats
+    s = tables.load(REPO / "results" / "token_suite" / "mqar" / "summary.json")
+    old = tables.summary_tables(s)
+    assert "paper's statistic" not in old
+    for c, per_len in s["ratios_to_pretrained"].items():
+        for L in per_len:
+            per_len[L] = stats.error_ratios(s["conditions"][c]["errors"][L]["values"],
+                                            s["conditions"]["pretrained"]["errors"][L]["values"], 1024)
+    new = tables.summary_tables(s)
+    assert "arithmetic mean of per-seed ratios (the paper's statistic)" in new
+    e = s["ratios_to_pretrained"]["random-init"]["8"]
+    assert tables.ratio_cell(e).endswith(f"; {'>= ' if e['mean_of_ratios_lower_bound'] else ''}{e['mean_of_ratios']:.1f}")
+    assert f"{e['mean_of_ratios']:.1f}" in new
+
+
 def test_check_mode_names_a_stale_readme(tmp_path):
     out = subprocess.run([sys.executable, "report.py", "--check"], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

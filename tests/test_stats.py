@@ -302,6 +302,9 @@ def test_error_ratios_report_ratio_of_means_geometric_mean_and_bounds():
     per = [control[0] / u, control[1] / reference[1], control[2] / u]
     assert r["values"] == pytest.approx(per) and r["value_lower_bound"] == [True, False, True]
     assert r["geometric_mean"] == pytest.approx((per[0] * per[1] * per[2]) ** (1 / 3)) and r["geometric_mean_lower_bound"]
+    # the paper's statistic, the arithmetic mean of per-seed ratios, beside them and flagged alike
+    assert r["mean_of_ratios"] == pytest.approx(sum(per) / 3) and r["mean_of_ratios_lower_bound"]
+    assert r["mean_of_ratios"] >= r["geometric_mean"]
     assert r["range"] == pytest.approx([min(per), max(per)]) and "geometric_mean_t95" not in r   # 3 seeds: a range only
     # no error on any seed: the ratio of means is a lower bound from the pooled sequences
     r = S.error_ratios([0.1, 0.2], [0.0, 0.0], units=100)
@@ -319,8 +322,9 @@ def test_error_ratios_report_ratio_of_means_geometric_mean_and_bounds():
     r = S.error_ratios([0.0, 0.2], [0.0, 0.1], units=100)
     assert r["values"] == [None, pytest.approx(2.0)] and r["value_undefined"] == [True, False]
     assert r["geometric_mean"] == pytest.approx(2.0) and not r["geometric_mean_lower_bound"] and r["range"] == pytest.approx([2.0, 2.0])
+    assert r["mean_of_ratios"] == pytest.approx(2.0) and not r["mean_of_ratios_lower_bound"]
     r = S.error_ratios([0.0], [0.0], units=100)
-    assert r["geometric_mean"] is None and r["range"] is None
+    assert r["geometric_mean"] is None and r["range"] is None and r["mean_of_ratios"] is None
 
 
 def test_describe_gives_the_range():
