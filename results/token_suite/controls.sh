@@ -27,9 +27,10 @@
 # About 126K steps if every search leaves the floor, about 171K if both controls' sit at it:
 # 40-90 core-hours at 1.1-1.9 s a step (scratch's steps cost more).
 # The paper's ratio: control / pretrained at L30 (Rule 90: L20) per seed, averaged
-# (summary.json ratios_to_pretrained.<control>.30), beside the ratio of the condition means
-# (conditions.<control>.errors.30.mean / conditions.pretrained.errors.30.mean); `sweep.py --table
-# --out OUT` prints both tables.
+# (summary.json ratios_to_pretrained.<control>.30.mean_of_ratios), beside the ratio of the condition
+# means (.ratio_of_means) and the geometric mean of the per-seed ratios; `sweep.py --table --out OUT`
+# prints them. A summary written by code from before mean_of_ratios was recorded gets it from
+# `python sweep.py --restate --out OUT` (statistics recomputed from the per-run JSON, nothing rerun).
 # Usage: bash results/token_suite/controls.sh TASK [OUT]   (TASK: ar, copy, addition or rule90;
 #   default OUT results/token_suite/TASK/suite5k); JOBS=2 runs two at a time. Resumable: run it again.
 set -euo pipefail
