@@ -383,9 +383,10 @@ def error_ratios(control, reference, units, alpha=0.05):
     flagged; a pair where neither made an error has no ratio at all (None, left out of the geometric
     mean and the range). Reported: the ratio of the means (pooled errors; bounded the same way when
     the reference made no error on any seed), the geometric mean of the per-seed ratios, their
-    arithmetic mean (the statistic the paper reports; one large ratio dominates it, so it stands beside
-    the others, never alone), their range (with a handful of seeds a resampling interval is only the range), and from five seeds with no
-    bound among them a Student-t 95% interval of the geometric mean (t on the log ratios)."""
+    arithmetic mean (the statistic the paper reports; one large ratio dominates it, so it stands
+    beside the others, never alone), their range (with a handful of seeds a resampling interval is
+    only the range), and from five seeds with no bound among them a Student-t 95% interval of the
+    geometric mean (t on the log ratios)."""
     n = min(len(control), len(reference))
     if n < 1:
         raise ValueError("error_ratios needs at least one pair")

@@ -513,8 +513,7 @@ def confirm(args, record, conditions, scales, out, chosen):
     (--confirm-scales best: the search's best choice; a condition whose search sat at the floor:
     every searched setting) the search's best learning rate and its two ladder neighbours are rerun
     on seed 0 for --steps, and the winner is chosen again on the same validation stream at that
-    budget. Fills
-    record["confirm"]; returns the confirmed settings."""
+    budget. Fills record["confirm"]; returns the confirmed settings."""
     rows = {c: [r for r in record["search"] if r["condition"] == c] for c in conditions}
     record["confirm_scales"] = {c: confirmed_scales(args, rows[c], scales(c), chosen[c]) for c in conditions}
     which = lambda c: ([(r["lr"], r["input_scale"]) for r in rows[c]] if record["confirm_scales"][c].get("grid")

@@ -74,13 +74,15 @@ def test_ratio_table_shows_the_papers_mean_of_ratios_where_recorded():
     recorded renders as it did; one that records it (stats.error_ratios now) shows it, flagged as a
     lower bound where a seed's zero error was bounded, and says in the header what it is."""
     import stats
-    s = tables.load(REPO / "results" / "token_suite" / "mqar" / "summary.json")
+    suite = REPO / "results" / "token_suite" / "mqar"
+    s = tables.load(suite / "summary.json")
+    units = tables.load(suite / "sweep.json")["protocol"]["eval_samples_final"]   # the sequences scored per seed
     old = tables.summary_tables(s)
     assert "paper's statistic" not in old
     for c, per_len in s["ratios_to_pretrained"].items():
         for L in per_len:
             per_len[L] = stats.error_ratios(s["conditions"][c]["errors"][L]["values"],
-                                            s["conditions"]["pretrained"]["errors"][L]["values"], 1024)
+                                            s["conditions"]["pretrained"]["errors"][L]["values"], units)
     new = tables.summary_tables(s)
     assert "arithmetic mean of per-seed ratios (the paper's statistic)" in new
     e = s["ratios_to_pretrained"]["random-init"]["8"]
