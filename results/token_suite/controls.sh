@@ -23,14 +23,16 @@
 #       2,750, never under 0.01; 3e-2 not tried in step 1, which stops at the first rate that
 #       learns). The same rule as AR, twice the step where step 1 left the floor: a 500-step search
 #       on a grid centred on 1e-2 (3e-3, 1e-2, 3e-2), every edge extended alike.
-#   addition, rule90: set here once their step 1 is judged (the script refuses until then).
+#   addition: pretrained learned at 1e-2 (off the floor from step 250, under 0.01 at 20 bits from
+#       step 1,250; 3e-2 not tried). The same rule: a 500-step search on 3e-3, 1e-2, 3e-2.
+#   rule90: set here once its step 1 is judged (the script refuses until then).
 # fp32 (the sweep's runs use train.py's CPU default, fp32): bf16 is ~100x slower on this CPU.
 # Cost for ar, one thread per run: search 24 runs x 1,500 steps (3 rates x 3 input-scale choices for
 # the two slice bodies, 3 x 2 for scratch; more where an edge extends); confirmation up to 3 runs x
 # 5,000 steps for a condition off the floor, 9 (scratch 6) for one at it; 9 seed runs x 5,000 steps.
 # About 126K steps if every search leaves the floor, about 171K if both controls' sit at it:
 # 40-90 core-hours at 1.1-1.9 s a step (scratch's steps cost more). For copy: search 24 runs x 500
-# steps, the same confirmation and seeds: about 72K-117K steps, 25-60 core-hours.
+# steps, the same confirmation and seeds: about 72K-117K steps, 25-60 core-hours; addition the same.
 # The paper's ratio: control / pretrained at L30 (Rule 90: L20) per seed, averaged
 # (summary.json ratios_to_pretrained.<control>.30.mean_of_ratios), beside the ratio of the condition
 # means (.ratio_of_means) and the geometric mean of the per-seed ratios; `sweep.py --table --out OUT`
@@ -49,7 +51,8 @@ case $task in      # the step-1 lengths (results/token_suite/<task>/run.sh), the
               search=(--search-steps 1500 --lrs 1e-2,3e-2,1e-1) ;;
     copy)     lengths=(--train-len 20 --eval-lengths 4,10,20,30,40 --select-len 20)
               search=(--search-steps 500 --lrs 3e-3,1e-2,3e-2) ;;
-    addition) lengths=(--train-len 20 --eval-lengths 10,20,30,40 --select-len 20); search=() ;;
+    addition) lengths=(--train-len 20 --eval-lengths 10,20,30,40 --select-len 20)
+              search=(--search-steps 500 --lrs 3e-3,1e-2,3e-2) ;;
     rule90)   lengths=(--train-len 20 --eval-lengths 10,20,30,40,60 --select-len 20); search=() ;;
     *) echo "error: unknown task $task (ar, copy, addition, rule90)" >&2; exit 2 ;;
 esac
