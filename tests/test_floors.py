@@ -175,3 +175,33 @@ def test_refusal_on_the_committed_suites(suite, learned):
     chosen = {c: {k: v for k, v in ch.items() if k in ("lr", "input_scale", "val_error")} for c, ch in record["chosen"].items()}
     chosen = sweep.refuse_noise(args, record, list(chosen), chosen)
     assert all(ch["learned"] is learned for ch in chosen.values()), {c: ch["floor_check"] for c, ch in chosen.items()}
+
+
+def test_step_two_refuses_a_task_step_one_has_not_judged_learned(tmp_path):
+    """controls.sh spends tens of core-hours, so it checks before the first run: a task must have a
+    step-1 verdict saying learned (read from results/token_suite/<task>/learn5k/learnability.json)
+    and a search set from its step-1 curve. Run in a copy so that no verdict of the repository
+    decides the outcome."""
+    root = tmp_path / "repo"
+    (root / "results" / "token_suite").mkdir(parents=True)
+    script = root / "results" / "token_suite" / "controls.sh"
+    script.write_text((REPO / "results" / "token_suite" / "controls.sh").read_text())
+
+    def run(task):
+        return subprocess.run(["bash", str(script), task], capture_output=True, text=True, cwd=tmp_path)
+
+    r = run("bogus")
+    assert r.returncode == 2 and r.stderr.startswith("error: unknown task bogus")
+    r = run("copy")
+    assert r.returncode == 2 and "run step 1 first" in r.stderr
+    verdict = root / "results" / "token_suite" / "copy" / "learn5k" / "learnability.json"
+    verdict.parent.mkdir(parents=True)
+    verdict.write_text(json.dumps({"learned": False}))
+    r = run("copy")
+    assert r.returncode == 2 and "did not beat its floor in step 1" in r.stderr
+    # rule90's search is not set until its step 1 is judged: a learned verdict alone does not start it
+    verdict = root / "results" / "token_suite" / "rule90" / "learn5k" / "learnability.json"
+    verdict.parent.mkdir(parents=True)
+    verdict.write_text(json.dumps({"learned": True}))
+    r = run("rule90")
+    assert r.returncode == 2 and "not set from its step-1 curve yet" in r.stderr
