@@ -3,6 +3,7 @@ the margin a validation error must clear, and the search's refusal to choose fro
 import argparse
 import itertools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -187,8 +188,11 @@ def test_step_two_refuses_a_task_step_one_has_not_judged_learned(tmp_path):
     script = root / "results" / "token_suite" / "controls.sh"
     script.write_text((REPO / "results" / "token_suite" / "controls.sh").read_text())
 
+    # the script calls `python`: make it this interpreter, so a missing one cannot pass for a refusal
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
     def run(task):
-        return subprocess.run(["bash", str(script), task], capture_output=True, text=True, cwd=tmp_path)
+        return subprocess.run(["bash", str(script), task], capture_output=True, text=True, cwd=tmp_path, env=env)
 
     r = run("bogus")
     assert r.returncode == 2 and r.stderr.startswith("error: unknown task bogus")
@@ -205,3 +209,15 @@ def test_step_two_refuses_a_task_step_one_has_not_judged_learned(tmp_path):
     verdict.write_text(json.dumps({"learned": True}))
     r = run("rule90")
     assert r.returncode == 2 and "not set from its step-1 curve yet" in r.stderr
+    # a learned task with its search set reaches the sweep with that search (a stand-in sweep.py
+    # records its arguments)
+    (root / "sweep.py").write_text("import sys\nopen('calls.txt', 'a').write(' '.join(sys.argv[1:]) + '\\n')\n")
+    verdict = root / "results" / "token_suite" / "addition" / "learn5k" / "learnability.json"
+    verdict.parent.mkdir(parents=True)
+    verdict.write_text(json.dumps({"learned": True}))
+    r = run("addition")
+    assert r.returncode == 0, r.stderr
+    search, table = (root / "calls.txt").read_text().splitlines()
+    assert "--task addition" in search and "--search-steps 500 --lrs 3e-3,1e-2,3e-2" in search
+    assert "--conditions pretrained,random-init,scratch" in search and "--out results/token_suite/addition/suite5k" in search
+    assert table == "--table --out results/token_suite/addition/suite5k"
