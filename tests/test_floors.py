@@ -194,27 +194,26 @@ def test_step_two_refuses_a_task_step_one_has_not_judged_learned(tmp_path):
     def run(task):
         return subprocess.run(["bash", str(script), task], capture_output=True, text=True, cwd=tmp_path, env=env)
 
+    def verdict(task, learned):
+        f = root / "results" / "token_suite" / task / "learn5k" / "learnability.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"learned": learned}))
+
     r = run("bogus")
     assert r.returncode == 2 and r.stderr.startswith("error: unknown task bogus")
     r = run("copy")
     assert r.returncode == 2 and "run step 1 first" in r.stderr
-    verdict = root / "results" / "token_suite" / "copy" / "learn5k" / "learnability.json"
-    verdict.parent.mkdir(parents=True)
-    verdict.write_text(json.dumps({"learned": False}))
+    verdict("copy", False)
     r = run("copy")
     assert r.returncode == 2 and "did not beat its floor in step 1" in r.stderr
     # rule90's search is not set until its step 1 is judged: a learned verdict alone does not start it
-    verdict = root / "results" / "token_suite" / "rule90" / "learn5k" / "learnability.json"
-    verdict.parent.mkdir(parents=True)
-    verdict.write_text(json.dumps({"learned": True}))
+    verdict("rule90", True)
     r = run("rule90")
     assert r.returncode == 2 and "not set from its step-1 curve yet" in r.stderr
     # a learned task with its search set reaches the sweep with that search (a stand-in sweep.py
     # records its arguments)
     (root / "sweep.py").write_text("import sys\nopen('calls.txt', 'a').write(' '.join(sys.argv[1:]) + '\\n')\n")
-    verdict = root / "results" / "token_suite" / "addition" / "learn5k" / "learnability.json"
-    verdict.parent.mkdir(parents=True)
-    verdict.write_text(json.dumps({"learned": True}))
+    verdict("addition", True)
     r = run("addition")
     assert r.returncode == 0, r.stderr
     search, table = (root / "calls.txt").read_text().splitlines()

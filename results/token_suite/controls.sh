@@ -19,10 +19,10 @@
 #       and not at 1e-2 in 5,000 steps; at 500 steps it still sat at the floor. So the search runs
 #       1,500 steps on a grid centred on 3e-2 (1e-2, 3e-2, 1e-1). The grid comes from the pretrained
 #       run, which is why a control the search cannot see gets its whole grid at the full budget.
-#   copy: pretrained beat the floor at 1e-2 (off it at the first evaluation, step 250; best 0.239 at 20 vectors, step
-#       2,750, never under 0.01; 3e-2 not tried in step 1, which stops at the first rate that
-#       learns). The same rule as AR, twice the step where step 1 left the floor: a 500-step search
-#       on a grid centred on 1e-2 (3e-3, 1e-2, 3e-2), every edge extended alike.
+#   copy: pretrained beat the floor at 1e-2 (off it at the first evaluation, step 250; best 0.239
+#       at 20 vectors, step 2,750, never under 0.01; 3e-2 not tried in step 1, which stops at the
+#       first rate that learns). The same rule as AR, twice the step where step 1 left the floor: a
+#       500-step search on a grid centred on 1e-2 (3e-3, 1e-2, 3e-2), every edge extended alike.
 #   addition: pretrained learned at 1e-2 (already off the floor at the first evaluation, step 250;
 #       under 0.01 at 20 bits from step 1,250; 3e-2 not tried). The same rule, on that upper bound
 #       of the step it left the floor: a 500-step search on 3e-3, 1e-2, 3e-2.
