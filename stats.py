@@ -21,7 +21,9 @@ test with its search over primitives and thresholds, and the permutation P of Sp
 import math
 
 import numpy as np
-from scipy import stats as sps
+
+# scipy.stats is imported inside each function that calls it: the import costs about 1.5 s, which
+# every training process (they all import this file for their summaries) would pay at start-up.
 
 # -----------------------------------------------------------------------------
 # 1. hypergeometric tail
@@ -29,6 +31,7 @@ from scipy import stats as sps
 
 def hypergeom_tail(N, K, n, k):
     """P(X >= k) for X ~ Hypergeometric(population N, K successes, n draws): scipy's survival function."""
+    from scipy import stats as sps
     if not (0 <= K <= N and 0 <= n <= N):
         raise ValueError(f"need 0 <= K, n <= N, got N={N} K={K} n={n}")
     return float(sps.hypergeom.sf(k - 1, N, K, n))
@@ -218,6 +221,7 @@ def permutation_test(probe_primitives, impact, thresholds=(1.0, 1.25, 1.5, 2.0, 
 
 def _average_ranks(x):
     """1-based ranks; tied values share the mean of the ranks they occupy."""
+    from scipy import stats as sps
     return sps.rankdata(x, method="average")
 
 
@@ -225,6 +229,7 @@ def spearman(x, y):
     """Spearman rank correlation with average ranks for ties (scipy.stats.spearmanr).
 
     Returns (rho, p): p is two-sided from the t approximation with n-2 df, scipy's default."""
+    from scipy import stats as sps
     if len(x) != len(y) or len(x) < 3:
         raise ValueError("spearman needs two sequences of equal length >= 3")
     r = sps.spearmanr(x, y)
@@ -233,6 +238,7 @@ def spearman(x, y):
 
 def paired_t(a, b):
     """Paired t-test of mean(a - b) = 0 (scipy.stats.ttest_rel). Returns (t, df, two-sided p)."""
+    from scipy import stats as sps
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if len(d) < 2:
         raise ValueError("paired_t needs at least two pairs")
@@ -246,6 +252,7 @@ def mcnemar_exact(a, b):
     """Exact McNemar test for paired binary outcomes (e.g. episode success with and without a head):
     two-sided exact binomial test (scipy.stats.binomtest) on the discordant pairs.
     Returns (n_a_only, n_b_only, p)."""
+    from scipy import stats as sps
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape:
         raise ValueError("mcnemar_exact needs paired outcomes of equal length")
@@ -257,6 +264,7 @@ def mcnemar_exact(a, b):
 
 def clopper_pearson(k, n, alpha=0.05):
     """Exact (Clopper-Pearson) interval of a success rate k / n."""
+    from scipy import stats as sps
     if n < 1 or not 0 <= k <= n:
         raise ValueError("clopper_pearson needs 0 <= k <= n and n >= 1")
     lo = 0.0 if k == 0 else float(sps.beta.ppf(alpha / 2, k, n - k + 1))
@@ -268,6 +276,7 @@ def bootstrap_ci(values, n_boot=10000, alpha=0.05, seed=0):
     """Percentile bootstrap CI of the mean (scipy.stats.bootstrap). Returns (mean, lo, hi).
 
     One value, or values all equal, have nothing to resample: the interval is that value."""
+    from scipy import stats as sps
     x = np.asarray(values, dtype=float)
     if len(x) == 0:
         raise ValueError("bootstrap_ci needs at least one value")
@@ -332,6 +341,7 @@ def t_interval(values, alpha=0.05):
 
     With n = 3 the t quantile is 4.30, so the interval is wide; a bootstrap over three values would
     be far too narrow (it can never leave the range of the three). One value has no interval: None."""
+    from scipy import stats as sps
     x = np.asarray(values, dtype=float)
     if len(x) == 0:
         raise ValueError("t_interval needs at least one value")
@@ -367,6 +377,7 @@ def paired_over_seeds(reference, other, names=("reference", "other")):
 def binomial_upper(k, n, alpha=0.05):
     """Exact one-sided (1 - alpha) upper bound of an error rate seen as k wrong out of n scored
     (Clopper-Pearson's one-sided end; for k = 0 it is 1 - alpha^(1/n), about 3/n at 95%)."""
+    from scipy import stats as sps
     if n < 1 or not 0 <= k <= n:
         raise ValueError("binomial_upper needs 0 <= k <= n and n >= 1")
     return 1.0 if k == n else float(sps.beta.ppf(1 - alpha, k + 1, n - k))
