@@ -180,9 +180,9 @@ def test_refusal_on_the_committed_suites(suite, learned):
 
 def test_step_two_refuses_a_task_step_one_has_not_judged_learned(tmp_path):
     """controls.sh spends tens of core-hours, so it checks before the first run: a task must have a
-    step-1 verdict saying learned (read from results/token_suite/<task>/learn5k/learnability.json)
-    and a search set from its step-1 curve. Run in a copy so that no verdict of the repository
-    decides the outcome."""
+    step-1 verdict saying learned (read from results/token_suite/<task>/learn5k/learnability.json);
+    a learned task reaches the sweep with the search its step-1 curve set. Run in a copy so that no
+    verdict of the repository decides the outcome."""
     root = tmp_path / "repo"
     (root / "results" / "token_suite").mkdir(parents=True)
     script = root / "results" / "token_suite" / "controls.sh"
@@ -206,17 +206,23 @@ def test_step_two_refuses_a_task_step_one_has_not_judged_learned(tmp_path):
     verdict("copy", False)
     r = run("copy")
     assert r.returncode == 2 and "did not beat its floor in step 1" in r.stderr
-    # rule90's search is not set until its step 1 is judged: a learned verdict alone does not start it
-    verdict("rule90", True)
-    r = run("rule90")
-    assert r.returncode == 2 and "not set from its step-1 curve yet" in r.stderr
-    # a learned task with its search set reaches the sweep with that search (a stand-in sweep.py
-    # records its arguments)
+    # a learned task reaches the sweep with the search its step-1 curve set (a stand-in sweep.py
+    # records its arguments): addition a short search, then the confirmation at the full budget
     (root / "sweep.py").write_text("import sys\nopen('calls.txt', 'a').write(' '.join(sys.argv[1:]) + '\\n')\n")
     verdict("addition", True)
     r = run("addition")
     assert r.returncode == 0, r.stderr
     search, table = (root / "calls.txt").read_text().splitlines()
     assert "--task addition" in search and "--search-steps 500 --lrs 3e-3,1e-2,3e-2" in search
+    assert "--confirm --confirm-scales best" in search and "--steps 5000" in search
     assert "--conditions pretrained,random-init,scratch" in search and "--out results/token_suite/addition/suite5k" in search
     assert table == "--table --out results/token_suite/addition/suite5k"
+    # Rule 90 left its floor late (step 2,000 of 5,000): its search runs the whole budget and no
+    # confirmation follows
+    (root / "calls.txt").unlink()
+    verdict("rule90", True)
+    r = run("rule90")
+    assert r.returncode == 0, r.stderr
+    search = (root / "calls.txt").read_text().splitlines()[0]
+    assert "--task rule90" in search and "--search-steps 5000 --lrs 3e-3,1e-2,3e-2" in search and "--steps 5000" in search
+    assert "--confirm" not in search
