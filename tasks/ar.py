@@ -26,7 +26,7 @@ def floor(length):
     the best such predictor takes, bit by bit, the majority of those m = L - 1 items. A bit is 1 in K
     of m distinct codes drawn from all 4096, K hypergeometric (4096 codes, 2048 with the bit, m
     draws); the majority is then wrong with probability min(K, m - K) / m. 0 at L = 2 (one candidate)."""
-    from scipy.stats import hypergeom     # here, not at the top: scipy.stats adds ~2 s to every start
+    from scipy.stats import hypergeom     # here, not at the top: importing scipy.stats costs about 1.5 s at every start
     m, codes = length - 1, 2 ** (ITEM_VECS * BITS)
     pmf = hypergeom.pmf(range(m + 1), codes, codes // 2, m)
     return float(sum(p * min(k, m - k) for k, p in enumerate(pmf)) / m)

@@ -48,7 +48,7 @@ def scored_bits(task_name, length, samples):
 def threshold(task_name, length, samples, tries, alpha=ALPHA):
     """The margin at one length: the floor, the bits a validation pass scores there, and the highest
     error that beats the floor after `tries` looks (None: no error can, e.g. a floor of 0)."""
-    from scipy.stats import binom     # here, not at the top: scipy.stats adds ~2 s to every train.py start
+    from scipy.stats import binom     # here, not at the top: importing scipy.stats costs about 1.5 s at every start
     f = token_task(task_name).floor(length)
     n = scored_bits(task_name, length, samples)
     k = int(binom.ppf(alpha / tries, n, f))

@@ -48,13 +48,15 @@
 # prints them. A summary written by code from before mean_of_ratios was recorded gets it from
 # `python sweep.py --restate --out OUT` (statistics recomputed from the per-run JSON, nothing rerun).
 # Usage: bash results/token_suite/controls.sh TASK [OUT]   (TASK: ar, copy, addition or rule90;
-#   default OUT results/token_suite/TASK/suite5k); JOBS=2 runs two at a time. Resumable: run it again.
+#   default OUT results/token_suite/TASK/suite5k); JOBS=2 runs two at a time; STEPS (default 5000)
+#   is the budget of the confirmation and the seeds, and Rule 90's search. Resumable: run it again.
 set -euo pipefail
 task=${1:?give the task: ar, copy, addition or rule90}
 out=${2:-}
 [ -n "$out" ] && out=$(realpath -m "$out")
 cd "$(dirname "$0")/../.."
 out=${out:-results/token_suite/$task/suite5k}
+steps=${STEPS:-5000}
 confirm=(--confirm --confirm-scales best)
 case $task in      # the step-1 lengths (results/token_suite/<task>/run.sh), then the search set from step 1
     ar)       lengths=(--train-len 6 --eval-lengths 4,6,8,12,16,30 --select-len 6)
@@ -64,7 +66,7 @@ case $task in      # the step-1 lengths (results/token_suite/<task>/run.sh), the
     addition) lengths=(--train-len 20 --eval-lengths 10,20,30,40 --select-len 20)
               search=(--search-steps 500 --lrs 3e-3,1e-2,3e-2) ;;
     rule90)   lengths=(--train-len 20 --eval-lengths 10,20,30,40,60 --select-len 20)
-              search=(--search-steps "${STEPS:-5000}" --lrs 3e-3,1e-2,3e-2); confirm=() ;;
+              search=(--search-steps "$steps" --lrs 3e-3,1e-2,3e-2); confirm=() ;;
     *) echo "error: unknown task $task (ar, copy, addition, rule90)" >&2; exit 2 ;;
 esac
 verdict=results/token_suite/$task/learn5k/learnability.json
@@ -72,6 +74,6 @@ verdict=results/token_suite/$task/learn5k/learnability.json
 python -c "import json,sys; sys.exit(0 if json.load(open('$verdict'))['learned'] else 1)" ||
     { echo "error: $task did not beat its floor in step 1 ($verdict): step 2 is for learned tasks only" >&2; exit 2; }
 python sweep.py --task "$task" --layers 6-11 --conditions pretrained,random-init,scratch --input-scales auto,learn,1 \
-    "${lengths[@]}" "${search[@]}" --steps "${STEPS:-5000}" ${confirm[@]+"${confirm[@]}"} --seeds 3 --eval-every 250 \
+    "${lengths[@]}" "${search[@]}" --steps "$steps" ${confirm[@]+"${confirm[@]}"} --seeds 3 --eval-every 250 \
     --batch-size 32 --warmup 50 --eval-samples 256 --eval-samples-final 1024 --jobs "${JOBS:-1}" --out "$out"
 python sweep.py --table --out "$out"
