@@ -24,7 +24,7 @@ import torch
 
 import model as M
 import pretrained
-from runs import DTYPES, REPO, UserError, dtype_name, need_at_least, pick_device, resolve_dtype, run_main
+from runs import DTYPES, REPO, UserError, cpu_info, dtype_name, need_at_least, pick_device, resolve_dtype, run_main
 
 LOAD = r"""
 import json, sys, time, torch
@@ -167,7 +167,7 @@ def slice_speed(args, device, dtype, sync):
     flops_step = 4 * frozen * tokens
     result = {"device": str(device), "dtype": info["dtype"], "model": args.model, "slice": info["layers"],
               "frozen_params": frozen, "batch_size": args.batch_size, "seq_len": args.seq_len, "threads": torch.get_num_threads(),
-              "load_average": os.getloadavg(), "compiled": args.compile,
+              "cpu": cpu_info(), "load_average": os.getloadavg(), "compiled": args.compile,
               "matmul_peak_tflops": peak / 1e12, "matmul_tflops_per_shape": {k: v / 1e12 for k, v in per_shape.items()},
               "matmul_peak_measured_in": f"{info['dtype']} on the slice's own weight shapes, {tokens} tokens, {device}"}
     if args.compile:

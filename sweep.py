@@ -183,6 +183,11 @@ def get_parser():
     p.add_argument("--eval-samples", type=int, default=256, help="validation sequences per length (default 256)")
     p.add_argument("--eval-samples-final", type=int, default=1024, help="held-out sequences per length (default 1024)")
     p.add_argument("--compile", action="store_true", help="every run with train.py --compile (held-out evaluation follows)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="every run's train.py --dtype, the precision of the frozen body (default auto: bf16 on CUDA, "
+                        "fp32 on CPU). On a CPU with bf16 matrix units bf16 can be twice as fast, on one without "
+                        "it is far slower: `python bench.py --compare-dtypes` says which. A folder keeps the dtype "
+                        "it started with")
     p.add_argument("--jobs", type=int, default=2, help="runs at once, one thread each (default 2)")
     p.add_argument("--phase", default="all", choices=("search", "seeds", "evaluate", "all"), help="stop after this phase")
     p.add_argument("--restate", action="store_true",
@@ -206,7 +211,7 @@ def train_cmd(args, cond, lr, scale, seed, steps, eval_every, out):
     return ["train.py", "--task", args.task, "--model", args.model, "--layers", args.layers, *flags,
             "--lr", lr, "--input-scale", scale, "--seed", str(seed), "--steps", str(steps),
             "--eval-every", str(eval_every), "--batch-size", str(args.batch_size), "--warmup", str(args.warmup),
-            *task_flags, *(["--compile"] if args.compile else []), "--out", str(out)]
+            "--dtype", args.dtype, *task_flags, *(["--compile"] if args.compile else []), "--out", str(out)]
 
 
 def finished(out, steps):
@@ -386,7 +391,8 @@ def main():
 # each flag ran with (search_steps has no such default: it was always recorded, and a record without
 # it is not compared on it)
 UNRECORDED = object()
-HELD = {"first_seed": 0, "lrs": None, "scratch_lrs": None, "search_steps": UNRECORDED, "confirm_scales": "all"}
+HELD = {"first_seed": 0, "lrs": None, "scratch_lrs": None, "search_steps": UNRECORDED, "confirm_scales": "all",
+        "dtype": "auto"}
 
 
 def refuse_other_protocol(held, args):

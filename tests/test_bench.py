@@ -35,6 +35,8 @@ def test_bench_reports_each_dtype_against_its_own_peak_and_cuts_a_slow_one(gemma
         assert own[d] == pytest.approx(other["fwd_bwd_tflops"] / other["matmul_peak_tflops"])   # its own dtype's peak
         assert f"{d}: slice forward+backward at" in out.stderr
     assert isinstance(r["load_average"], list) and r["threads"] >= 1
+    # which CPU, and whether it has bf16 matrix units: the dtype advice holds for that kind of CPU only
+    assert r["cpu"]["model"] and set(r["cpu"]["bf16_units"] or []) <= {"amx_bf16", "avx512_bf16"}
     # a budget no step fits: the peak is still measured, the slice is not timed, and the JSON says why
     cut = subprocess.run(base + ["--budget-s", "1e-9"], cwd=REPO, capture_output=True, text=True)
     assert cut.returncode == 0, cut.stderr[-2000:]

@@ -225,4 +225,10 @@ def test_step_two_refuses_a_task_step_one_has_not_judged_learned(tmp_path):
     assert r.returncode == 0, r.stderr
     search = (root / "calls.txt").read_text().splitlines()[0]
     assert "--task rule90" in search and "--search-steps 5000 --lrs 3e-3,1e-2,3e-2" in search and "--steps 5000" in search
-    assert "--confirm" not in search
+    assert "--confirm" not in search and "--dtype auto" in search
+    # DTYPE sets the whole suite's precision
+    (root / "calls.txt").unlink()
+    r = subprocess.run(["bash", str(script), "rule90"], capture_output=True, text=True, cwd=tmp_path,
+                       env={**env, "DTYPE": "bf16"})
+    assert r.returncode == 0, r.stderr
+    assert "--dtype bf16" in (root / "calls.txt").read_text().splitlines()[0]

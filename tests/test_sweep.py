@@ -300,11 +300,12 @@ def test_a_resumed_sweep_must_run_the_protocol_its_folder_holds(tmp_path):
     import sweep as S
     from runs import UserError
     args = lambda **kw: argparse.Namespace(**{"first_seed": 1, "lrs": None, "scratch_lrs": None, "search_steps": 150,
-                                              "confirm_scales": "all", **kw})
+                                              "confirm_scales": "all", "dtype": "auto", **kw})
     held = tmp_path / "sweep.json"
     held.write_text(json.dumps({"protocol": {"first_seed": 0, "search_steps": 150}}))   # before the newer flags
     S.refuse_other_protocol(held, args(first_seed=0))
-    for changed in ({"lrs": "1e-2,3e-2"}, {"search_steps": 300}, {"confirm_scales": "best"}, {"first_seed": 1}):
+    for changed in ({"lrs": "1e-2,3e-2"}, {"search_steps": 300}, {"confirm_scales": "best"}, {"first_seed": 1},
+                    {"dtype": "bf16"}):
         with pytest.raises(UserError, match="--" + next(iter(changed)).replace("_", "-")):
             S.refuse_other_protocol(held, args(**{"first_seed": 0, **changed}))
     held.write_text(json.dumps({"protocol": {"first_seed": 1, "search_steps": 1500, "lrs": "1e-2,3e-2,1e-1",
@@ -312,3 +313,14 @@ def test_a_resumed_sweep_must_run_the_protocol_its_folder_holds(tmp_path):
     S.refuse_other_protocol(held, args(search_steps=1500, lrs="1e-2,3e-2,1e-1", confirm_scales="best"))
     with pytest.raises(UserError, match="--lrs"):
         S.refuse_other_protocol(held, args(search_steps=1500, lrs="3e-3,1e-2,3e-2", confirm_scales="best"))
+
+
+def test_sweep_passes_its_dtype_to_every_run(tmp_path):
+    import sweep as S
+    import tasks
+    base = ["--task", "mqar", "--out", str(tmp_path), "--train-len", "6", "--eval-lengths", "8", "--select-len", "8"]
+    for given, want in (([], "auto"), (["--dtype", "bf16"], "bf16"), (["--dtype", "fp32"], "fp32")):
+        args = S.get_parser().parse_args(base + given)
+        tasks.module("mqar").sweep_check(args)
+        cmd = S.train_cmd(args, "pretrained", "1e-3", "auto", 0, 10, 5, tmp_path / "r")
+        assert cmd[cmd.index("--dtype") + 1] == want

@@ -33,7 +33,9 @@
 #       confirmation follows: every setting is already judged at the full budget, which is what
 #       the confirmation is for, and a 4,000-step search plus a 5,000-step confirmation would cost
 #       more for less.
-# fp32 (the sweep's runs use train.py's CPU default, fp32): bf16 is ~100x slower on this CPU.
+# Dtype: DTYPE (default auto: fp32 on a CPU), one for the whole suite (the sweep refuses to resume a
+# folder in another). bf16 where `python bench.py --compare-dtypes` finds it faster: 2.2x on a CPU
+# with bf16 matrix units (AMX), about 100x slower on one without.
 # Cost for ar, one thread per run: search 24 runs x 1,500 steps (3 rates x 3 input-scale choices for
 # the two slice bodies, 3 x 2 for scratch; more where an edge extends); confirmation up to 3 runs x
 # 5,000 steps for a condition off the floor, 9 (scratch 6) for one at it; 9 seed runs x 5,000 steps.
@@ -49,7 +51,8 @@
 # `python sweep.py --restate --out OUT` (statistics recomputed from the per-run JSON, nothing rerun).
 # Usage: bash results/token_suite/controls.sh TASK [OUT]   (TASK: ar, copy, addition or rule90;
 #   default OUT results/token_suite/TASK/suite5k); JOBS=2 runs two at a time; STEPS (default 5000)
-#   is the budget of the confirmation and the seeds, and Rule 90's search. Resumable: run it again.
+#   is the budget of the confirmation and the seeds, and Rule 90's search; DTYPE (default auto) the
+#   frozen body's precision. Resumable: run it again with the same settings.
 set -euo pipefail
 task=${1:?give the task: ar, copy, addition or rule90}
 out=${2:-}
@@ -74,6 +77,6 @@ verdict=results/token_suite/$task/learn5k/learnability.json
 python -c "import json,sys; sys.exit(0 if json.load(open('$verdict'))['learned'] else 1)" ||
     { echo "error: $task did not beat its floor in step 1 ($verdict): step 2 is for learned tasks only" >&2; exit 2; }
 python sweep.py --task "$task" --layers 6-11 --conditions pretrained,random-init,scratch --input-scales auto,learn,1 \
-    "${lengths[@]}" "${search[@]}" --steps "$steps" ${confirm[@]+"${confirm[@]}"} --seeds 3 --eval-every 250 \
+    "${lengths[@]}" "${search[@]}" --steps "$steps" ${confirm[@]+"${confirm[@]}"} --seeds 3 --eval-every 250 --dtype "${DTYPE:-auto}" \
     --batch-size 32 --warmup 50 --eval-samples 256 --eval-samples-final 1024 --jobs "${JOBS:-1}" --out "$out"
 python sweep.py --table --out "$out"
