@@ -276,7 +276,7 @@ def test_confirm_with_best_scales_reruns_only_that_choice(tmp_path, monkeypatch)
     import sweep as S
     args = argparse.Namespace(task="ar", select_len=6, eval_samples=256, confirm_scales="best", steps=10,
                               eval_every=5, bridge_steps=0, model="m", layers="6-11", batch_size=4, warmup=1,
-                              compile=False, train_len=6, eval_lengths="6", track_lengths=None, jobs=1)
+                              compile=False, dtype="auto", train_len=6, eval_lengths="6", track_lengths=None, jobs=1)
     search = (rows("pretrained", "auto", {"1e-2": 0.2, "3e-2": 0.01}) + rows("pretrained", "1", {"1e-2": 0.3, "3e-2": 0.3})
               + rows("random-init", "auto", {"1e-2": 0.32, "3e-2": 0.33}) + rows("random-init", "1", {"1e-2": 0.31, "3e-2": 0.34}))
     record = {"search": search}
