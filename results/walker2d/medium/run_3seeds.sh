@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Walker2d on the medium data made here, three seeds per condition, all at one budget ($STEPS, default
-# 20,000 steps; fp32 slice, as this CPU has no bf16 matrix units): pretrained layer 8 and layer 8
+# 20,000 steps; fp32 slice on every machine, so no comparison mixes dtypes): pretrained layer 8 and layer 8
 # re-initialised at input scale 1, each at the rate lr_check.sh chose for it (read from $CHOICE, written
 # by `python -m tasks.walker2d pick-lr`), batch $SLICE_BATCH; and the reference DT at its own settings
 # (batch 64, lr 1e-4). Warm-up: a tenth of the steps for every run. Training-time evaluation every
