@@ -1,6 +1,7 @@
 """A measured value in a page's prose must come from JSON through a {{...}} template, never be typed.
 
-What counts as a typed measured value, in the prose of every *.src.md (code blocks, inline code,
+What counts as a typed measured value, in the prose of every *.src.md and of every other page
+written by hand (a *.md with no source beside it: docs, archives) (code blocks, inline code,
 templates, comments and link targets removed): a decimal (0.018), a percentage (48%) or a ratio
 written with x (423x). Integers (seeds, steps, layer numbers, dates) and versions (1.1.0) do not
 count. Allowed without a template: the facts and settings in QUOTED (the paper's and other
@@ -38,6 +39,8 @@ QUOTED = {
     "0.01": "the paper's AR threshold (error below 0.01 within about 2k steps; a threshold, not a measurement)",
     "1%": "the same threshold as a percentage",
     "0.85": "the speed issue's goal: fraction of the bf16 matmul peak (a target, not a measurement)",
+    "2605.00333": "the paper's arXiv identifier",
+    "2604.01833": "Luo & Shen's arXiv identifier",
 }
 
 # quoted facts allowed on one page only (the paper's tables, published anchors, a test's bounds): a
@@ -59,6 +62,15 @@ QUOTED_ON = {
         "99.1": "FPT (Lu et al. 2021), published MNIST accuracy: fully trained transformer",
         "2.30": "ln 10, the cross-entropy of a uniform guess over 10 classes (a constant)",
     },
+    "docs/substrate.src.md": {
+        "0.4": "a rule of thumb for where a slice starts (a setting)",
+        "100x": "the threshold that calls a dimension massive (a setting)",
+        "0.02": "the random-init control's weight std (a setting)",
+    },
+    "docs/paper-protocol.md": {v: "the paper's and its post's numbers, and published references, quoted" for v in (
+        "148x 492x 217x 8.7x 0.0000 0.0001 0.2566 0.1638 0.74 10.44 2% 0.99 0.005 1.5x 0.05 0.0013 0.013 63.3 "
+        "10.0 46.7 0.039 0.37 98.0 91.7 99.1 0.02").split()},
+    "data/paper/PROVENANCE.md": {"0.05": "the paper's impact threshold", "0.001345": "the paper's hypergeometric P"},
     "docs/gpu.src.md": {
         "5.9": "Gemma 4 31B's slice 24-29 in bf16: the paper's 2.93B frozen weights at 2 bytes (arithmetic)",
         "3%": "tests/test_dtype.py's bound on the mean bf16-fp32 output difference per token (a threshold)",
@@ -69,6 +81,10 @@ QUOTED_ON = {
 
 # typed before this test; to be replaced by templates (page -> the values, space-separated)
 UNTEMPLATED = {
+    "docs/paper-protocol.md": "2.4x",
+    "results/archive/README.md": "0% 0.434 0.448 0.68",
+    "results/archive/walker2d_standin_smoke/README.md": "0.08 0.14 0.190 0.27 0.67 0.733 0.91x 1.16 1.21 214.1 245.5 "
+                                                       "277.2 282.5 288.8 380.5 48.5 5.78 50.4 504.4 59.7 6.06 65.9",
 }
 
 
@@ -90,7 +106,14 @@ def test_the_rule_finds_typed_values_and_only_those():
     assert typed_numbers(text) == Counter({"0.018": 1, "48%": 1, "423x": 1})
 
 
-@pytest.mark.parametrize("src", report.sources(), ids=lambda p: str(p.relative_to(report.REPO)))
+def hand_written(root=report.REPO):
+    """Pages with no source to render them: every *.md but the sources and what they render to."""
+    rendered = {p.with_name(p.name[:-len(".src.md")] + ".md") for p in report.sources(root)}
+    return sorted(p for p in root.rglob("*.md") if not p.name.endswith(".src.md") and p not in rendered
+                  and not any(part.startswith(".") or part in ("runs", "node_modules") for part in p.relative_to(root).parts))
+
+
+@pytest.mark.parametrize("src", report.sources() + hand_written(), ids=lambda p: str(p.relative_to(report.REPO)))
 def test_no_measured_value_is_typed(src):
     page = str(src.relative_to(report.REPO))
     found = typed_numbers(src.read_text(), page)
