@@ -287,9 +287,11 @@ def test_statistics_controls_train_evaluate_and_ablate(gemma3_ckpt, image_folder
 def test_bridge_stops_when_it_has_memorised_its_labels_and_reports_what_it_moved(gemma3_ckpt, image_folder, tmp_path):
     ckpt, original = gemma3_ckpt
     out = tmp_path / "memorise"
-    # 8 images, a high learning rate: the bridge learns their random labels well before its 400-step cap
+    # 8 images at a rate well inside Adam's stable range for this tiny stack: the bridge learns their random
+    # labels long before its 400-step cap (all 8 by step 65 here). At 3e-3 the accuracy oscillated on one
+    # CPU and never reached 0.9 in 400 steps, though it did on another: float rounding differs by CPU.
     run(*tiny_args(ckpt, image_folder, out, "--bridge-steps", "400", "--bridge-images", "8", "--bridge-until-acc", "0.9",
-                   "--bridge-lr", "3e-3", "--steps", "2", "--eval-every", "5"))
+                   "--bridge-lr", "1e-3", "--steps", "2", "--eval-every", "5"))
     r = json.loads((out / "results.json").read_text())
     b = next(h for h in r["history"] if h.get("phase") == "bridge")
     assert b["images"] == 8 and b["reached"] and b["train_accuracy"] >= 0.9 and b["steps_run"] < 400
