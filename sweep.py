@@ -9,7 +9,10 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
    trainable scratch model its own, lower grid; --lrs / --scratch-lrs move them) crossed with the
    input-scale choices (--input-scales, default auto, learn and 1) for every condition that has an
    input scale. The winner is the lowest error at --select-len on
-   the validation stream (seed + 1) at the end of the short run. Wherever the best rate of any
+   the validation stream (seed + 1) at the end of the short run; a search at the full budget
+   (--search-steps equal to --steps, for a task that leaves its floor late) evaluates every
+   --eval-every steps and scores each run by its best evaluation, the checkpoint a seed run keeps,
+   as the confirmation does (one evaluation at the end of a long, noisy curve can land on a spike). Wherever the best rate of any
    input-scale choice of a condition is at an end of its grid, that grid gets the next rate beyond
    it (x ~3.3), again until no best rate sits at an end (or the ladder ends: sweep.json's
    open_edges), so no condition is held back by where its grid happened to stop. Every search run
@@ -153,7 +156,9 @@ def get_parser():
                    help=f"the same for scratch, the fully trainable stack (default {','.join(SCRATCH_LRS)})")
     p.add_argument("--search-steps", type=int, default=200,
                    help="steps per search run (default 200); long enough that a setting which learns is off the "
-                        "floor by then, or the search cannot tell settings apart")
+                        "floor by then, or the search cannot tell settings apart. Equal to --steps: the search "
+                        "runs evaluate every --eval-every and are scored by their best evaluation, as seed runs "
+                        "keep their best checkpoint (a shorter search is scored at its end)")
     p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
     p.add_argument("--confirm", action="store_true",
                    help="after the search, rerun each condition's best learning rate and its two ladder neighbours "
@@ -434,12 +439,17 @@ def search(args, record, conditions, scales, out):
     CONDS = conditions_of(args)
     folder = lambda c, lr, s: out / "search" / f"{c}__lr{lr}__scale-{s}"
     grids = {c: list(CONDS[c][2]) for c in conditions}
+    # a short search scores the end of each run; one at the full budget scores it as a seed run is kept
+    full = args.search_steps >= args.steps
+    every = args.eval_every if full else args.search_steps
+    record["search_selection"] = "best evaluation" if full else "last evaluation"
     for _ in range(len(LADDER)):        # the grid, then one ladder step at each end a best rate sits on
         search = [(c, lr, s) for c in conditions for lr in grids[c] for s in scales(c)]
-        train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, args.search_steps, folder(c, lr, s)),
+        train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, every, folder(c, lr, s)),
                     args.search_steps) for c, lr, s in search], args.jobs)
         record["search"] = [{"condition": c, "lr": lr, "input_scale": s, "seed": 0, "steps": args.search_steps,
-                             "val_error": selection_error(folder(c, lr, s), args), "run": portable(folder(c, lr, s))}
+                             "val_error": selection_error(folder(c, lr, s), args, best=full),
+                             "run": portable(folder(c, lr, s))}
                             for c, lr, s in search]
         chosen = {}
         for c in conditions:
@@ -561,8 +571,10 @@ def refuse_noise(args, record, conditions, chosen):
     if not hasattr(task, "floor_check"):
         return chosen
     record["floors"] = task.sweep_floors(args)
+    # a search run scored by its best evaluation looked at every one of them: each is a try
+    per_search = -(-args.search_steps // args.eval_every) if record.get("search_selection") == "best evaluation" else 1
     for c in conditions:
-        tries = sum(1 for r in record["search"] if r["condition"] == c)
+        tries = per_search * sum(1 for r in record["search"] if r["condition"] == c)
         # a confirmation run's error is the lowest over its evaluations: every one is a try
         tries += sum(-(-r.get("steps", args.steps) // args.eval_every) for r in record.get("confirm", []) if r["condition"] == c)
         verdict = task.floor_check(args, chosen[c]["val_error"], tries)

@@ -324,3 +324,39 @@ def test_sweep_passes_its_dtype_to_every_run(tmp_path):
         tasks.module("mqar").sweep_check(args)
         cmd = S.train_cmd(args, "pretrained", "1e-3", "auto", 0, 10, 5, tmp_path / "r")
         assert cmd[cmd.index("--dtype") + 1] == want
+
+
+def test_a_search_at_the_full_budget_scores_each_run_by_its_best_evaluation(tmp_path, monkeypatch):
+    """Rule 90's step-1 run was at 0.434 at step 4,000 and back at 0.488 at 5,000, above what the floor
+    check allows: a full-budget search scored at its end could call a rate that learns unlearned. So a
+    search as long as the seed runs evaluates every --eval-every and is scored like a seed run's best.pt,
+    and every evaluation counts as a try against the floor; a short search is still scored at its end."""
+    import sweep as S
+    import tasks
+    # 3e-3 dips to 0.10 and ends at 0.45; the others are flat, 1e-3 the best of them (scored at the end,
+    # it sits at the grid's lower edge, so the short search also runs 3e-4)
+    curve = {"3e-4": [0.40, 0.40], "1e-3": [0.30, 0.30], "3e-3": [0.10, 0.45], "1e-2": [0.32, 0.32]}
+    calls = []
+
+    def fake_train_all(jobs, n_jobs):
+        for out, cmd, steps in jobs:
+            calls.append(cmd)
+            lr = cmd[cmd.index("--lr") + 1]
+            hist = [{"step": (i + 1) * steps // 2, "errors": {"8": e}} for i, e in enumerate(curve[lr])]
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "results.json").write_text(json.dumps({"history": hist, "final": hist[-1], "steps_done": steps}))
+    monkeypatch.setattr(S, "train_all", fake_train_all)
+    base = ["--task", "mqar", "--train-len", "6", "--eval-lengths", "8", "--select-len", "8", "--lrs", "1e-3,3e-3,1e-2",
+            "--steps", "600", "--eval-every", "300"]
+    for search_steps, every, want_lr, want_error, selection in (("600", "300", "3e-3", 0.10, "best evaluation"),
+                                                                 ("150", "150", "1e-3", 0.30, "last evaluation")):
+        calls.clear()
+        args = S.get_parser().parse_args(base + ["--search-steps", search_steps, "--out", str(tmp_path / search_steps)])
+        tasks.module("mqar").sweep_check(args)
+        record = {"grids": {"pretrained": {}}}
+        chosen = S.search(args, record, ["pretrained"], lambda c: ["auto"], tmp_path / search_steps)
+        assert record["search_selection"] == selection
+        assert {c[c.index("--eval-every") + 1] for c in calls} == {every}
+        assert chosen["pretrained"]["lr"] == want_lr and chosen["pretrained"]["val_error"] == want_error
+        checked = S.refuse_noise(args, record, ["pretrained"], chosen)
+        assert checked["pretrained"]["floor_check"]["tries"] == (3 * 2 if selection == "best evaluation" else 4)
