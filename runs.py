@@ -220,17 +220,23 @@ def environment(device):
 def cpu_info():
     """The CPU's model name and its bf16 matrix units (amx_bf16, avx512_bf16): on a CPU, bf16 runs about
     twice as fast as fp32 with them and far slower without, so a run's speed needs both to be read."""
-    model, flags = platform.processor() or platform.machine(), set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:           # not Linux: the model name platform gives, flags unknown
-        return {"model": model, "bf16_units": None}
-    return {"model": model, "bf16_units": sorted(flags & {"amx_bf16", "avx512_bf16"})}
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:           # not Linux
+        return {"model": platform.processor() or platform.machine(), "bf16_units": None}
+
+
+def parse_cpuinfo(text):
+    """cpu_info from the text of /proc/cpuinfo; bf16_units None where it lists no x86 flags (unknown, not none)."""
+    model, flags = None, None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model is None:
+            model = value.strip()
+        elif key.strip() == "flags" and flags is None:
+            flags = set(value.split())
+    return {"model": model or platform.machine(),
+            "bf16_units": None if flags is None else sorted(flags & {"amx_bf16", "avx512_bf16"})}
 
 
 def write_or_print(obj, out=None):

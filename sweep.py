@@ -9,10 +9,11 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
    trainable scratch model its own, lower grid; --lrs / --scratch-lrs move them) crossed with the
    input-scale choices (--input-scales, default auto, learn and 1) for every condition that has an
    input scale. The winner is the lowest error at --select-len on
-   the validation stream (seed + 1) at the end of the short run; a search at the full budget
-   (--search-steps equal to --steps, for a task that leaves its floor late) evaluates every
+   the validation stream (seed + 1) at the end of the short run. A search at the full budget
+   (--search-steps at least --steps, for a task that leaves its floor late) evaluates every
    --eval-every steps and scores each run by its best evaluation, the checkpoint a seed run keeps,
-   as the confirmation does (one evaluation at the end of a long, noisy curve can land on a spike). Wherever the best rate of any
+   as the confirmation does (one evaluation at the end of a long, noisy curve can land on a
+   spike); every evaluation it looked at counts as a try against the floor. Wherever the best rate of any
    input-scale choice of a condition is at an end of its grid, that grid gets the next rate beyond
    it (x ~3.3), again until no best rate sits at an end (or the ladder ends: sweep.json's
    open_edges), so no condition is held back by where its grid happened to stop. Every search run
@@ -66,7 +67,7 @@ import pretrained
 import stats
 import tables
 import tasks
-from runs import LADDER, UserError, ladder_index, pick_device, portable, run_main, save_atomic
+from runs import LADDER, UserError, dtype_name, ladder_index, pick_device, portable, resolve_dtype, run_main, save_atomic
 from runs import read_json
 
 REPO = Path(__file__).resolve().parent
@@ -156,9 +157,10 @@ def get_parser():
                    help=f"the same for scratch, the fully trainable stack (default {','.join(SCRATCH_LRS)})")
     p.add_argument("--search-steps", type=int, default=200,
                    help="steps per search run (default 200); long enough that a setting which learns is off the "
-                        "floor by then, or the search cannot tell settings apart. Equal to --steps: the search "
+                        "floor by then, or the search cannot tell settings apart. At least --steps: the search "
                         "runs evaluate every --eval-every and are scored by their best evaluation, as seed runs "
-                        "keep their best checkpoint (a shorter search is scored at its end)")
+                        "keep their best checkpoint (a shorter search is scored at its end); --confirm is then "
+                        "refused, as it would rerun the same budget")
     p.add_argument("--steps", type=int, default=1000, help="steps per seed run, fixed before the search (default 1000)")
     p.add_argument("--confirm", action="store_true",
                    help="after the search, rerun each condition's best learning rate and its two ladder neighbours "
@@ -284,6 +286,21 @@ def set_aside_if_other_setting(run_dir, out, chosen):
           f"lr {chosen['lr']}, scale {chosen['input_scale']}: moved to {dest}, retraining", flush=True)
 
 
+def search_selection(args):
+    """How search runs are scored: a search as long as the seed runs like a seed run's best.pt."""
+    return "best evaluation" if args.search_steps >= args.steps else "last evaluation"
+
+
+def evaluations(out):
+    """How many validation evaluations a run's training looked at (each is a try against the floor)."""
+    return sum(1 for h in read_json(out / "results.json")["history"] if h.get("phase", "train") == "train")
+
+
+def search_tries(rows):
+    """Tries against the floor in one condition's search rows (rows from before the count: one each)."""
+    return sum(r.get("evaluations", 1) for r in rows)
+
+
 def selection_error(out, args, best=False):
     """What the search minimises on the validation stream (the task's selection_error: per-bit error
     at --select-len, or 1 - accuracy), at the end of the run, or with best=True the lowest over its
@@ -340,6 +357,9 @@ def main():
             setattr(args, flag, ladder_rates(flag, getattr(args, flag)))
     if args.confirm_scales != "all" and not args.confirm:
         raise UserError("--confirm-scales applies to the confirmation: give --confirm too")
+    if args.confirm and args.search_steps >= args.steps:
+        raise UserError(f"--confirm with --search-steps {args.search_steps} >= --steps {args.steps}: the search already "
+                        "runs the full budget and scores each run by its best evaluation; drop --confirm")
     CONDS = conditions_of(args)
     conditions = [c.strip() for c in (args.conditions or ",".join(CONDS)).split(",") if c.strip()]
     for c in conditions:
@@ -351,6 +371,9 @@ def main():
         raise UserError("--seeds must be at least 1")
     if args.first_seed < 0:
         raise UserError("--first-seed must be at least 0")
+    # what a resumed folder compares is the precision itself, not the word "auto" (fp32 on a CPU, bf16 on
+    # CUDA); the runs still get --dtype as given, which their own checkpoints compare on resume
+    args.resolved_dtype = dtype_name(resolve_dtype(args.dtype, pick_device("auto")))
     held = Path(args.out) / "sweep.json"
     refuse_other_protocol(held, args)
     refuse_shrinking(Path(args.out), conditions, {c: seed_count(args, CONDS[c]) for c in conditions})
@@ -397,19 +420,27 @@ def main():
 # it is not compared on it)
 UNRECORDED = object()
 HELD = {"first_seed": 0, "lrs": None, "scratch_lrs": None, "search_steps": UNRECORDED, "confirm_scales": "all",
-        "dtype": "auto"}
+        "resolved_dtype": UNRECORDED}
 
 
 def refuse_other_protocol(held, args):
     """A resumed sweep must run the protocol its folder holds."""
     if not held.is_file():
         return
-    protocol = tables.load(held).get("protocol", {})
+    record = tables.load(held)
+    protocol = record.get("protocol", {})
     for key, default in HELD.items():
         was = protocol.get(key, default)
         if was is not UNRECORDED and was != getattr(args, key):
+            if key == "resolved_dtype":
+                raise UserError(f"{held}: its runs computed in {was}; --dtype {args.dtype} here means {args.resolved_dtype}: "
+                                f"pass --dtype {was}, or choose another --out")
             flag = "--" + key.replace("_", "-")
             raise UserError(f"{held} was run with {flag} {was}, not {getattr(args, key)}: pass the same, or choose another --out")
+    was = record.get("search_selection", "last evaluation")     # records from before the rule: scored at the end
+    if was != search_selection(args):
+        raise UserError(f"{held}: its search runs were scored by their {was}; --search-steps {args.search_steps} with "
+                        f"--steps {args.steps} would score them by the {search_selection(args)}: pass the steps it ran with")
 
 
 def refuse_shrinking(out, conditions, seeds):
@@ -440,15 +471,16 @@ def search(args, record, conditions, scales, out):
     folder = lambda c, lr, s: out / "search" / f"{c}__lr{lr}__scale-{s}"
     grids = {c: list(CONDS[c][2]) for c in conditions}
     # a short search scores the end of each run; one at the full budget scores it as a seed run is kept
-    full = args.search_steps >= args.steps
+    record["search_selection"] = search_selection(args)
+    full = record["search_selection"] == "best evaluation"
     every = args.eval_every if full else args.search_steps
-    record["search_selection"] = "best evaluation" if full else "last evaluation"
     for _ in range(len(LADDER)):        # the grid, then one ladder step at each end a best rate sits on
         search = [(c, lr, s) for c in conditions for lr in grids[c] for s in scales(c)]
         train_all([(folder(c, lr, s), train_cmd(args, c, lr, s, 0, args.search_steps, every, folder(c, lr, s)),
                     args.search_steps) for c, lr, s in search], args.jobs)
         record["search"] = [{"condition": c, "lr": lr, "input_scale": s, "seed": 0, "steps": args.search_steps,
                              "val_error": selection_error(folder(c, lr, s), args, best=full),
+                             "evaluations": evaluations(folder(c, lr, s)) if full else 1,
                              "run": portable(folder(c, lr, s))}
                             for c, lr, s in search]
         chosen = {}
@@ -517,7 +549,7 @@ def confirmed_scales(args, rows, scales, chosen):
     if getattr(args, "confirm_scales", "all") == "all" or len(scales) == 1:
         return {"scales": scales, "why": "all"}
     task = tasks.module(args.task)
-    if hasattr(task, "floor_check") and not task.floor_check(args, chosen["val_error"], len(rows))["learned"]:
+    if hasattr(task, "floor_check") and not task.floor_check(args, chosen["val_error"], search_tries(rows))["learned"]:
         return {"scales": scales, "grid": True,
                 "why": "every searched setting: the search did not beat the floor, so it could rank neither rates nor scales"}
     return {"scales": [chosen["input_scale"]], "why": "the search's best"}
@@ -571,10 +603,8 @@ def refuse_noise(args, record, conditions, chosen):
     if not hasattr(task, "floor_check"):
         return chosen
     record["floors"] = task.sweep_floors(args)
-    # a search run scored by its best evaluation looked at every one of them: each is a try
-    per_search = -(-args.search_steps // args.eval_every) if record.get("search_selection") == "best evaluation" else 1
     for c in conditions:
-        tries = per_search * sum(1 for r in record["search"] if r["condition"] == c)
+        tries = search_tries([r for r in record["search"] if r["condition"] == c])
         # a confirmation run's error is the lowest over its evaluations: every one is a try
         tries += sum(-(-r.get("steps", args.steps) // args.eval_every) for r in record.get("confirm", []) if r["condition"] == c)
         verdict = task.floor_check(args, chosen[c]["val_error"], tries)

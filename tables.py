@@ -183,6 +183,8 @@ def search_table(sweep):
                 v = f"{hit[0]['val_error']:.4f}" if hit else "-"
                 cells.append(f"**{v}**" if hit and (lr, scale) == (chosen["lr"], chosen["input_scale"]) else v)
             lines.append(f"| {c} | {scale} | " + " | ".join(cells) + " |")
+    if sweep.get("search_selection") == "best evaluation":     # older and short searches: the run's end
+        lines += ["", "Each cell is that run's best evaluation over the full budget (as a seed run keeps best.pt)."]
     return "\n".join(lines)
 
 

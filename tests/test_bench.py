@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+import runs
 from runs import REPO
 
 
@@ -36,10 +37,19 @@ def test_bench_reports_each_dtype_against_its_own_peak_and_cuts_a_slow_one(gemma
         assert f"{d}: slice forward+backward at" in out.stderr
     assert isinstance(r["load_average"], list) and r["threads"] >= 1
     # which CPU, and whether it has bf16 matrix units: the dtype advice holds for that kind of CPU only
-    assert r["cpu"]["model"] and set(r["cpu"]["bf16_units"] or []) <= {"amx_bf16", "avx512_bf16"}
+    assert r["cpu"] == runs.cpu_info()
     # a budget no step fits: the peak is still measured, the slice is not timed, and the JSON says why
     cut = subprocess.run(base + ["--budget-s", "1e-9"], cwd=REPO, capture_output=True, text=True)
     assert cut.returncode == 0, cut.stderr[-2000:]
     r = json.loads(cut.stdout)
     assert r["timed_iters"] == 0 and "fwd_bwd_tokens_per_s" not in r and "iterations fit --budget-s" in r["cut"]
     assert r["matmul_peak_tflops"] > 0 and set(r["dtype_comparison"]["cut"]) == {"fp32", "bf16"}
+
+
+def test_cpu_info_reads_the_bf16_units_and_tells_none_from_unknown():
+    amx = "processor\t: 0\nmodel name\t: Xeon X\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert runs.parse_cpuinfo(amx) == {"model": "Xeon X", "bf16_units": ["amx_bf16", "avx512_bf16"]}
+    avx2 = "model name\t: EPYC\nflags\t\t: fpu avx2 fma\n"
+    assert runs.parse_cpuinfo(avx2) == {"model": "EPYC", "bf16_units": []}
+    arm = "processor\t: 0\nFeatures\t: fp asimd bf16\n"        # no x86 flags line: unknown
+    assert runs.parse_cpuinfo(arm)["bf16_units"] is None

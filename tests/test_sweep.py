@@ -300,12 +300,11 @@ def test_a_resumed_sweep_must_run_the_protocol_its_folder_holds(tmp_path):
     import sweep as S
     from runs import UserError
     args = lambda **kw: argparse.Namespace(**{"first_seed": 1, "lrs": None, "scratch_lrs": None, "search_steps": 150,
-                                              "confirm_scales": "all", "dtype": "auto", **kw})
+                                              "confirm_scales": "all", "dtype": "auto", "resolved_dtype": "fp32", "steps": 5000, **kw})
     held = tmp_path / "sweep.json"
     held.write_text(json.dumps({"protocol": {"first_seed": 0, "search_steps": 150}}))   # before the newer flags
     S.refuse_other_protocol(held, args(first_seed=0))
-    for changed in ({"lrs": "1e-2,3e-2"}, {"search_steps": 300}, {"confirm_scales": "best"}, {"first_seed": 1},
-                    {"dtype": "bf16"}):
+    for changed in ({"lrs": "1e-2,3e-2"}, {"search_steps": 300}, {"confirm_scales": "best"}, {"first_seed": 1}):
         with pytest.raises(UserError, match="--" + next(iter(changed)).replace("_", "-")):
             S.refuse_other_protocol(held, args(**{"first_seed": 0, **changed}))
     held.write_text(json.dumps({"protocol": {"first_seed": 1, "search_steps": 1500, "lrs": "1e-2,3e-2,1e-1",
@@ -313,6 +312,21 @@ def test_a_resumed_sweep_must_run_the_protocol_its_folder_holds(tmp_path):
     S.refuse_other_protocol(held, args(search_steps=1500, lrs="1e-2,3e-2,1e-1", confirm_scales="best"))
     with pytest.raises(UserError, match="--lrs"):
         S.refuse_other_protocol(held, args(search_steps=1500, lrs="3e-3,1e-2,3e-2", confirm_scales="best"))
+    # the dtype a folder ran in, held resolved ("auto" is fp32 on a CPU, bf16 on CUDA); a record from
+    # before the flag has none
+    S.refuse_other_protocol(held, args(search_steps=1500, lrs="1e-2,3e-2,1e-1", confirm_scales="best",
+                                       dtype="bf16", resolved_dtype="bf16"))
+    held.write_text(json.dumps({"protocol": {"first_seed": 1, "search_steps": 1500, "dtype": "auto", "resolved_dtype": "fp32"}}))
+    S.refuse_other_protocol(held, args(search_steps=1500, dtype="fp32", resolved_dtype="fp32"))
+    with pytest.raises(UserError, match="computed in fp32; --dtype auto here means bf16"):
+        S.refuse_other_protocol(held, args(search_steps=1500, dtype="auto", resolved_dtype="bf16"))
+    # how its search runs were scored: a record from before the rule was scored at the end of each run
+    with pytest.raises(UserError, match="scored by their last evaluation"):
+        S.refuse_other_protocol(held, args(search_steps=1500, steps=1500))
+    held.write_text(json.dumps({"protocol": {"first_seed": 1, "search_steps": 5000}, "search_selection": "best evaluation"}))
+    S.refuse_other_protocol(held, args(search_steps=5000, steps=5000))
+    with pytest.raises(UserError, match="scored by their best evaluation"):
+        S.refuse_other_protocol(held, args(search_steps=5000, steps=6000))
 
 
 def test_sweep_passes_its_dtype_to_every_run(tmp_path):
@@ -341,14 +355,16 @@ def test_a_search_at_the_full_budget_scores_each_run_by_its_best_evaluation(tmp_
     def fake_train_all(jobs, n_jobs):
         for out, cmd, steps in jobs:
             calls.append(cmd)
-            lr = cmd[cmd.index("--lr") + 1]
-            hist = [{"step": (i + 1) * steps // 2, "errors": {"8": e}} for i, e in enumerate(curve[lr])]
+            lr, every = cmd[cmd.index("--lr") + 1], int(cmd[cmd.index("--eval-every") + 1])
+            at = sorted(set(range(every, steps, every)) | {steps})      # train.py evaluates at the end too
+            errors = curve[lr][:1] * (len(at) - 1) + curve[lr][-1:]     # the dip lasts until the last evaluation
+            hist = [{"step": s, "errors": {"8": e}} for s, e in zip(at, errors)]
             out.mkdir(parents=True, exist_ok=True)
             (out / "results.json").write_text(json.dumps({"history": hist, "final": hist[-1], "steps_done": steps}))
     monkeypatch.setattr(S, "train_all", fake_train_all)
     base = ["--task", "mqar", "--train-len", "6", "--eval-lengths", "8", "--select-len", "8", "--lrs", "1e-3,3e-3,1e-2",
-            "--steps", "600", "--eval-every", "300"]
-    for search_steps, every, want_lr, want_error, selection in (("600", "300", "3e-3", 0.10, "best evaluation"),
+            "--steps", "700", "--eval-every", "300"]
+    for search_steps, every, want_lr, want_error, selection in (("700", "300", "3e-3", 0.10, "best evaluation"),
                                                                  ("150", "150", "1e-3", 0.30, "last evaluation")):
         calls.clear()
         args = S.get_parser().parse_args(base + ["--search-steps", search_steps, "--out", str(tmp_path / search_steps)])
@@ -356,7 +372,18 @@ def test_a_search_at_the_full_budget_scores_each_run_by_its_best_evaluation(tmp_
         record = {"grids": {"pretrained": {}}}
         chosen = S.search(args, record, ["pretrained"], lambda c: ["auto"], tmp_path / search_steps)
         assert record["search_selection"] == selection
+        # the README's search table says which error its cells hold
+        import tables
+        assert ("best evaluation" in tables.search_table({**record, "chosen": chosen})) == (selection == "best evaluation")
         assert {c[c.index("--eval-every") + 1] for c in calls} == {every}
         assert chosen["pretrained"]["lr"] == want_lr and chosen["pretrained"]["val_error"] == want_error
         checked = S.refuse_noise(args, record, ["pretrained"], chosen)
-        assert checked["pretrained"]["floor_check"]["tries"] == (3 * 2 if selection == "best evaluation" else 4)
+        # at the full budget each run looked at 3 evaluations (300, 600, 700): 3 rates x 3 tries
+        assert checked["pretrained"]["floor_check"]["tries"] == (3 * 3 if selection == "best evaluation" else 4)
+
+
+def test_confirm_is_refused_when_the_search_already_runs_the_full_budget(tmp_path):
+    r = subprocess.run([sys.executable, "sweep.py", "--task", "mqar", "--train-len", "6", "--eval-lengths", "8",
+                        "--select-len", "8", "--search-steps", "600", "--steps", "600", "--confirm",
+                        "--out", str(tmp_path / "s")], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode != 0 and "drop --confirm" in r.stderr and not (tmp_path / "s").exists()

@@ -36,9 +36,10 @@
 #       do (sweep.py): step 1's curve swings, 0.434 at step 4,000 and 0.488 at 5,000, which is
 #       above what the floor check allows, so a score at the end could call a rate that learns
 #       unlearned.
-# Dtype: DTYPE (default auto: fp32 on a CPU), one for the whole suite (the sweep refuses to resume a
-# folder in another). bf16 where `python bench.py --compare-dtypes` finds it faster: 2.2x on a CPU
-# with bf16 matrix units (AMX), about 100x slower on one without.
+# Dtype: DTYPE (default auto: fp32 on a CPU), one for the whole suite (the sweep records the dtype
+# it resolved and refuses to resume the folder in another). Set DTYPE=bf16 where `python bench.py
+# --compare-dtypes` finds it faster: about 2x on a CPU with bf16 matrix units (AMX), 28-41x slower on
+# one without (results/bench/compare_dtypes_*).
 # Cost for ar, one thread per run: search 24 runs x 1,500 steps (3 rates x 3 input-scale choices for
 # the two slice bodies, 3 x 2 for scratch; more where an edge extends); confirmation up to 3 runs x
 # 5,000 steps for a condition off the floor, 9 (scratch 6) for one at it; 9 seed runs x 5,000 steps.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Binary addition (LSB first), step 1: the pretrained slice, 5,000 steps, fp32 (bf16 is ~100x slower
-# on this CPU; see ../learnability.sh). Training on 1-20-bit operands like copy and Rule 90;
+# Binary addition (LSB first), step 1: the pretrained slice, 5,000 steps, fp32 (why:
+# ../learnability.sh). Training on 1-20-bit operands like copy and Rule 90;
 # selection at 20 bits, the training edge; evaluation also at 30, the paper's L30.
 # Usage: bash results/token_suite/addition/run.sh [OUT [LR...]]   (default OUT results/token_suite/addition/learn5k)
 export TASK=addition

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Associative recall (NTM layout), step 1: the pretrained slice at two rates, 5,000 steps each, fp32
-# (bf16 is ~100x slower on this CPU; see ../learnability.sh). Training on 2-6 items as the first AR
+# (why: ../learnability.sh). Training on 2-6 items as the first AR
 # suite; selection at 6 items, the training edge; evaluation also at 30 items, the paper's L30.
 # Usage: bash results/token_suite/ar/run.sh [OUT [LR...]]   (default OUT results/token_suite/ar/learn5k)
 export TASK=ar

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Copy, step 1: the pretrained slice, 5,000 steps, fp32 (bf16 is ~100x slower on this CPU; see
+# Copy, step 1: the pretrained slice, 5,000 steps, fp32 (why:
 # ../learnability.sh). Training on 1-20 vectors as the paper's; selection at 20, the training edge;
 # evaluation also at 30 vectors, the paper's L30, and at 4, where a 400-step probe had moved.
 # Usage: bash results/token_suite/copy/run.sh [OUT [LR...]]   (default OUT results/token_suite/copy/learn5k)

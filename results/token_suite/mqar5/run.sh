@@ -8,8 +8,9 @@
 # ratios and the binomial bound where a pretrained seed makes no error.
 # Usage: bash results/token_suite/mqar5/run.sh [OUT]   (default results/token_suite/mqar5)
 #   JOBS (default 1): runs at once, one thread each. DTYPE (default auto: fp32 on a CPU): the frozen
-#   body's precision for the whole suite; bf16 where `python bench.py --compare-dtypes` finds it
-#   faster (a folder keeps the dtype it started with). Resumable: run it again with the same settings.
+#   body's precision for the whole suite; set DTYPE=bf16 where `python bench.py --compare-dtypes`
+#   finds it faster (the folder keeps the dtype it started in). Resumable: run it again with the same
+#   settings.
 # Cost: search 4 conditions x 3 input-scale choices x at least 3 rates x 150 steps, plus the edges;
 #   confirmation up to 4 x 3 x 3 runs x 600 steps; seeds 4 x 5 x 600: about 40K steps, 8-12 core-hours
 #   in fp32 on this CPU (a step costs about 1 s), about half that in bf16 where it is faster.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rule 90, step 1: the pretrained slice, 5,000 steps, fp32 (bf16 is ~100x slower on this CPU; see
+# Rule 90, step 1: the pretrained slice, 5,000 steps, fp32 (why:
 # ../learnability.sh). Training edge 20 cells and selection there, evaluation at the lengths of the
 # paper's Table B.6.
 # Usage: bash results/token_suite/rule90/run.sh [OUT [LR...]]   (default OUT results/token_suite/rule90/learn5k)
