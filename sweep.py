@@ -291,9 +291,9 @@ def search_selection(args):
     return "best evaluation" if args.search_steps >= args.steps else "last evaluation"
 
 
-def evaluations(out):
-    """How many validation evaluations a run's training looked at (each is a try against the floor)."""
-    return sum(1 for h in read_json(out / "results.json")["history"] if h.get("phase", "train") == "train")
+def train_evaluations(out):
+    """The validation evaluations of a run's training (an image run's bridge phase left out)."""
+    return [h for h in read_json(out / "results.json")["history"] if h.get("phase", "train") == "train"]
 
 
 def search_tries(rows):
@@ -305,8 +305,7 @@ def selection_error(out, args, best=False):
     """What the search minimises on the validation stream (the task's selection_error: per-bit error
     at --select-len, or 1 - accuracy), at the end of the run, or with best=True the lowest over its
     evaluations (what best.pt keeps)."""
-    r = read_json(out / "results.json")
-    history = [h for h in r["history"] if h.get("phase", "train") == "train"] if best else [r["final"]]
+    history = train_evaluations(out) if best else [read_json(out / "results.json")["final"]]
     return min(tasks.module(args.task).selection_error(h, args) for h in history)
 
 
@@ -357,7 +356,7 @@ def main():
             setattr(args, flag, ladder_rates(flag, getattr(args, flag)))
     if args.confirm_scales != "all" and not args.confirm:
         raise UserError("--confirm-scales applies to the confirmation: give --confirm too")
-    if args.confirm and args.search_steps >= args.steps:
+    if args.confirm and search_selection(args) == "best evaluation":
         raise UserError(f"--confirm with --search-steps {args.search_steps} >= --steps {args.steps}: the search already "
                         "runs the full budget and scores each run by its best evaluation; drop --confirm")
     CONDS = conditions_of(args)
@@ -480,7 +479,7 @@ def search(args, record, conditions, scales, out):
                     args.search_steps) for c, lr, s in search], args.jobs)
         record["search"] = [{"condition": c, "lr": lr, "input_scale": s, "seed": 0, "steps": args.search_steps,
                              "val_error": selection_error(folder(c, lr, s), args, best=full),
-                             "evaluations": evaluations(folder(c, lr, s)) if full else 1,
+                             "evaluations": len(train_evaluations(folder(c, lr, s))) if full else 1,
                              "run": portable(folder(c, lr, s))}
                             for c, lr, s in search]
         chosen = {}

@@ -346,6 +346,7 @@ def test_a_search_at_the_full_budget_scores_each_run_by_its_best_evaluation(tmp_
     search as long as the seed runs evaluates every --eval-every and is scored like a seed run's best.pt,
     and every evaluation counts as a try against the floor; a short search is still scored at its end."""
     import sweep as S
+    import tables
     import tasks
     # 3e-3 dips to 0.10 and ends at 0.45; the others are flat, 1e-3 the best of them (scored at the end,
     # it sits at the grid's lower edge, so the short search also runs 3e-4)
@@ -373,7 +374,6 @@ def test_a_search_at_the_full_budget_scores_each_run_by_its_best_evaluation(tmp_
         chosen = S.search(args, record, ["pretrained"], lambda c: ["auto"], tmp_path / search_steps)
         assert record["search_selection"] == selection
         # the README's search table says which error its cells hold
-        import tables
         assert ("best evaluation" in tables.search_table({**record, "chosen": chosen})) == (selection == "best evaluation")
         assert {c[c.index("--eval-every") + 1] for c in calls} == {every}
         assert chosen["pretrained"]["lr"] == want_lr and chosen["pretrained"]["val_error"] == want_error
