@@ -17,6 +17,7 @@ embeddings, the LayerNorm and the action head train. Scores are D4RL-normalised 
 Walker2d-v5 for each target return. Writes OUT/last.pt, OUT/best.pt and OUT/results.json.
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -137,7 +138,30 @@ def prepare(episodes):
             "state_mean": mean.tolist(), "state_std": std.tolist(),
             "stats": {"episodes": len(episodes), "transitions": int(lengths.sum()),
                       "return_mean": float(np.mean([e["rewards"].sum() for e in episodes])),
-                      "return_max": float(np.max([e["rewards"].sum() for e in episodes]))}}
+                      "return_max": float(np.max([e["rewards"].sum() for e in episodes])),
+                      "data_sha256": data_sha256(episodes)}}
+
+
+def data_sha256(episodes):
+    """sha256 of the transitions themselves (float32 states, actions, rewards, episode by episode): the same
+    for the same data whatever file or format holds it, and different for data remade under the same id."""
+    h = hashlib.sha256()
+    for e in episodes:
+        for k in ("observations", "actions", "rewards"):
+            h.update(np.ascontiguousarray(e[k], np.float32).tobytes())
+    return h.hexdigest()
+
+
+def one_dataset(rows):
+    """Refuse runs of different data: {run name: results.json}. The id alone does not tell (data remade on a
+    new machine keeps its id), so the recorded statistics must agree too, on every key both runs have
+    (data_sha256 is recorded by runs since it was added; older runs are told apart by their statistics)."""
+    (ref, first), *rest = rows.items()
+    for name, r in rest:
+        a, b = first.get("dataset_stats") or {}, r.get("dataset_stats") or {}
+        if r["dataset"] != first["dataset"] or any(a[k] != b[k] for k in a.keys() & b.keys()):
+            raise UserError(f"{name} and {ref} read different data ({r['dataset']}: {b}; {first['dataset']}: {a}): "
+                            f"compare runs of one dataset only")
 
 
 def sample_batch(data, batch_size, K, gen):
@@ -522,7 +546,14 @@ def main(argv=None):
 
     episodes, standin = (load_d4rl_hdf5(args.d4rl_hdf5), False) if args.d4rl_hdf5 else load_minari(args.dataset)
     data = prepare(episodes)
-    cfg.update(state_mean=data["state_mean"], state_std=data["state_std"], dataset_is_standin=standin)
+    if state is not None:   # the id alone does not tell: data remade on another machine keeps its id
+        old = state["config"]
+        if (old.get("data_sha256", data["stats"]["data_sha256"]) != data["stats"]["data_sha256"]
+                or old.get("state_mean", data["state_mean"]) != data["state_mean"]):
+            raise UserError(f"--resume: {out} was trained on other data than {args.d4rl_hdf5 or args.dataset} holds "
+                            f"now (remade under the same name?); start a new run with another --out")
+    cfg.update(state_mean=data["state_mean"], state_std=data["state_std"],
+               data_sha256=data["stats"]["data_sha256"], dataset_is_standin=standin)
     out.mkdir(parents=True, exist_ok=True)
     net, body = build(cfg, device)
     refuse_changed_scale(state, net.info["input_scale"], out, args.input_scale)
@@ -653,9 +684,8 @@ def compare(argv=None):
         runs[d.name] = (d, r, evals)               # the folder names the run (conditions can repeat over seeds)
     checkpoints = [k for k in ("best", "last") if all(k in evals for _, _, evals in runs.values())]
     out = {"dataset": None, "checkpoints": checkpoints, "runs": {}, "versus_reference": {}}
+    one_dataset({name: r for name, (_, r, _) in runs.items()})
     for name, (d, r, evals) in runs.items():
-        if out["dataset"] not in (None, r["dataset"]):
-            raise UserError(f"{name} was trained on {r['dataset']}, not {out['dataset']}: compare runs on one dataset only")
         out["dataset"] = r["dataset"]
         row = {"results": portable(d / "results.json"), "condition": r["condition"], "seed": r["seed"],
                "steps_done": r["steps_done"], "batch_size": r["config"]["batch_size"], "wall_time_s": r["wall_time_s"],
@@ -721,9 +751,10 @@ def pick_lr(argv=None):
     args = p.parse_args(argv)
     if args.last < 1:
         raise UserError("--last must be at least 1")
-    groups = {}
+    groups, results = {}, {}
     for run in args.runs:
         d, r, _ = read_run(run)
+        results[d.name] = r
         if "__lr" not in d.name:
             raise UserError(f"{run}: a check run's folder is named BODY__lr<rate>__SEED")
         if r["eval"]["episode_seed_base"] != episode_seed_base(r["seed"], 1):
@@ -736,6 +767,7 @@ def pick_lr(argv=None):
             "lr": r["config"]["lr"], "seed": r["seed"], "steps_done": r["steps_done"], "steps": [h["step"] for h in evals],
             "value": value, "per_target": {t: float(np.mean([h["scores"][t]["score_mean"] for h in evals])) for t in evals[-1]["scores"]},
             "wall_time_s": r["wall_time_s"], "git_commit": r.get("git_commit")}
+    one_dataset(results)
     out = {"criterion": f"mean over targets of the D4RL-normalised return on the training-time evaluation episodes "
                         f"(stream 1), averaged over the last {args.last} evaluations; higher is better, ties to the lower rate",
            "last": args.last, "bodies": {}}
@@ -773,9 +805,10 @@ def seeds(argv=None):
     p.add_argument("--checkpoint", default="last", choices=("last", "best"), help="whose fresh-episode scores (default last)")
     p.add_argument("--out", help="write the summary here as JSON (default: print it)")
     args = p.parse_args(argv)
-    runs, conditions = {}, {}
+    runs, conditions, results = {}, {}, {}
     for run in args.runs:
         d, r, evals = read_run(run, need=(args.checkpoint,))
+        results[d.name] = r
         e = evals[args.checkpoint]
         cond = d.name.rpartition("__")[0] or d.name
         if d.name in runs or r["seed"] in conditions.get(cond, {}):
@@ -792,6 +825,7 @@ def seeds(argv=None):
                         "wall_time_s": r["wall_time_s"], "git_commit": r.get("git_commit"), "checkpoint_step": e["checkpoint_step"],
                         "episodes": {t: len(v["scores"]) for t, v in e["scores"].items()},
                         "fresh": {t: float(np.mean(v["scores"])) for t, v in e["scores"].items()}}
+    one_dataset(results)
     for what in ("dataset", "steps_done"):
         seen = {row[what] for row in runs.values()}
         if len(seen) > 1:
@@ -806,6 +840,7 @@ def seeds(argv=None):
         raise UserError(f"--reference {reference!r} is not among the conditions ({', '.join(conditions)})")
     first = next(iter(runs.values()))
     out = {"checkpoint": args.checkpoint, "dataset": first["dataset"], "steps_done": first["steps_done"],
+           "dataset_stats": next(iter(results.values())).get("dataset_stats"),
            "targets": targets, "reference": reference, "runs": runs, "conditions": {}, "differences": {},
            "notes": {"interval": "95% Student-t interval over seeds (t = 4.30 at n = 3)",
                      "test": "paired t-test over seeds, paired by training seed; weak at n = 3 (2 degrees of freedom)",

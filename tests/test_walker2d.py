@@ -81,6 +81,10 @@ def test_d4rl_hdf5_episodes_rtg_and_windows(tmp_path):
     assert data["timesteps"].tolist() == [0, 1, 2, 0, 1, 2, 0, 1]
     assert np.allclose(np.array(data["state_mean"]), np.concatenate([e["observations"] for e in eps]).mean(0), atol=1e-5)
     s, a, r, ts, mask = W.sample_batch(data, 64, 4, torch.Generator().manual_seed(0))
+    # the data's fingerprint: the transitions themselves, so a change of one reward changes it
+    assert data["stats"]["data_sha256"] == W.data_sha256(eps) == W.prepare(W.load_d4rl_hdf5(tmp_path / "tiny.hdf5"))["stats"]["data_sha256"]
+    eps[2]["rewards"] = eps[2]["rewards"] + np.float32(1e-3)
+    assert W.data_sha256(eps) != data["stats"]["data_sha256"]
     assert mask[:, 0].all() and not mask[:, 3].any()  # no episode is longer than 3 steps
     assert (r[~mask] == 0).all() and (s[~mask] == 0).all()
     # every real step of a window continues its episode: the timestep goes up by one
@@ -178,6 +182,12 @@ def test_resume_matches_uninterrupted(gemma3_ckpt, standin, tmp_path):
     assert ra["history"] == rb["history"]
     out = run(*train_args(ckpt, tmp_path / "cut", "--steps", "30", "--context", "6", "--resume"), minari_dir=standin, check=False)
     assert out.returncode == 2 and "different context=5" in out.stderr
+    # data remade under the same id (as on a new machine) is not the data the run trained on: refused
+    remade = tmp_path / "remade"
+    run("record", "--id", "local/w2d-test-v0", "--episodes", "3", "--policy", "random", "--seed", "6", minari_dir=remade)
+    out = run(*train_args(ckpt, tmp_path / "cut", "--steps", "30", "--resume"), minari_dir=remade, check=False)
+    assert out.returncode == 2 and "other data" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "cut" / "results.json").read_text())["steps_done"] == 20
 
 
 @pytest.mark.parametrize("args,message", [
@@ -304,12 +314,15 @@ def test_dt_run_and_warmup_scaled_to_the_budget(standin, tmp_path):
     assert res.returncode == 2 and "--substrate dt" in res.stderr
 
 
-def fake_run(folder, condition, scores, seed_base=2000, dataset="local/w2d-medium-test-v0", last=True):
+STATS = {"episodes": 3, "transitions": 300, "return_mean": 10.0, "return_max": 12.0, "data_sha256": "ab" * 32}
+
+
+def fake_run(folder, condition, scores, seed_base=2000, dataset="local/w2d-medium-test-v0", last=True, stats=STATS):
     """results.json + eval_best.json as train.py and evaluate.py write them, with chosen episode scores."""
     folder.mkdir(parents=True)
     per_target = {t: {"scores": s, "return_mean": 10.0, "lengths": [100] * len(s), "score_mean": float(np.mean(s))}
                   for t, s in scores.items()}
-    r = {"metric": W.METRIC, "dataset": dataset, "condition": condition, "seed": 0, "steps_done": 20,
+    r = {"metric": W.METRIC, "dataset": dataset, "dataset_stats": stats, "condition": condition, "seed": 0, "steps_done": 20,
          "config": {"batch_size": 32}, "wall_time_s": 1.0, "trainable_params": 5, "frozen_params": 7,
          "history": [{"step": 20, "scores": per_target}]}
     (folder / "results.json").write_text(json.dumps(r))
@@ -341,18 +354,27 @@ def test_compare_pairs_episodes_by_seed(tmp_path):
     fake_run(tmp_path / "other_data", "x", {"5000": [1.0, 2.0, 3.0], "2500": [1.0, 2.0, 3.0]}, dataset="local/other-v0")
     with pytest.raises(UserError, match="one dataset"):
         W.compare([str(ref), str(tmp_path / "other_data")])
+    # the same id holding other data (remade on another machine): told apart by its statistics; a run from
+    # before the fingerprint was recorded is judged on the statistics both have
+    fake_run(tmp_path / "remade", "x", {"5000": [1.0, 2.0, 3.0], "2500": [1.0, 2.0, 3.0]},
+             stats={k: v for k, v in STATS.items() if k != "data_sha256"} | {"episodes": 4})
+    with pytest.raises(UserError, match="read different data"):
+        W.compare([str(ref), str(tmp_path / "remade")])
+    fake_run(tmp_path / "older", "x", {"5000": [1.0, 2.0, 3.0], "2500": [1.0, 2.0, 3.0]},
+             stats={k: v for k, v in STATS.items() if k != "data_sha256"})
+    assert W.compare([str(ref), str(tmp_path / "older")])["dataset"] == "local/w2d-medium-test-v0"
     with pytest.raises(UserError, match="eval_best.json"):
         W.compare([str(tmp_path)])
 
 
-def seed_run(folder, seed, curve, fresh=None, lr=1e-4, steps=20, dataset="local/w2d-medium-test-v0"):
+def seed_run(folder, seed, curve, fresh=None, lr=1e-4, steps=20, dataset="local/w2d-medium-test-v0", stats=STATS):
     """A run as train.py and `evaluate.py --ckpt last.pt` write it: curve = the mean score per target at each
     training-time evaluation (stream 1); fresh = the fresh episodes' scores per target (stream 2)."""
     folder.mkdir(parents=True)
     history = [{"step": steps * (i + 1) // len(curve), "scores": {t: {"score_mean": v} for t, v in c.items()}}
                for i, c in enumerate(curve)]
     (folder / "results.json").write_text(json.dumps({
-        "metric": W.METRIC, "dataset": dataset, "condition": "x", "seed": seed, "steps_done": steps,
+        "metric": W.METRIC, "dataset": dataset, "dataset_stats": stats, "condition": "x", "seed": seed, "steps_done": steps,
         "config": {"lr": lr, "batch_size": 32, "warmup": 2, "dtype": "fp32"}, "trainable_params": 5, "wall_time_s": 60.0,
         "git_commit": "c1", "history": history, "eval": {"episode_seed_base": 10_000 * seed + 1000}}))
     if fresh is not None:
@@ -397,6 +419,10 @@ def test_pick_lr_chooses_on_the_training_time_episodes(tmp_path):
     short = seed_run(tmp_path / "short" / "L8_pretrained__lr1e-2__0", 0, [{"5000": 1, "2500": 1}] * 3, lr=1e-2, steps=10)
     with pytest.raises(UserError, match="one budget"):
         W.pick_lr([str(check / "L8_pretrained__lr1e-4__0"), str(short)])
+    remade = seed_run(tmp_path / "remade" / "L8_pretrained__lr1e-2__0", 0, [{"5000": 1, "2500": 1}] * 3, lr=1e-2,
+                      stats=STATS | {"data_sha256": "cd" * 32})
+    with pytest.raises(UserError, match="read different data"):
+        W.pick_lr([str(check / "L8_pretrained__lr1e-4__0"), str(remade)])
 
 
 def test_seeds_summarises_fresh_scores_over_seeds(tmp_path):
@@ -430,6 +456,10 @@ def test_seeds_summarises_fresh_scores_over_seeds(tmp_path):
     (tmp_path / "runs" / "dt-b64__2" / "eval_last.json").unlink()
     with pytest.raises(UserError, match="eval_last.json"):
         W.seeds(runs)
+    remade = seed_run(tmp_path / "remade" / "mlp__0", 0, [{"5000": 0, "2500": 0}], fresh={"5000": [1.0], "2500": [1.0]},
+                      stats=STATS | {"return_mean": 11.0})
+    with pytest.raises(UserError, match="read different data"):
+        W.seeds(runs[:3] + [str(remade)])
 
 
 def test_lr_check_and_three_seed_scripts_end_to_end(standin, gemma3_ckpt, tmp_path):
@@ -490,7 +520,8 @@ def test_the_three_seed_readme_section_renders_from_the_summaries(tmp_path):
     (results / "lr_check").mkdir(parents=True)
     (results / "seeds").mkdir()
     shutil.copytree(REPO / "results" / "bench", tmp_path / "results" / "bench")   # the dtype measurement it cites
-    shutil.copytree(REPO / "results" / "walker2d" / "medium_sac_3seeds", tmp_path / "results" / "walker2d" / "medium_sac_3seeds")
+    for data in ("medium_sac_3seeds", "medium_sac"):    # the data of these runs, and the earlier file it is set beside
+        shutil.copytree(REPO / "results" / "walker2d" / data, tmp_path / "results" / "walker2d" / data)
     check = []
     for body, values in {"L8_pretrained": (10, 20, 15), "L8_random-init_scale1": (5, 8, 9)}.items():
         for lr, v in zip((1e-4, 3e-4, 1e-3), values):
