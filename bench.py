@@ -134,7 +134,7 @@ def matmul_peak(body, tokens, device, dtype, iters, sync):
         a = torch.randn(tokens, in_f, device=device, dtype=dtype)
         w = torch.randn(in_f, out_f, device=device, dtype=dtype)
         first = timeit(lambda: a @ w, 1, sync, warm=False)
-        # a dtype the CPU has no matrix units for (bf16 on AVX2) runs ~100x slower: one call is enough to tell
+        # a dtype the CPU has no matrix units for (bf16 on AVX2) runs tens of times slower: one call is enough to tell
         t = first if first > 1.0 else timeit(lambda: a @ w, iters, sync)
         per_shape[f"{tokens}x{in_f}@{in_f}x{out_f}"] = 2 * tokens * in_f * out_f / t
     return max(per_shape.values()), per_shape

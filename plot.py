@@ -316,7 +316,7 @@ def length_figures(results, out):
         ax.legend(fontsize=6)
         written.append(save(fig, out, f"lengths_{suite.name}", sources, results))
     demo = sorted((results / "demo").glob("*/results.json")) if (results / "demo").is_dir() else []
-    if demo:     # README's ten-minute demo: one run per body, the last evaluation's error per length
+    if demo:     # README's demo: one run per body, the last evaluation's error per length
         fig, ax = plt.subplots(figsize=(5, 3.4))
         for f in demo:
             r = load(f)
