@@ -143,9 +143,10 @@ def prepare(episodes):
 
 
 def data_sha256(episodes):
-    """sha256 of the transitions themselves (float32 states, actions, rewards, episode by episode): the same
-    for the same data whatever file or format holds it, and different for data remade under the same id."""
-    h = hashlib.sha256()
+    """sha256 of the transitions themselves (episode lengths, then float32 states, actions, rewards, episode
+    by episode): the same for the same data whatever file or format holds it, different for data remade
+    under the same id, and for the same transitions cut into other episodes (returns-to-go would change)."""
+    h = hashlib.sha256(np.array([len(e["rewards"]) for e in episodes], np.int64).tobytes())
     for e in episodes:
         for k in ("observations", "actions", "rewards"):
             h.update(np.ascontiguousarray(e[k], np.float32).tobytes())
@@ -153,15 +154,21 @@ def data_sha256(episodes):
 
 
 def one_dataset(rows):
-    """Refuse runs of different data: {run name: results.json}. The id alone does not tell (data remade on a
-    new machine keeps its id), so the recorded statistics must agree too, on every key both runs have
-    (data_sha256 is recorded by runs since it was added; older runs are told apart by their statistics)."""
-    (ref, first), *rest = rows.items()
-    for name, r in rest:
-        a, b = first.get("dataset_stats") or {}, r.get("dataset_stats") or {}
-        if r["dataset"] != first["dataset"] or any(a[k] != b[k] for k in a.keys() & b.keys()):
-            raise UserError(f"{name} and {ref} read different data ({r['dataset']}: {b}; {first['dataset']}: {a}): "
-                            f"compare runs of one dataset only")
+    """The data that runs {name: results.json} all read, as one dict of statistics; refuses runs of different
+    data. The id alone does not tell (data remade on a new machine keeps its id), so every recorded
+    statistic must agree across all runs that have it (data_sha256 is recorded only by runs since it was
+    added; older runs are told apart by their other statistics)."""
+    ids = {r["dataset"] for r in rows.values()}
+    if len(ids) > 1:
+        raise UserError(f"the runs read different datasets ({', '.join(sorted(ids))}): compare runs of one dataset only")
+    merged, seen_in = {}, {}
+    for name, r in rows.items():
+        for k, v in (r.get("dataset_stats") or {}).items():
+            if k in merged and merged[k] != v:
+                raise UserError(f"{name} and {seen_in[k]} read different data under one id ({k}: {v!r} vs "
+                                f"{merged[k]!r}): compare runs of one dataset only")
+            merged[k], seen_in[k] = v, name
+    return merged
 
 
 def sample_batch(data, batch_size, K, gen):
@@ -767,8 +774,9 @@ def pick_lr(argv=None):
             "lr": r["config"]["lr"], "seed": r["seed"], "steps_done": r["steps_done"], "steps": [h["step"] for h in evals],
             "value": value, "per_target": {t: float(np.mean([h["scores"][t]["score_mean"] for h in evals])) for t in evals[-1]["scores"]},
             "wall_time_s": r["wall_time_s"], "git_commit": r.get("git_commit")}
-    one_dataset(results)
-    out = {"criterion": f"mean over targets of the D4RL-normalised return on the training-time evaluation episodes "
+    data = one_dataset(results)
+    out = {"dataset": next(iter(results.values()))["dataset"], "dataset_stats": data,
+           "criterion": f"mean over targets of the D4RL-normalised return on the training-time evaluation episodes "
                         f"(stream 1), averaged over the last {args.last} evaluations; higher is better, ties to the lower rate",
            "last": args.last, "bodies": {}}
     for body, runs in groups.items():
@@ -825,7 +833,7 @@ def seeds(argv=None):
                         "wall_time_s": r["wall_time_s"], "git_commit": r.get("git_commit"), "checkpoint_step": e["checkpoint_step"],
                         "episodes": {t: len(v["scores"]) for t, v in e["scores"].items()},
                         "fresh": {t: float(np.mean(v["scores"])) for t, v in e["scores"].items()}}
-    one_dataset(results)
+    data = one_dataset(results)
     for what in ("dataset", "steps_done"):
         seen = {row[what] for row in runs.values()}
         if len(seen) > 1:
@@ -840,7 +848,7 @@ def seeds(argv=None):
         raise UserError(f"--reference {reference!r} is not among the conditions ({', '.join(conditions)})")
     first = next(iter(runs.values()))
     out = {"checkpoint": args.checkpoint, "dataset": first["dataset"], "steps_done": first["steps_done"],
-           "dataset_stats": next(iter(results.values())).get("dataset_stats"),
+           "dataset_stats": data,
            "targets": targets, "reference": reference, "runs": runs, "conditions": {}, "differences": {},
            "notes": {"interval": "95% Student-t interval over seeds (t = 4.30 at n = 3)",
                      "test": "paired t-test over seeds, paired by training seed; weak at n = 3 (2 degrees of freedom)",

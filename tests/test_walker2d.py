@@ -85,6 +85,9 @@ def test_d4rl_hdf5_episodes_rtg_and_windows(tmp_path):
     assert data["stats"]["data_sha256"] == W.data_sha256(eps) == W.prepare(W.load_d4rl_hdf5(tmp_path / "tiny.hdf5"))["stats"]["data_sha256"]
     eps[2]["rewards"] = eps[2]["rewards"] + np.float32(1e-3)
     assert W.data_sha256(eps) != data["stats"]["data_sha256"]
+    # the same transitions cut into other episodes are other data (returns-to-go change)
+    joined = [{k: np.concatenate([e[k] for e in eps[:2]]) for k in eps[0]}, eps[2]]
+    assert W.data_sha256(joined) != W.data_sha256(eps)
     assert mask[:, 0].all() and not mask[:, 3].any()  # no episode is longer than 3 steps
     assert (r[~mask] == 0).all() and (s[~mask] == 0).all()
     # every real step of a window continues its episode: the timestep goes up by one
@@ -188,6 +191,14 @@ def test_resume_matches_uninterrupted(gemma3_ckpt, standin, tmp_path):
     out = run(*train_args(ckpt, tmp_path / "cut", "--steps", "30", "--resume"), minari_dir=remade, check=False)
     assert out.returncode == 2 and "other data" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert json.loads((tmp_path / "cut" / "results.json").read_text())["steps_done"] == 20
+    # a checkpoint from before the hash was recorded: its data is told by the state normalisation
+    state = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    del state["config"]["data_sha256"]
+    torch.save(state, tmp_path / "cut" / "last.pt")
+    out = run(*train_args(ckpt, tmp_path / "cut", "--steps", "30", "--resume"), minari_dir=remade, check=False)
+    assert out.returncode == 2 and "other data" in out.stderr
+    run(*train_args(ckpt, tmp_path / "cut", "--steps", "30", "--eval-every", "10", "--resume"), minari_dir=standin)
+    assert json.loads((tmp_path / "cut" / "results.json").read_text())["steps_done"] == 30
 
 
 @pytest.mark.parametrize("args,message", [
@@ -360,9 +371,15 @@ def test_compare_pairs_episodes_by_seed(tmp_path):
              stats={k: v for k, v in STATS.items() if k != "data_sha256"} | {"episodes": 4})
     with pytest.raises(UserError, match="read different data"):
         W.compare([str(ref), str(tmp_path / "remade")])
-    fake_run(tmp_path / "older", "x", {"5000": [1.0, 2.0, 3.0], "2500": [1.0, 2.0, 3.0]},
-             stats={k: v for k, v in STATS.items() if k != "data_sha256"})
-    assert W.compare([str(ref), str(tmp_path / "older")])["dataset"] == "local/w2d-medium-test-v0"
+    older = fake_run(tmp_path / "older", "x", {"5000": [1.0, 2.0, 3.0], "2500": [1.0, 2.0, 3.0]},
+                     stats={k: v for k, v in STATS.items() if k != "data_sha256"})
+    assert W.compare([str(ref), str(older)])["dataset"] == "local/w2d-medium-test-v0"
+    # every pair is checked, not each against the first: two hashes that differ are refused in any order
+    other_hash = fake_run(tmp_path / "other_hash", "x", {"5000": [1.0, 2.0, 3.0], "2500": [1.0, 2.0, 3.0]},
+                          stats=STATS | {"data_sha256": "cd" * 32})
+    for order in ([older, ref, other_hash], [other_hash, older, ref]):
+        with pytest.raises(UserError, match="read different data"):
+            W.compare([str(d) for d in order])
     with pytest.raises(UserError, match="eval_best.json"):
         W.compare([str(tmp_path)])
 
@@ -396,6 +413,7 @@ def test_pick_lr_chooses_on_the_training_time_episodes(tmp_path):
         seed_run(check / f"L8_random-init_scale1__lr{lr:g}__0", 0, [{"5000": 7, "2500": 7}] * 3, lr=lr)
     out = W.pick_lr([str(p) for p in sorted(check.iterdir())] + ["--last", "2", "--out", str(tmp_path / "choice.json")])
     assert json.loads((tmp_path / "choice.json").read_text()) == json.loads(json.dumps(out))
+    assert out["dataset"] == "local/w2d-medium-test-v0" and out["dataset_stats"] == STATS    # the data the choice was made on
     pre = out["bodies"]["L8_pretrained"]
     assert pre["chosen_lr"] == 3e-4 and pre["runs"]["L8_pretrained__lr3e-4__0"]["value"] == pytest.approx(32.5)
     assert pre["runs"]["L8_pretrained__lr1e-4__0"]["value"] == pytest.approx(15.0)
@@ -435,6 +453,7 @@ def test_seeds_summarises_fresh_scores_over_seeds(tmp_path):
                                      fresh={"5000": [a - 1.0, a + 1.0], "2500": [float(b)] * 2})))
     out = W.seeds(runs + ["--reference", "L8_pretrained", "--out", str(tmp_path / "s.json")])
     assert json.loads((tmp_path / "s.json").read_text()) == json.loads(json.dumps(out))
+    assert out["dataset_stats"] == STATS
     pre = out["conditions"]["L8_pretrained"]["fresh"]["5000"]
     half = sps.t.ppf(0.975, 2) * 10 / 3 ** 0.5
     assert pre["values"] == [30, 40, 50] and pre["ci95"] == pytest.approx([40 - half, 40 + half])

@@ -3,7 +3,7 @@
 # layer 8 pretrained, layer 8 re-initialised at input scale 1 and at the calibrated scale, no body,
 # and the MLP IQL, 15,000 steps, then the paired comparison. The three-seed follow-up is
 # scene_3seeds/run.sh. The committed runs used --dtype bf16 for the slice; on a CPU without bf16
-# matrix units a bf16 slice runs 28-41x slower than fp32 (results/bench/compare_dtypes_*), so
+# matrix units a bf16 slice ran 28x slower than fp32 (results/bench/compare_dtypes_1x64_1thread_loaded.json), so
 # DTYPE=fp32 is offered (not bit-identical).
 # Usage: bash results/ogbench/run.sh [OUT]   (default runs/ogbench; one thread per run, two at a time)
 # Data: python -m tasks.ogbench generate --env scene-play-v0 --episodes 300 --seed 0 (README "Data";

@@ -38,8 +38,8 @@
 #       unlearned.
 # Dtype: DTYPE (default auto: fp32 on a CPU), one for the whole suite (the sweep records the dtype
 # it resolved and refuses to resume the folder in another). Set DTYPE=bf16 where `python bench.py
-# --compare-dtypes` finds it faster: about 2x on a CPU with bf16 matrix units (AMX), 28-41x slower on
-# one without (results/bench/compare_dtypes_*).
+# --compare-dtypes` finds it faster: about 2x on a CPU with bf16 matrix units (AMX), 28x slower
+# on one without (results/bench/compare_dtypes_1x64_1thread_loaded.json, measured; larger batches slower still).
 # Cost for ar, one thread per run: search 24 runs x 1,500 steps (3 rates x 3 input-scale choices for
 # the two slice bodies, 3 x 2 for scratch; more where an edge extends); confirmation up to 3 runs x
 # 5,000 steps for a condition off the floor, 9 (scratch 6) for one at it; 9 seed runs x 5,000 steps.

@@ -2,8 +2,8 @@
 # Step 1 of the paper's token tasks: can the pretrained slice learn the task at all at this budget?
 # Embedded Gemma 3 270M, slice 6-11, pretrained weights, input scale auto (calibrated), seed 0, 5,000
 # steps at batch 32, evaluation every 250 steps on 256 validation sequences per length, one thread.
-# fp32 on purpose: the CPU these runs were planned on had no bf16 matrix units, where bf16 ran 28-41x
-# slower than fp32 (results/bench/compare_dtypes_*); step 2 (controls.sh) reruns every condition,
+# fp32 on purpose: the CPU these runs were planned on had no bf16 matrix units, where bf16 ran 28x
+# slower than fp32 (results/bench/compare_dtypes_1x64_1thread_loaded.json); step 2 (controls.sh) reruns every condition,
 # pretrained included, in one dtype of its own. A step costs about 1.05 s (AR) to 1.35 s (Rule 90)
 # in fp32 on one thread of that CPU, so one run is 1.5-2 hours.
 # Then `python -m tasks.floors verdict` judges the task's runs as one family against the no-learning

@@ -2,7 +2,7 @@
 # Scene task1 at three seeds (pretrained layer 8, layer 8 re-initialised at input scale 1, MLP IQL),
 # the settings of Results 3 in ../README.md except the dtype: fp32 for the slice on every machine,
 # because on a CPU without bf16 matrix units (the one these runs were planned on) a bf16 slice runs
-# 28-41x slower (results/bench/compare_dtypes_*), and one dtype for all seeds keeps the comparison
+# 28x slower (results/bench/compare_dtypes_1x64_1thread_loaded.json), and one dtype for all seeds keeps the comparison
 # clean where bf16 would be faster. Every seed of every condition reads one generated
 # file, whose sha256 each results.json records and --resume checks.
 # Usage: bash results/ogbench/scene_3seeds/run.sh OUT SEED CONDITION...   (one thread each)
