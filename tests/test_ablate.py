@@ -142,6 +142,26 @@ def test_heads_script_ablates_exactly_the_solved_checkpoints(trained, tmp_path):
         a = json.loads((out / f).read_text())
         assert a["checkpoint_sha256"] == file_sha256(trained / "best.pt") and len(a["heads"]) == 16
     assert "not solved, not ablated" in r.stderr and "mqar__shuffled__0" in r.stderr
+    # another token suite (TOKEN_SUITES): the same rule at its own ablation length, outputs named by task;
+    # a trainable stack (scratch) is never ablated
+    copy = tmp_path / "copy_suite"
+    for name, err in {"pretrained__0": 0.05, "pretrained__1": 0.2, "random-init__0": 0.02, "scratch__0": 0.0}.items():
+        d = copy / f"copy__{name}"
+        d.mkdir(parents=True)
+        shutil.copy(trained / "best.pt", d / "best.pt")
+        (d / "eval_best.json").write_text(json.dumps({"errors": {"4": err, "8": 0.0}}))
+    run_with = lambda suites: subprocess.run(["bash", str(repo / "results/heads/run.sh"), str(out), str(suite), str(images)],
+                                             cwd=repo, capture_output=True, text=True,
+                                             env={**os.environ, "PROBE": str(probe), "TOKEN_SUITES": suites})
+    r = run_with(f"copy:{copy}")
+    assert r.returncode == 2 and "TASK:RUNS:LENGTH" in r.stderr
+    r = run_with(f"copy:{copy}:4")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    new = sorted(p.name for p in out.iterdir() if p.name not in made)
+    assert new == ["ablate_copy_pretrained_s0.json", "ablate_copy_random-init_s0.json", "joint_copy_pretrained_s0.json",
+                   "stability_copy_random-init.json"], new
+    assert json.loads((out / "ablate_copy_pretrained_s0.json").read_text())["lengths"] == [4]
+    assert "copy__pretrained__1" in r.stderr and "not solved" in r.stderr
     # a kept sweep is bound to its checkpoint: one that read another file is refused, not reused
     kept = out / "ablate_mqar_pretrained_s1.json"
     a = json.loads(kept.read_text())
