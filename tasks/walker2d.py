@@ -773,16 +773,17 @@ def pick_lr(argv=None):
         groups.setdefault(d.name.partition("__lr")[0], {})[d.name] = {
             "lr": r["config"]["lr"], "seed": r["seed"], "steps_done": r["steps_done"], "steps": [h["step"] for h in evals],
             "value": value, "per_target": {t: float(np.mean([h["scores"][t]["score_mean"] for h in evals])) for t in evals[-1]["scores"]},
-            "wall_time_s": r["wall_time_s"], "git_commit": r.get("git_commit")}
+            "dtype": r["config"].get("dtype"), "wall_time_s": r["wall_time_s"], "git_commit": r.get("git_commit")}
     data = one_dataset(results)
     out = {"dataset": next(iter(results.values()))["dataset"], "dataset_stats": data,
            "criterion": f"mean over targets of the D4RL-normalised return on the training-time evaluation episodes "
                         f"(stream 1), averaged over the last {args.last} evaluations; higher is better, ties to the lower rate",
            "last": args.last, "bodies": {}}
     for body, runs in groups.items():
-        budget = {(row["steps_done"], tuple(row["steps"]), row["seed"]) for row in runs.values()}
+        budget = {(row["steps_done"], tuple(row["steps"]), row["seed"], row["dtype"]) for row in runs.values()}
         if len(budget) > 1:
-            raise UserError(f"{body}: the check's runs differ in steps, evaluation steps or seed; the rate is chosen at one budget")
+            raise UserError(f"{body}: the check's runs differ in steps, evaluation steps, seed or dtype; the rate is "
+                            f"chosen at one budget")
         if len({row["lr"] for row in runs.values()}) != len(runs):
             raise UserError(f"{body}: two check runs at the same learning rate")
         name = max(sorted(runs, key=lambda n: runs[n]["lr"]), key=lambda n: runs[n]["value"])   # max keeps the first of ties
@@ -793,6 +794,7 @@ def pick_lr(argv=None):
         j = {"high": i + 1, "low": i - 1}.get(edge)
         next_lr = float(LADDER[j]) if j is not None and 0 <= j < len(LADDER) else None
         out["bodies"][body] = {"chosen_lr": lr, "chosen_run": name, "steps_done": runs[name]["steps_done"],
+                               "dtype": runs[name]["dtype"],
                                "checked_lrs": lrs, "open_edge": edge, "next_lr": next_lr, "runs": runs}
         if edge:
             print(f"{body}: best rate {lr:g} at the {edge} end of the checked rates; "

@@ -437,6 +437,12 @@ def test_pick_lr_chooses_on_the_training_time_episodes(tmp_path):
     short = seed_run(tmp_path / "short" / "L8_pretrained__lr1e-2__0", 0, [{"5000": 1, "2500": 1}] * 3, lr=1e-2, steps=10)
     with pytest.raises(UserError, match="one budget"):
         W.pick_lr([str(check / "L8_pretrained__lr1e-4__0"), str(short)])
+    other_dtype = seed_run(tmp_path / "bf16" / "L8_pretrained__lr1e-2__0", 0, [{"5000": 1, "2500": 1}] * 3, lr=1e-2)
+    r = json.loads((other_dtype / "results.json").read_text())
+    (other_dtype / "results.json").write_text(json.dumps({**r, "config": {**r["config"], "dtype": "bf16"}}))
+    with pytest.raises(UserError, match="dtype"):
+        W.pick_lr([str(check / "L8_pretrained__lr1e-4__0"), str(other_dtype)])
+    assert pre["dtype"] == "fp32"
     remade = seed_run(tmp_path / "remade" / "L8_pretrained__lr1e-2__0", 0, [{"5000": 1, "2500": 1}] * 3, lr=1e-2,
                       stats=STATS | {"data_sha256": "cd" * 32})
     with pytest.raises(UserError, match="read different data"):
@@ -518,10 +524,16 @@ def test_lr_check_and_three_seed_scripts_end_to_end(standin, gemma3_ckpt, tmp_pa
     env["DEST"] = str(tmp_path / "runs")
     res = sh("run_3seeds.sh", "0", "random-init-scale1")
     assert res.returncode == 2 and "no rate for L8_random-init_scale1" in res.stderr
+    # the seeds compute in the dtype whose check chose their rate (bf16 by default)
+    assert choice["bodies"]["L8_pretrained"]["dtype"] == "bf16"
+    env["SLICE_DTYPE"] = "fp32"
+    res = sh("run_3seeds.sh", "0", "pretrained")
+    assert res.returncode == 2 and "set SLICE_DTYPE alike" in res.stderr
+    del env["SLICE_DTYPE"]
     res = sh("run_3seeds.sh", "0", "pretrained", "dt-b64")
     assert res.returncode == 0, res.stderr[-2000:]
     r = json.loads((tmp_path / "runs" / "L8_pretrained__0" / "results.json").read_text())
-    assert r["config"]["lr"] == choice["bodies"]["L8_pretrained"]["chosen_lr"] and r["config"]["dtype"] == "fp32"
+    assert r["config"]["lr"] == choice["bodies"]["L8_pretrained"]["chosen_lr"] and r["config"]["dtype"] == "bf16"
     assert json.loads((tmp_path / "runs" / "dt-b64__0" / "results.json").read_text())["config"]["batch_size"] == 64
     out = W.seeds(sorted(str(p) for p in (tmp_path / "runs").iterdir()) + ["--reference", "L8_pretrained"])
     assert out["conditions"]["dt-b64"]["seeds"] == [0] and out["steps_done"] == 4

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Walker2d on the medium data made here, three seeds per condition, all at one budget ($STEPS, default
-# 20,000 steps; fp32 slice on every machine, so no comparison mixes dtypes): pretrained layer 8 and layer 8
+# 20,000 steps; the slice in $SLICE_DTYPE for every body and seed, bf16 by default, the dtype of the check
+# that chose its rate): pretrained layer 8 and layer 8
 # re-initialised at input scale 1, each at the rate lr_check.sh chose for it (read from $CHOICE, written
 # by `python -m tasks.walker2d pick-lr`), batch $SLICE_BATCH; and the reference DT at its own settings
 # (batch 64, lr 1e-4). Warm-up: a tenth of the steps for every run. Training-time evaluation every
@@ -16,6 +17,7 @@
 # Settings by environment: STEPS (20000), SLICE_BATCH (32), CHOICE (results/walker2d/medium/lr_check/choice.json),
 #   DEST (results/walker2d/medium/seeds/runs), DATASET (local/walker2d-medium-sac-v0), EVAL_EVERY (2500),
 #   EVAL_EPISODES (10), FRESH_EPISODES (50), EXTRA (flags appended to every run), SLICE_EXTRA (to the slice runs),
+#   SLICE_DTYPE (bf16; fp32 on a CPU without bf16 matrix units: it must be the check's),
 #   ALLOW_OPEN_EDGE (1: go on although the check left a best rate at an end of its rates).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -26,7 +28,7 @@ dest=${DEST:-results/walker2d/medium/seeds/runs}
 choice=${CHOICE:-results/walker2d/medium/lr_check/choice.json}
 common=(--dataset "${DATASET:-local/walker2d-medium-sac-v0}" --steps "$steps" --eval-every "${EVAL_EVERY:-2500}"
         --eval-episodes "${EVAL_EPISODES:-10}" --targets 5000,2500 --seed "$seed" ${EXTRA:-})
-slice=(--layers 8 --dtype fp32 --batch-size "${SLICE_BATCH:-32}")
+slice=(--layers 8 --dtype "${SLICE_DTYPE:-bf16}" --batch-size "${SLICE_BATCH:-32}")
 chosen() {   # body -> its learning rate from the check, which must have run at this budget with its edges closed
     [ -f "$choice" ] || { echo "error: no $choice: run lr_check.sh and pick-lr first" >&2; exit 2; }
     python -c "
@@ -34,6 +36,8 @@ import json, sys
 b = json.load(open('$choice'))['bodies'].get('$1')
 if b is None:
     sys.exit('error: $choice has no rate for $1: run lr_check.sh for it, then pick-lr again')
+if b.get('dtype', '${SLICE_DTYPE:-bf16}') != '${SLICE_DTYPE:-bf16}':
+    sys.exit(f'error: $choice chose the rate of $1 in {b[\"dtype\"]}, these runs compute in ${SLICE_DTYPE:-bf16}: set SLICE_DTYPE alike')
 if b['steps_done'] != $steps:
     sys.exit(f'error: $choice chose the rate of $1 at {b[\"steps_done\"]} steps, these runs train $steps: check at their budget')
 if b.get('next_lr') and '${ALLOW_OPEN_EDGE:-}' != '1':
