@@ -836,6 +836,11 @@ def seeds(argv=None):
                         "episodes": {t: len(v["scores"]) for t, v in e["scores"].items()},
                         "fresh": {t: float(np.mean(v["scores"])) for t, v in e["scores"].items()}}
     data = one_dataset(results)
+    for cond, by_seed in conditions.items():
+        dtypes = {runs[n]["dtype"] for n in by_seed.values()}
+        if len(dtypes) > 1:
+            raise UserError(f"{cond}: its seeds computed in different dtypes ({', '.join(map(str, sorted(dtypes, key=str)))}); "
+                            f"rerun them in one")
     for what in ("dataset", "steps_done"):
         seen = {row[what] for row in runs.values()}
         if len(seen) > 1:

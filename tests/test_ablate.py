@@ -162,6 +162,18 @@ def test_heads_script_ablates_exactly_the_solved_checkpoints(trained, tmp_path):
                    "stability_copy_random-init.json"], new
     assert json.loads((out / "ablate_copy_pretrained_s0.json").read_text())["lengths"] == [4]
     assert "copy__pretrained__1" in r.stderr and "not solved" in r.stderr
+    # a kept sweep of another length is refused, not reused; a folder without the task's runs is an
+    # error, not "none solved"; a path may hold ':'
+    for p in copy.iterdir():
+        (p / "eval_best.json").write_text(json.dumps({"errors": {"4": 0.05, "8": 0.05}}))
+    r = run_with(f"copy:{copy}:8")
+    assert r.returncode == 2 and "swept length [4], not 8" in r.stderr, r.stderr[-2000:]
+    r = run_with(f"ar:{copy}:4")
+    assert r.returncode == 2 and "no ar__CONDITION__SEED runs" in r.stderr
+    colon = tmp_path / "a:b"
+    shutil.copytree(copy, colon)
+    r = run_with(f"copy:{colon}:4")
+    assert r.returncode == 0, r.stderr[-2000:]
     # a kept sweep is bound to its checkpoint: one that read another file is refused, not reused
     kept = out / "ablate_mqar_pretrained_s1.json"
     a = json.loads(kept.read_text())

@@ -485,6 +485,11 @@ def test_seeds_summarises_fresh_scores_over_seeds(tmp_path):
                       stats=STATS | {"return_mean": 11.0})
     with pytest.raises(UserError, match="read different data"):
         W.seeds(runs[:3] + [str(remade)])
+    f = tmp_path / "runs" / "L8_pretrained__1" / "results.json"
+    r = json.loads(f.read_text())
+    f.write_text(json.dumps({**r, "config": {**r["config"], "dtype": "bf16"}}))
+    with pytest.raises(UserError, match="different dtypes"):
+        W.seeds(runs[:3])
 
 
 def test_lr_check_and_three_seed_scripts_end_to_end(standin, gemma3_ckpt, tmp_path):
@@ -524,8 +529,16 @@ def test_lr_check_and_three_seed_scripts_end_to_end(standin, gemma3_ckpt, tmp_pa
     env["DEST"] = str(tmp_path / "runs")
     res = sh("run_3seeds.sh", "0", "random-init-scale1")
     assert res.returncode == 2 and "no rate for L8_random-init_scale1" in res.stderr
-    # the seeds compute in the dtype whose check chose their rate (bf16 by default)
+    # the seeds compute in the dtype whose check chose their rate (bf16 by default); a choice that names
+    # none (older code) is refused, not taken for any dtype
     assert choice["bodies"]["L8_pretrained"]["dtype"] == "bf16"
+    current = Path(env["CHOICE"]).read_text()
+    older = json.loads(current)
+    del older["bodies"]["L8_pretrained"]["dtype"]
+    Path(env["CHOICE"]).write_text(json.dumps(older))
+    res = sh("run_3seeds.sh", "0", "pretrained")
+    assert res.returncode == 2 and "names no dtype" in res.stderr
+    Path(env["CHOICE"]).write_text(current)
     env["SLICE_DTYPE"] = "fp32"
     res = sh("run_3seeds.sh", "0", "pretrained")
     assert res.returncode == 2 and "set SLICE_DTYPE alike" in res.stderr

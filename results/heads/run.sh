@@ -17,15 +17,16 @@
 #   text-probe file of the same model (default results/probe/probe_gemma3-270m.json).
 #   TOKEN_SUITES adds token suites after MQAR's, as TASK:RUNS:LENGTH separated by spaces, e.g.
 #   TOKEN_SUITES="ar:results/token_suite/ar/suite5k/runs:6 copy:results/token_suite/copy/suite5k/runs:10";
-#   outputs are named by task (ablate_ar_pretrained_s1.json, joint_ar_pretrained_s1.json, stability_ar.json).
+#   outputs are named by task (ablate_ar_pretrained_s1.json, joint_ar_pretrained_s1.json, stability_ar.json);
+#   entries are split at spaces, so their paths may not hold one.
 set -euo pipefail
 given=$#
 args=()
 for a in "$@"; do args+=("$(realpath -m "$a")"); done     # as given, before moving to the repository root
 suites=()
 for spec in ${TOKEN_SUITES:-}; do
-    IFS=: read -r t r l <<< "$spec"
-    [[ -n "$t" && -n "$r" && "$l" =~ ^[0-9]+$ ]] || { echo "error: TOKEN_SUITES entry '$spec': give TASK:RUNS:LENGTH" >&2; exit 2; }
+    t=${spec%%:*}; l=${spec##*:}; r=${spec#*:}; r=${r%:*}     # the path between may hold ':'
+    [[ "$spec" == *:*:* && -n "$t" && -n "$r" && "$l" =~ ^[0-9]+$ ]] || { echo "error: TOKEN_SUITES entry '$spec': give TASK:RUNS:LENGTH" >&2; exit 2; }
     [ -d "$r" ] || { echo "error: no $t runs folder $r" >&2; exit 2; }
     suites+=("$t:$(realpath -m "$r"):$l")
 done
@@ -63,13 +64,19 @@ is_solved() {   # as solved, but a read error stops the script
 
 PIDS=()
 sweep() {   # checkpoint, output, extra flags: in the background, two at a time; skipped if the output
-            # exists and read this very checkpoint (same sha256), refused if it read another file
+            # exists and read this very checkpoint (same sha256) at the --lengths asked, refused otherwise
+    local want=""
+    [ "${3:-}" = "--lengths" ] && want=$4
     if [ -f "$2" ]; then
         python -c "
 import json, sys
 from runs import file_sha256
-kept = json.load(open('$2')).get('checkpoint_sha256')
-sys.exit(0 if kept == file_sha256('$1') else f'error: $2 read another checkpoint than $1 (sha256 {kept}); delete it to redo it')" || exit 2
+a = json.load(open('$2'))
+kept = a.get('checkpoint_sha256')
+if kept != file_sha256('$1'):
+    sys.exit(f'error: $2 read another checkpoint than $1 (sha256 {kept}); delete it to redo it')
+if '$want' and a.get('lengths') != [int('$want')]:
+    sys.exit(f'error: $2 swept length {a.get(\"lengths\")}, not $want; delete it to redo it')" || exit 2
         echo "keeping $2"; return 0
     fi
     python ablate.py --ckpt "$1" "${@:3}" --out "$2" &
@@ -83,11 +90,12 @@ drain() {   # wait for every sweep under way; a failed one stops the script (a b
 
 token_suite() {   # task runs length: sweep the solved seeds, then the joint and stability tests;
                   # sets P to the pretrained sweeps (empty: no solved pretrained seed)
-    local task=$1 runs=$2 len=$3 c d s f C
+    local task=$1 runs=$2 len=$3 c d s f C found=0
     declare -A SOLVED=()     # condition -> space-separated ablation files of its solved seeds
     for c in pretrained random-init shuffled matched; do
         for d in "$runs"/"$task"__"$c"__*; do
             [ -d "$d" ] || continue
+            found=$((found + 1))
             s=${d##*__}
             is_solved "$d" "errors.$len" 0.1 below || continue
             f=$H/ablate_${task}_${c}_s$s.json
@@ -96,6 +104,7 @@ token_suite() {   # task runs length: sweep the solved seeds, then the joint and
         done
     done
     drain
+    [ "$found" -gt 0 ] || { echo "error: no ${task}__CONDITION__SEED runs in $runs" >&2; exit 2; }
     P=${SOLVED[pretrained]:-}
     [ -n "$P" ] || { echo "$task: no solved pretrained checkpoint in $runs: nothing to compare" >&2; return 0; }
     for f in $P; do     # the text probe's copy heads against each seed's ablation
@@ -112,7 +121,7 @@ token_suite() {   # task runs length: sweep the solved seeds, then the joint and
 
 MQAR_P=""
 for spec in "${suites[@]}"; do
-    IFS=: read -r t r l <<< "$spec"
+    t=${spec%%:*}; l=${spec##*:}; r=${spec#*:}; r=${r%:*}
     token_suite "$t" "$r" "$l"
     if [ "$t" = mqar ]; then
         [ -n "$P" ] || exit 1     # the MQAR suite is the reference every other analysis is set beside

@@ -36,7 +36,9 @@ import json, sys
 b = json.load(open('$choice'))['bodies'].get('$1')
 if b is None:
     sys.exit('error: $choice has no rate for $1: run lr_check.sh for it, then pick-lr again')
-if b.get('dtype', '${SLICE_DTYPE:-bf16}') != '${SLICE_DTYPE:-bf16}':
+if not b.get('dtype'):
+    sys.exit('error: $choice names no dtype for $1 (written by older code): run pick-lr on the check runs again')
+if b['dtype'] != '${SLICE_DTYPE:-bf16}':
     sys.exit(f'error: $choice chose the rate of $1 in {b[\"dtype\"]}, these runs compute in ${SLICE_DTYPE:-bf16}: set SLICE_DTYPE alike')
 if b['steps_done'] != $steps:
     sys.exit(f'error: $choice chose the rate of $1 at {b[\"steps_done\"]} steps, these runs train $steps: check at their budget')
