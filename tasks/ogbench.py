@@ -846,6 +846,9 @@ def seeds_summary(runs, reference=None, last=3, up_to=None):
         bases = {rows[n]["episode_seed_base"] for n in by_seed.values()}
         if len(bases) != len(by_seed):
             raise UserError(f"{cond}: two seeds were evaluated on the same episodes; they are not independent")
+        dtypes = {str(runs[n]["config"].get("dtype")) for n in by_seed.values()}
+        if len(dtypes) > 1:
+            raise UserError(f"{cond}: its seeds computed in different dtypes ({', '.join(sorted(dtypes))}); rerun them in one")
     for seed in {row["seed"] for row in rows.values()}:
         bases = {row["episode_seed_base"] for row in rows.values() if row["seed"] == seed}
         if len(bases) > 1:

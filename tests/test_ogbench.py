@@ -593,6 +593,7 @@ def test_seeds_uses_the_steps_every_run_reached(tmp_path):
     ({"dup": True}, "two runs of L8_pretrained with seed 0"),
     ({"reference": "nope"}, "--reference 'nope'"),
     ({"steps": True}, "different steps"),
+    ({"dtype": True}, "different dtypes"),
 ])
 def test_seeds_refuses_what_does_not_summarise(tmp_path, change, message):
     runs = three_seeds(tmp_path / "runs")
@@ -604,6 +605,11 @@ def test_seeds_refuses_what_does_not_summarise(tmp_path, change, message):
         f = tmp_path / "runs" / "L8_pretrained__0" / "results.json"
         r = json.loads(f.read_text())
         r["history"][-2]["step"] = 8000
+        f.write_text(json.dumps(r))
+    if "dtype" in change:       # one seed's slice in another precision: not the same condition
+        f = tmp_path / "runs" / "L8_pretrained__1" / "results.json"
+        r = json.loads(f.read_text())
+        r["config"]["dtype"] = "bf16"
         f.write_text(json.dumps(r))
     res = run("-m", "tasks.ogbench", "seeds", *runs, "--reference", change.get("reference", "L8_pretrained"), check=False)
     assert res.returncode == 2 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Scene task1 at three seeds (pretrained layer 8, layer 8 re-initialised at input scale 1, MLP IQL),
-# the settings of Results 3 in ../README.md except the dtype: fp32 for the slice on every machine,
-# because on a CPU without bf16 matrix units (the one these runs were planned on) a bf16 slice runs
-# 28x slower (results/bench/compare_dtypes_1x64_1thread_loaded.json), and one dtype for all seeds keeps the comparison
-# clean where bf16 would be faster. Every seed of every condition reads one generated
+# the settings of Results 3 in ../README.md: the slice in $SLICE_DTYPE (default bf16, as Results 3) for
+# every condition and seed; SLICE_DTYPE=fp32 on a CPU without bf16 matrix units, where bf16 runs 28x
+# slower (results/bench/compare_dtypes_1x64_1thread_loaded.json), into a fresh OUT for every seed.
+# Every seed of every condition reads one generated
 # file, whose sha256 each results.json records and --resume checks.
 # Usage: bash results/ogbench/scene_3seeds/run.sh OUT SEED CONDITION...   (one thread each)
 #   OUT: folder of the runs (e.g. results/ogbench/scene_3seeds/runs); conditions: pretrained, random-init-scale1, mlp
@@ -16,7 +16,7 @@ dest=${1:?give the output folder}; seed=${2:?give the seed}; shift 2
 steps=${STEPS:-15000}
 common=(--task ogbench --env scene-play-singletask-task1-v0 --batch-size 256 --eval-every 2500 --eval-episodes 50
         --eval-batch 25 --seed "$seed" --steps "$steps")
-slice=(--substrate gemma --layers 8 --dtype fp32 --obs-tokens 2 --target shared)
+slice=(--substrate gemma --layers 8 --dtype "${SLICE_DTYPE:-bf16}" --obs-tokens 2 --target shared)
 run() {   # name, flags...
     local out=$dest/$1__$seed; shift
     if [ -f "$out/results.json" ] && python -c "import json,sys; sys.exit(json.load(open('$out/results.json'))['steps_done'] < $steps)"; then
