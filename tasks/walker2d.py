@@ -841,11 +841,10 @@ def seeds(argv=None):
         if len(dtypes) > 1:
             raise UserError(f"{cond}: its seeds computed in different dtypes ({', '.join(map(str, sorted(dtypes, key=str)))}); "
                             f"rerun them in one")
-    for what in ("dataset", "steps_done"):
-        seen = {row[what] for row in runs.values()}
-        if len(seen) > 1:
-            raise UserError(f"the runs differ in {what} ({', '.join(map(str, sorted(seen)))}): summarise runs of one "
-                            f"dataset at one number of steps")
+    steps = {row["steps_done"] for row in runs.values()}    # one dataset: one_dataset above
+    if len(steps) > 1:
+        raise UserError(f"the runs differ in steps_done ({', '.join(map(str, sorted(steps)))}): summarise runs of one "
+                        f"dataset at one number of steps")
     targets = {tuple(row["fresh"]) for row in runs.values()}
     if len(targets) > 1:
         raise UserError("the runs were scored at different target returns")
