@@ -81,7 +81,6 @@ QUOTED_ON = {
 
 # typed before this test; to be replaced by templates (page -> the values, space-separated)
 UNTEMPLATED = {
-    "docs/paper-protocol.md": "2.4x",
     "results/archive/README.md": "0% 0.434 0.448 0.68",
     "results/archive/walker2d_standin_smoke/README.md": "0.08 0.14 0.190 0.27 0.67 0.733 0.91x 1.16 1.21 214.1 245.5 "
                                                        "277.2 282.5 288.8 380.5 48.5 5.78 50.4 504.4 59.7 6.06 65.9",
