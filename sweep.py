@@ -56,8 +56,10 @@ every number here can be reproduced run by run from the commands in OUT/sweep.js
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -67,7 +69,7 @@ import pretrained
 import stats
 import tables
 import tasks
-from runs import LADDER, UserError, dtype_name, ladder_index, pick_device, portable, resolve_dtype, run_main, save_atomic
+from runs import LADDER, Stopped, UserError, dtype_name, ladder_index, pick_device, portable, resolve_dtype, run_main, save_atomic
 from runs import read_json
 
 REPO = Path(__file__).resolve().parent
@@ -230,16 +232,68 @@ def finished(out, steps):
     return r["steps_done"] - r["config"].get("bridge_steps", 0) >= steps
 
 
+# The runs a sweep started and still waits on. Each runs in its own session, so a signal meant for the
+# sweep (Ctrl-C in its terminal, `kill` of its process group) reaches a run only once, forwarded by the
+# sweep: a run's second signal would stop it without saving.
+_LIVE = {"procs": set(), "stopping": False}
+_LIVE_LOCK = threading.Lock()
+
+
 def run(cmd, log):
     """One subprocess, one thread; its output goes to a log file beside the run."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as f:
-        f.write("$ python " + " ".join(cmd) + "\n")
-        f.flush()
-        r = subprocess.run([sys.executable, *cmd], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env)
-    if r.returncode != 0:
-        raise RuntimeError(f"failed ({r.returncode}): python {' '.join(cmd)}; see {log}")
+        with _LIVE_LOCK:
+            if _LIVE["stopping"]:  # the sweep is stopping: start nothing new
+                return
+            f.write("$ python " + " ".join(cmd) + "\n")
+            f.flush()
+            proc = subprocess.Popen([sys.executable, *cmd], cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+            _LIVE["procs"].add(proc)
+        code = proc.wait()
+        with _LIVE_LOCK:
+            _LIVE["procs"].discard(proc)
+            if _LIVE["stopping"]:
+                return
+    if code != 0:
+        raise RuntimeError(f"failed ({code}): python {' '.join(cmd)}; see {log}")
+
+
+def run_all(calls, n_jobs, on_done=None):
+    """Run `calls` [(cmd, log)], n_jobs at a time; on_done(log, k) after the k-th finishes. When anything
+    ends the sweep (a signal, a failed run) no queued run starts, and each running one gets the signal
+    (SIGTERM after a failure) once, so it saves a resumable checkpoint; the sweep waits for them, then
+    raises. (Leaving a `with ThreadPoolExecutor` block instead waits for the queued runs: it starts them.)"""
+    pool = ThreadPoolExecutor(max(1, n_jobs))
+    futures = {pool.submit(run, *c): c[1] for c in calls}
+    try:
+        for k, future in enumerate(as_completed(futures), 1):
+            future.result()
+            if on_done:
+                on_done(futures[future], k)
+    except BaseException as e:
+        signum = (e.signum if isinstance(e, Stopped) else
+                  signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM)
+        with _LIVE_LOCK:
+            _LIVE["stopping"] = True
+            procs = [p for p in _LIVE["procs"] if p.poll() is None]
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.send_signal(signum)
+        if procs:
+            print(f"sweep stopping: {len(procs)} running run(s) sent {signal.Signals(signum).name} to save a "
+                  f"checkpoint and exit; no queued run starts", file=sys.stderr, flush=True)
+        try:
+            for proc in procs:
+                proc.wait()
+        except (Stopped, KeyboardInterrupt):  # a second signal: pass it on, the runs stop at once, unsaved
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signum)
+        raise
+    pool.shutdown()
 
 
 def train_all(jobs, n_jobs):
@@ -251,11 +305,7 @@ def train_all(jobs, n_jobs):
         todo.append((cmd + (["--resume"] if (out / "last.pt").exists() else []), out / "train.log"))
     print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done; {len(todo)} to go", flush=True)
     t0 = time.time()
-    with ThreadPoolExecutor(n_jobs) as pool:
-        running = {pool.submit(run, *a): a[1].parent for a in todo}
-        for done, future in enumerate(as_completed(running), 1):
-            future.result()
-            print(finished_line(running[future], done, len(todo), time.time() - t0), flush=True)
+    run_all(todo, n_jobs, lambda log, k: print(finished_line(log.parent, k, len(todo), time.time() - t0), flush=True))
 
 
 def finished_line(out, done, total, elapsed):
@@ -652,8 +702,7 @@ def evaluate_seeds(args, seed_runs, chosen):
                           f"not kept in git): {', '.join(lost)}; delete those folders and rerun this command to retrain them")
     extra = tasks.module(args.task).held_out_flags(args)
     todo = [(["evaluate.py", "--ckpt", str(ck), *extra, "--out", str(e)], e.parent / "eval.log") for ck, e in pending]
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda a: run(*a), todo))
+    run_all(todo, args.jobs)
     per = {c: [read_json(d / "eval_best.json") for d in ds] for c, ds in seed_runs.items()}
     return summarise(args, per, chosen, seed_runs)
 

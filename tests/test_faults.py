@@ -212,6 +212,67 @@ def test_sweep_never_replaces_a_summary_with_less(gemma3_wide_ckpt, tmp_path):
 
 # ----------------------------------------------------------------------------- damaged data files and flags
 
+# ----------------------------------------------------------------------------- a stopped sweep
+
+# A stand-in for one training run: it marks its start, counts the signals it gets (each one is logged,
+# the first ends it as a saved run would: 128 + the signal), or fails at once when told to.
+FAKE_RUN = """
+import os, signal, sys, time
+folder, i, fail = sys.argv[1], sys.argv[2], sys.argv[3] == "fail"
+def on_signal(signum, frame):
+    with open(os.path.join(folder, f"signals_{i}"), "a") as f:
+        f.write(signal.Signals(signum).name + "\\n")
+    time.sleep(0.3)  # long enough for a second, forwarded copy of the signal to arrive and be logged
+    sys.exit(128 + signum)
+signal.signal(signal.SIGINT, on_signal)
+signal.signal(signal.SIGTERM, on_signal)
+open(os.path.join(folder, f"started_{i}"), "w").close()
+if fail:
+    time.sleep(0.5)
+    sys.exit(1)
+time.sleep(120)
+"""
+
+SWEEP_DRIVER = """
+import sys
+from pathlib import Path
+import runs, sweep
+folder, n_jobs, fail = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
+calls = [(["-c", sys.argv[4], str(folder), str(i), "fail" if str(i) in fail else "ok"], folder / f"log_{i}")
+         for i in range(4)]
+runs.run_main(lambda: sweep.run_all(calls, n_jobs))
+"""
+
+
+@pytest.mark.parametrize("sig, whole_group", [(signal.SIGTERM, False), (signal.SIGINT, False),
+                                              (signal.SIGINT, True), (signal.SIGTERM, True)])
+def test_a_signalled_sweep_starts_no_queued_run_and_its_runs_get_the_signal_once(tmp_path, sig, whole_group):
+    # whole_group: Ctrl-C in a terminal (or `kill -- -PGID`) signals the sweep's process group, not the sweep alone
+    sweep_proc = subprocess.Popen([sys.executable, "-c", SWEEP_DRIVER, str(tmp_path), "2", "", FAKE_RUN], cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for(tmp_path / "started_0", sweep_proc)
+    wait_for(tmp_path / "started_1", sweep_proc)
+    (os.killpg if whole_group else os.kill)(sweep_proc.pid, sig)
+    _, err = sweep_proc.communicate(timeout=60)
+    assert sweep_proc.returncode == 128 + sig, err[-2000:]
+    assert "stopped by" in last_line(err), err[-2000:]
+    # the two running runs got the signal exactly once (a second copy would stop a real run unsaved) ...
+    for i in (0, 1):
+        assert (tmp_path / f"signals_{i}").read_text().split() == [sig.name], i
+    # ... and the two queued ones never started
+    assert not (tmp_path / "started_2").exists() and not (tmp_path / "started_3").exists()
+
+
+def test_a_failed_run_stops_its_sweep_without_starting_queued_runs(tmp_path):
+    sweep_proc = subprocess.Popen([sys.executable, "-c", SWEEP_DRIVER, str(tmp_path), "2", "0", FAKE_RUN], cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = sweep_proc.communicate(timeout=60)
+    assert sweep_proc.returncode != 0 and "failed (1)" in err, err[-2000:]
+    # the run beside the failed one was told to save (SIGTERM, once); the queued ones never started
+    assert (tmp_path / "signals_1").read_text().split() == ["SIGTERM"]
+    assert not (tmp_path / "started_2").exists() and not (tmp_path / "started_3").exists()
+
+
 def test_damaged_results_json_in_aggregate_is_one_line(gemma3_wide_ckpt, tmp_path):
     run(*tiny_args(gemma3_wide_ckpt[0], tmp_path / "runs" / "a", "--steps", "2", "--eval-every", "2"))
     bad = tmp_path / "runs" / "b" / "results.json"
