@@ -20,7 +20,8 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
    is kept. With --confirm, each condition's best learning rate for every input-scale choice and its
    two ladder neighbours are then rerun on seed 0 for --steps (the seed budget) and the setting is
    chosen again on validation at that budget: a short search can favour a rate that starts fast and
-   plateaus (cost: up to 3 x input-scale choices full-length runs per condition; --confirm-scales
+   plateaus; a confirmed best at the highest or lowest rate rerun gets the next rate beyond it at the
+   full budget too, until none sits at an end (cost: up to 3 x input-scale choices full-length runs per condition; --confirm-scales
    best: 3, the search's best input-scale choice only, unless the condition's search sat at the
    floor; a condition whose search sat at the floor then gets its whole searched grid at the full
    budget, as the search could not rank its rates either).
@@ -167,8 +168,11 @@ def get_parser():
     p.add_argument("--confirm", action="store_true",
                    help="after the search, rerun each condition's best learning rate and its two ladder neighbours "
                         "for every input-scale choice on seed 0 for --steps and choose among them by validation at "
-                        "that budget. Cost: up to 3 x (input-scale choices) runs of --steps per condition, as many "
-                        "full-length runs as that many seeds (default: the short search decides alone)")
+                        "that budget; where the best of those sits at the highest or lowest rate rerun, the next ladder "
+                        "rate beyond it is rerun too, until none does (or the ladder ends: sweep.json's "
+                        "confirm_open_edges). Cost: 3 x (input-scale choices) runs of --steps per condition, one "
+                        "more per such edge, as many full-length runs as that many seeds (default: the short "
+                        "search decides alone)")
     p.add_argument("--confirm-scales", default="all", choices=("all", "best"),
                    help="with --confirm: all (default) confirms every input-scale choice; best only the search's "
                         "best choice of each condition, unless that condition's search did not beat the task's "
@@ -610,7 +614,8 @@ def confirm(args, record, conditions, scales, out, chosen):
     (--confirm-scales best: the search's best choice; a condition whose search sat at the floor:
     every searched setting) the search's best learning rate and its two ladder neighbours are rerun
     on seed 0 for --steps, and the winner is chosen again on the same validation stream at that
-    budget. Fills record["confirm"]; returns the confirmed settings."""
+    budget; a winner at an end of the rates rerun gets the rate beyond it too (confirm_extension).
+    Fills record["confirm"] and record["confirm_open_edges"]; returns the confirmed settings."""
     rows = {c: [r for r in record["search"] if r["condition"] == c] for c in conditions}
     record["confirm_scales"] = {c: confirmed_scales(args, rows[c], scales(c), chosen[c]) for c in conditions}
     which = lambda c: ([(r["lr"], r["input_scale"]) for r in rows[c]] if record["confirm_scales"][c].get("grid")
@@ -626,21 +631,63 @@ def confirm(args, record, conditions, scales, out, chosen):
             if float(cfg["lr"]) == float(lr) and str(cfg["input_scale"]) == str(sc):
                 return seed0
         return out / "confirm" / f"{c}__lr{lr}__scale-{sc}"
-    train_all([(confirm_dir(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm_dir(c, lr, sc)),
-                args.steps) for c, lr, sc in runs], args.jobs)
     # the best validation error over the run's evaluations: the checkpoint a seed run would keep
     best_of = lambda d: selection_error(d, args, best=True)
+    while runs:
+        train_all([(confirm_dir(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm_dir(c, lr, sc)),
+                    args.steps) for c, lr, sc in runs], args.jobs)
+        more = confirm_extension(runs, lambda c, lr, sc: best_of(confirm_dir(c, lr, sc)))
+        if not more:
+            break
+        print(f"confirmation: a best rate sits at an end of the rates rerun; adding {more}", flush=True)
+        runs += more
     searched = lambda c, lr, sc: next((r["val_error"] for r in rows[c] if (r["lr"], r["input_scale"]) == (lr, sc)), None)
     record["confirm"] = [{"condition": c, "lr": lr, "input_scale": sc, "seed": 0, "steps": args.steps,
                           "search_val_error": searched(c, lr, sc), "val_error": best_of(confirm_dir(c, lr, sc)),
                           "run": portable(confirm_dir(c, lr, sc))} for c, lr, sc in runs]
     record["chosen_by_search"] = chosen
+    record["confirm_open_edges"] = confirm_open_edges(record["confirm"])
     chosen = {}
     for c in conditions:
         best = min((r for r in record["confirm"] if r["condition"] == c), key=lambda r: r["val_error"])
         chosen[c] = {"lr": best["lr"], "input_scale": best["input_scale"], "val_error": best["val_error"],
                      "confirmed_at_steps": args.steps}
     return chosen
+
+
+def confirm_extension(runs, error):
+    """The confirmation's own edges: where the best of the rates rerun for one condition and input-scale
+    choice is the highest or lowest of them, the next ladder rate beyond it was never run at the full
+    budget, so it is added (the caller repeats until no best sits at an end, or the ladder ends).
+    runs: [(condition, lr, input scale)]; error(c, lr, sc): the run's best validation error."""
+    more = []
+    for c, sc in dict.fromkeys((c, sc) for c, _, sc in runs):
+        lrs = sorted((lr for c2, lr, sc2 in runs if (c2, sc2) == (c, sc)), key=float)
+        best = strict_best(lrs, lambda lr: error(c, lr, sc))
+        i = LADDER.index(best) if best else None
+        for j, end in (() if best is None else ((i + 1, lrs[-1]), (i - 1, lrs[0]))):
+            if best == end and 0 <= j < len(LADDER) and (c, LADDER[j], sc) not in runs:
+                more.append((c, LADDER[j], sc))
+    return more
+
+
+def strict_best(lrs, error):
+    """The rate with the lowest error if it beats every other one (a tie, as at chance, ranks nothing)."""
+    errs = sorted(error(lr) for lr in lrs)
+    return min(lrs, key=error) if len(errs) > 1 and errs[0] < errs[1] else None
+
+
+def confirm_open_edges(rows):
+    """Where a confirmed best rate still sits at an end of the rates rerun for its input-scale choice
+    (the ladder ran out, or a record from before the confirmation extended): {condition: {scale: lr}}."""
+    out = {}
+    for c, sc in dict.fromkeys((r["condition"], r["input_scale"]) for r in rows):
+        group = [r for r in rows if (r["condition"], r["input_scale"]) == (c, sc)]
+        lrs = sorted((r["lr"] for r in group), key=float)
+        best = strict_best(lrs, lambda lr: next(r["val_error"] for r in group if r["lr"] == lr))
+        if best in (lrs[0], lrs[-1]):
+            out.setdefault(c, {})[sc] = best
+    return out
 
 
 def refuse_noise(args, record, conditions, chosen):
