@@ -21,9 +21,9 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
    two ladder neighbours are then rerun on seed 0 for --steps (the seed budget) and the setting is
    chosen again on validation at that budget: a short search can favour a rate that starts fast and
    plateaus; a confirmed best at the highest or lowest rate rerun gets the next rate beyond it at the
-   full budget too, until none sits at an end (cost: up to 3 x input-scale choices full-length runs per condition; --confirm-scales
-   best: 3, the search's best input-scale choice only, unless the condition's search sat at the
-   floor; a condition whose search sat at the floor then gets its whole searched grid at the full
+   full budget too, until none sits at an end (cost: 3 x input-scale choices full-length runs per
+   condition, one more per such edge; --confirm-scales best: 3, the search's best input-scale choice
+   only, unless the condition's search sat at the floor; a condition whose search sat at the floor then gets its whole searched grid at the full
    budget, as the search could not rank its rates either).
    Token tasks: no choice from noise. A condition whose chosen validation error (the lowest of all
    its search and confirmation looked at) does not beat the task's no-learning floor at --select-len
