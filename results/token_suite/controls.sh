@@ -10,7 +10,8 @@
 # it), every edge extended alike. Confirmation at 5,000 steps (every task but Rule 90, whose search
 # already runs the full budget): for a condition whose search left the floor, its best input-scale
 # choice's best rate and the ladder neighbours; for one whose search sat at the floor (it could rank
-# nothing), every setting it searched. Then seeds 1-3 of every condition at its chosen setting (seed
+# nothing), every setting it searched; a best at the highest or lowest rate rerun also gets the rate
+# beyond it at 5,000 steps, until none does. Then seeds 1-3 of every condition at its chosen setting (seed
 # 0 is the search's), held-out evaluation of every best.pt on 1,024 sequences per length. A
 # condition whose choice does not beat the floor (tasks/floors.py) is reported not learned at this
 # budget and gets no seeds.

@@ -2,7 +2,8 @@
 # MQAR at five seeds per condition: the suite of ../mqar/ rerun under the protocol as it now stands,
 # for the README's headline ratio. Every condition's grid edges are closed wherever any input-scale
 # choice's best rate sits at an edge; the confirmation reruns each input-scale choice's best rate and
-# its two ladder neighbours on seed 0 at the full 600 steps and chooses there; then seeds 1-5 of every
+# its two ladder neighbours on seed 0 at the full 600 steps (and the rate beyond, where the best of
+# those is the highest or lowest) and chooses there; then seeds 1-5 of every
 # condition at its confirmed setting (seed 0 is the search's), held-out evaluation of every best.pt
 # on 1,024 sequences per length, summary.json with the ratio of means, the geometric mean of per-seed
 # ratios and the binomial bound where a pretrained seed makes no error.
