@@ -16,6 +16,7 @@ import platform
 import signal
 import subprocess
 import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -71,7 +72,7 @@ def close_progress_bars():
 
 # ----------------------------------------------------------------------------- signals
 
-_STOP = {"signal": None}
+_STOP = {"signal": None, "at": 0.0}
 
 
 def stop_now(signum, frame):
@@ -81,11 +82,16 @@ def stop_now(signum, frame):
 
 def stop_at_step_boundary():
     """From here on SIGINT/SIGTERM only set a flag the training loop polls (stop_requested) between steps,
-    so the loop can save a resumable checkpoint; a second signal stops at once."""
+    so the loop can save a resumable checkpoint; a second signal stops at once. The same signal again
+    within a second is one stop, not two: a kill of every process (a batch scheduler, `pkill`) reaches a
+    sweep's run both directly and passed on by the sweep."""
     def on_signal(signum, frame):
+        now = time.monotonic()
         if _STOP["signal"] is not None:
+            if signum == _STOP["signal"] and now - _STOP["at"] < 1.0:
+                return
             stop_now(signum, frame)
-        _STOP["signal"] = signum
+        _STOP["signal"], _STOP["at"] = signum, now
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, on_signal)
 
@@ -697,7 +703,6 @@ def parse_run_args(parser, argv=None):
 
 def checkpoint_due(saved_at, minutes):
     """Has the wall-clock checkpoint interval passed since `saved_at` (time.time())?"""
-    import time
     return time.time() - saved_at >= minutes * 60
 
 

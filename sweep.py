@@ -21,8 +21,8 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
    two ladder neighbours are then rerun on seed 0 for --steps (the seed budget) and the setting is
    chosen again on validation at that budget: a short search can favour a rate that starts fast and
    plateaus; a confirmed best at the highest or lowest rate rerun gets the next rate beyond it at the
-   full budget too, until none sits at an end (cost: 3 x input-scale choices full-length runs per
-   condition, one more per such edge; --confirm-scales best: 3, the search's best input-scale choice
+   full budget too, until none sits at an end (cost: up to 3 x input-scale choices full-length runs
+   per condition, and one more for each ladder step the edge rule takes; --confirm-scales best: 3, the search's best input-scale choice
    only, unless the condition's search sat at the floor; a condition whose search sat at the floor then gets its whole searched grid at the full
    budget, as the search could not rank its rates either).
    Token tasks: no choice from noise. A condition whose chosen validation error (the lowest of all
@@ -170,9 +170,9 @@ def get_parser():
                         "for every input-scale choice on seed 0 for --steps and choose among them by validation at "
                         "that budget; where the best of those sits at the highest or lowest rate rerun, the next ladder "
                         "rate beyond it is rerun too, until none does (or the ladder ends: sweep.json's "
-                        "confirm_open_edges). Cost: 3 x (input-scale choices) runs of --steps per condition, one "
-                        "more per such edge, as many full-length runs as that many seeds (default: the short "
-                        "search decides alone)")
+                        "confirm_open_edges). Cost: up to 3 x (input-scale choices) runs of --steps per condition, "
+                        "and one more for each ladder step the edge rule takes, as many full-length runs as that "
+                        "many seeds (default: the short search decides alone)")
     p.add_argument("--confirm-scales", default="all", choices=("all", "best"),
                    help="with --confirm: all (default) confirms every input-scale choice; best only the search's "
                         "best choice of each condition, unless that condition's search did not beat the task's "
@@ -262,6 +262,8 @@ def run(cmd, log):
             if _LIVE["stopping"]:
                 return
     if code != 0:
+        with _LIVE_LOCK:   # before this worker thread takes the next queued run
+            _LIVE["stopping"] = True
         raise RuntimeError(f"failed ({code}): python {' '.join(cmd)}; see {log}")
 
 
@@ -271,8 +273,9 @@ def run_all(calls, n_jobs, on_done=None):
     (SIGTERM after a failure) once, so it saves a resumable checkpoint; the sweep waits for them, then
     raises. (Leaving a `with ThreadPoolExecutor` block instead waits for the queued runs: it starts them.)"""
     pool = ThreadPoolExecutor(max(1, n_jobs))
-    futures = {pool.submit(run, *c): c[1] for c in calls}
+    futures = {}
     try:
+        futures.update({pool.submit(run, *c): c[1] for c in calls})
         for k, future in enumerate(as_completed(futures), 1):
             future.result()
             if on_done:
@@ -280,12 +283,17 @@ def run_all(calls, n_jobs, on_done=None):
     except BaseException as e:
         signum = (e.signum if isinstance(e, Stopped) else
                   signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM)
-        with _LIVE_LOCK:
-            _LIVE["stopping"] = True
-            procs = [p for p in _LIVE["procs"] if p.poll() is None]
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in procs:
-            proc.send_signal(signum)
+        # a second signal here would leave the runs without the first one: hold it until they have it
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            with _LIVE_LOCK:
+                _LIVE["stopping"] = True
+                procs = [p for p in _LIVE["procs"] if p.poll() is None]
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.send_signal(signum)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if procs:
             print(f"sweep stopping: {len(procs)} running run(s) sent {signal.Signals(signum).name} to save a "
                   f"checkpoint and exit; no queued run starts", file=sys.stderr, flush=True)
@@ -442,7 +450,8 @@ def main():
     t0 = time.time()
     record = {"task": args.task, "protocol": {k: v for k, v in vars(args).items() if k not in ("phase", "jobs")},
               "grids": {c: {"lr": list(CONDS[c][2]), "input_scale": scales(c), "seeds": seed_count(args, CONDS[c])}
-                        for c in conditions}}
+                        for c in conditions},
+              "confirm_edges": confirm_edge_rule(held)}
 
     chosen = search(args, record, conditions, scales, out)
     if args.confirm:
@@ -494,6 +503,15 @@ def refuse_other_protocol(held, args):
     if was != search_selection(args):
         raise UserError(f"{held}: its search runs were scored by their {was}; --search-steps {args.search_steps} with "
                         f"--steps {args.steps} would score them by the {search_selection(args)}: pass the steps it ran with")
+
+
+def confirm_edge_rule(held):
+    """Does this folder's confirmation close its own edges (confirm_extension)? Yes, unless its sweep.json
+    holds a confirmation made before the rule: resuming that folder keeps the choices its seeds ran at."""
+    if not held.is_file():
+        return True
+    record = tables.load(held)
+    return record.get("confirm_edges", not record.get("confirm"))
 
 
 def refuse_shrinking(out, conditions, seeds):
@@ -633,14 +651,25 @@ def confirm(args, record, conditions, scales, out, chosen):
         return out / "confirm" / f"{c}__lr{lr}__scale-{sc}"
     # the best validation error over the run's evaluations: the checkpoint a seed run would keep
     best_of = lambda d: selection_error(d, args, best=True)
+    task = tasks.module(args.task)
+
+    def off_floor(c, error):
+        """A best that does not beat the floor is noise: no edge to follow (tries counted as refuse_noise does)."""
+        if not hasattr(task, "floor_check"):
+            return True
+        tries = search_tries(rows[c]) + sum(1 for r in runs if r[0] == c) * -(-args.steps // args.eval_every)
+        return task.floor_check(args, error, tries)["learned"]
     while runs:
         train_all([(confirm_dir(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm_dir(c, lr, sc)),
                     args.steps) for c, lr, sc in runs], args.jobs)
-        more = confirm_extension(runs, lambda c, lr, sc: best_of(confirm_dir(c, lr, sc)))
+        if not record.get("confirm_edges", True):
+            break
+        more = confirm_extension(runs, lambda c, lr, sc: best_of(confirm_dir(c, lr, sc)), off_floor)
         if not more:
             break
         print(f"confirmation: a best rate sits at an end of the rates rerun; adding {more}", flush=True)
         runs += more
+    runs.sort(key=lambda r: (conditions.index(r[0]), scales(r[0]).index(r[2]), float(r[1])))   # table order
     searched = lambda c, lr, sc: next((r["val_error"] for r in rows[c] if (r["lr"], r["input_scale"]) == (lr, sc)), None)
     record["confirm"] = [{"condition": c, "lr": lr, "input_scale": sc, "seed": 0, "steps": args.steps,
                           "search_val_error": searched(c, lr, sc), "val_error": best_of(confirm_dir(c, lr, sc)),
@@ -655,17 +684,20 @@ def confirm(args, record, conditions, scales, out, chosen):
     return chosen
 
 
-def confirm_extension(runs, error):
+def confirm_extension(runs, error, off_floor=lambda c, error: True):
     """The confirmation's own edges: where the best of the rates rerun for one condition and input-scale
-    choice is the highest or lowest of them, the next ladder rate beyond it was never run at the full
-    budget, so it is added (the caller repeats until no best sits at an end, or the ladder ends).
+    choice is the highest or lowest of them (and beats the others, and the floor: off_floor(c, error)),
+    the next ladder rate beyond it was never run at the full budget, so it is added (the caller
+    repeats until no best sits at an end, or the ladder ends).
     runs: [(condition, lr, input scale)]; error(c, lr, sc): the run's best validation error."""
     more = []
     for c, sc in dict.fromkeys((c, sc) for c, _, sc in runs):
         lrs = sorted((lr for c2, lr, sc2 in runs if (c2, sc2) == (c, sc)), key=float)
         best = strict_best(lrs, lambda lr: error(c, lr, sc))
-        i = LADDER.index(best) if best else None
-        for j, end in (() if best is None else ((i + 1, lrs[-1]), (i - 1, lrs[0]))):
+        if best is None or not off_floor(c, error(c, best, sc)):
+            continue
+        i = LADDER.index(best)
+        for j, end in ((i + 1, lrs[-1]), (i - 1, lrs[0])):
             if best == end and 0 <= j < len(LADDER) and (c, LADDER[j], sc) not in runs:
                 more.append((c, LADDER[j], sc))
     return more
@@ -678,8 +710,9 @@ def strict_best(lrs, error):
 
 
 def confirm_open_edges(rows):
-    """Where a confirmed best rate still sits at an end of the rates rerun for its input-scale choice
-    (the ladder ran out, or a record from before the confirmation extended): {condition: {scale: lr}}."""
+    """Where a confirmed best rate still sits at an end of the rates rerun for its input-scale choice (the
+    ladder ran out, the best did not beat the floor, or the folder's confirmation predates the edge
+    rule: sweep.json confirm_edges false): {condition: {scale: lr}}."""
     out = {}
     for c, sc in dict.fromkeys((r["condition"], r["input_scale"]) for r in rows):
         group = [r for r in rows if (r["condition"], r["input_scale"]) == (c, sc)]

@@ -227,16 +227,18 @@ def on_signal(signum, frame):
 signal.signal(signal.SIGINT, on_signal)
 signal.signal(signal.SIGTERM, on_signal)
 open(os.path.join(folder, f"started_{i}"), "w").close()
-if fail:
-    time.sleep(0.5)
+if fail:   # fail once the run beside it is up (its handler installed), so that it must be stopped
+    while not os.path.exists(os.path.join(folder, "started_1")):
+        time.sleep(0.05)
     sys.exit(1)
-time.sleep(120)
+time.sleep(60)
 """
 
 SWEEP_DRIVER = """
-import sys
+import signal, sys
 from pathlib import Path
 import runs, sweep
+signal.signal(signal.SIGINT, signal.default_int_handler)   # a shell's background job starts with SIGINT ignored
 folder, n_jobs, fail = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
 calls = [(["-c", sys.argv[4], str(folder), str(i), "fail" if str(i) in fail else "ok"], folder / f"log_{i}")
          for i in range(4)]
@@ -250,27 +252,61 @@ def test_a_signalled_sweep_starts_no_queued_run_and_its_runs_get_the_signal_once
     # whole_group: Ctrl-C in a terminal (or `kill -- -PGID`) signals the sweep's process group, not the sweep alone
     sweep_proc = subprocess.Popen([sys.executable, "-c", SWEEP_DRIVER, str(tmp_path), "2", "", FAKE_RUN], cwd=REPO,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    wait_for(tmp_path / "started_0", sweep_proc)
-    wait_for(tmp_path / "started_1", sweep_proc)
-    (os.killpg if whole_group else os.kill)(sweep_proc.pid, sig)
-    _, err = sweep_proc.communicate(timeout=60)
+    try:
+        wait_for(tmp_path / "started_0", sweep_proc)
+        wait_for(tmp_path / "started_1", sweep_proc)
+        (os.killpg if whole_group else os.kill)(sweep_proc.pid, sig)
+        _, err = sweep_proc.communicate(timeout=60)
+    finally:
+        sweep_proc.kill()
     assert sweep_proc.returncode == 128 + sig, err[-2000:]
     assert "stopped by" in last_line(err), err[-2000:]
     # the two running runs got the signal exactly once (a second copy would stop a real run unsaved) ...
     for i in (0, 1):
         assert (tmp_path / f"signals_{i}").read_text().split() == [sig.name], i
     # ... and the two queued ones never started
-    assert not (tmp_path / "started_2").exists() and not (tmp_path / "started_3").exists()
+    assert not started(tmp_path, 2) and not started(tmp_path, 3)
 
 
 def test_a_failed_run_stops_its_sweep_without_starting_queued_runs(tmp_path):
     sweep_proc = subprocess.Popen([sys.executable, "-c", SWEEP_DRIVER, str(tmp_path), "2", "0", FAKE_RUN], cwd=REPO,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, err = sweep_proc.communicate(timeout=60)
+    try:
+        _, err = sweep_proc.communicate(timeout=60)
+    finally:
+        sweep_proc.kill()
     assert sweep_proc.returncode != 0 and "failed (1)" in err, err[-2000:]
     # the run beside the failed one was told to save (SIGTERM, once); the queued ones never started
     assert (tmp_path / "signals_1").read_text().split() == ["SIGTERM"]
-    assert not (tmp_path / "started_2").exists() and not (tmp_path / "started_3").exists()
+    assert not started(tmp_path, 2) and not started(tmp_path, 3)
+
+
+def started(folder, i):
+    """Did the sweep launch run i? It writes the command into the run's log just before it starts it (a
+    run signalled while Python is still starting never gets to mark its own start)."""
+    log = folder / f"log_{i}"
+    return (folder / f"started_{i}").exists() or (log.exists() and "$ python" in log.read_text())
+
+
+STOP_TWICE = """
+import os, signal, sys, time
+import runs
+runs.stop_at_step_boundary()
+os.kill(os.getpid(), signal.SIGTERM)
+os.kill(os.getpid(), signal.SIGTERM)      # the same signal again at once: one stop, still saved at a boundary
+assert runs.stop_requested()
+time.sleep(1.2)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)  # a second signal later: at once
+except runs.Stopped:
+    print("stopped at once")
+"""
+
+
+def test_the_same_signal_twice_at_once_is_one_stop():
+    # a batch scheduler's kill of every process reaches a sweep's run twice: directly and from the sweep
+    r = subprocess.run([sys.executable, "-c", STOP_TWICE], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.split() == ["stopped", "at", "once"], r.stderr[-2000:]
 
 
 def test_damaged_results_json_in_aggregate_is_one_line(gemma3_wide_ckpt, tmp_path):

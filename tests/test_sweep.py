@@ -175,7 +175,7 @@ def test_confirm_reruns_each_scales_best_rate_at_the_full_budget(gemma3_wide_ckp
         assert best not in (lrs[0], lrs[-1]) or best in (S.LADDER[0], S.LADDER[-1]), (scale, best, lrs)
         assert (best in (lrs[0], lrs[-1])) == (scale in sweep["open_edges"].get("pretrained", {}))
     help_text = " ".join(subprocess.run([sys.executable, "sweep.py", "--help"], cwd=REPO, capture_output=True, text=True).stdout.split())
-    assert "Cost: 3 x (input-scale choices) runs of --steps per condition, one more per such edge" in help_text  # the cost is stated
+    assert "Cost: up to 3 x (input-scale choices) runs of --steps per condition, and one more for each ladder step" in help_text  # the cost is stated
 
 
 def rows(c, scale, errors):
@@ -218,10 +218,24 @@ def test_a_confirmed_best_at_an_end_of_the_rates_rerun_gets_the_next_rate():
     assert S.confirm_extension(runs, err) == []                                           # 3e-2 now sits inside
     rows = [{"condition": c, "lr": lr, "input_scale": sc, "val_error": err(c, lr, sc)} for c, lr, sc in runs]
     assert S.confirm_open_edges(rows) == {"d": {"auto": "1e-1"}}
+    # a best that does not beat the floor is noise: no edge to follow
+    assert S.confirm_extension(runs[:6], err, off_floor=lambda c, e: c != "c") == []
     # a tie ranks nothing (a flat confirmation at chance grows nothing)
     flat = [("e", lr, "auto") for lr in ("1e-3", "3e-3", "1e-2")]
     assert S.confirm_extension(flat, lambda c, lr, sc: 0.5) == []
     assert S.confirm_extension(flat, lambda c, lr, sc: {"1e-3": 0.4, "3e-3": 0.4, "1e-2": 0.5}[lr]) == []
+
+
+def test_a_confirmation_made_before_the_edge_rule_keeps_its_choices(tmp_path):
+    import sweep as S
+    held = tmp_path / "sweep.json"
+    assert S.confirm_edge_rule(held)                                           # a new folder: the rule
+    held.write_text(json.dumps({"search": [], "confirm": [{"condition": "c"}]}))
+    assert not S.confirm_edge_rule(held)                                       # confirmed before the rule
+    held.write_text(json.dumps({"search": []}))
+    assert S.confirm_edge_rule(held)                                           # searched, not yet confirmed
+    held.write_text(json.dumps({"confirm": [{"condition": "c"}], "confirm_edges": True}))
+    assert S.confirm_edge_rule(held)
 
 
 def test_confirmation_takes_each_scales_best_rate_and_its_ladder_neighbours():
