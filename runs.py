@@ -31,7 +31,7 @@ class UserError(Exception):
 
 
 class Stopped(Exception):
-    """SIGINT/SIGTERM ended the run: run_main prints the message and exits 128 + the signal number."""
+    """SIGINT/SIGTERM/SIGHUP ended the run: run_main prints the message and exits 128 + the signal number."""
 
     def __init__(self, signum, message):
         super().__init__(message)
@@ -40,8 +40,10 @@ class Stopped(Exception):
 
 def run_main(main):
     """Call main(); a UserError becomes `error: ...` on stderr and exit code 2, a signal one line and exit
-    130 (SIGINT) or 143 (SIGTERM); no traceback. Progress bars are closed first, so the line is the last."""
-    signal.signal(signal.SIGTERM, stop_now)
+    130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP: the terminal closed); no traceback. Progress bars are
+    closed first, so the line is the last."""
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, stop_now)
     try:
         main()
     except UserError as e:
@@ -81,7 +83,7 @@ def stop_now(signum, frame):
 
 
 def stop_at_step_boundary():
-    """From here on SIGINT/SIGTERM only set a flag the training loop polls (stop_requested) between steps,
+    """From here on SIGINT/SIGTERM/SIGHUP only set a flag the training loop polls (stop_requested) between steps,
     so the loop can save a resumable checkpoint; a second signal stops at once. The same signal again
     within a second is one stop, not two: a kill of every process (a batch scheduler, `pkill`) reaches a
     sweep's run both directly and passed on by the sweep."""
@@ -92,7 +94,7 @@ def stop_at_step_boundary():
                 return
             stop_now(signum, frame)
         _STOP["signal"], _STOP["at"] = signum, now
-    for s in (signal.SIGINT, signal.SIGTERM):
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
 
 

@@ -284,7 +284,7 @@ def run_all(calls, n_jobs, on_done=None):
         signum = (e.signum if isinstance(e, Stopped) else
                   signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM)
         # a second signal here would leave the runs without the first one: hold it until they have it
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         try:
             with _LIVE_LOCK:
                 _LIVE["stopping"] = True

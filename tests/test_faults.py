@@ -52,7 +52,7 @@ def wait_for(path, proc, timeout=120):
 
 # ----------------------------------------------------------------------------- run folder lock and signals
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_second_writer_refused_and_a_signal_saves_a_resumable_checkpoint(gemma3_wide_ckpt, tmp_path, sig):
     ckpt, out = gemma3_wide_ckpt[0], tmp_path / "run"
     # an evaluation every step: the stop falls on one, so the resumed run must equal an uninterrupted one
@@ -224,8 +224,8 @@ def on_signal(signum, frame):
         f.write(signal.Signals(signum).name + "\\n")
     time.sleep(0.3)  # long enough for a second, forwarded copy of the signal to arrive and be logged
     sys.exit(128 + signum)
-signal.signal(signal.SIGINT, on_signal)
-signal.signal(signal.SIGTERM, on_signal)
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, on_signal)
 open(os.path.join(folder, f"started_{i}"), "w").close()
 if fail:   # fail once the run beside it is up (its handler installed), so that it must be stopped
     while not os.path.exists(os.path.join(folder, "started_1")):
@@ -246,7 +246,7 @@ runs.run_main(lambda: sweep.run_all(calls, n_jobs))
 """
 
 
-@pytest.mark.parametrize("sig, whole_group", [(signal.SIGTERM, False), (signal.SIGINT, False),
+@pytest.mark.parametrize("sig, whole_group", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGHUP, False),
                                               (signal.SIGINT, True), (signal.SIGTERM, True)])
 def test_a_signalled_sweep_starts_no_queued_run_and_its_runs_get_the_signal_once(tmp_path, sig, whole_group):
     # whole_group: Ctrl-C in a terminal (or `kill -- -PGID`) signals the sweep's process group, not the sweep alone
