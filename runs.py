@@ -42,7 +42,7 @@ def run_main(main):
     """Call main(); a UserError becomes `error: ...` on stderr and exit code 2, a signal one line and exit
     130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP: the terminal closed); no traceback. Progress bars are
     closed first, so the line is the last."""
-    for s in (signal.SIGTERM, signal.SIGHUP):
+    for s in stop_signals(signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, stop_now)
     try:
         main()
@@ -77,6 +77,12 @@ def close_progress_bars():
 _STOP = {"signal": None, "at": 0.0}
 
 
+def stop_signals(*signals):
+    """The signals to stop on, without a SIGHUP the process was started ignoring (`nohup`: the run must
+    outlive its terminal)."""
+    return [s for s in signals if not (s == signal.SIGHUP and signal.getsignal(s) == signal.SIG_IGN)]
+
+
 def stop_now(signum, frame):
     """Outside a training loop a signal stops at once (files written before it are kept)."""
     raise Stopped(signum, f"stopped by {signal.Signals(signum).name}; files written before it are kept")
@@ -94,7 +100,7 @@ def stop_at_step_boundary():
                 return
             stop_now(signum, frame)
         _STOP["signal"], _STOP["at"] = signum, now
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for s in stop_signals(signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
 
 

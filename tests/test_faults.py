@@ -303,6 +303,22 @@ except runs.Stopped:
 """
 
 
+NOHUP = """
+import signal, sys
+import runs
+signal.signal(signal.SIGHUP, signal.SIG_IGN)     # what nohup does before it starts the command
+runs.stop_at_step_boundary()
+assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN and signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+runs.run_main(lambda: None)
+assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+"""
+
+
+def test_a_run_under_nohup_outlives_its_terminal():
+    r = subprocess.run([sys.executable, "-c", NOHUP], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 def test_the_same_signal_twice_at_once_is_one_stop():
     # a batch scheduler's kill of every process reaches a sweep's run twice: directly and from the sweep
     r = subprocess.run([sys.executable, "-c", STOP_TWICE], cwd=REPO, capture_output=True, text=True, timeout=60)
