@@ -22,9 +22,10 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
    chosen again on validation at that budget: a short search can favour a rate that starts fast and
    plateaus; a confirmed best at the highest or lowest rate rerun gets the next rate beyond it at the
    full budget too, until none sits at an end (cost: up to 3 x input-scale choices full-length runs
-   per condition, and one more for each ladder step the edge rule takes; --confirm-scales best: 3, the search's best input-scale choice
-   only, unless the condition's search sat at the floor; a condition whose search sat at the floor then gets its whole searched grid at the full
-   budget, as the search could not rank its rates either).
+   per condition, and one more for each ladder step the edge rule takes; --confirm-scales best: 3,
+   the search's best input-scale choice only, unless the condition's search sat at the floor; a
+   condition whose search sat at the floor then gets its whole searched grid at the full budget, as
+   the search could not rank its rates either).
    Token tasks: no choice from noise. A condition whose chosen validation error (the lowest of all
    its search and confirmation looked at) does not beat the task's no-learning floor at --select-len
    by a clear margin (tasks/floors.py: what a query- or data-blind predictor could reach by luck
@@ -70,8 +71,8 @@ import pretrained
 import stats
 import tables
 import tasks
-from runs import LADDER, Stopped, UserError, dtype_name, ladder_index, pick_device, portable, resolve_dtype, run_main, save_atomic
-from runs import read_json
+from runs import LADDER, Stopped, UserError, dtype_name, ladder_index, pick_device, portable, resolve_dtype, run_main
+from runs import read_json, save_atomic
 
 REPO = Path(__file__).resolve().parent
 # condition -> (train.py flags, seeds in phase 2, learning-rate grid, whether --input-scales applies)
