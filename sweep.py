@@ -25,7 +25,8 @@ held-out evaluation and a summary with intervals over seeds. Resumable: run it a
    per condition, and one more for each ladder step the edge rule takes; --confirm-scales best: 3,
    the search's best input-scale choice only, unless the condition's search sat at the floor; a
    condition whose search sat at the floor then gets its whole searched grid at the full budget, as
-   the search could not rank its rates either).
+   the search could not rank its rates either; so does, in either mode, an input-scale choice whose
+   own search sat at the floor).
    Token tasks: no choice from noise. A condition whose chosen validation error (the lowest of all
    its search and confirmation looked at) does not beat the task's no-learning floor at --select-len
    by a clear margin (tasks/floors.py: what a query- or data-blind predictor could reach by luck
@@ -169,7 +170,8 @@ def get_parser():
     p.add_argument("--confirm", action="store_true",
                    help="after the search, rerun each condition's best learning rate and its two ladder neighbours "
                         "for every input-scale choice on seed 0 for --steps and choose among them by validation at "
-                        "that budget; where the best of those sits at the highest or lowest rate rerun, the next ladder "
+                        "that budget (a choice whose search sat at the task's floor: every rate it searched); where the "
+                        "best of those sits at the highest or lowest rate rerun, the next ladder "
                         "rate beyond it is rerun too, until none does (or the ladder ends: sweep.json's "
                         "confirm_open_edges). Cost: up to 3 x (input-scale choices) runs of --steps per condition, "
                         "and one more for each ladder step the edge rule takes, as many full-length runs as that "
@@ -507,8 +509,10 @@ def refuse_other_protocol(held, args):
 
 
 def confirm_edge_rule(held):
-    """Does this folder's confirmation close its own edges (confirm_extension)? Yes, unless its sweep.json
-    holds a confirmation made before the rule: resuming that folder keeps the choices its seeds ran at."""
+    """Does this folder's confirmation follow the current rules (its edges closed by confirm_extension, an
+    input-scale choice whose search sat at the floor rerun at every searched rate)? Yes, unless its
+    sweep.json holds a confirmation made before them: resuming that folder keeps the choices its
+    seeds ran at."""
     if not held.is_file():
         return True
     record = tables.load(held)
@@ -606,12 +610,18 @@ def open_edges(grids, rows, conditions):
     return out
 
 
-def confirm_settings(rows, scales):
+def confirm_settings(rows, scales, at_floor=lambda sc: False):
     """The settings the confirmation reruns for one condition: for every input-scale choice, the
-    search's best learning rate and its two ladder neighbours (those on the ladder)."""
+    search's best learning rate and its two ladder neighbours (those on the ladder); for a choice
+    whose search did not beat the floor (at_floor(scale)), every rate it searched: its best is noise,
+    and a window around noise could miss the rate that learns at the full budget."""
     out = []
     for sc in scales:
-        i = LADDER.index(best_rates([r for r in rows if r["input_scale"] == sc])[sc])
+        mine = [r for r in rows if r["input_scale"] == sc]
+        if at_floor(sc):
+            out += [(lr, sc) for lr in sorted({r["lr"] for r in mine}, key=float)]
+            continue
+        i = LADDER.index(best_rates(mine)[sc])
         out += [(LADDER[j], sc) for j in (i - 1, i, i + 1) if 0 <= j < len(LADDER)]
     return out
 
@@ -637,8 +647,17 @@ def confirm(args, record, conditions, scales, out, chosen):
     Fills record["confirm"] and record["confirm_open_edges"]; returns the confirmed settings."""
     rows = {c: [r for r in record["search"] if r["condition"] == c] for c in conditions}
     record["confirm_scales"] = {c: confirmed_scales(args, rows[c], scales(c), chosen[c]) for c in conditions}
+    task = tasks.module(args.task)
+    rules = record.get("confirm_edges", True)      # a folder confirmed before the current rules keeps its choices
+
+    def scale_at_floor(c, sc):
+        """Did this input-scale choice's search sit at the floor (so it could rank no rate)?"""
+        if not rules or not hasattr(task, "floor_check"):
+            return False
+        best = min(r["val_error"] for r in rows[c] if r["input_scale"] == sc)
+        return not task.floor_check(args, best, search_tries(rows[c]))["learned"]
     which = lambda c: ([(r["lr"], r["input_scale"]) for r in rows[c]] if record["confirm_scales"][c].get("grid")
-                       else confirm_settings(rows[c], record["confirm_scales"][c]["scales"]))
+                       else confirm_settings(rows[c], record["confirm_scales"][c]["scales"], lambda sc: scale_at_floor(c, sc)))
     runs = [(c, lr, sc) for c in conditions for lr, sc in which(c)]
 
     def confirm_dir(c, lr, sc):
@@ -652,7 +671,6 @@ def confirm(args, record, conditions, scales, out, chosen):
         return out / "confirm" / f"{c}__lr{lr}__scale-{sc}"
     # the best validation error over the run's evaluations: the checkpoint a seed run would keep
     best_of = lambda d: selection_error(d, args, best=True)
-    task = tasks.module(args.task)
 
     def off_floor(c, error):
         """A best that does not beat the floor is noise: no edge to follow (tries counted as refuse_noise does)."""
@@ -663,7 +681,7 @@ def confirm(args, record, conditions, scales, out, chosen):
     while runs:
         train_all([(confirm_dir(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm_dir(c, lr, sc)),
                     args.steps) for c, lr, sc in runs], args.jobs)
-        if not record.get("confirm_edges", True):
+        if not rules:
             break
         more = confirm_extension(runs, lambda c, lr, sc: best_of(confirm_dir(c, lr, sc)), off_floor)
         if not more:

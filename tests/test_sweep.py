@@ -339,6 +339,32 @@ def test_confirm_with_best_scales_reruns_only_that_choice(tmp_path, monkeypatch)
     assert len(trained) == 3 + 4 and record["confirm_scales"]["pretrained"]["scales"] == ["auto"]
 
 
+def test_confirm_of_every_scale_reruns_a_scale_at_the_floor_whole(tmp_path, monkeypatch):
+    """--confirm-scales all: a scale whose search left the floor reruns its best rate and neighbours; one
+    whose search sat at the floor ranked nothing, so every rate it searched is rerun; a folder confirmed
+    before this rule keeps the window."""
+    import argparse
+    import sweep as S
+    args = argparse.Namespace(task="ar", select_len=6, eval_samples=256, confirm_scales="all", steps=10,
+                              eval_every=5, bridge_steps=0, model="m", layers="6-11", batch_size=4, warmup=1,
+                              compile=False, dtype="auto", train_len=6, eval_lengths="6", track_lengths=None, jobs=1)
+    search = (rows("pretrained", "auto", {"1e-2": 0.2, "3e-2": 0.01, "3e-3": 0.25})
+              + rows("pretrained", "1", {"1e-3": 0.31, "3e-3": 0.31, "1e-2": 0.30, "3e-2": 0.305})
+              + rows("random-init", "auto", {"1e-3": 0.33, "3e-3": 0.32, "1e-2": 0.32, "3e-2": 0.33}))
+    chosen = {"pretrained": {"lr": "3e-2", "input_scale": "auto", "val_error": 0.01},
+              "random-init": {"lr": "3e-3", "input_scale": "auto", "val_error": 0.32}}
+    monkeypatch.setattr(S, "train_all", lambda jobs, n: None)
+    monkeypatch.setattr(S, "selection_error", lambda d, a, best=False: 0.5)
+    scales = {"pretrained": ["auto", "1"], "random-init": ["auto"]}
+    for held_rules, want_ri in ((True, {"1e-3", "3e-3", "1e-2", "3e-2"}), (False, {"1e-3", "3e-3", "1e-2"})):
+        record = {"search": search, "confirm_edges": held_rules}
+        S.confirm(args, record, ["pretrained", "random-init"], lambda c: scales[c], tmp_path, dict(chosen))
+        got = lambda c, sc: {x["lr"] for x in record["confirm"] if (x["condition"], x["input_scale"]) == (c, sc)}
+        assert got("pretrained", "auto") == {"1e-2", "3e-2", "1e-1"}                   # off the floor: the window
+        assert got("pretrained", "1") == ({"1e-3", "3e-3", "1e-2", "3e-2"} if held_rules else {"3e-3", "1e-2", "3e-2"})
+        assert got("random-init", "auto") == want_ri, held_rules                        # at the floor: every rate
+
+
 def test_a_resumed_sweep_must_run_the_protocol_its_folder_holds(tmp_path):
     import argparse
     import pytest
