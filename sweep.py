@@ -630,8 +630,7 @@ def confirmed_scales(args, rows, scales, chosen):
     """The input-scale choices one condition's confirmation reruns (--confirm-scales), with why."""
     if getattr(args, "confirm_scales", "all") == "all" or len(scales) == 1:
         return {"scales": scales, "why": "all"}
-    task = tasks.module(args.task)
-    if hasattr(task, "floor_check") and not task.floor_check(args, chosen["val_error"], search_tries(rows))["learned"]:
+    if not beats_floor(args, chosen["val_error"], search_tries(rows)):
         return {"scales": scales, "grid": True,
                 "why": "every searched setting: the search did not beat the floor, so it could rank neither rates nor scales"}
     return {"scales": [chosen["input_scale"]], "why": "the search's best"}
@@ -647,15 +646,12 @@ def confirm(args, record, conditions, scales, out, chosen):
     Fills record["confirm"] and record["confirm_open_edges"]; returns the confirmed settings."""
     rows = {c: [r for r in record["search"] if r["condition"] == c] for c in conditions}
     record["confirm_scales"] = {c: confirmed_scales(args, rows[c], scales(c), chosen[c]) for c in conditions}
-    task = tasks.module(args.task)
     rules = record.get("confirm_edges", True)      # a folder confirmed before the current rules keeps its choices
 
     def scale_at_floor(c, sc):
         """Did this input-scale choice's search sit at the floor (so it could rank no rate)?"""
-        if not rules or not hasattr(task, "floor_check"):
-            return False
         best = min(r["val_error"] for r in rows[c] if r["input_scale"] == sc)
-        return not task.floor_check(args, best, search_tries(rows[c]))["learned"]
+        return rules and not beats_floor(args, best, search_tries(rows[c]))
     which = lambda c: ([(r["lr"], r["input_scale"]) for r in rows[c]] if record["confirm_scales"][c].get("grid")
                        else confirm_settings(rows[c], record["confirm_scales"][c]["scales"], lambda sc: scale_at_floor(c, sc)))
     runs = [(c, lr, sc) for c in conditions for lr, sc in which(c)]
@@ -674,10 +670,8 @@ def confirm(args, record, conditions, scales, out, chosen):
 
     def off_floor(c, error):
         """A best that does not beat the floor is noise: no edge to follow (tries counted as refuse_noise does)."""
-        if not hasattr(task, "floor_check"):
-            return True
         tries = search_tries(rows[c]) + sum(1 for r in runs if r[0] == c) * -(-args.steps // args.eval_every)
-        return task.floor_check(args, error, tries)["learned"]
+        return beats_floor(args, error, tries)
     while runs:
         train_all([(confirm_dir(c, lr, sc), train_cmd(args, c, lr, sc, 0, args.steps, args.eval_every, confirm_dir(c, lr, sc)),
                     args.steps) for c, lr, sc in runs], args.jobs)
@@ -740,6 +734,13 @@ def confirm_open_edges(rows):
         if best in (lrs[0], lrs[-1]):
             out.setdefault(c, {})[sc] = best
     return out
+
+
+def beats_floor(args, error, tries):
+    """Does `error`, the lowest of `tries` validation errors, beat the task's no-learning floor by the
+    margin of tasks/floors.py? A task without a floor (images) always does."""
+    task = tasks.module(args.task)
+    return not hasattr(task, "floor_check") or task.floor_check(args, error, tries)["learned"]
 
 
 def refuse_noise(args, record, conditions, chosen):
