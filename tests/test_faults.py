@@ -215,7 +215,7 @@ def test_sweep_never_replaces_a_summary_with_less(gemma3_wide_ckpt, tmp_path):
 # ----------------------------------------------------------------------------- a stopped sweep
 
 # A stand-in for one training run: it marks its start, counts the signals it gets (each one is logged,
-# the first ends it as a saved run would: 128 + the signal), or fails at once when told to.
+# the first ends it as a saved run would: 128 + the signal), or, told to fail, exits 1 once run 1 is up.
 FAKE_RUN = """
 import os, signal, sys, time
 folder, i, fail = sys.argv[1], sys.argv[2], sys.argv[3] == "fail"
