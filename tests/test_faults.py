@@ -39,7 +39,9 @@ def last_line(stderr):
 
 
 def start(args):
-    return subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGHUP as a terminal's process has it: a test worker may run with it ignored, which a run keeps (nohup)
+    return subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
 
 
 def wait_for(path, proc, timeout=120):
@@ -239,6 +241,7 @@ import signal, sys
 from pathlib import Path
 import runs, sweep
 signal.signal(signal.SIGINT, signal.default_int_handler)   # a shell's background job starts with SIGINT ignored
+signal.signal(signal.SIGHUP, signal.SIG_DFL)               # and a test worker may run with SIGHUP ignored (as nohup)
 folder, n_jobs, fail = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
 calls = [(["-c", sys.argv[4], str(folder), str(i), "fail" if str(i) in fail else "ok"], folder / f"log_{i}")
          for i in range(4)]
